@@ -1,0 +1,652 @@
+//! Users' own images in an iNaturalist-style folder tree, with a label hierarchy in a CSV file.
+//!
+//! # Format
+//!
+//! ```text
+//! my_data/
+//!   hierarchy.csv
+//!   train/
+//!     house_sparrow/   0001.jpg 0002.jpg ...
+//!     tree_sparrow/    ...
+//!     barn_owl/        ...
+//!   test/
+//!     house_sparrow/   ...
+//!     ...
+//! ```
+//!
+//! `hierarchy.csv` has a header row of level names, coarsest first, then one row per leaf
+//! class giving its name at every level; the last column is the leaf name, which is also the name
+//! of the leaf's image folder:
+//!
+//! ```text
+//! # lines starting with '#' and blank lines are ignored
+//! order,family,species
+//! Passeriformes,Passeridae,house_sparrow
+//! Passeriformes,Passeridae,tree_sparrow
+//! Strigiformes,Tytonidae,barn_owl
+//! ```
+//!
+//! Fields are trimmed and may be quoted (standard CSV). Leaf `i` of the [`Hierarchy`] is the
+//! `i`-th row; classes of the upper levels are numbered in order of first appearance. A class name
+//! that appears under two different parents, or a repeated leaf, is an error.
+//!
+//! Images are the files ending in `.png`, `.jpg` or `.jpeg` (any case) directly inside
+//! `<split>/<leaf>/`; the format is detected from the content. Other files in a leaf folder, and
+//! files or hidden (`.`-prefixed) entries directly inside a split folder, are ignored. Each image
+//! is decoded, converted to 8-bit RGB (alpha dropped), center-cropped to a square (the largest
+//! one) and resized to `size` x `size` with a triangle (bilinear) filter, unless it is already
+//! that size. Images are ordered by leaf (CSV row order), then by file name, so loading is
+//! deterministic.
+//!
+//! # Checks
+//!
+//! Errors (each naming the file or folder): `hierarchy.csv`, `train/` or `test/` missing; a
+//! malformed CSV (ragged row, empty field, no rows, duplicate level name); a hierarchy that is
+//! not a tree; a folder in `train/` or `test/` that is not a leaf of the CSV; a leaf with no
+//! training images (no folder, or no image files in it); an image that cannot be decoded; a
+//! split with no images at all. A leaf with no *test* images is allowed and gives a warning
+//! ([`load_image_folder_with_warnings`] returns them; [`load_image_folder`] prints them to
+//! stderr).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use image::imageops::{self, FilterType};
+
+use super::{DataError, ImageSet, Splits};
+use crate::hierarchy::Hierarchy;
+
+/// Name of the hierarchy file inside the dataset folder.
+pub const HIERARCHY_FILE: &str = "hierarchy.csv";
+/// Extensions (lower case) of the files read as images.
+pub const IMAGE_EXTENSIONS: [&str; 3] = ["png", "jpg", "jpeg"];
+
+/// Loads `dir` (see the module doc), resizing every image to `size` x `size`. Warnings (leaves
+/// with no test images) are printed to stderr.
+pub fn load_image_folder(dir: &Path, size: u32) -> Result<Splits, DataError> {
+    let (splits, warnings) = load_image_folder_with_warnings(dir, size)?;
+    for w in warnings {
+        eprintln!("warning: {w}");
+    }
+    Ok(splits)
+}
+
+/// Like [`load_image_folder`], but returns the warnings instead of printing them.
+pub fn load_image_folder_with_warnings(
+    dir: &Path,
+    size: u32,
+) -> Result<(Splits, Vec<String>), DataError> {
+    if size == 0 {
+        return Err(DataError::Invalid {
+            context: dir.display().to_string(),
+            message: "image size must be at least 1".into(),
+        });
+    }
+    super::require_dir(dir)?;
+    let csv_path = dir.join(HIERARCHY_FILE);
+    if !csv_path.is_file() {
+        return Err(DataError::MissingFile {
+            dir: dir.to_path_buf(),
+            looked_for: vec![HIERARCHY_FILE.into()],
+        });
+    }
+    let hierarchy = Arc::new(read_hierarchy_csv(&csv_path)?);
+    let leaf_names = &hierarchy.level(hierarchy.leaf_level()).class_names;
+    let leaf_index: HashMap<&str, usize> = leaf_names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.as_str(), i))
+        .collect();
+
+    let mut files = Vec::new();
+    for split in ["train", "test"] {
+        let split_dir = dir.join(split);
+        if !split_dir.is_dir() {
+            return Err(DataError::MissingFile {
+                dir: dir.to_path_buf(),
+                looked_for: vec![format!("{split}/")],
+            });
+        }
+        files.push(scan_split(
+            &split_dir,
+            &leaf_index,
+            leaf_names.len(),
+            &csv_path,
+        )?);
+    }
+    let test_files = files.pop().expect("two splits");
+    let train_files = files.pop().expect("two splits");
+
+    let mut warnings = Vec::new();
+    for (leaf, name) in leaf_names.iter().enumerate() {
+        if train_files[leaf].is_empty() {
+            return Err(DataError::LeafWithoutTrainImages {
+                path: dir.join("train").join(name),
+                leaf: name.clone(),
+                hierarchy: csv_path,
+            });
+        }
+        if test_files[leaf].is_empty() {
+            warnings.push(format!(
+                "{}: leaf class `{name}` has no test images",
+                dir.join("test").join(name).display()
+            ));
+        }
+    }
+
+    let train = decode_split(&dir.join("train"), &train_files, size, &hierarchy)?;
+    let test = decode_split(&dir.join("test"), &test_files, size, &hierarchy)?;
+    Ok((Splits { train, test }, warnings))
+}
+
+/// Reads and validates `hierarchy.csv`.
+fn read_hierarchy_csv(path: &Path) -> Result<Hierarchy, DataError> {
+    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+    let csv_err = |e: csv::Error| DataError::Format {
+        path: path.to_path_buf(),
+        line: e.position().map_or(0, |p| p.line()),
+        message: e.to_string(),
+    };
+    let mut rdr = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(true)
+        .comment(Some(b'#'))
+        .trim(csv::Trim::All)
+        .from_reader(bytes.as_slice());
+    let header = rdr.headers().map_err(csv_err)?.clone();
+    if header.is_empty() || header.iter().all(str::is_empty) {
+        return Err(DataError::EmptyFile {
+            path: path.to_path_buf(),
+        });
+    }
+    let header_line = header.position().map_or(1, |p| p.line());
+    let level_names: Vec<String> = header.iter().map(str::to_string).collect();
+    for (i, name) in level_names.iter().enumerate() {
+        if name.is_empty() {
+            return Err(DataError::Format {
+                path: path.to_path_buf(),
+                line: header_line,
+                message: format!("header column {} (a level name) is empty", i + 1),
+            });
+        }
+        if level_names[..i].contains(name) {
+            return Err(DataError::Format {
+                path: path.to_path_buf(),
+                line: header_line,
+                message: format!("level name `{name}` appears twice in the header"),
+            });
+        }
+    }
+    let mut paths = Vec::new();
+    for rec in rdr.records() {
+        let rec = rec.map_err(csv_err)?;
+        let line = rec.position().map_or(0, |p| p.line());
+        if rec.len() != level_names.len() {
+            return Err(DataError::RaggedRow {
+                path: path.to_path_buf(),
+                line,
+                expected: level_names.len(),
+                found: rec.len(),
+            });
+        }
+        if let Some(i) = rec.iter().position(str::is_empty) {
+            return Err(DataError::Format {
+                path: path.to_path_buf(),
+                line,
+                message: format!("empty name in column {} (`{}`)", i + 1, level_names[i]),
+            });
+        }
+        paths.push(rec.iter().map(str::to_string).collect::<Vec<_>>());
+    }
+    if paths.is_empty() {
+        return Err(DataError::Format {
+            path: path.to_path_buf(),
+            line: header_line,
+            message: "no leaf rows after the header".into(),
+        });
+    }
+    Hierarchy::from_leaf_paths(&level_names, &paths).map_err(|source| DataError::Hierarchy {
+        path: path.to_path_buf(),
+        source: Box::new(source),
+    })
+}
+
+/// Sorted entries of a folder.
+fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| DataError::io(dir, e))? {
+        out.push(entry.map_err(|e| DataError::io(dir, e))?.path());
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The image files of each leaf in one split folder.
+fn scan_split(
+    split_dir: &Path,
+    leaf_index: &HashMap<&str, usize>,
+    num_leaves: usize,
+    csv_path: &Path,
+) -> Result<Vec<Vec<PathBuf>>, DataError> {
+    let mut files = vec![Vec::new(); num_leaves];
+    for leaf_dir in sorted_entries(split_dir)? {
+        let name = leaf_dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if name.starts_with('.') || !leaf_dir.is_dir() {
+            continue;
+        }
+        let Some(&leaf) = leaf_index.get(name.as_str()) else {
+            return Err(DataError::UnknownLeafFolder {
+                path: leaf_dir,
+                leaf: name,
+                hierarchy: csv_path.to_path_buf(),
+            });
+        };
+        files[leaf] = sorted_entries(&leaf_dir)?
+            .into_iter()
+            .filter(|p| is_image_name(p) && p.is_file())
+            .collect();
+    }
+    Ok(files)
+}
+
+fn is_image_name(p: &Path) -> bool {
+    p.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+}
+
+/// Decodes every image of a split into one [`ImageSet`].
+fn decode_split(
+    split_dir: &Path,
+    files: &[Vec<PathBuf>],
+    size: u32,
+    hierarchy: &Arc<Hierarchy>,
+) -> Result<ImageSet, DataError> {
+    let n: usize = files.iter().map(Vec::len).sum();
+    if n == 0 {
+        return Err(DataError::EmptySplit {
+            path: split_dir.to_path_buf(),
+        });
+    }
+    let side = size as usize;
+    let per = 3 * side * side;
+    let mut images = Vec::with_capacity(n.checked_mul(per).unwrap_or(0).min(1 << 30));
+    let mut leaves = Vec::with_capacity(n);
+    for (leaf, paths) in files.iter().enumerate() {
+        for path in paths {
+            load_image_chw(path, size, &mut images)?;
+            leaves.push(leaf);
+        }
+    }
+    ImageSet::new(
+        images,
+        3,
+        side,
+        side,
+        leaves,
+        Arc::clone(hierarchy),
+        split_dir.display().to_string(),
+    )
+}
+
+/// Decodes one image file, center-crops it to a square, resizes it to `size` x `size` and
+/// appends its RGB pixels in CHW order to `out`.
+pub fn load_image_chw(path: &Path, size: u32, out: &mut Vec<u8>) -> Result<(), DataError> {
+    let undecodable = |message: String| DataError::UndecodableImage {
+        path: path.to_path_buf(),
+        message,
+    };
+    let reader = image::ImageReader::open(path)
+        .map_err(|e| DataError::io(path, e))?
+        .with_guessed_format()
+        .map_err(|e| DataError::io(path, e))?;
+    let img = reader.decode().map_err(|e| undecodable(e.to_string()))?;
+    let rgb = img.to_rgb8();
+    let (w, h) = rgb.dimensions();
+    if w == 0 || h == 0 {
+        return Err(undecodable(format!("image is {w}x{h}")));
+    }
+    let side = w.min(h);
+    let square = if w == h {
+        rgb
+    } else {
+        imageops::crop_imm(&rgb, (w - side) / 2, (h - side) / 2, side, side).to_image()
+    };
+    let resized = if side == size {
+        square
+    } else {
+        imageops::resize(&square, size, size, FilterType::Triangle)
+    };
+    let raw = resized.as_raw();
+    for ch in 0..3 {
+        out.extend(raw.iter().skip(ch).step_by(3));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::{Rgb, RgbImage};
+
+    fn tiny_dir() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/tiny_folder")
+    }
+
+    /// (superclass, leaf, RGB colour) of the tiny example, in CSV order.
+    const TINY: [(&str, &str, [u8; 3]); 4] = [
+        ("warm", "red", [200, 30, 30]),
+        ("warm", "yellow", [220, 200, 40]),
+        ("cool", "blue", [30, 60, 200]),
+        ("cool", "green", [40, 170, 60]),
+    ];
+
+    /// Train image `i` of a leaf with colour `c`: 0 solid, 1 vertical stripes (odd columns at
+    /// half intensity), 2 left half `c`, right half white.
+    fn tiny_train_image(c: [u8; 3], i: usize) -> RgbImage {
+        RgbImage::from_fn(8, 8, |x, _| match i {
+            0 => Rgb(c),
+            1 if x % 2 == 1 => Rgb(c.map(|v| v / 2)),
+            1 => Rgb(c),
+            _ if x < 4 => Rgb(c),
+            _ => Rgb([255; 3]),
+        })
+    }
+
+    /// Regenerates `tests/data/tiny_folder` after a change here: run
+    /// `GRANULARITY_REGENERATE_TINY_FOLDER=1 cargo test regenerate_tiny_folder -- --ignored`.
+    /// Test images: `blue` gets a 12x8 image (2 black columns each side, solid colour in the
+    /// middle 8x8), `green` a solid 8x8 JPEG, the others a solid 8x8 PNG.
+    #[test]
+    #[ignore = "writes tests/data/tiny_folder; needs GRANULARITY_REGENERATE_TINY_FOLDER=1"]
+    fn regenerate_tiny_folder() {
+        if std::env::var_os("GRANULARITY_REGENERATE_TINY_FOLDER").is_none() {
+            println!("skipped: GRANULARITY_REGENERATE_TINY_FOLDER not set");
+            return;
+        }
+        let dir = tiny_dir();
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut csv = String::from(
+            "# Tiny example dataset for granularity's image-folder loader (see folder.rs).\n\
+             superclass,leaf\n",
+        );
+        for (sup, leaf, _) in TINY {
+            csv += &format!("{sup},{leaf}\n");
+        }
+        std::fs::write(dir.join(HIERARCHY_FILE), csv).unwrap();
+        for (_, leaf, c) in TINY {
+            let train = dir.join("train").join(leaf);
+            let test = dir.join("test").join(leaf);
+            std::fs::create_dir_all(&train).unwrap();
+            std::fs::create_dir_all(&test).unwrap();
+            for i in 0..3 {
+                tiny_train_image(c, i)
+                    .save(train.join(format!("{leaf}_{i}.png")))
+                    .unwrap();
+            }
+            match leaf {
+                "blue" => RgbImage::from_fn(12, 8, |x, _| {
+                    if (2..10).contains(&x) {
+                        Rgb(c)
+                    } else {
+                        Rgb([0; 3])
+                    }
+                })
+                .save(test.join("blue_wide.png"))
+                .unwrap(),
+                "green" => RgbImage::from_pixel(8, 8, Rgb(c))
+                    .save(test.join("green_0.jpg"))
+                    .unwrap(),
+                _ => RgbImage::from_pixel(8, 8, Rgb(c))
+                    .save(test.join(format!("{leaf}_0.png")))
+                    .unwrap(),
+            }
+        }
+    }
+
+    fn plane_values(set: &ImageSet, i: usize, ch: usize) -> Vec<u8> {
+        let hw = set.height * set.width;
+        set.image(i)[ch * hw..(ch + 1) * hw].to_vec()
+    }
+
+    #[test]
+    fn tiny_folder_loads() {
+        let (s, warnings) = load_image_folder_with_warnings(&tiny_dir(), 8).unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let h = &s.train.hierarchy;
+        assert_eq!(h.num_levels(), 2);
+        assert_eq!(h.level(0).name, "superclass");
+        assert_eq!(h.level(1).name, "leaf");
+        assert_eq!(h.level(0).class_names, vec!["warm", "cool"]);
+        assert_eq!(
+            h.level(1).class_names,
+            vec!["red", "yellow", "blue", "green"]
+        );
+        assert_eq!(h.children(0, 1), vec![2, 3]);
+        assert_eq!((s.train.len, s.test.len), (12, 4));
+        assert_eq!((s.train.channels, s.train.height, s.train.width), (3, 8, 8));
+        assert_eq!(s.train.class_counts(1), vec![3; 4]);
+        assert_eq!(s.train.class_counts(0), vec![6, 6]);
+        assert_eq!(s.test.class_counts(1), vec![1; 4]);
+        assert_eq!(s.train.leaves, vec![0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]);
+        assert_eq!(s.test.labels_at_level(0), vec![0, 0, 1, 1]);
+        assert!(s.train.source.ends_with("train"));
+
+        // Pixels are exact for PNGs already at the target size.
+        for (leaf, &(_, _, c)) in TINY.iter().enumerate() {
+            for i in 0..3 {
+                let img = tiny_train_image(c, i);
+                for ch in 0..3 {
+                    let want: Vec<u8> = img.pixels().map(|p| p.0[ch]).collect();
+                    assert_eq!(plane_values(&s.train, 3 * leaf + i, ch), want);
+                }
+            }
+        }
+        // The 12x8 blue test image is center-cropped to its solid middle.
+        for ch in 0..3 {
+            assert_eq!(plane_values(&s.test, 2, ch), vec![TINY[2].2[ch]; 64]);
+        }
+        // The green JPEG decodes close to its colour.
+        for ch in 0..3 {
+            for v in plane_values(&s.test, 3, ch) {
+                assert!(v.abs_diff(TINY[3].2[ch]) <= 4, "{v}");
+            }
+        }
+    }
+
+    #[test]
+    fn tiny_folder_resizes() {
+        let s = load_image_folder(&tiny_dir(), 4).unwrap();
+        assert_eq!(
+            (s.train.height, s.train.width, s.train.images.len()),
+            (4, 4, 12 * 48)
+        );
+        // A solid image stays solid after resizing; the wide one after crop and resize too.
+        assert_eq!(plane_values(&s.train, 0, 0), vec![200; 16]);
+        assert_eq!(plane_values(&s.test, 2, 2), vec![200; 16]);
+        let s = load_image_folder(&tiny_dir(), 16).unwrap();
+        assert_eq!(plane_values(&s.test, 0, 1), vec![30; 256]);
+    }
+
+    fn copy_dir(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap() {
+            let p = e.unwrap().path();
+            let dst = to.join(p.file_name().unwrap());
+            if p.is_dir() {
+                copy_dir(&p, &dst);
+            } else {
+                std::fs::copy(&p, &dst).unwrap();
+            }
+        }
+    }
+
+    fn tiny_copy() -> tempfile::TempDir {
+        let t = tempfile::tempdir().unwrap();
+        copy_dir(&tiny_dir(), t.path());
+        t
+    }
+
+    fn err(dir: &Path) -> (DataError, String) {
+        let e = load_image_folder_with_warnings(dir, 8).unwrap_err();
+        let msg = e.to_string();
+        (e, msg)
+    }
+
+    #[test]
+    fn missing_hierarchy_and_splits() {
+        let t = tiny_copy();
+        std::fs::remove_file(t.path().join(HIERARCHY_FILE)).unwrap();
+        let (e, msg) = err(t.path());
+        assert!(matches!(e, DataError::MissingFile { .. }));
+        assert!(msg.contains("hierarchy.csv"), "{msg}");
+
+        let t = tiny_copy();
+        std::fs::remove_dir_all(t.path().join("test")).unwrap();
+        let (_, msg) = err(t.path());
+        assert!(msg.contains("looked for test/"), "{msg}");
+    }
+
+    #[test]
+    fn bad_csv() {
+        let t = tiny_copy();
+        let csv = t.path().join(HIERARCHY_FILE);
+        std::fs::write(
+            &csv,
+            "# c\nsuperclass,leaf\n\nwarm,red\nwarm,yellow,extra\n",
+        )
+        .unwrap();
+        let (e, msg) = err(t.path());
+        assert!(matches!(
+            e,
+            DataError::RaggedRow {
+                line: 5,
+                expected: 2,
+                found: 3,
+                ..
+            }
+        ));
+        assert!(msg.contains("hierarchy.csv: line 5: ragged row"), "{msg}");
+
+        std::fs::write(&csv, "superclass,leaf\nwarm, \n").unwrap();
+        let (_, msg) = err(t.path());
+        assert!(
+            msg.contains("line 2") && msg.contains("empty name"),
+            "{msg}"
+        );
+
+        std::fs::write(&csv, "superclass,leaf\n").unwrap();
+        let (_, msg) = err(t.path());
+        assert!(msg.contains("no leaf rows"), "{msg}");
+
+        std::fs::write(&csv, "").unwrap();
+        let (e, _) = err(t.path());
+        assert!(matches!(e, DataError::EmptyFile { .. }), "{e}");
+
+        std::fs::write(&csv, "a,a\nwarm,red\n").unwrap();
+        let (_, msg) = err(t.path());
+        assert!(msg.contains("appears twice"), "{msg}");
+
+        // `red` listed under two superclasses.
+        std::fs::write(
+            &csv,
+            "superclass,leaf\nwarm,red\nwarm,yellow\ncool,blue\ncool,green\ncool,red\n",
+        )
+        .unwrap();
+        let (e, msg) = err(t.path());
+        assert!(matches!(e, DataError::Hierarchy { .. }), "{msg}");
+        assert!(msg.contains("hierarchy.csv"), "{msg}");
+    }
+
+    #[test]
+    fn three_levels_and_quoting() {
+        let t = tiny_copy();
+        std::fs::write(
+            t.path().join(HIERARCHY_FILE),
+            "kingdom,family,species\n\"K, one\",warmish,red\nK2,warmish2,yellow\n\
+             K2,coolish,blue\nK2,coolish,green\n",
+        )
+        .unwrap();
+        let s = load_image_folder(t.path(), 8).unwrap();
+        let h = &s.train.hierarchy;
+        assert_eq!(h.num_levels(), 3);
+        assert_eq!(h.level(0).class_names, vec!["K, one", "K2"]);
+        assert_eq!(s.train.class_counts(0), vec![3, 9]);
+        assert_eq!(s.train.class_counts(1), vec![3, 3, 6]);
+    }
+
+    #[test]
+    fn folder_problems() {
+        let t = tiny_copy();
+        std::fs::create_dir_all(t.path().join("train/purple")).unwrap();
+        let (e, msg) = err(t.path());
+        assert!(matches!(e, DataError::UnknownLeafFolder { .. }));
+        assert!(
+            msg.contains("train/purple") && msg.contains("hierarchy.csv"),
+            "{msg}"
+        );
+
+        let t = tiny_copy();
+        std::fs::remove_dir_all(t.path().join("train/yellow")).unwrap();
+        let (e, msg) = err(t.path());
+        assert!(matches!(e, DataError::LeafWithoutTrainImages { .. }));
+        assert!(
+            msg.contains("train/yellow") && msg.contains("no training images"),
+            "{msg}"
+        );
+
+        // A leaf folder holding only non-images counts as empty.
+        let t = tiny_copy();
+        let yellow = t.path().join("train/yellow");
+        std::fs::remove_dir_all(&yellow).unwrap();
+        std::fs::create_dir_all(&yellow).unwrap();
+        std::fs::write(yellow.join("notes.txt"), "hi").unwrap();
+        let (e, _) = err(t.path());
+        assert!(matches!(e, DataError::LeafWithoutTrainImages { .. }), "{e}");
+
+        // Missing test images for one leaf: a warning; for all leaves: an error.
+        let t = tiny_copy();
+        std::fs::remove_dir_all(t.path().join("test/red")).unwrap();
+        std::fs::write(t.path().join("test/README"), "stray file, ignored").unwrap();
+        let (s, w) = load_image_folder_with_warnings(t.path(), 8).unwrap();
+        assert_eq!(s.test.len, 3);
+        assert_eq!(w.len(), 1);
+        assert!(
+            w[0].contains("test/red") && w[0].contains("no test images"),
+            "{w:?}"
+        );
+        for leaf in ["yellow", "blue", "green"] {
+            std::fs::remove_dir_all(t.path().join("test").join(leaf)).unwrap();
+        }
+        let (e, msg) = err(t.path());
+        assert!(matches!(e, DataError::EmptySplit { .. }));
+        assert!(msg.contains("test: split has no images"), "{msg}");
+    }
+
+    #[test]
+    fn undecodable_image() {
+        let t = tiny_copy();
+        let bad = t.path().join("train/blue/blue_9.PNG");
+        std::fs::write(&bad, b"\x89PNG\r\n\x1a\nnot really").unwrap();
+        let (e, msg) = err(t.path());
+        assert!(matches!(e, DataError::UndecodableImage { .. }));
+        assert!(msg.contains("blue_9.PNG: cannot decode image"), "{msg}");
+
+        std::fs::write(&bad, b"plain text").unwrap();
+        let (e, _) = err(t.path());
+        assert!(matches!(e, DataError::UndecodableImage { .. }), "{e}");
+    }
+
+    #[test]
+    fn zero_size_and_missing_dir_rejected() {
+        assert!(load_image_folder(&tiny_dir(), 0).is_err());
+        let msg = load_image_folder(&tiny_dir().join("nope"), 8)
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("tiny_folder/nope: not a folder"), "{msg}");
+    }
+}

@@ -1,0 +1,17 @@
+//! # granularity
+//!
+//! A toolkit for studying how *pretraining label granularity* shapes what a neural network
+//! learns, after Hong, Cui, Fuxman, Chan and Luo, "Towards Understanding the Effect of
+//! Pretraining Label Granularity" (arXiv 2303.16887; TMLR 2024).
+//!
+//! The [`hierarchy`] module (label trees and relabelings), [`config`] (TOML configs with
+//! overrides), [`report`] (results folders, tables, statistics) and [`plot`] (the figures) are
+//! shared by both halves: [`theory`], a CPU simulation of the paper's two-layer convolutional
+//! network on hierarchical multi-view data, and the real-image fine-to-coarse transfer
+//! experiments (`empirical`).
+
+pub mod config;
+pub mod empirical;
+pub mod hierarchy;
+pub mod report;
+pub mod theory;

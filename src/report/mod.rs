@@ -1,0 +1,303 @@
+//! Results on disk: one folder per run holding the resolved config, the seeds, structured
+//! results (JSON, CSV) and Markdown tables, all written atomically so that a killed run never
+//! leaves a half-written file behind; plus the small statistics (mean +- sd over seeds) that
+//! every table and figure of the toolkit reports.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Errors from writing or reading results.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    /// A file or folder could not be written or read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or folder at fault.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// Serialising or parsing a result file failed.
+    #[error("{path}: {msg}")]
+    Format {
+        /// The file at fault.
+        path: PathBuf,
+        /// What went wrong.
+        msg: String,
+    },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ReportError + '_ {
+    move |source| ReportError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Write `bytes` to `path` atomically: write a temporary file beside it, flush it to disk, then
+/// rename it over `path`. Creates missing parent folders.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
+    if let Some(parent) = path.parent() {
+        if !parent.as_os_str().is_empty() {
+            fs::create_dir_all(parent).map_err(io_err(parent))?;
+        }
+    }
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "out".into());
+    let tmp = path.with_file_name(format!(".{file_name}.tmp{}", std::process::id()));
+    {
+        let mut f = fs::File::create(&tmp).map_err(io_err(&tmp))?;
+        f.write_all(bytes).map_err(io_err(&tmp))?;
+        f.sync_all().map_err(io_err(&tmp))?;
+    }
+    fs::rename(&tmp, path).map_err(io_err(path))
+}
+
+/// Write a value as pretty JSON, atomically.
+pub fn write_json<T: Serialize + ?Sized>(path: &Path, value: &T) -> Result<(), ReportError> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| ReportError::Format {
+        path: path.to_path_buf(),
+        msg: e.to_string(),
+    })?;
+    write_atomic(path, text.as_bytes())
+}
+
+/// Read a JSON file written by [`write_json`].
+pub fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, ReportError> {
+    let text = fs::read_to_string(path).map_err(io_err(path))?;
+    serde_json::from_str(&text).map_err(|e| ReportError::Format {
+        path: path.to_path_buf(),
+        msg: e.to_string(),
+    })
+}
+
+/// Write rows (structs with named fields) as CSV with a header row, atomically.
+pub fn write_csv<T: Serialize>(path: &Path, rows: &[T]) -> Result<(), ReportError> {
+    let fmt_err = |e: csv::Error| ReportError::Format {
+        path: path.to_path_buf(),
+        msg: e.to_string(),
+    };
+    let mut w = csv::Writer::from_writer(Vec::new());
+    for r in rows {
+        w.serialize(r).map_err(fmt_err)?;
+    }
+    let bytes = w.into_inner().map_err(|e| ReportError::Format {
+        path: path.to_path_buf(),
+        msg: e.to_string(),
+    })?;
+    write_atomic(path, &bytes)
+}
+
+/// Read rows written by [`write_csv`].
+pub fn read_csv<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<T>, ReportError> {
+    let mut r = csv::Reader::from_path(path).map_err(|e| ReportError::Format {
+        path: path.to_path_buf(),
+        msg: e.to_string(),
+    })?;
+    r.deserialize()
+        .collect::<Result<Vec<T>, _>>()
+        .map_err(|e| ReportError::Format {
+            path: path.to_path_buf(),
+            msg: e.to_string(),
+        })
+}
+
+/// Mean, sample standard deviation and count of a set of per-seed values. NaN values are
+/// counted in `n_nan` and left out of the statistics.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MeanSd {
+    /// Mean of the finite values (NaN if there are none).
+    pub mean: f64,
+    /// Sample standard deviation (n - 1 in the denominator; 0 for a single value).
+    pub sd: f64,
+    /// Number of finite values.
+    pub n: usize,
+    /// Number of NaN values left out.
+    pub n_nan: usize,
+}
+
+impl MeanSd {
+    /// Statistics of `values`.
+    pub fn of(values: &[f64]) -> Self {
+        let finite: Vec<f64> = values.iter().copied().filter(|v| !v.is_nan()).collect();
+        let n = finite.len();
+        let n_nan = values.len() - n;
+        if n == 0 {
+            return MeanSd {
+                mean: f64::NAN,
+                sd: f64::NAN,
+                n,
+                n_nan,
+            };
+        }
+        let mean = finite.iter().sum::<f64>() / n as f64;
+        let sd = if n > 1 {
+            (finite.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt()
+        } else {
+            0.0
+        };
+        MeanSd { mean, sd, n, n_nan }
+    }
+}
+
+impl fmt::Display for MeanSd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let p = f.precision().unwrap_or(3);
+        write!(f, "{:.p$} ± {:.p$}", self.mean, self.sd)
+    }
+}
+
+/// A Markdown table built row by row.
+#[derive(Clone, Debug, Default)]
+pub struct MarkdownTable {
+    header: Vec<String>,
+    rows: Vec<Vec<String>>,
+}
+
+impl MarkdownTable {
+    /// A table with these column headers.
+    pub fn new<S: Into<String>>(header: impl IntoIterator<Item = S>) -> Self {
+        MarkdownTable {
+            header: header.into_iter().map(Into::into).collect(),
+            rows: Vec::new(),
+        }
+    }
+    /// Append a row (missing cells are left empty, extra ones dropped).
+    pub fn row<S: Into<String>>(&mut self, cells: impl IntoIterator<Item = S>) {
+        let mut r: Vec<String> = cells.into_iter().map(Into::into).collect();
+        r.resize(self.header.len(), String::new());
+        self.rows.push(r);
+    }
+    /// Number of data rows.
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+    /// True when there are no data rows.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+}
+
+impl fmt::Display for MarkdownTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let esc = |s: &str| s.replace('|', "\\|");
+        writeln!(
+            f,
+            "| {} |",
+            self.header.iter().map(|h| esc(h)).collect::<Vec<_>>().join(" | ")
+        )?;
+        writeln!(
+            f,
+            "|{}",
+            self.header.iter().map(|_| "---|").collect::<String>()
+        )?;
+        for r in &self.rows {
+            writeln!(
+                f,
+                "| {} |",
+                r.iter().map(|c| esc(c)).collect::<Vec<_>>().join(" | ")
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// A results folder: creates it, and writes files into it atomically.
+#[derive(Clone, Debug)]
+pub struct ResultsDir {
+    root: PathBuf,
+}
+
+impl ResultsDir {
+    /// Create (if needed) and open the folder `root`.
+    pub fn create(root: &Path) -> Result<Self, ReportError> {
+        fs::create_dir_all(root).map_err(io_err(root))?;
+        Ok(ResultsDir {
+            root: root.to_path_buf(),
+        })
+    }
+    /// The folder's path.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+    /// The path of `name` inside the folder.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.root.join(name)
+    }
+    /// Write a text file atomically.
+    pub fn write_text(&self, name: &str, text: &str) -> Result<PathBuf, ReportError> {
+        let p = self.path(name);
+        write_atomic(&p, text.as_bytes())?;
+        Ok(p)
+    }
+    /// Write JSON atomically.
+    pub fn write_json<T: Serialize + ?Sized>(
+        &self,
+        name: &str,
+        value: &T,
+    ) -> Result<PathBuf, ReportError> {
+        let p = self.path(name);
+        write_json(&p, value)?;
+        Ok(p)
+    }
+    /// Write CSV rows atomically.
+    pub fn write_csv<T: Serialize>(&self, name: &str, rows: &[T]) -> Result<PathBuf, ReportError> {
+        let p = self.path(name);
+        write_csv(&p, rows)?;
+        Ok(p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mean_sd_matches_hand_computation() {
+        let m = MeanSd::of(&[1.0, 2.0, 3.0, 4.0]);
+        assert_eq!(m.mean, 2.5);
+        assert!((m.sd - (5.0f64 / 3.0).sqrt()).abs() < 1e-12);
+        assert_eq!(m.n, 4);
+        let single = MeanSd::of(&[7.0]);
+        assert_eq!((single.mean, single.sd), (7.0, 0.0));
+        let with_nan = MeanSd::of(&[1.0, f64::NAN, 3.0]);
+        assert_eq!((with_nan.mean, with_nan.n, with_nan.n_nan), (2.0, 2, 1));
+        assert!(MeanSd::of(&[]).mean.is_nan());
+    }
+
+    #[test]
+    fn atomic_json_and_csv_round_trip() {
+        #[derive(Serialize, Deserialize, PartialEq, Debug)]
+        struct Row {
+            a: u32,
+            b: f64,
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let rd = ResultsDir::create(&dir.path().join("nested/run")).unwrap();
+        let rows = vec![Row { a: 1, b: 0.5 }, Row { a: 2, b: -1.0 }];
+        let p = rd.write_csv("rows.csv", &rows).unwrap();
+        assert_eq!(read_csv::<Row>(&p).unwrap(), rows);
+        let pj = rd.write_json("rows.json", &rows).unwrap();
+        assert_eq!(read_json::<Vec<Row>>(&pj).unwrap(), rows);
+        // no temporary files left behind
+        let names: Vec<_> = fs::read_dir(rd.root())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(names.iter().all(|n| !n.contains(".tmp")), "{names:?}");
+    }
+
+    #[test]
+    fn markdown_table_escapes_and_pads() {
+        let mut t = MarkdownTable::new(["claim", "value"]);
+        t.row(["a|b"]);
+        let s = t.to_string();
+        assert!(s.contains("| a\\|b |  |"), "{s}");
+        assert!(s.starts_with("| claim | value |\n|---|---|\n"));
+    }
+}

@@ -1,0 +1,46 @@
+//! The theory half: a CPU simulation of the paper's two-layer convolutional ReLU network on
+//! hierarchical multi-view data (our reconstruction, written down in `theory/MODEL.md`).
+//!
+//! - [`config`]: the TOML configuration of a run;
+//! - [`data`]: the data distribution (features, easy and hard samples);
+//! - [`net`]: the network and its analytic gradients;
+//! - [`train`]: SGD pretraining with probes;
+//! - [`probe`]: neuron x feature correlations and their summaries;
+//! - [`readout`]: downstream coarse classifiers (summed head, linear probe, fine-tuning);
+//! - [`study`]: conditions, runs over seeds, sweeps;
+//! - [`claims`]: the paper's claims as executable checks (`theory/CLAIMS.md`);
+//! - [`figures`]: the SVG figures made from saved results;
+//! - [`bench`]: the SGD-step benchmark.
+
+pub mod config;
+pub mod data;
+pub mod net;
+pub mod probe;
+pub mod readout;
+pub mod study;
+pub mod train;
+
+/// Errors of the theory simulator.
+#[derive(Debug, thiserror::Error)]
+pub enum TheoryError {
+    /// A configuration problem (names the file and field).
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// A relabeling or hierarchy problem.
+    #[error("labels: {0}")]
+    Hierarchy(#[from] crate::hierarchy::HierarchyError),
+    /// Training produced a non-finite loss or weights.
+    #[error("diverged at step {step} of {what}")]
+    Diverged {
+        /// The step at which it happened.
+        step: usize,
+        /// What was being trained, and which setting to change.
+        what: String,
+    },
+    /// Writing results failed.
+    #[error(transparent)]
+    Report(#[from] crate::report::ReportError),
+    /// A study or claim definition is inconsistent.
+    #[error("{0}")]
+    Study(String),
+}

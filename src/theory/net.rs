@@ -1,0 +1,677 @@
+//! The two-layer convolutional network of the theory and its analytic gradients:
+//! `F_c(X) = sum_r sum_p act(<w_{c,r}, x_p> + b_{c,r})`, the first layer shared over patches and
+//! the second layer fixed at 1 ([`Head::Fixed`]), or a trainable linear head on the pooled
+//! activations ([`Head::Linear`], used by the readouts). The forward pass and the weight gradient
+//! are the two matrix products of a step; both go through the `gemm` crate, whose result does
+//! not depend on the number of threads.
+
+use crate::theory::config::ActivationConfig;
+use gemm::Parallelism;
+use ndarray::Array2;
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::StandardNormal;
+use rayon::prelude::*;
+
+/// A hidden activation with its derivative.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Activation {
+    /// max(z, 0).
+    Relu,
+    /// max(z + b, 0) with a per-neuron bias `b = -scale * ||w||` (recomputed each step,
+    /// not differentiated).
+    ThresholdRelu {
+        /// tau * (noise / sqrt(d)) * sqrt(2 ln d).
+        scale: f32,
+    },
+    /// 0 for z <= 0, z^q / (q t^(q-1)) for 0 < z <= t, z - (1 - 1/q) t beyond.
+    Smoothed {
+        /// Degree q.
+        q: i32,
+        /// Threshold t.
+        t: f32,
+    },
+}
+
+impl Activation {
+    /// Build from the config; `noise` and `dim` set the threshold ReLU's scale.
+    pub fn from_config(a: &ActivationConfig, noise: f64, dim: usize) -> Self {
+        match *a {
+            ActivationConfig::Relu => Activation::Relu,
+            ActivationConfig::ThresholdRelu { tau } => {
+                let d = dim as f64;
+                Activation::ThresholdRelu {
+                    scale: (tau * noise / d.sqrt() * (2.0 * d.ln()).max(0.0).sqrt()) as f32,
+                }
+            }
+            ActivationConfig::SmoothedRelu { q, threshold } => Activation::Smoothed {
+                q: q as i32,
+                t: threshold as f32,
+            },
+        }
+    }
+
+    /// Value and derivative at a pre-activation `u = z + b`.
+    #[inline(always)]
+    pub fn eval(&self, u: f32) -> (f32, f32) {
+        match *self {
+            Activation::Relu | Activation::ThresholdRelu { .. } => {
+                if u > 0.0 {
+                    (u, 1.0)
+                } else {
+                    (0.0, 0.0)
+                }
+            }
+            Activation::Smoothed { q, t } => {
+                if u <= 0.0 {
+                    (0.0, 0.0)
+                } else if u <= t {
+                    let r = u / t;
+                    let rq1 = r.powi(q - 1);
+                    (rq1 * u / q as f32, rq1)
+                } else {
+                    (u - (1.0 - 1.0 / q as f32) * t, 1.0)
+                }
+            }
+        }
+    }
+}
+
+/// The second layer: how pooled neuron activations become class logits.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Head {
+    /// Fixed weights 1 from each neuron to its own class: logit c = sum of its neurons' pooled
+    /// activations (the theory's network).
+    Fixed {
+        /// Class of each neuron.
+        class_of_neuron: Vec<usize>,
+        /// Number of classes.
+        classes: usize,
+    },
+    /// A trainable linear head `logits = A h + c` (A: classes x neurons).
+    Linear {
+        /// Weights, classes x neurons.
+        a: Array2<f32>,
+        /// Biases, one per class.
+        c: Vec<f32>,
+    },
+}
+
+impl Head {
+    /// Number of output classes.
+    pub fn classes(&self) -> usize {
+        match self {
+            Head::Fixed { classes, .. } => *classes,
+            Head::Linear { a, .. } => a.nrows(),
+        }
+    }
+}
+
+/// The network: first-layer weights (one row per neuron), activation and head.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Net {
+    /// First-layer weights, neurons x dim.
+    pub w: Array2<f32>,
+    /// Hidden activation.
+    pub act: Activation,
+    /// Second layer.
+    pub head: Head,
+    /// Patches per input.
+    pub patches: usize,
+    /// Whether the matrix products may use the rayon pool (off when many nets train in
+    /// parallel, one per thread).
+    pub parallel: bool,
+}
+
+/// Buffers reused across steps.
+#[derive(Default, Debug)]
+pub struct Workspace {
+    z: Vec<f32>,
+    h: Vec<f32>,
+    logits: Vec<f32>,
+    g_logits: Vec<f32>,
+    g_h: Vec<f32>,
+    bias: Vec<f32>,
+}
+
+/// What a forward pass returns for a batch: pooled activations and logits.
+#[derive(Clone, Debug)]
+pub struct Forward {
+    /// Pooled activations, batch x neurons.
+    pub pooled: Array2<f32>,
+    /// Logits, batch x classes.
+    pub logits: Array2<f32>,
+}
+
+impl Net {
+    /// A net with `classes` output classes, `m` neurons each, Gaussian init of std `init_scale`.
+    pub fn new(
+        classes: usize,
+        m: usize,
+        dim: usize,
+        patches: usize,
+        init_scale: f64,
+        act: Activation,
+        rng: &mut ChaCha8Rng,
+    ) -> Self {
+        let n = classes * m;
+        let mut w = Array2::<f32>::zeros((n, dim));
+        for v in w.iter_mut() {
+            let z: f32 = rng.sample(StandardNormal);
+            *v = z * init_scale as f32;
+        }
+        Net {
+            w,
+            act,
+            head: Head::Fixed {
+                class_of_neuron: (0..n).map(|i| i / m).collect(),
+                classes,
+            },
+            patches,
+            parallel: true,
+        }
+    }
+
+    /// Number of neurons.
+    pub fn neurons(&self) -> usize {
+        self.w.nrows()
+    }
+    /// Input dimension.
+    pub fn dim(&self) -> usize {
+        self.w.ncols()
+    }
+    fn par(&self) -> Parallelism {
+        if self.parallel {
+            Parallelism::Rayon(0)
+        } else {
+            Parallelism::None
+        }
+    }
+
+    fn biases(&self, out: &mut Vec<f32>) {
+        out.clear();
+        match self.act {
+            Activation::ThresholdRelu { scale } => out.extend(
+                self.w
+                    .rows()
+                    .into_iter()
+                    .map(|r| -scale * r.iter().map(|v| v * v).sum::<f32>().sqrt()),
+            ),
+            _ => out.resize(self.neurons(), 0.0),
+        }
+    }
+
+    /// Pre-activations Z = X W^T (rows = batch*patches, cols = neurons) into `z`.
+    fn preact(&self, x: &[f32], z: &mut Vec<f32>) {
+        let d = self.dim();
+        let n = self.neurons();
+        let rows = x.len() / d;
+        z.resize(rows * n, 0.0);
+        let w = self.w.as_slice().expect("weights are contiguous");
+        // SAFETY: dst is rows x n (row-major), lhs x is rows x d (row-major), rhs W^T is d x n
+        // read from W (n x d, row-major) with row stride 1 and column stride d. All pointers
+        // are valid for the sizes given and dst does not alias the inputs.
+        unsafe {
+            gemm::gemm(
+                rows,
+                n,
+                d,
+                z.as_mut_ptr(),
+                1,
+                n as isize,
+                false,
+                x.as_ptr(),
+                1,
+                d as isize,
+                w.as_ptr(),
+                d as isize,
+                1,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                self.par(),
+            );
+        }
+    }
+
+    /// Apply the activation in place: z becomes act'(z + b), h gets the pooled sums.
+    fn activate(&self, z: &mut [f32], bias: &[f32], h: &mut Vec<f32>, batch: usize) {
+        let n = self.neurons();
+        let p = self.patches;
+        h.clear();
+        h.resize(batch * n, 0.0);
+        let act = self.act;
+        let body = |(zb, hb): (&mut [f32], &mut [f32])| {
+            for zp in zb.chunks_exact_mut(n) {
+                for ((zv, hv), b) in zp.iter_mut().zip(hb.iter_mut()).zip(bias) {
+                    let (a, da) = act.eval(*zv + b);
+                    *hv += a;
+                    *zv = da;
+                }
+            }
+        };
+        if self.parallel {
+            z.par_chunks_mut(p * n)
+                .zip(h.par_chunks_mut(n))
+                .for_each(body);
+        } else {
+            z.chunks_mut(p * n).zip(h.chunks_mut(n)).for_each(body);
+        }
+    }
+
+    fn head_forward(&self, h: &[f32], batch: usize, logits: &mut Vec<f32>) {
+        let n = self.neurons();
+        let c = self.head.classes();
+        logits.clear();
+        logits.resize(batch * c, 0.0);
+        match &self.head {
+            Head::Fixed {
+                class_of_neuron, ..
+            } => {
+                for b in 0..batch {
+                    for (j, &cl) in class_of_neuron.iter().enumerate() {
+                        logits[b * c + cl] += h[b * n + j];
+                    }
+                }
+            }
+            Head::Linear { a, c: bias } => {
+                for b in 0..batch {
+                    let hb = &h[b * n..(b + 1) * n];
+                    for k in 0..c {
+                        logits[b * c + k] =
+                            bias[k] + a.row(k).iter().zip(hb).map(|(x, y)| x * y).sum::<f32>();
+                    }
+                }
+            }
+        }
+    }
+
+    /// Forward pass on `batch` inputs (`x`: batch*patches rows of dim floats).
+    pub fn forward(&self, x: &[f32]) -> Forward {
+        let mut ws = Workspace::default();
+        let batch = x.len() / (self.dim() * self.patches);
+        self.forward_ws(x, batch, &mut ws);
+        Forward {
+            pooled: Array2::from_shape_vec((batch, self.neurons()), ws.h).expect("shape"),
+            logits: Array2::from_shape_vec((batch, self.head.classes()), ws.logits)
+                .expect("shape"),
+        }
+    }
+
+    fn forward_ws(&self, x: &[f32], batch: usize, ws: &mut Workspace) {
+        assert_eq!(
+            x.len(),
+            batch * self.patches * self.dim(),
+            "input length does not match batch x patches x dim"
+        );
+        let mut bias = std::mem::take(&mut ws.bias);
+        self.biases(&mut bias);
+        self.preact(x, &mut ws.z);
+        self.activate(&mut ws.z, &bias, &mut ws.h, batch);
+        self.head_forward(&ws.h, batch, &mut ws.logits);
+        ws.bias = bias;
+    }
+
+    /// Mean cross-entropy of the batch and the gradients of every parameter, without updating:
+    /// returns (loss, dW, d head) where d head is None for the fixed head.
+    #[allow(clippy::type_complexity)]
+    pub fn loss_and_grad(
+        &self,
+        x: &[f32],
+        labels: &[usize],
+    ) -> (f64, Array2<f32>, Option<(Array2<f32>, Vec<f32>)>) {
+        let mut ws = Workspace::default();
+        let loss = self.backward(x, labels, &mut ws);
+        let mut dw = Array2::<f32>::zeros(self.w.raw_dim());
+        self.weight_product(
+            x,
+            &ws.z,
+            dw.as_slice_mut().expect("contiguous"),
+            false,
+            1.0,
+        );
+        let dhead = match &self.head {
+            Head::Linear { a, .. } => {
+                let (n, c) = (self.neurons(), a.nrows());
+                let mut da = Array2::<f32>::zeros((c, n));
+                let mut dc = vec![0f32; c];
+                for b in 0..labels.len() {
+                    for k in 0..c {
+                        let g = ws.g_logits[b * c + k];
+                        dc[k] += g;
+                        for j in 0..n {
+                            da[[k, j]] += g * ws.h[b * n + j];
+                        }
+                    }
+                }
+                Some((da, dc))
+            }
+            Head::Fixed { .. } => None,
+        };
+        (loss, dw, dhead)
+    }
+
+    /// Forward and backward pass: fills the workspace with pooled activations (`h`), the logit
+    /// gradient (`g_logits`) and dL/dZ (in `z`). Returns the mean cross-entropy, or NaN if a
+    /// logit is not finite.
+    fn backward(&self, x: &[f32], labels: &[usize], ws: &mut Workspace) -> f64 {
+        let batch = labels.len();
+        let n = self.neurons();
+        let c = self.head.classes();
+        self.forward_ws(x, batch, ws);
+        // softmax cross-entropy and its gradient w.r.t. logits, averaged over the batch
+        ws.g_logits.clear();
+        ws.g_logits.resize(batch * c, 0.0);
+        let mut loss = 0.0f64;
+        for b in 0..batch {
+            let l = &ws.logits[b * c..(b + 1) * c];
+            let mx = l.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            if !mx.is_finite() {
+                return f64::NAN;
+            }
+            let sum: f64 = l.iter().map(|&v| ((v - mx) as f64).exp()).sum();
+            let y = labels[b];
+            loss += sum.ln() - (l[y] - mx) as f64;
+            for k in 0..c {
+                let p = (((l[k] - mx) as f64).exp() / sum) as f32;
+                ws.g_logits[b * c + k] = (p - if k == y { 1.0 } else { 0.0 }) / batch as f32;
+            }
+        }
+        loss /= batch as f64;
+        // gradient w.r.t. pooled activations
+        ws.g_h.clear();
+        ws.g_h.resize(batch * n, 0.0);
+        match &self.head {
+            Head::Fixed {
+                class_of_neuron, ..
+            } => {
+                for b in 0..batch {
+                    for (j, &cl) in class_of_neuron.iter().enumerate() {
+                        ws.g_h[b * n + j] = ws.g_logits[b * c + cl];
+                    }
+                }
+            }
+            Head::Linear { a, .. } => {
+                for b in 0..batch {
+                    for k in 0..c {
+                        let g = ws.g_logits[b * c + k];
+                        for (j, av) in a.row(k).iter().enumerate() {
+                            ws.g_h[b * n + j] += g * av;
+                        }
+                    }
+                }
+            }
+        }
+        // dL/dZ = dL/dh (broadcast over patches) * act'(Z + b); z already holds act'
+        let p = self.patches;
+        let g_h = &ws.g_h;
+        let scale = |(zb, gb): (&mut [f32], &[f32])| {
+            for zp in zb.chunks_exact_mut(n) {
+                for (zv, g) in zp.iter_mut().zip(gb) {
+                    *zv *= g;
+                }
+            }
+        };
+        if self.parallel {
+            ws.z.par_chunks_mut(p * n)
+                .zip(g_h.par_chunks(n))
+                .for_each(scale);
+        } else {
+            ws.z.chunks_mut(p * n).zip(g_h.chunks(n)).for_each(scale);
+        }
+        loss
+    }
+
+    /// dst <- (read_dst ? dst : 0) + beta * dZ^T X, the weight-gradient product (dst is
+    /// neurons x dim).
+    fn weight_product(&self, x: &[f32], dz: &[f32], dst: &mut [f32], read_dst: bool, beta: f32) {
+        let d = self.w.ncols();
+        let n = dst.len() / d;
+        let rows = x.len() / d;
+        assert_eq!(dz.len(), rows * n);
+        assert_eq!(dst.len(), n * d);
+        // SAFETY: dst is n x d row-major; lhs dZ^T is n x rows read from dZ (rows x n,
+        // row-major) with row stride 1 and column stride n; rhs X is rows x d row-major.
+        // Sizes are checked above and dst aliases neither input.
+        unsafe {
+            gemm::gemm(
+                n,
+                d,
+                rows,
+                dst.as_mut_ptr(),
+                1,
+                d as isize,
+                read_dst,
+                dz.as_ptr(),
+                n as isize,
+                1,
+                x.as_ptr(),
+                1,
+                d as isize,
+                1.0,
+                beta,
+                false,
+                false,
+                false,
+                self.par(),
+            );
+        }
+    }
+
+    /// One SGD step on the batch with learning rate `lr` (first layer, and the head too when it
+    /// is linear and `train_head`). Returns the mean cross-entropy before the step, or NaN if
+    /// the logits were not finite (the weights are then left unchanged).
+    pub fn sgd_step(
+        &mut self,
+        x: &[f32],
+        labels: &[usize],
+        lr: f32,
+        train_head: bool,
+        ws: &mut Workspace,
+    ) -> f64 {
+        let loss = self.backward(x, labels, ws);
+        if !loss.is_finite() {
+            return f64::NAN;
+        }
+        let batch = labels.len();
+        let n = self.neurons();
+        let c = self.head.classes();
+        if train_head {
+            if let Head::Linear { a, c: bias } = &mut self.head {
+                for b in 0..batch {
+                    for k in 0..c {
+                        let g = ws.g_logits[b * c + k];
+                        bias[k] -= lr * g;
+                        for (j, av) in a.row_mut(k).iter_mut().enumerate() {
+                            *av -= lr * g * ws.h[b * n + j];
+                        }
+                    }
+                }
+            }
+        }
+        // W <- W - lr * dZ^T X, fused into one product
+        let d = self.dim();
+        let mut w = std::mem::replace(&mut self.w, Array2::zeros((0, d)));
+        self.weight_product(
+            x,
+            &ws.z,
+            w.as_slice_mut().expect("contiguous"),
+            true,
+            -lr,
+        );
+        self.w = w;
+        loss
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    /// A small random net and batch whose pre-activations all stay at least 0.02 away from the
+    /// activation's kinks (0, and the threshold of the smoothed ReLU), so that central finite
+    /// differences with a step of 1e-3 never cross one.
+    fn net(act: Activation, linear: bool) -> (Net, Vec<f32>, Vec<usize>) {
+        let (classes, m, d, p, batch) = (3, 2, 7, 3, 3);
+        for seed in 0..1000u64 {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            let mut net = Net::new(classes, m, d, p, 0.5, act, &mut rng);
+            if linear {
+                let mut a = Array2::<f32>::zeros((2, classes * m));
+                for v in a.iter_mut() {
+                    *v = rng.sample::<f32, _>(StandardNormal) * 0.5;
+                }
+                net.head = Head::Linear {
+                    a,
+                    c: vec![0.1, -0.2],
+                };
+            }
+            let x: Vec<f32> = (0..batch * p * d)
+                .map(|_| rng.sample::<f32, _>(StandardNormal))
+                .collect();
+            let mut z = Vec::new();
+            net.preact(&x, &mut z);
+            let mut bias = Vec::new();
+            net.biases(&mut bias);
+            let kinks: Vec<f32> = match act {
+                Activation::Smoothed { t, .. } => vec![0.0, t],
+                _ => vec![0.0],
+            };
+            let far = z.chunks(classes * m).all(|row| {
+                row.iter()
+                    .zip(&bias)
+                    .all(|(v, b)| kinks.iter().all(|k| (v + b - k).abs() > 0.02))
+            });
+            if far {
+                let labels = (0..batch).map(|i| i % net.head.classes()).collect();
+                return (net, x, labels);
+            }
+        }
+        panic!("no seed gives pre-activations away from the kinks");
+    }
+
+    fn loss(net: &Net, x: &[f32], labels: &[usize]) -> f64 {
+        let f = net.forward(x);
+        let mut total = 0.0;
+        for (b, &y) in labels.iter().enumerate() {
+            let row: Vec<f64> = f.logits.row(b).iter().map(|&v| v as f64).collect();
+            let mx = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let lse = mx + row.iter().map(|v| (v - mx).exp()).sum::<f64>().ln();
+            total += lse - row[y];
+        }
+        total / labels.len() as f64
+    }
+
+    /// Central finite differences in f32 against the analytic gradient, for every activation
+    /// and both heads. Tolerances allow for f32 rounding of the differences.
+    #[test]
+    fn analytic_gradients_match_finite_differences() {
+        let acts = [
+            Activation::Relu,
+            Activation::ThresholdRelu { scale: 0.0 },
+            Activation::Smoothed { q: 3, t: 0.8 },
+            Activation::Smoothed { q: 2, t: 1.5 },
+        ];
+        for act in acts {
+            for linear in [false, true] {
+                let (net, x, labels) = net(act, linear);
+                let (l0, dw, dhead) = net.loss_and_grad(&x, &labels);
+                assert!((l0 - loss(&net, &x, &labels)).abs() < 1e-5);
+                let eps = 1e-3f32;
+                let mut worst = 0.0f64;
+                for i in 0..net.w.nrows() {
+                    for j in 0..net.w.ncols() {
+                        let mut plus = net.clone();
+                        plus.w[[i, j]] += eps;
+                        let mut minus = net.clone();
+                        minus.w[[i, j]] -= eps;
+                        let fd = (loss(&plus, &x, &labels) - loss(&minus, &x, &labels))
+                            / (2.0 * eps as f64);
+                        let err = (fd - dw[[i, j]] as f64).abs() / (fd.abs().max(1e-2));
+                        assert!(err.is_finite());
+                        worst = worst.max(err);
+                    }
+                }
+                assert!(worst < 2e-2, "{act:?} linear={linear}: worst rel err {worst}");
+                if let Some((da, dc)) = dhead {
+                    let Head::Linear { a, .. } = &net.head else { unreachable!() };
+                    for k in 0..a.nrows() {
+                        for j in 0..a.ncols() {
+                            let mut plus = net.clone();
+                            let mut minus = net.clone();
+                            if let Head::Linear { a, .. } = &mut plus.head {
+                                a[[k, j]] += eps;
+                            }
+                            if let Head::Linear { a, .. } = &mut minus.head {
+                                a[[k, j]] -= eps;
+                            }
+                            let fd = (loss(&plus, &x, &labels) - loss(&minus, &x, &labels))
+                                / (2.0 * eps as f64);
+                            assert!((fd - da[[k, j]] as f64).abs() < 2e-2 * fd.abs().max(1e-2));
+                        }
+                        let mut plus = net.clone();
+                        let mut minus = net.clone();
+                        if let Head::Linear { c, .. } = &mut plus.head {
+                            c[k] += eps;
+                        }
+                        if let Head::Linear { c, .. } = &mut minus.head {
+                            c[k] -= eps;
+                        }
+                        let fd = (loss(&plus, &x, &labels) - loss(&minus, &x, &labels))
+                            / (2.0 * eps as f64);
+                        assert!((fd - dc[k] as f64).abs() < 3e-2 * fd.abs().max(1e-2), "dc {fd} vs {}", dc[k]);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn smoothed_relu_is_continuous_with_continuous_derivative() {
+        let a = Activation::Smoothed { q: 3, t: 0.7 };
+        for &u in &[0.0f32, 0.7] {
+            let (l, dl) = a.eval(u - 1e-4);
+            let (r, dr) = a.eval(u + 1e-4);
+            assert!((l - r).abs() < 1e-3 && (dl - dr).abs() < 2e-3, "at {u}");
+        }
+        assert_eq!(a.eval(-1.0), (0.0, 0.0));
+        let (v, d) = a.eval(2.0);
+        assert!((v - (2.0 - 2.0 / 3.0 * 0.7)).abs() < 1e-6 && d == 1.0);
+    }
+
+    #[test]
+    fn step_is_identical_with_one_or_two_threads() {
+        let (net, _, _) = net(Activation::Relu, false);
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let mut big = Net::new(4, 16, 96, 8, 0.1, Activation::Relu, &mut rng);
+        let x: Vec<f32> = (0..64 * 8 * 96)
+            .map(|_| rng.sample::<f32, _>(StandardNormal))
+            .collect();
+        let labels: Vec<usize> = (0..64).map(|i| i % 4).collect();
+        let run = |threads: usize, net: &Net| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                let mut n = net.clone();
+                let mut ws = Workspace::default();
+                for _ in 0..3 {
+                    n.sgd_step(&x, &labels, 0.1, false, &mut ws);
+                }
+                n.w
+            })
+        };
+        big.parallel = true;
+        let a = run(1, &big);
+        let b = run(2, &big);
+        big.parallel = false;
+        let c = run(2, &big);
+        assert_eq!(a, b);
+        assert_eq!(a, c);
+        drop(net);
+    }
+}

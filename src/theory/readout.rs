@@ -1,0 +1,281 @@
+//! Downstream coarse classification from a pretrained network, three readouts:
+//! - **summed head** (the theory's readout): the coarse logit of superclass s is the sum of the
+//!   logits of the pretraining classes inside s (for a coarse-trained net, its own logits);
+//! - **linear probe**: a new linear head on the frozen pooled activations, trained on coarse
+//!   labels (features standardised, full-batch gradient descent with an L2 penalty);
+//! - **fine-tuning**: a new linear coarse head, and all first-layer weights, trained by SGD on
+//!   coarse labels.
+//!
+//! Errors are measured separately on easy and hard test samples. A tie between the top logits
+//! counts as an error (the classifier did not decide).
+
+use crate::theory::config::{ReadoutConfig, TrainConfig};
+use crate::theory::data::{derive_key, Distribution, Purpose, SampleKind, Samples};
+use crate::theory::net::{Head, Net, Workspace};
+use crate::theory::TheoryError;
+use ndarray::Array2;
+use serde::{Deserialize, Serialize};
+
+/// Names of the readouts, as used in results files.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum Readout {
+    /// Sum of the pretraining logits inside each superclass (needs aligned labels).
+    SummedHead,
+    /// New linear head on frozen pooled activations.
+    LinearProbe,
+    /// New head and all weights trained on coarse labels.
+    Finetune,
+}
+
+impl Readout {
+    /// All readouts in report order.
+    pub const ALL: [Readout; 3] = [Readout::SummedHead, Readout::LinearProbe, Readout::Finetune];
+    /// Stable name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Readout::SummedHead => "summed_head",
+            Readout::LinearProbe => "linear_probe",
+            Readout::Finetune => "finetune",
+        }
+    }
+}
+
+/// Coarse test error on easy and hard samples.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Errors {
+    /// Error on easy test samples (NaN if there are none).
+    pub easy: f64,
+    /// Error on hard test samples (NaN if there are none).
+    pub hard: f64,
+}
+
+/// The easy and hard test sets of a run.
+#[derive(Clone, Debug)]
+pub struct TestSets {
+    /// Easy samples.
+    pub easy: Samples,
+    /// Hard samples.
+    pub hard: Samples,
+}
+
+impl TestSets {
+    /// Draw the test sets of `seed` (streams separate from training).
+    pub fn draw(dist: &Distribution, seed: u64) -> Self {
+        let c = dist.config();
+        TestSets {
+            easy: dist.draw(
+                derive_key(seed, Purpose::TestEasy),
+                0,
+                c.test_easy,
+                SampleKind::Easy,
+            ),
+            hard: dist.draw(
+                derive_key(seed, Purpose::TestHard),
+                0,
+                c.test_hard,
+                SampleKind::Hard,
+            ),
+        }
+    }
+}
+
+const CHUNK: usize = 256;
+
+/// Pooled activations and logits of a whole sample set, in chunks.
+fn forward_all(net: &Net, s: &Samples, dist: &Distribution) -> (Array2<f32>, Array2<f32>) {
+    let len = dist.sample_len();
+    let n = s.len();
+    let mut pooled = Array2::<f32>::zeros((n, net.neurons()));
+    let mut logits = Array2::<f32>::zeros((n, net.head.classes()));
+    for start in (0..n).step_by(CHUNK) {
+        let end = (start + CHUNK).min(n);
+        let f = net.forward(&s.x[start * len..end * len]);
+        pooled
+            .slice_mut(ndarray::s![start..end, ..])
+            .assign(&f.pooled);
+        logits
+            .slice_mut(ndarray::s![start..end, ..])
+            .assign(&f.logits);
+    }
+    (pooled, logits)
+}
+
+/// Index of the unique largest score, or None on a tie or a non-finite score.
+pub fn unique_argmax(scores: &[f64]) -> Option<usize> {
+    let mut best = 0;
+    for (i, &v) in scores.iter().enumerate() {
+        if !v.is_finite() {
+            return None;
+        }
+        if v > scores[best] {
+            best = i;
+        }
+    }
+    let ties = scores.iter().filter(|&&v| v == scores[best]).count();
+    (ties == 1).then_some(best)
+}
+
+fn error_rate(scores: &Array2<f64>, targets: &[usize]) -> f64 {
+    if targets.is_empty() {
+        return f64::NAN;
+    }
+    let wrong = scores
+        .rows()
+        .into_iter()
+        .zip(targets)
+        .filter(|(row, &t)| unique_argmax(row.as_slice().expect("contiguous")) != Some(t))
+        .count();
+    wrong as f64 / targets.len() as f64
+}
+
+fn coarse_targets(s: &Samples, dist: &Distribution) -> Vec<usize> {
+    s.leaves
+        .iter()
+        .map(|&l| dist.leaf_superclass()[l])
+        .collect()
+}
+
+/// Summed-head errors: `map[c]` is the superclass of pretraining class c.
+pub fn summed_head(net: &Net, map: &[usize], dist: &Distribution, test: &TestSets) -> Errors {
+    let s = dist.config().superclasses();
+    let eval = |set: &Samples| {
+        let (_, logits) = forward_all(net, set, dist);
+        let mut scores = Array2::<f64>::zeros((set.len(), s));
+        for (i, row) in logits.rows().into_iter().enumerate() {
+            for (c, &v) in row.iter().enumerate() {
+                scores[[i, map[c]]] += v as f64;
+            }
+        }
+        error_rate(&scores, &coarse_targets(set, dist))
+    };
+    Errors {
+        easy: eval(&test.easy),
+        hard: eval(&test.hard),
+    }
+}
+
+/// Linear-probe errors: a softmax classifier on the standardised pooled activations of the
+/// frozen net, trained by full-batch gradient descent on `probe_train` fresh coarse-labelled
+/// samples (with the training hard fraction).
+pub fn linear_probe(
+    net: &Net,
+    dist: &Distribution,
+    cfg: &ReadoutConfig,
+    hard_fraction: f64,
+    seed: u64,
+    test: &TestSets,
+) -> Errors {
+    let s_cls = dist.config().superclasses();
+    let train = dist.draw(
+        derive_key(seed, Purpose::Probe),
+        0,
+        cfg.probe_train,
+        SampleKind::Mix(hard_fraction),
+    );
+    let (h, _) = forward_all(net, &train, dist);
+    let y = coarse_targets(&train, dist);
+    let n_feat = h.ncols();
+    let h = h.mapv(f64::from);
+    let mean = h.mean_axis(ndarray::Axis(0)).expect("non-empty");
+    let sd = h.std_axis(ndarray::Axis(0), 0.0).mapv(|v| if v > 1e-12 { v } else { 1.0 });
+    let standardise = |m: &Array2<f64>| (m - &mean) / &sd;
+    let hs = standardise(&h);
+    let mut a = Array2::<f64>::zeros((s_cls, n_feat));
+    let mut b = vec![0f64; s_cls];
+    let n = hs.nrows() as f64;
+    for _ in 0..cfg.probe_steps {
+        let mut logits = hs.dot(&a.t());
+        let mut gb = vec![0f64; s_cls];
+        for (i, mut row) in logits.rows_mut().into_iter().enumerate() {
+            for (k, v) in row.iter_mut().enumerate() {
+                *v += b[k];
+            }
+            let mx = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let z: f64 = row.iter().map(|v| (v - mx).exp()).sum();
+            for (k, v) in row.iter_mut().enumerate() {
+                *v = ((*v - mx).exp() / z - if k == y[i] { 1.0 } else { 0.0 }) / n;
+                gb[k] += *v;
+            }
+        }
+        let ga = logits.t().dot(&hs) + &(&a * cfg.probe_l2);
+        a = a - ga * cfg.probe_lr;
+        for k in 0..s_cls {
+            b[k] -= cfg.probe_lr * gb[k];
+        }
+    }
+    let eval = |set: &Samples| {
+        let (h, _) = forward_all(net, set, dist);
+        let mut scores = standardise(&h.mapv(f64::from)).dot(&a.t());
+        for mut row in scores.rows_mut() {
+            for (k, v) in row.iter_mut().enumerate() {
+                *v += b[k];
+            }
+        }
+        error_rate(&scores, &coarse_targets(set, dist))
+    };
+    Errors {
+        easy: eval(&test.easy),
+        hard: eval(&test.hard),
+    }
+}
+
+/// Full fine-tuning errors: a copy of the net gets a new zero-initialised linear coarse head;
+/// head and first layer are trained by SGD on fresh coarse-labelled samples.
+pub fn finetune(
+    net: &Net,
+    dist: &Distribution,
+    cfg: &ReadoutConfig,
+    train: &TrainConfig,
+    hard_fraction: f64,
+    seed: u64,
+    test: &TestSets,
+) -> Result<Errors, TheoryError> {
+    let s_cls = dist.config().superclasses();
+    let mut ft = net.clone();
+    ft.head = Head::Linear {
+        a: Array2::zeros((s_cls, net.neurons())),
+        c: vec![0.0; s_cls],
+    };
+    let key = derive_key(seed, Purpose::Finetune);
+    let b = train.batch;
+    let len = dist.sample_len();
+    let mut x = vec![0f32; b * len];
+    let mut meta = vec![(0usize, false); b];
+    let mut ws = Workspace::default();
+    for step in 0..cfg.finetune_steps {
+        dist.draw_into(
+            key,
+            (step * b) as u64,
+            SampleKind::Mix(hard_fraction),
+            &mut x,
+            &mut meta,
+        );
+        let labels: Vec<usize> = meta.iter().map(|m| dist.leaf_superclass()[m.0]).collect();
+        let loss = ft.sgd_step(&x, &labels, cfg.finetune_lr as f32, true, &mut ws);
+        if !loss.is_finite() {
+            return Err(TheoryError::Diverged {
+                step: step + 1,
+                what: format!(
+                    "fine-tuning (loss {loss}); lower readout.finetune_lr (now {})",
+                    cfg.finetune_lr
+                ),
+            });
+        }
+    }
+    let identity: Vec<usize> = (0..s_cls).collect();
+    Ok(summed_head(&ft, &identity, dist, test))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ties_and_nan_count_as_no_decision() {
+        assert_eq!(unique_argmax(&[0.1, 0.3, 0.2]), Some(1));
+        assert_eq!(unique_argmax(&[0.3, 0.3, 0.2]), None);
+        assert_eq!(unique_argmax(&[0.0, f64::NAN]), None);
+        assert_eq!(unique_argmax(&[0.0, 0.0]), None);
+    }
+}
