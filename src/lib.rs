@@ -13,5 +13,6 @@
 pub mod config;
 pub mod empirical;
 pub mod hierarchy;
+pub mod plot;
 pub mod report;
 pub mod theory;

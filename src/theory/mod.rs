@@ -40,6 +40,9 @@ pub enum TheoryError {
     /// Writing results failed.
     #[error(transparent)]
     Report(#[from] crate::report::ReportError),
+    /// Drawing a figure failed.
+    #[error(transparent)]
+    Plot(#[from] crate::plot::PlotError),
     /// A study or claim definition is inconsistent.
     #[error("{0}")]
     Study(String),
