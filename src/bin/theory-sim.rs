@@ -1,37 +1,231 @@
-use anyhow::Result;
+//! `theory-sim`: the CPU simulation of the paper's theory. With no arguments it runs `verify`
+//! on the embedded default config and writes its results and figures. See `--help`.
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
 use granularity::hierarchy::Relabeling;
+use granularity::theory::claims::CLAIMS_MD;
+use granularity::theory::commands;
 use granularity::theory::config::{TheoryConfig, DEFAULT_TOML};
-use granularity::theory::readout::Readout;
-use granularity::theory::study::{run_grid, Condition};
+use granularity::theory::study::Condition;
+use granularity::theory::sweep::{axis_from_arg, Study, BUILT_IN};
+use granularity::theory::{bench, readout::Readout};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "theory-sim",
+    version,
+    about = "Simulate coarse vs fine pretraining in a two-layer conv net on hierarchical multi-view data"
+)]
+struct Cli {
+    /// Config file (TOML); default: the embedded experiments/theory/default.toml.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Override a config field, e.g. --set data.subclasses=[4,4] --set train.lr=0.5 (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE", global = true)]
+    set: Vec<String>,
+    /// Results folder (default: the config's out_dir).
+    #[arg(long, global = true)]
+    out: Option<PathBuf>,
+    /// Discard saved results of a different config in the results folder.
+    #[arg(long, global = true)]
+    fresh: bool,
+    /// Worker threads (default: all cores). Results are the same bits for any count.
+    #[arg(long, global = true)]
+    threads: Option<usize>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run every claim of theory/CLAIMS.md over the config's seeds; exit 1 if one fails.
+    Verify {
+        /// Claims file (Markdown with one ```toml block); default: the shipped theory/CLAIMS.md.
+        #[arg(long)]
+        claims: Option<PathBuf>,
+        /// Skip the figures.
+        #[arg(long)]
+        no_figures: bool,
+    },
+    /// Sweep parameters over a grid: a built-in study, a study file, or --param axes.
+    Sweep {
+        /// Built-in study name (see `theory-sim studies`).
+        #[arg(long, conflicts_with_all = ["study_file", "param"])]
+        study: Option<String>,
+        /// Study TOML file.
+        #[arg(long, conflicts_with = "param")]
+        study_file: Option<PathBuf>,
+        /// An axis KEY=V1,V2,... (one or two), e.g. --param data.hard_noise=0.5,1,2.
+        #[arg(long)]
+        param: Vec<String>,
+    },
+    /// List the built-in sweep studies.
+    Studies,
+    /// Redraw the figures of a results folder from its saved results.
+    Plot {
+        /// A folder written by verify or sweep.
+        dir: PathBuf,
+    },
+    /// Time one SGD step (online and fixed pool) against NumPy running the same step.
+    Bench {
+        /// Timed steps per mode.
+        #[arg(long, default_value_t = 30)]
+        steps: usize,
+        /// Do not run the NumPy script.
+        #[arg(long)]
+        no_numpy: bool,
+        /// The NumPy script.
+        #[arg(long, default_value = "benches/numpy_step.py")]
+        script: PathBuf,
+    },
+}
+
+fn load_config(cli: &Cli) -> Result<TheoryConfig> {
+    Ok(match &cli.config {
+        Some(p) => granularity::config::load_file(p, &cli.set)?,
+        None => granularity::config::load_str(
+            DEFAULT_TOML,
+            "<embedded experiments/theory/default.toml>",
+            &cli.set,
+        )?,
+    })
+}
 
 fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let cfg: TheoryConfig = granularity::config::load_str(DEFAULT_TOML, "default", &args)?;
-    let conds = vec![
-        Condition::new("coarse", Relabeling::Level { level: 0 }),
-        Condition::new("fine", Relabeling::Level { level: 1 }),
-    ];
-    let t = std::time::Instant::now();
-    let res = run_grid(&cfg, &conds, &Readout::ALL, &|| {})?;
-    for r in &res {
-        println!(
-            "{:8} seed {} com {:.3} fine {:.3} init {:.3} loss {:.4} | {}",
-            r.condition,
-            r.seed,
-            r.responses.common_max,
-            r.responses.fine_max,
-            r.init_level,
-            r.curve.last().unwrap().loss,
-            r.errors
-                .iter()
-                .map(|(k, e)| format!("{}: {:.3}/{:.3}", k.name(), e.easy, e.hard))
-                .collect::<Vec<_>>()
-                .join("  ")
-        );
+    let cli = Cli::parse();
+    if let Some(n) = cli.threads {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()
+            .context("setting the thread count")?;
     }
-    for r in &res { if r.seed == 0 { for p in r.curve.iter().step_by(3) { println!("{} {} loss {:.4} com {:.3} fine {:.3}", r.condition, p.step, p.loss, p.responses.common_max, p.responses.fine_max); } } }
-    eprintln!("{:.1}s", t.elapsed().as_secs_f64());
+    let command = cli.command.as_ref().unwrap_or(&Command::Verify {
+        claims: None,
+        no_figures: false,
+    });
+    match command {
+        Command::Verify { claims, no_figures } => {
+            let cfg = load_config(&cli)?;
+            let (md, origin) = match claims {
+                Some(p) => (
+                    std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+                    p.display().to_string(),
+                ),
+                None => (CLAIMS_MD.to_string(), "theory/CLAIMS.md".to_string()),
+            };
+            let out = cli.out.clone().unwrap_or_else(|| PathBuf::from(&cfg.out_dir).join("verify"));
+            let t = std::time::Instant::now();
+            let v = commands::verify(&cfg, &md, &origin, &out, cli.fresh, !no_figures)?;
+            println!("{}", v.table);
+            let failed: Vec<&str> = v.verdicts.iter().filter(|v| !v.pass).map(|v| v.id.as_str()).collect();
+            println!(
+                "{} of {} claims pass over seeds {:?} ({:.0} s). Results and figures: {}",
+                v.verdicts.len() - failed.len(),
+                v.verdicts.len(),
+                cfg.seeds,
+                t.elapsed().as_secs_f64(),
+                v.dir.display()
+            );
+            if !failed.is_empty() {
+                bail!("claims that do not hold in this model: {}", failed.join(", "));
+            }
+        }
+        Command::Sweep {
+            study,
+            study_file,
+            param,
+        } => {
+            let cfg = load_config(&cli)?;
+            let st = if let Some(name) = study {
+                Study::built_in(name)?
+            } else if let Some(p) = study_file {
+                let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+                Study::from_toml(&text, &p.display().to_string())?
+            } else if !param.is_empty() {
+                if param.len() > 2 {
+                    bail!("--param: at most two axes");
+                }
+                let axis = param.iter().map(|p| axis_from_arg(p)).collect::<Result<Vec<_>, _>>()?;
+                let name = axis.iter().map(|a| a.key.clone()).collect::<Vec<_>>().join("_x_");
+                Study {
+                    name: granularity::theory::study::file_safe(&name),
+                    description: format!("sweep of {}", param.join(" and ")),
+                    set: vec![],
+                    readouts: Readout::ALL.to_vec(),
+                    condition: vec![
+                        Condition::new("coarse", Relabeling::Level { level: 0 }),
+                        Condition::new("fine", Relabeling::Level { level: 1 }),
+                    ],
+                    axis,
+                }
+            } else {
+                bail!("sweep needs --study NAME, --study-file FILE or --param KEY=V1,V2,...");
+            };
+            let out = cli
+                .out
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(&cfg.out_dir).join("sweeps").join(&st.name));
+            let dir = commands::sweep(&cfg, &st, &out, cli.fresh)?;
+            println!("sweep '{}' done: results and figures in {}", st.name, dir.display());
+        }
+        Command::Studies => {
+            for (name, _) in BUILT_IN {
+                let s = Study::built_in(name)?;
+                println!("{name:16} {}", s.description);
+            }
+        }
+        Command::Plot { dir } => {
+            for f in commands::replot(dir)? {
+                println!("{}", f.display());
+            }
+        }
+        Command::Bench {
+            steps,
+            no_numpy,
+            script,
+        } => {
+            let b = bench::BenchConfig {
+                steps: *steps,
+                ..Default::default()
+            };
+            println!(
+                "theory-sim bench: one SGD step, d={} P={} batch={} 2x{} subclasses m={} ({} neurons), smoothed ReLU",
+                b.dim, b.patches, b.batch, b.subclasses, b.neurons, 2 * b.subclasses * b.neurons
+            );
+            let r = bench::run(&b)?;
+            let np = if *no_numpy { Err("skipped (--no-numpy)".to_string()) } else { bench::run_numpy(script, &b) };
+            println!("threads: {}", r.threads);
+            println!("| mode | Rust steps/s | NumPy steps/s | Rust / NumPy |");
+            println!("|---|---|---|---|");
+            for (mode, ours, theirs) in [
+                ("online (fresh samples)", r.online_steps_per_s, np.as_ref().ok().map(|n| n.online_steps_per_s)),
+                ("fixed pool", r.pool_steps_per_s, np.as_ref().ok().map(|n| n.pool_steps_per_s)),
+            ] {
+                match theirs {
+                    Some(t) => println!("| {mode} | {ours:.1} | {t:.1} | {:.2}x |", ours / t),
+                    None => println!("| {mode} | {ours:.1} | n/a | n/a |"),
+                }
+            }
+            match &np {
+                Ok(n) => println!(
+                    "sampling per online step: Rust {:.1} ms, NumPy {:.1} ms (numpy {})",
+                    r.online_sampling_s * 1e3,
+                    n.online_sampling_s * 1e3,
+                    n.numpy
+                ),
+                Err(e) => println!("NumPy: {e}"),
+            }
+            println!(
+                "matrix products: forward {:.1} GFLOP/s ({:.0}% of peak), weight gradient {:.1} GFLOP/s ({:.0}% of peak); one 2048^3 sgemm: {:.1} GFLOP/s",
+                r.forward_gflops,
+                100.0 * r.forward_gflops / r.peak_gflops,
+                r.backward_gflops,
+                100.0 * r.backward_gflops / r.peak_gflops,
+                r.peak_gflops
+            );
+        }
+    }
     Ok(())
 }
-#[allow(dead_code)]
-fn _x() {}

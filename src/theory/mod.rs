@@ -12,12 +12,17 @@
 //! - [`figures`]: the SVG figures made from saved results;
 //! - [`bench`]: the SGD-step benchmark.
 
+pub mod bench;
+pub mod claims;
+pub mod commands;
 pub mod config;
 pub mod data;
+pub mod figures;
 pub mod net;
 pub mod probe;
 pub mod readout;
 pub mod study;
+pub mod sweep;
 pub mod train;
 
 /// Errors of the theory simulator.

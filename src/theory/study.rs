@@ -14,7 +14,9 @@ use crate::theory::train::{init_net, pretrain, CurvePoint, Source};
 use crate::theory::TheoryError;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
+use crate::report::{read_json, write_json};
 use std::collections::BTreeMap;
+use std::path::Path;
 
 /// One experimental condition.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -118,8 +120,6 @@ pub fn run(
     };
     let mut net = init_net(&dist, &cfg.net, classes, neurons, seed);
     net.parallel = parallel;
-    let init = responses(&correlations(&net, &dist), cfg.data.superclasses());
-    let _ = init;
     let source = Source::new(&dist, &rule, seed, cfg.train.pool, cfg.data.train_hard_fraction);
     // per-sample labels on a pool: the class -> superclass map comes from the pool itself
     let rule = match (&source, &cond.labels) {
@@ -188,22 +188,15 @@ pub fn run(
     })
 }
 
-/// Total SGD steps of a set of runs (for progress bars).
-pub fn total_steps(base: &TheoryConfig, conds: &[Condition]) -> Result<u64, TheoryError> {
-    let mut total = 0u64;
-    for c in conds {
-        let cfg = condition_config(base, c)?;
-        total += (cfg.train.steps * base.seeds.len()) as u64;
-    }
-    Ok(total)
-}
-
 /// Run every condition at every seed of `base.seeds`, in parallel (one net per thread).
-/// Results come back ordered by condition, then seed.
+/// Results come back ordered by condition, then seed. With `store`, each finished run is saved
+/// at once as `<store>/<condition>-s<seed>.json` (atomically), and runs already saved there are
+/// loaded instead of run again, so a killed grid resumes where it was.
 pub fn run_grid(
     base: &TheoryConfig,
     conds: &[Condition],
     readouts: &[Readout],
+    store: Option<&Path>,
     on_step: &(dyn Fn() + Sync),
 ) -> Result<Vec<RunResult>, TheoryError> {
     let jobs: Vec<(&Condition, u64)> = conds
@@ -211,6 +204,50 @@ pub fn run_grid(
         .flat_map(|c| base.seeds.iter().map(move |&s| (c, s)))
         .collect();
     jobs.par_iter()
-        .map(|(c, s)| run(base, c, *s, readouts, false, on_step))
+        .map(|(c, s)| {
+            let path = store.map(|d| d.join(format!("{}-s{}.json", file_safe(&c.name), s)));
+            if let Some(p) = &path {
+                if p.exists() {
+                    if let Ok(r) = read_json::<RunResult>(p) {
+                        if r.condition == c.name && r.seed == *s {
+                            return Ok(r);
+                        }
+                    }
+                }
+            }
+            let r = run(base, c, *s, readouts, false, on_step)?;
+            if let Some(p) = &path {
+                write_json(p, &r)?;
+            }
+            Ok(r)
+        })
+        .collect()
+}
+
+/// Steps still to run for a grid whose finished runs are saved in `store`.
+pub fn remaining_steps(
+    base: &TheoryConfig,
+    conds: &[Condition],
+    store: Option<&Path>,
+) -> Result<u64, TheoryError> {
+    let mut total = 0u64;
+    for c in conds {
+        let cfg = condition_config(base, c)?;
+        for s in &base.seeds {
+            let done = store
+                .map(|d| d.join(format!("{}-s{}.json", file_safe(&c.name), s)).exists())
+                .unwrap_or(false);
+            if !done {
+                total += cfg.train.steps as u64;
+            }
+        }
+    }
+    Ok(total)
+}
+
+/// A name made safe for a file name.
+pub fn file_safe(name: &str) -> String {
+    name.chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c } else { '_' })
         .collect()
 }

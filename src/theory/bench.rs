@@ -1,0 +1,236 @@
+//! The SGD-step benchmark: one step of the fine-label net at d = 1024, P = 32, batch 128,
+//! 2 superclasses x 8 subclasses, m = 16 (256 neurons), with a fixed training pool and with
+//! fresh samples every step (online); the step's two matrix products against one large
+//! single-precision product on the same machine; and the same step in NumPy
+//! (`benches/numpy_step.py`), run from the same command.
+
+use crate::hierarchy::Relabeling;
+use crate::theory::config::TheoryConfig;
+use crate::theory::data::{derive_key, stream_rng, Distribution, Purpose, SampleKind};
+use crate::theory::net::Workspace;
+use crate::theory::train::{init_net, label_samples};
+use crate::theory::TheoryError;
+use serde::{Deserialize, Serialize};
+use std::time::Instant;
+
+/// Benchmark settings.
+#[derive(Clone, Debug)]
+pub struct BenchConfig {
+    /// Dimension d.
+    pub dim: usize,
+    /// Patches P.
+    pub patches: usize,
+    /// Batch size.
+    pub batch: usize,
+    /// Subclasses per superclass (2 superclasses).
+    pub subclasses: usize,
+    /// Neurons per class.
+    pub neurons: usize,
+    /// Samples in the fixed pool.
+    pub pool: usize,
+    /// Timed steps per mode (after warm-up).
+    pub steps: usize,
+}
+
+impl Default for BenchConfig {
+    fn default() -> Self {
+        BenchConfig {
+            dim: 1024,
+            patches: 32,
+            batch: 128,
+            subclasses: 8,
+            neurons: 16,
+            pool: 1024,
+            steps: 30,
+        }
+    }
+}
+
+/// Measured speeds.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BenchResult {
+    /// Threads in the rayon pool.
+    pub threads: usize,
+    /// Online steps per second (sampling + step).
+    pub online_steps_per_s: f64,
+    /// Fixed-pool steps per second (batch gather + step).
+    pub pool_steps_per_s: f64,
+    /// Seconds per online step spent drawing samples.
+    pub online_sampling_s: f64,
+    /// GFLOP/s of the forward product X W^T of a step.
+    pub forward_gflops: f64,
+    /// GFLOP/s of the weight-gradient product dZ^T X of a step.
+    pub backward_gflops: f64,
+    /// GFLOP/s of one large 2048^3 single-precision product.
+    pub peak_gflops: f64,
+}
+
+/// Run the benchmark in the current rayon pool.
+pub fn run(b: &BenchConfig) -> Result<BenchResult, TheoryError> {
+    let mut cfg = TheoryConfig::default_config()?;
+    cfg.data.dim = b.dim;
+    cfg.data.patches = b.patches;
+    cfg.data.subclasses = vec![b.subclasses; 2];
+    cfg.net.neurons = b.neurons;
+    cfg.train.batch = b.batch;
+    let dist = Distribution::new(&cfg.data, 0)?;
+    let rule = Relabeling::Level { level: 1 }.build(
+        dist.hierarchy(),
+        0,
+        None,
+        &mut stream_rng(0, 0),
+    )?;
+    let mut net = init_net(&dist, &cfg.net, rule.num_classes(), b.neurons, 0);
+    net.parallel = true;
+    let len = dist.sample_len();
+    let key = derive_key(0, Purpose::Train);
+    let lkey = derive_key(0, Purpose::SampleLabels);
+    let mut ws = Workspace::default();
+    let mut x = vec![0f32; b.batch * len];
+    let mut meta = vec![(0usize, false); b.batch];
+    let lr = 1e-3f32;
+
+    // online
+    let mut sampling = 0.0f64;
+    let mut total = 0.0f64;
+    for step in 0..b.steps + 3 {
+        let t0 = Instant::now();
+        let first = (step * b.batch) as u64;
+        dist.draw_into(key, first, SampleKind::Easy, &mut x, &mut meta);
+        let labels: Vec<usize> = meta
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                let idx = first + i as u64;
+                rule.label(m.0, idx as usize, &mut stream_rng(lkey, idx))
+            })
+            .collect();
+        let t1 = Instant::now();
+        net.sgd_step(&x, &labels, lr, false, &mut ws);
+        if step >= 3 {
+            sampling += (t1 - t0).as_secs_f64();
+            total += t0.elapsed().as_secs_f64();
+        }
+    }
+    let online = b.steps as f64 / total;
+    let online_sampling_s = sampling / b.steps as f64;
+
+    // fixed pool
+    let pool = dist.draw(key, 0, b.pool, SampleKind::Easy);
+    let pool_labels = label_samples(&rule, &pool, lkey);
+    let mut order_rng = stream_rng(derive_key(0, Purpose::Batches), 0);
+    let mut total = 0.0f64;
+    for step in 0..b.steps + 3 {
+        let t0 = Instant::now();
+        let mut labels = Vec::with_capacity(b.batch);
+        for i in 0..b.batch {
+            let j = rand::Rng::gen_range(&mut order_rng, 0..b.pool);
+            x[i * len..(i + 1) * len].copy_from_slice(&pool.x[j * len..(j + 1) * len]);
+            labels.push(pool_labels[j]);
+        }
+        net.sgd_step(&x, &labels, lr, false, &mut ws);
+        if step >= 3 {
+            total += t0.elapsed().as_secs_f64();
+        }
+    }
+    let pooled = b.steps as f64 / total;
+
+    // the two products alone, and a large square product
+    let rows = b.batch * b.patches;
+    let n = net.neurons();
+    let d = b.dim;
+    let flops = 2.0 * rows as f64 * n as f64 * d as f64;
+    let fwd = time_gemm(rows, n, d, 10);
+    let bwd = time_gemm(n, d, rows, 10);
+    let big = 2048;
+    let peak = time_gemm(big, big, big, 3);
+    Ok(BenchResult {
+        threads: rayon::current_num_threads(),
+        online_steps_per_s: online,
+        pool_steps_per_s: pooled,
+        online_sampling_s,
+        forward_gflops: flops / fwd / 1e9,
+        backward_gflops: flops / bwd / 1e9,
+        peak_gflops: 2.0 * (big as f64).powi(3) / peak / 1e9,
+    })
+}
+
+/// Seconds per m x n x k single-precision product (row-major operands), best of `reps`.
+fn time_gemm(m: usize, n: usize, k: usize, reps: usize) -> f64 {
+    let a: Vec<f32> = (0..m * k).map(|i| ((i % 13) as f32 - 6.0) * 0.01).collect();
+    let b: Vec<f32> = (0..k * n).map(|i| ((i % 7) as f32 - 3.0) * 0.01).collect();
+    let mut c = vec![0f32; m * n];
+    let mut best = f64::INFINITY;
+    for _ in 0..reps + 1 {
+        let t = Instant::now();
+        // SAFETY: a is m x k, b is k x n, c is m x n, all row-major and non-aliasing.
+        unsafe {
+            gemm::gemm(
+                m,
+                n,
+                k,
+                c.as_mut_ptr(),
+                1,
+                n as isize,
+                false,
+                a.as_ptr(),
+                1,
+                k as isize,
+                b.as_ptr(),
+                1,
+                n as isize,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                gemm::Parallelism::Rayon(0),
+            );
+        }
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    std::hint::black_box(&c);
+    best
+}
+
+/// NumPy's result, as printed by `benches/numpy_step.py --json`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NumpyResult {
+    /// NumPy version.
+    pub numpy: String,
+    /// Online steps per second.
+    pub online_steps_per_s: f64,
+    /// Fixed-pool steps per second.
+    pub pool_steps_per_s: f64,
+    /// Seconds per online step spent drawing samples.
+    pub online_sampling_s: f64,
+}
+
+/// Run `python3 benches/numpy_step.py --json` with the same settings; Err(message) says why
+/// it could not (no python3, no numpy, script failed).
+pub fn run_numpy(script: &std::path::Path, b: &BenchConfig) -> Result<NumpyResult, String> {
+    let out = std::process::Command::new("python3")
+        .arg(script)
+        .args([
+            "--json",
+            &format!("--dim={}", b.dim),
+            &format!("--patches={}", b.patches),
+            &format!("--batch={}", b.batch),
+            &format!("--subclasses={}", b.subclasses),
+            &format!("--neurons={}", b.neurons),
+            &format!("--pool={}", b.pool),
+            &format!("--steps={}", b.steps),
+        ])
+        .output()
+        .map_err(|e| format!("could not run python3: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{} failed: {}",
+            script.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().last().unwrap_or("");
+    serde_json::from_str(line).map_err(|e| format!("unexpected output of {}: {e}: {line}", script.display()))
+}

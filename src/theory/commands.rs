@@ -1,0 +1,251 @@
+//! The `theory-sim` commands as library functions (the binary only parses arguments):
+//! `verify` (run the claims), `sweep` (a study over a grid), `plot` (figures from saved
+//! results) and `bench` (the SGD-step benchmark). Each writes a results folder holding the
+//! resolved config and seeds, every finished run as it completes (so a killed command resumes),
+//! CSV/JSON/Markdown summaries and SVG figures.
+
+use crate::report::{read_json, MarkdownTable, MeanSd, ResultsDir};
+use crate::theory::claims::{evaluate, verdict_table, ClaimsFile, Verdict};
+use crate::theory::config::TheoryConfig;
+use crate::theory::figures;
+use crate::theory::readout::Readout;
+use crate::theory::study::{remaining_steps, run_grid, Condition, RunResult};
+use crate::theory::sweep::{Study, SweepRow};
+use crate::theory::TheoryError;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// A progress bar over SGD steps with an ETA (hidden when stderr is not a terminal).
+pub fn progress(total: u64, what: &str) -> ProgressBar {
+    let pb = ProgressBar::new(total);
+    pb.set_style(
+        ProgressStyle::with_template(
+            "{msg} [{elapsed_precise}] {wide_bar} {percent}% steps {pos}/{len} ETA {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    pb.set_message(what.to_string());
+    pb
+}
+
+/// Create `out/name`, refusing to mix results of different configs: if the folder already
+/// holds a `config.toml` that differs from `resolved`, fail unless `fresh` (which deletes the
+/// saved runs). Writes `config.toml` first.
+pub fn prepare_dir(out: &Path, resolved: &str, fresh: bool) -> Result<ResultsDir, TheoryError> {
+    let dir = ResultsDir::create(out)?;
+    let cfg_path = dir.path("config.toml");
+    if let Ok(old) = std::fs::read_to_string(&cfg_path) {
+        if old != resolved {
+            if !fresh {
+                return Err(TheoryError::Study(format!(
+                    "{} holds results of a different configuration; choose another --out, or pass --fresh to discard them",
+                    out.display()
+                )));
+            }
+            let cells = dir.path("cells");
+            if cells.exists() {
+                std::fs::remove_dir_all(&cells).map_err(|e| {
+                    TheoryError::Study(format!("cannot clear {}: {e}", cells.display()))
+                })?;
+            }
+        }
+    }
+    dir.write_text("config.toml", resolved)?;
+    Ok(dir)
+}
+
+/// One row of `errors.csv`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ErrorRow {
+    /// Condition.
+    pub condition: String,
+    /// Seed.
+    pub seed: u64,
+    /// Pretraining classes.
+    pub classes: usize,
+    /// Readout.
+    pub readout: String,
+    /// Easy-sample coarse error.
+    pub easy: f64,
+    /// Hard-sample coarse error.
+    pub hard: f64,
+    /// Final common_max.
+    pub common_max: f64,
+    /// Final fine_max.
+    pub fine_max: f64,
+    /// Init level.
+    pub init_level: f64,
+}
+
+fn error_rows(results: &[RunResult]) -> Vec<ErrorRow> {
+    let mut rows = Vec::new();
+    for r in results {
+        for (ro, e) in &r.errors {
+            rows.push(ErrorRow {
+                condition: r.condition.clone(),
+                seed: r.seed,
+                classes: r.classes,
+                readout: ro.name().into(),
+                easy: e.easy,
+                hard: e.hard,
+                common_max: r.responses.common_max,
+                fine_max: r.responses.fine_max,
+                init_level: r.init_level,
+            });
+        }
+    }
+    rows
+}
+
+/// Mean ± sd per condition of every readout's easy/hard error and the responses.
+pub fn summary_table(results: &[RunResult], conds: &[Condition]) -> MarkdownTable {
+    let mut header = vec!["condition".to_string(), "classes".into(), "common_max".into(), "fine_max".into()];
+    for ro in Readout::ALL {
+        header.push(format!("{} easy", ro.name()));
+        header.push(format!("{} hard", ro.name()));
+    }
+    let mut t = MarkdownTable::new(header);
+    for c in conds {
+        let runs: Vec<&RunResult> = results.iter().filter(|r| r.condition == c.name).collect();
+        if runs.is_empty() {
+            continue;
+        }
+        let f = |g: &dyn Fn(&RunResult) -> f64| {
+            format!("{:.3}", MeanSd::of(&runs.iter().map(|r| g(r)).collect::<Vec<_>>()))
+        };
+        let mut row = vec![
+            c.name.clone(),
+            runs[0].classes.to_string(),
+            f(&|r| r.responses.common_max),
+            f(&|r| r.responses.fine_max),
+        ];
+        for ro in Readout::ALL {
+            if runs.iter().all(|r| r.errors.contains_key(&ro)) {
+                row.push(f(&|r| r.errors[&ro].easy));
+                row.push(f(&|r| r.errors[&ro].hard));
+            } else {
+                row.push("n/a".into());
+                row.push("n/a".into());
+            }
+        }
+        t.row(row);
+    }
+    t
+}
+
+/// What `verify` produced.
+#[derive(Debug)]
+pub struct VerifyOutcome {
+    /// One verdict per claim.
+    pub verdicts: Vec<Verdict>,
+    /// The results folder.
+    pub dir: PathBuf,
+    /// The verdict table (Markdown).
+    pub table: String,
+}
+
+/// Run every condition of the claims file at every seed and evaluate the claims.
+pub fn verify(
+    cfg: &TheoryConfig,
+    claims_md: &str,
+    claims_origin: &str,
+    out: &Path,
+    fresh: bool,
+    with_figures: bool,
+) -> Result<VerifyOutcome, TheoryError> {
+    let claims = ClaimsFile::from_markdown(claims_md, claims_origin)?;
+    if cfg.seeds.len() < claims.min_seeds {
+        return Err(TheoryError::Study(format!(
+            "field 'seeds': {claims_origin} needs at least {} seeds, the config has {}",
+            claims.min_seeds,
+            cfg.seeds.len()
+        )));
+    }
+    let dir = prepare_dir(out, &crate::config::to_toml(cfg)?, fresh)?;
+    dir.write_text("claims.md", claims_md)?;
+    let cells = dir.path("cells");
+    let total = remaining_steps(cfg, &claims.condition, Some(&cells))?;
+    let pb = progress(total, "verify");
+    let results = run_grid(cfg, &claims.condition, &Readout::ALL, Some(&cells), &|| pb.inc(1))?;
+    pb.finish_and_clear();
+    let verdicts = evaluate(&claims, &results, &cfg.seeds);
+    let table = verdict_table(&verdicts).to_string();
+    dir.write_json("verdicts.json", &verdicts)?;
+    dir.write_text(
+        "verdicts.md",
+        &format!(
+            "# Claims verdicts\n\nConfig: `config.toml` in this folder; seeds {:?}; claims from `{}`.\n\n{}\n## Per condition (mean ± sd over seeds)\n\n{}",
+            cfg.seeds,
+            claims_origin,
+            table,
+            summary_table(&results, &claims.condition)
+        ),
+    )?;
+    dir.write_csv("errors.csv", &error_rows(&results))?;
+    if with_figures {
+        figures::verify_figures(&results, cfg, &dir)?;
+    }
+    Ok(VerifyOutcome {
+        verdicts,
+        dir: dir.root().to_path_buf(),
+        table,
+    })
+}
+
+/// Run a sweep study; returns the results folder.
+pub fn sweep(cfg: &TheoryConfig, study: &Study, out: &Path, fresh: bool) -> Result<PathBuf, TheoryError> {
+    // the study's own overrides apply to the base config (e.g. its seeds)
+    let base: TheoryConfig = crate::config::load_str(
+        &crate::config::to_toml(cfg)?,
+        &format!("study '{}'", study.name),
+        &study.set,
+    )?;
+    let dir = prepare_dir(out, &crate::config::to_toml(&base)?, fresh)?;
+    dir.write_text(
+        "study.toml",
+        &toml::to_string_pretty(study).map_err(|e| TheoryError::Study(e.to_string()))?,
+    )?;
+    let jobs = study.jobs()?;
+    let conds: Vec<Condition> = jobs.iter().map(|j| j.2.clone()).collect();
+    let cells = dir.path("cells");
+    let total = remaining_steps(&base, &conds, Some(&cells))?;
+    let pb = progress(total, &format!("sweep {}", study.name));
+    let results = run_grid(&base, &conds, &study.readouts, Some(&cells), &|| pb.inc(1))?;
+    pb.finish_and_clear();
+    let rows = study.rows(&jobs, &results);
+    dir.write_csv("sweep.csv", &rows)?;
+    figures::sweep_figures(study, &rows, &dir)?;
+    Ok(dir.root().to_path_buf())
+}
+
+/// Redraw the figures of a `verify` or `sweep` results folder from its saved files.
+pub fn replot(dir: &Path) -> Result<Vec<PathBuf>, TheoryError> {
+    let rd = ResultsDir::create(dir)?;
+    let cfg: TheoryConfig = crate::config::load_file(&rd.path("config.toml"), &[])?;
+    if rd.path("study.toml").exists() {
+        let text = std::fs::read_to_string(rd.path("study.toml"))
+            .map_err(|e| TheoryError::Study(format!("{}: {e}", rd.path("study.toml").display())))?;
+        let study = Study::from_toml(&text, &rd.path("study.toml").display().to_string())?;
+        let rows: Vec<SweepRow> = crate::report::read_csv(&rd.path("sweep.csv"))?;
+        return figures::sweep_figures(&study, &rows, &rd);
+    }
+    let cells = rd.path("cells");
+    let mut results = Vec::new();
+    let entries = std::fs::read_dir(&cells)
+        .map_err(|e| TheoryError::Study(format!("{}: {e}", cells.display())))?;
+    let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    paths.sort();
+    for p in paths {
+        if p.extension().is_some_and(|x| x == "json") {
+            results.push(read_json::<RunResult>(&p)?);
+        }
+    }
+    if results.is_empty() {
+        return Err(TheoryError::Study(format!(
+            "{}: no saved runs to plot",
+            cells.display()
+        )));
+    }
+    figures::verify_figures(&results, &cfg, &rd)
+}
