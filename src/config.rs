@@ -150,7 +150,11 @@ pub fn load_str<T: DeserializeOwned + Validate>(
         let inner = e.into_inner();
         ConfigError::Field {
             origin: origin_full.clone(),
-            field: if path == "." { "(top level)".into() } else { path },
+            field: if path == "." {
+                "(top level)".into()
+            } else {
+                path
+            },
             msg: inner.to_string(),
         }
     })?;
@@ -217,7 +221,11 @@ mod tests {
         let c: Cfg = load_str(
             TEXT,
             "t.toml",
-            &["inner.x=2".into(), "inner.list=[1,2]".into(), "name=b c".into()],
+            &[
+                "inner.x=2".into(),
+                "inner.list=[1,2]".into(),
+                "name=b c".into(),
+            ],
         )
         .unwrap();
         assert_eq!(c.inner.x, 2.0);
@@ -229,7 +237,10 @@ mod tests {
     fn unknown_key_names_file_and_field() {
         let e = load_str::<Cfg>(TEXT, "t.toml", &["inner.y=1".into()]).unwrap_err();
         let s = e.to_string();
-        assert!(s.contains("t.toml") && s.contains("inner") && s.contains('y'), "{s}");
+        assert!(
+            s.contains("t.toml") && s.contains("inner") && s.contains('y'),
+            "{s}"
+        );
         let e = load_str::<Cfg>("name = 1\n[inner]\nx=1\n", "u.toml", &[]).unwrap_err();
         assert!(e.to_string().contains("'name'"), "{e}");
     }

@@ -110,16 +110,25 @@ fn main() -> Result<()> {
             let cfg = load_config(&cli)?;
             let (md, origin) = match claims {
                 Some(p) => (
-                    std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+                    std::fs::read_to_string(p)
+                        .with_context(|| format!("reading {}", p.display()))?,
                     p.display().to_string(),
                 ),
                 None => (CLAIMS_MD.to_string(), "theory/CLAIMS.md".to_string()),
             };
-            let out = cli.out.clone().unwrap_or_else(|| PathBuf::from(&cfg.out_dir).join("verify"));
+            let out = cli
+                .out
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(&cfg.out_dir).join("verify"));
             let t = std::time::Instant::now();
             let v = commands::verify(&cfg, &md, &origin, &out, cli.fresh, !no_figures)?;
             println!("{}", v.table);
-            let failed: Vec<&str> = v.verdicts.iter().filter(|v| !v.pass).map(|v| v.id.as_str()).collect();
+            let failed: Vec<&str> = v
+                .verdicts
+                .iter()
+                .filter(|v| !v.pass)
+                .map(|v| v.id.as_str())
+                .collect();
             println!(
                 "{} of {} claims pass over seeds {:?} ({:.0} s). Results and figures: {}",
                 v.verdicts.len() - failed.len(),
@@ -129,7 +138,10 @@ fn main() -> Result<()> {
                 v.dir.display()
             );
             if !failed.is_empty() {
-                bail!("claims that do not hold in this model: {}", failed.join(", "));
+                bail!(
+                    "claims that do not hold in this model: {}",
+                    failed.join(", ")
+                );
             }
         }
         Command::Sweep {
@@ -141,14 +153,22 @@ fn main() -> Result<()> {
             let st = if let Some(name) = study {
                 Study::built_in(name)?
             } else if let Some(p) = study_file {
-                let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("reading {}", p.display()))?;
                 Study::from_toml(&text, &p.display().to_string())?
             } else if !param.is_empty() {
                 if param.len() > 2 {
                     bail!("--param: at most two axes");
                 }
-                let axis = param.iter().map(|p| axis_from_arg(p)).collect::<Result<Vec<_>, _>>()?;
-                let name = axis.iter().map(|a| a.key.clone()).collect::<Vec<_>>().join("_x_");
+                let axis = param
+                    .iter()
+                    .map(|p| axis_from_arg(p))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let name = axis
+                    .iter()
+                    .map(|a| a.key.clone())
+                    .collect::<Vec<_>>()
+                    .join("_x_");
                 Study {
                     name: granularity::theory::study::file_safe(&name),
                     description: format!("sweep of {}", param.join(" and ")),
@@ -168,7 +188,11 @@ fn main() -> Result<()> {
                 .clone()
                 .unwrap_or_else(|| PathBuf::from(&cfg.out_dir).join("sweeps").join(&st.name));
             let dir = commands::sweep(&cfg, &st, &out, cli.fresh)?;
-            println!("sweep '{}' done: results and figures in {}", st.name, dir.display());
+            println!(
+                "sweep '{}' done: results and figures in {}",
+                st.name,
+                dir.display()
+            );
         }
         Command::Studies => {
             for (name, _) in BUILT_IN {
@@ -190,41 +214,13 @@ fn main() -> Result<()> {
                 steps: *steps,
                 ..Default::default()
             };
-            println!(
-                "theory-sim bench: one SGD step, d={} P={} batch={} 2x{} subclasses m={} ({} neurons), smoothed ReLU",
-                b.dim, b.patches, b.batch, b.subclasses, b.neurons, 2 * b.subclasses * b.neurons
-            );
             let r = bench::run(&b)?;
-            let np = if *no_numpy { Err("skipped (--no-numpy)".to_string()) } else { bench::run_numpy(script, &b) };
-            println!("threads: {}", r.threads);
-            println!("| mode | Rust steps/s | NumPy steps/s | Rust / NumPy |");
-            println!("|---|---|---|---|");
-            for (mode, ours, theirs) in [
-                ("online (fresh samples)", r.online_steps_per_s, np.as_ref().ok().map(|n| n.online_steps_per_s)),
-                ("fixed pool", r.pool_steps_per_s, np.as_ref().ok().map(|n| n.pool_steps_per_s)),
-            ] {
-                match theirs {
-                    Some(t) => println!("| {mode} | {ours:.1} | {t:.1} | {:.2}x |", ours / t),
-                    None => println!("| {mode} | {ours:.1} | n/a | n/a |"),
-                }
-            }
-            match &np {
-                Ok(n) => println!(
-                    "sampling per online step: Rust {:.1} ms, NumPy {:.1} ms (numpy {})",
-                    r.online_sampling_s * 1e3,
-                    n.online_sampling_s * 1e3,
-                    n.numpy
-                ),
-                Err(e) => println!("NumPy: {e}"),
-            }
-            println!(
-                "matrix products: forward {:.1} GFLOP/s ({:.0}% of peak), weight gradient {:.1} GFLOP/s ({:.0}% of peak); one 2048^3 sgemm: {:.1} GFLOP/s",
-                r.forward_gflops,
-                100.0 * r.forward_gflops / r.peak_gflops,
-                r.backward_gflops,
-                100.0 * r.backward_gflops / r.peak_gflops,
-                r.peak_gflops
-            );
+            let np = if *no_numpy {
+                Err("skipped (--no-numpy)".to_string())
+            } else {
+                bench::run_numpy(script, &b)
+            };
+            println!("{}", bench::report(&b, &r, &np));
         }
     }
     Ok(())

@@ -291,26 +291,26 @@ pub(crate) fn dashed<C: Color>(
             let take = left.min(seg);
             let t = take / seg;
             let p = (a.0 + t * (b.0 - a.0), a.1 + t * (b.1 - a.1));
-            if idx % 2 == 0 {
+            if idx.is_multiple_of(2) {
                 cur.push(p);
             }
             seg -= take;
             left -= take;
             a = p;
             if left <= 1e-9 {
-                if idx % 2 == 0 {
+                if idx.is_multiple_of(2) {
                     polyline(root, &cur, color, width)?;
                 }
                 cur.clear();
                 idx = (idx + 1) % pattern.len();
                 left = pattern[idx];
-                if idx % 2 == 0 {
+                if idx.is_multiple_of(2) {
                     cur.push(a);
                 }
             }
         }
     }
-    if idx % 2 == 0 {
+    if idx.is_multiple_of(2) {
         polyline(root, &cur, color, width)?;
     }
     Ok(())

@@ -107,13 +107,21 @@ pub fn read_csv<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<T>, Rep
         })
 }
 
+/// Deserialise an `f64` that JSON may hold as `null` (serde_json writes NaN and infinities
+/// as `null`): `null` reads back as NaN. Use with `#[serde(deserialize_with = ...)]`.
+pub fn f64_or_nan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+}
+
 /// Mean, sample standard deviation and count of a set of per-seed values. NaN values are
 /// counted in `n_nan` and left out of the statistics.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MeanSd {
     /// Mean of the finite values (NaN if there are none).
+    #[serde(deserialize_with = "f64_or_nan")]
     pub mean: f64,
     /// Sample standard deviation (n - 1 in the denominator; 0 for a single value).
+    #[serde(deserialize_with = "f64_or_nan")]
     pub sd: f64,
     /// Number of finite values.
     pub n: usize,
@@ -189,7 +197,11 @@ impl fmt::Display for MarkdownTable {
         writeln!(
             f,
             "| {} |",
-            self.header.iter().map(|h| esc(h)).collect::<Vec<_>>().join(" | ")
+            self.header
+                .iter()
+                .map(|h| esc(h))
+                .collect::<Vec<_>>()
+                .join(" | ")
         )?;
         writeln!(
             f,

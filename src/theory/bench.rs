@@ -74,12 +74,8 @@ pub fn run(b: &BenchConfig) -> Result<BenchResult, TheoryError> {
     cfg.net.neurons = b.neurons;
     cfg.train.batch = b.batch;
     let dist = Distribution::new(&cfg.data, 0)?;
-    let rule = Relabeling::Level { level: 1 }.build(
-        dist.hierarchy(),
-        0,
-        None,
-        &mut stream_rng(0, 0),
-    )?;
+    let rule =
+        Relabeling::Level { level: 1 }.build(dist.hierarchy(), 0, None, &mut stream_rng(0, 0))?;
     let mut net = init_net(&dist, &cfg.net, rule.num_classes(), b.neurons, 0);
     net.parallel = true;
     let len = dist.sample_len();
@@ -232,5 +228,71 @@ pub fn run_numpy(script: &std::path::Path, b: &BenchConfig) -> Result<NumpyResul
     }
     let text = String::from_utf8_lossy(&out.stdout);
     let line = text.lines().last().unwrap_or("");
-    serde_json::from_str(line).map_err(|e| format!("unexpected output of {}: {e}: {line}", script.display()))
+    serde_json::from_str(line)
+        .map_err(|e| format!("unexpected output of {}: {e}: {line}", script.display()))
+}
+
+/// The benchmark's report as Markdown-ish text: steps/s beside NumPy, ratios, and the
+/// products' GFLOP/s against one large product.
+pub fn report(b: &BenchConfig, r: &BenchResult, np: &Result<NumpyResult, String>) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "one SGD step: d={} P={} batch={} 2x{} subclasses m={} ({} neurons), smoothed ReLU; {} threads",
+        b.dim,
+        b.patches,
+        b.batch,
+        b.subclasses,
+        b.neurons,
+        2 * b.subclasses * b.neurons,
+        r.threads
+    );
+    let _ = writeln!(s, "| mode | Rust steps/s | NumPy steps/s | Rust / NumPy |");
+    let _ = writeln!(s, "|---|---|---|---|");
+    for (mode, ours, theirs) in [
+        (
+            "online (fresh samples)",
+            r.online_steps_per_s,
+            np.as_ref().ok().map(|n| n.online_steps_per_s),
+        ),
+        (
+            "fixed pool",
+            r.pool_steps_per_s,
+            np.as_ref().ok().map(|n| n.pool_steps_per_s),
+        ),
+    ] {
+        match theirs {
+            Some(t) => {
+                let _ = writeln!(s, "| {mode} | {ours:.1} | {t:.1} | {:.2}x |", ours / t);
+            }
+            None => {
+                let _ = writeln!(s, "| {mode} | {ours:.1} | n/a | n/a |");
+            }
+        }
+    }
+    match np {
+        Ok(n) => {
+            let _ = writeln!(
+                s,
+                "sampling per online step: Rust {:.1} ms, NumPy {:.1} ms (numpy {})",
+                r.online_sampling_s * 1e3,
+                n.online_sampling_s * 1e3,
+                n.numpy
+            );
+        }
+        Err(e) => {
+            let _ = writeln!(s, "NumPy: {e}");
+        }
+    }
+    let _ = writeln!(
+        s,
+        "matrix products of a step: forward {:.1} GFLOP/s ({:.0}% of peak), weight gradient {:.1} GFLOP/s ({:.0}% of peak); peak = one 2048^3 sgemm: {:.1} GFLOP/s",
+        r.forward_gflops,
+        100.0 * r.forward_gflops / r.peak_gflops,
+        r.backward_gflops,
+        100.0 * r.backward_gflops / r.peak_gflops,
+        r.peak_gflops
+    );
+    s
 }

@@ -166,9 +166,12 @@ impl ClaimsFile {
             .find("```")
             .ok_or_else(|| TheoryError::Study(format!("{origin}: unterminated ```toml block")))?;
         let text = &body[..end];
-        let doc: toml::Value = text.parse::<toml::Table>().map(toml::Value::Table).map_err(|e| {
-            TheoryError::Study(format!("{origin}: claims block is not valid TOML: {e}"))
-        })?;
+        let doc: toml::Value = text
+            .parse::<toml::Table>()
+            .map(toml::Value::Table)
+            .map_err(|e| {
+                TheoryError::Study(format!("{origin}: claims block is not valid TOML: {e}"))
+            })?;
         let file: ClaimsFile = serde_path_to_error::deserialize(doc).map_err(|e| {
             TheoryError::Study(format!(
                 "{origin}: claims block, field '{}': {}",
@@ -232,7 +235,11 @@ impl Quantity {
                 condition,
                 readout,
                 subset,
-            } => format!("{} error({condition}, {})", serde_plain(subset), readout.name()),
+            } => format!(
+                "{} error({condition}, {})",
+                serde_plain(subset),
+                readout.name()
+            ),
             Quantity::ErrorGap {
                 a,
                 b,
@@ -249,7 +256,8 @@ impl Quantity {
                 subset,
                 summary,
             } => {
-                let list: Vec<String> = pairs.iter().map(|p| format!("{}-{}", p[0], p[1])).collect();
+                let list: Vec<String> =
+                    pairs.iter().map(|p| format!("{}-{}", p[0], p[1])).collect();
                 format!(
                     "{} of {} error gaps [{}], {}",
                     serde_plain(summary),
@@ -400,7 +408,14 @@ pub fn evaluate(claims: &ClaimsFile, results: &[RunResult], seeds: &[u64]) -> Ve
 
 /// The verdicts as a Markdown table.
 pub fn verdict_table(verdicts: &[Verdict]) -> MarkdownTable {
-    let mut t = MarkdownTable::new(["claim", "statement", "quantity", "mean ± sd", "threshold", "result"]);
+    let mut t = MarkdownTable::new([
+        "claim",
+        "statement",
+        "quantity",
+        "mean ± sd",
+        "threshold",
+        "result",
+    ]);
     for v in verdicts {
         t.row([
             v.id.clone(),
@@ -408,7 +423,11 @@ pub fn verdict_table(verdicts: &[Verdict]) -> MarkdownTable {
             v.quantity.clone(),
             format!("{:.3}", v.stats),
             format!("{} {}", v.op, v.threshold),
-            if v.pass { "PASS".into() } else { "FAIL".to_string() },
+            if v.pass {
+                "PASS".into()
+            } else {
+                "FAIL".to_string()
+            },
         ]);
     }
     t

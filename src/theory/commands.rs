@@ -100,7 +100,12 @@ fn error_rows(results: &[RunResult]) -> Vec<ErrorRow> {
 
 /// Mean ± sd per condition of every readout's easy/hard error and the responses.
 pub fn summary_table(results: &[RunResult], conds: &[Condition]) -> MarkdownTable {
-    let mut header = vec!["condition".to_string(), "classes".into(), "common_max".into(), "fine_max".into()];
+    let mut header = vec![
+        "condition".to_string(),
+        "classes".into(),
+        "common_max".into(),
+        "fine_max".into(),
+    ];
     for ro in Readout::ALL {
         header.push(format!("{} easy", ro.name()));
         header.push(format!("{} hard", ro.name()));
@@ -112,7 +117,10 @@ pub fn summary_table(results: &[RunResult], conds: &[Condition]) -> MarkdownTabl
             continue;
         }
         let f = |g: &dyn Fn(&RunResult) -> f64| {
-            format!("{:.3}", MeanSd::of(&runs.iter().map(|r| g(r)).collect::<Vec<_>>()))
+            format!(
+                "{:.3}",
+                MeanSd::of(&runs.iter().map(|r| g(r)).collect::<Vec<_>>())
+            )
         };
         let mut row = vec![
             c.name.clone(),
@@ -167,7 +175,9 @@ pub fn verify(
     let cells = dir.path("cells");
     let total = remaining_steps(cfg, &claims.condition, Some(&cells))?;
     let pb = progress(total, "verify");
-    let results = run_grid(cfg, &claims.condition, &Readout::ALL, Some(&cells), &|| pb.inc(1))?;
+    let results = run_grid(cfg, &claims.condition, &Readout::ALL, Some(&cells), &|| {
+        pb.inc(1)
+    })?;
     pb.finish_and_clear();
     let verdicts = evaluate(&claims, &results, &cfg.seeds);
     let table = verdict_table(&verdicts).to_string();
@@ -194,7 +204,12 @@ pub fn verify(
 }
 
 /// Run a sweep study; returns the results folder.
-pub fn sweep(cfg: &TheoryConfig, study: &Study, out: &Path, fresh: bool) -> Result<PathBuf, TheoryError> {
+pub fn sweep(
+    cfg: &TheoryConfig,
+    study: &Study,
+    out: &Path,
+    fresh: bool,
+) -> Result<PathBuf, TheoryError> {
     // the study's own overrides apply to the base config (e.g. its seeds)
     let base: TheoryConfig = crate::config::load_str(
         &crate::config::to_toml(cfg)?,
@@ -215,8 +230,73 @@ pub fn sweep(cfg: &TheoryConfig, study: &Study, out: &Path, fresh: bool) -> Resu
     pb.finish_and_clear();
     let rows = study.rows(&jobs, &results);
     dir.write_csv("sweep.csv", &rows)?;
-    figures::sweep_figures(study, &rows, &dir)?;
+    write_sweep_outputs(study, &rows, &dir)?;
     Ok(dir.root().to_path_buf())
+}
+
+/// Mean ± sd over seeds per (cell, condition, readout) of a sweep, in row order of first
+/// appearance.
+pub fn sweep_summary(rows: &[SweepRow]) -> MarkdownTable {
+    let mut keys: Vec<(String, String, String)> = Vec::new();
+    for r in rows {
+        let k = (r.cell.clone(), r.condition.clone(), r.readout.clone());
+        if !keys.contains(&k) {
+            keys.push(k);
+        }
+    }
+    let mut t = MarkdownTable::new([
+        "cell",
+        "condition",
+        "classes",
+        "readout",
+        "easy error",
+        "hard error",
+        "common_max",
+        "fine_max",
+        "seeds",
+    ]);
+    for (cell, cond, ro) in keys {
+        let sel: Vec<&SweepRow> = rows
+            .iter()
+            .filter(|r| r.cell == cell && r.condition == cond && r.readout == ro)
+            .collect();
+        let f = |g: &dyn Fn(&SweepRow) -> f64| {
+            format!(
+                "{:.3}",
+                MeanSd::of(&sel.iter().map(|r| g(r)).collect::<Vec<_>>())
+            )
+        };
+        t.row([
+            cell.clone(),
+            cond.clone(),
+            sel[0].classes.to_string(),
+            ro.clone(),
+            f(&|r| r.easy),
+            f(&|r| r.hard),
+            f(&|r| r.common_max),
+            f(&|r| r.fine_max),
+            sel.len().to_string(),
+        ]);
+    }
+    t
+}
+
+fn write_sweep_outputs(
+    study: &Study,
+    rows: &[SweepRow],
+    dir: &ResultsDir,
+) -> Result<Vec<PathBuf>, TheoryError> {
+    let mut files = vec![dir.write_text(
+        "summary.md",
+        &format!(
+            "# Sweep '{}'\n\n{}\n\nMean ± sd over seeds; config in `config.toml`, study in `study.toml`, rows in `sweep.csv`.\n\n{}",
+            study.name,
+            study.description,
+            sweep_summary(rows)
+        ),
+    )?];
+    files.extend(figures::sweep_figures(study, rows, dir)?);
+    Ok(files)
 }
 
 /// Redraw the figures of a `verify` or `sweep` results folder from its saved files.
@@ -228,7 +308,7 @@ pub fn replot(dir: &Path) -> Result<Vec<PathBuf>, TheoryError> {
             .map_err(|e| TheoryError::Study(format!("{}: {e}", rd.path("study.toml").display())))?;
         let study = Study::from_toml(&text, &rd.path("study.toml").display().to_string())?;
         let rows: Vec<SweepRow> = crate::report::read_csv(&rd.path("sweep.csv"))?;
-        return figures::sweep_figures(&study, &rows, &rd);
+        return write_sweep_outputs(&study, &rows, &rd);
     }
     let cells = rd.path("cells");
     let mut results = Vec::new();

@@ -118,6 +118,13 @@ pub struct TrainConfig {
     pub pool: usize,
     /// Record probes every this many steps.
     pub probe_every: usize,
+    /// Test samples (of each kind) on which the summed-head error is tracked during training.
+    #[serde(default = "default_probe_test")]
+    pub probe_test: usize,
+}
+
+fn default_probe_test() -> usize {
+    500
 }
 
 /// Downstream coarse readout parameters.
@@ -264,7 +271,11 @@ impl Validate for TheoryConfig {
             "train.lr",
             "must be > 0",
         )?;
-        check(self.train.probe_every >= 1, "train.probe_every", "must be >= 1")?;
+        check(
+            self.train.probe_every >= 1,
+            "train.probe_every",
+            "must be >= 1",
+        )?;
         check(
             self.train.pool == 0 || self.train.pool >= self.train.batch,
             "train.pool",
@@ -288,7 +299,11 @@ impl Validate for TheoryConfig {
 impl TheoryConfig {
     /// The embedded default configuration, parsed and checked.
     pub fn default_config() -> Result<Self, crate::config::ConfigError> {
-        crate::config::load_str(DEFAULT_TOML, "<embedded experiments/theory/default.toml>", &[])
+        crate::config::load_str(
+            DEFAULT_TOML,
+            "<embedded experiments/theory/default.toml>",
+            &[],
+        )
     }
 }
 
@@ -319,7 +334,10 @@ mod tests {
             (&["data.noise=-0.1"], "data.noise"),
             (&["data.common_patches=20"], "data.patches"),
             (&["data.subclasses=[3]"], "data.subclasses"),
-            (&["net.activation={ kind = \"smoothed_relu\", q = 1, threshold = 1.0 }"], "net.activation.q"),
+            (
+                &["net.activation={ kind = \"smoothed_relu\", q = 1, threshold = 1.0 }"],
+                "net.activation.q",
+            ),
             (&["train.lr=0"], "train.lr"),
             (&["seeds=[]"], "seeds"),
         ];

@@ -91,6 +91,21 @@ impl Samples {
     pub fn is_empty(&self) -> bool {
         self.leaves.is_empty()
     }
+    /// The first `n` samples (all of them if there are fewer).
+    pub fn head(&self, n: usize) -> Samples {
+        let n = n.min(self.len());
+        let per = if self.is_empty() {
+            0
+        } else {
+            self.x.len() / self.len()
+        };
+        Samples {
+            x: self.x[..n * per].to_vec(),
+            leaves: self.leaves[..n].to_vec(),
+            hard: self.hard[..n].to_vec(),
+            index: self.index[..n].to_vec(),
+        }
+    }
 }
 
 /// The data distribution of one run: the configuration, its label hierarchy (superclass ->
@@ -189,7 +204,12 @@ impl Distribution {
     /// The superclass is uniform, then the subclass uniform inside it. Patch roles are at fixed
     /// positions (common patches first, then fine patches, then noise patches): the network sums
     /// over patches, so it is invariant to their order and fixed positions lose nothing.
-    pub fn sample_into(&self, rng: &mut ChaCha8Rng, kind: SampleKind, out: &mut [f32]) -> (usize, bool) {
+    pub fn sample_into(
+        &self,
+        rng: &mut ChaCha8Rng,
+        kind: SampleKind,
+        out: &mut [f32],
+    ) -> (usize, bool) {
         let c = &self.cfg;
         let d = c.dim;
         debug_assert_eq!(out.len(), c.patches * d);
@@ -203,7 +223,11 @@ impl Distribution {
         let sd = (c.noise / (d as f64).sqrt()) as f32;
         let sd_hard = (c.hard_noise / (d as f64).sqrt()) as f32;
         for (p, patch) in out.chunks_exact_mut(d).enumerate() {
-            let s_p = if hard && p < c.common_patches { sd_hard } else { sd };
+            let s_p = if hard && p < c.common_patches {
+                sd_hard
+            } else {
+                sd
+            };
             for v in patch.iter_mut() {
                 let z: f32 = rng.sample(StandardNormal);
                 *v = z * s_p;
@@ -308,7 +332,11 @@ mod tests {
         for i in 0..g.nrows() {
             for j in 0..g.ncols() {
                 let want = if i == j { 1.0 } else { 0.0 };
-                assert!((g[[i, j]] - want).abs() < 1e-5, "G[{i},{j}] = {}", g[[i, j]]);
+                assert!(
+                    (g[[i, j]] - want).abs() < 1e-5,
+                    "G[{i},{j}] = {}",
+                    g[[i, j]]
+                );
             }
         }
         assert_eq!(f.nrows(), 2 + 5);
@@ -374,10 +402,17 @@ mod tests {
             for p in 0..c.patches {
                 let patch = &hard.x[(i * c.patches + p) * d..(i * c.patches + p + 1) * d];
                 if p < c.common_patches {
-                    let proj: f32 = dist.features().row(s).iter().zip(patch).map(|(a, b)| a * b).sum();
+                    let proj: f32 = dist
+                        .features()
+                        .row(s)
+                        .iter()
+                        .zip(patch)
+                        .map(|(a, b)| a * b)
+                        .sum();
                     rho_proj += proj as f64;
                     // remove the feature part before measuring the noise norm
-                    let sq: f64 = patch.iter().map(|v| (*v as f64).powi(2)).sum::<f64>() - (proj as f64).powi(2);
+                    let sq: f64 = patch.iter().map(|v| (*v as f64).powi(2)).sum::<f64>()
+                        - (proj as f64).powi(2);
                     n_common += sq;
                     cnt_c += 1;
                 } else if p >= c.common_patches + c.fine_patches {
@@ -401,7 +436,7 @@ mod tests {
         let a = dist.draw(9, 100, 3000, SampleKind::Mix(0.25));
         let b = dist.draw(9, 100, 3000, SampleKind::Mix(0.25));
         assert_eq!(a, b);
-        let mut counts = vec![0usize; 5];
+        let mut counts = [0usize; 5];
         for &l in &a.leaves {
             counts[l] += 1;
         }
@@ -422,8 +457,14 @@ mod tests {
     #[test]
     fn thread_count_does_not_change_bits() {
         let dist = Distribution::new(&cfg(), 4).unwrap();
-        let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
-        let two = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+        let one = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        let two = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
         let a = one.install(|| dist.draw(3, 0, 64, SampleKind::Easy));
         let b = two.install(|| dist.draw(3, 0, 64, SampleKind::Easy));
         assert_eq!(a, b);

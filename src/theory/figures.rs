@@ -23,14 +23,22 @@ fn stats(values: &[f64]) -> (f64, f64) {
 }
 
 /// Mean +- sd over seeds of a curve field, aligned on the first run's steps.
-fn curve_series(runs: &[&RunResult], label: &str, f: impl Fn(&RunResult, usize) -> f64) -> Option<Series> {
+fn curve_series(
+    runs: &[&RunResult],
+    label: &str,
+    f: impl Fn(&RunResult, usize) -> f64,
+) -> Option<Series> {
     let first = runs.first()?;
     let n = first.curve.len();
     let mut x = Vec::new();
     let mut mean = Vec::new();
     let mut sd = Vec::new();
     for i in 0..n {
-        let vals: Vec<f64> = runs.iter().filter(|r| r.curve.len() == n).map(|r| f(r, i)).collect();
+        let vals: Vec<f64> = runs
+            .iter()
+            .filter(|r| r.curve.len() == n)
+            .map(|r| f(r, i))
+            .collect();
         let (m, s) = stats(&vals);
         x.push(first.curve[i].step as f64);
         mean.push(m);
@@ -80,9 +88,42 @@ pub fn response_curves(results: &[RunResult], conds: &[&str]) -> Result<String, 
     })?)
 }
 
+/// Summed-head easy and hard test error over training for the given conditions.
+pub fn error_curves(results: &[RunResult], conds: &[&str]) -> Result<String, TheoryError> {
+    let mut series = Vec::new();
+    for c in conds {
+        let runs = runs_of(results, c);
+        for hard in [true, false] {
+            let label = format!("{c}: {} samples", if hard { "hard" } else { "easy" });
+            if let Some(s) = curve_series(&runs, &label, |r, i| {
+                if hard {
+                    r.curve[i].hard_error
+                } else {
+                    r.curve[i].easy_error
+                }
+            }) {
+                series.push(s);
+            }
+        }
+    }
+    Ok(plot::line_chart(&LineChart {
+        title: "Coarse test error (summed head) during pretraining".into(),
+        x_label: "SGD step".into(),
+        y_label: "coarse test error (fraction, mean ± sd)".into(),
+        series,
+        bands: vec![],
+        log_x: false,
+        log_y: false,
+        y_range: Some((0.0, 1.0)),
+        error_bars: false,
+    })?)
+}
+
 /// Column labels of the correlation matrix: common features, then fine features.
 fn feature_labels(subclasses: &[usize]) -> Vec<String> {
-    let mut v: Vec<String> = (0..subclasses.len()).map(|s| format!("common {s}")).collect();
+    let mut v: Vec<String> = (0..subclasses.len())
+        .map(|s| format!("common {s}"))
+        .collect();
     for (s, &k) in subclasses.iter().enumerate() {
         for j in 0..k {
             v.push(format!("fine {s}.{j}"));
@@ -117,7 +158,11 @@ pub fn correlation_heatmap(r: &RunResult, subclasses: &[usize]) -> Result<String
 }
 
 /// Grouped bars of one error subset per condition, one bar per readout.
-pub fn error_bars(results: &[RunResult], conds: &[&str], hard: bool) -> Result<String, TheoryError> {
+pub fn error_bars(
+    results: &[RunResult],
+    conds: &[&str],
+    hard: bool,
+) -> Result<String, TheoryError> {
     let mut bars = Vec::new();
     for ro in Readout::ALL {
         let mut mean = Vec::new();
@@ -125,9 +170,17 @@ pub fn error_bars(results: &[RunResult], conds: &[&str], hard: bool) -> Result<S
         for c in conds {
             let vals: Vec<f64> = runs_of(results, c)
                 .iter()
-                .filter_map(|r| r.errors.get(&ro).map(|e| if hard { e.hard } else { e.easy }))
+                .filter_map(|r| {
+                    r.errors
+                        .get(&ro)
+                        .map(|e| if hard { e.hard } else { e.easy })
+                })
                 .collect();
-            let (m, s) = if vals.is_empty() { (f64::NAN, f64::NAN) } else { stats(&vals) };
+            let (m, s) = if vals.is_empty() {
+                (f64::NAN, f64::NAN)
+            } else {
+                stats(&vals)
+            };
             mean.push(m);
             sd.push(if s.is_nan() { 0.0 } else { s });
         }
@@ -149,7 +202,10 @@ pub fn error_bars(results: &[RunResult], conds: &[&str], hard: bool) -> Result<S
 }
 
 /// Hard and easy error against k from (coarse, fine) condition pairs at known k.
-pub fn error_vs_k(results: &[RunResult], pairs: &[(f64, &str, &str)]) -> Result<String, TheoryError> {
+pub fn error_vs_k(
+    results: &[RunResult],
+    pairs: &[(f64, &str, &str)],
+) -> Result<String, TheoryError> {
     let mut series = Vec::new();
     for (which, idx) in [("coarse", 1usize), ("fine", 2usize)] {
         for hard in [true, false] {
@@ -172,7 +228,10 @@ pub fn error_vs_k(results: &[RunResult], pairs: &[(f64, &str, &str)]) -> Result<
                 sd.push(s);
             }
             series.push(Series {
-                label: format!("{which} pretraining, {} samples", if hard { "hard" } else { "easy" }),
+                label: format!(
+                    "{which} pretraining, {} samples",
+                    if hard { "hard" } else { "easy" }
+                ),
                 x,
                 mean,
                 sd: Some(sd),
@@ -205,8 +264,16 @@ pub fn verify_figures(
             "feature_responses.svg",
             &response_curves(results, &["coarse", "fine"])?,
         )?);
+        out.push(dir.write_text(
+            "error_curves.svg",
+            &error_curves(results, &["coarse", "fine"])?,
+        )?);
         for c in ["coarse", "fine"] {
-            if let Some(r) = results.iter().filter(|r| r.condition == c).min_by_key(|r| r.seed) {
+            if let Some(r) = results
+                .iter()
+                .filter(|r| r.condition == c)
+                .min_by_key(|r| r.seed)
+            {
                 out.push(dir.write_text(
                     &format!("heatmap_{c}.svg"),
                     &correlation_heatmap(r, &cfg.data.subclasses)?,
@@ -252,7 +319,12 @@ type Key = (String, u64, u64, String);
 fn group(rows: &[SweepRow], f: impl Fn(&SweepRow) -> f64) -> BTreeMap<Key, (f64, f64, f64, f64)> {
     let mut acc: BTreeMap<Key, (f64, f64, Vec<f64>)> = BTreeMap::new();
     for r in rows {
-        let key = (r.condition.clone(), r.x.to_bits(), r.y.to_bits(), r.readout.clone());
+        let key = (
+            r.condition.clone(),
+            r.x.to_bits(),
+            r.y.to_bits(),
+            r.readout.clone(),
+        );
         acc.entry(key).or_insert((r.x, r.y, vec![])).2.push(f(r));
     }
     acc.into_iter()
@@ -266,7 +338,11 @@ fn group(rows: &[SweepRow], f: impl Fn(&SweepRow) -> f64) -> BTreeMap<Key, (f64,
 /// Write a sweep's figures into `dir`: for a 1-D sweep, easy and hard error against the axis
 /// per readout; for a 2-D sweep, the phase diagram of the coarse-minus-fine hard error (when
 /// conditions named `coarse` and `fine` exist) and of each condition's hard error.
-pub fn sweep_figures(study: &Study, rows: &[SweepRow], dir: &ResultsDir) -> Result<Vec<PathBuf>, TheoryError> {
+pub fn sweep_figures(
+    study: &Study,
+    rows: &[SweepRow],
+    dir: &ResultsDir,
+) -> Result<Vec<PathBuf>, TheoryError> {
     let mut out = Vec::new();
     let readouts: Vec<String> = {
         let mut v: Vec<String> = rows.iter().map(|r| r.readout.clone()).collect();
@@ -289,7 +365,8 @@ pub fn sweep_figures(study: &Study, rows: &[SweepRow], dir: &ResultsDir) -> Resu
                     if pts.is_empty() {
                         continue;
                     }
-                    let mut pts: Vec<(f64, f64, f64)> = pts.iter().map(|p| (p.0, p.2, p.3)).collect();
+                    let mut pts: Vec<(f64, f64, f64)> =
+                        pts.iter().map(|p| (p.0, p.2, p.3)).collect();
                     pts.sort_by(|a, b| a.0.total_cmp(&b.0));
                     series.push(Series {
                         label: format!(
@@ -306,7 +383,11 @@ pub fn sweep_figures(study: &Study, rows: &[SweepRow], dir: &ResultsDir) -> Resu
             out.push(dir.write_text(
                 &format!("sweep_{ro}.svg"),
                 &plot::line_chart(&LineChart {
-                    title: format!("{}: coarse test error ({})", study.name, ro.replace('_', " ")),
+                    title: format!(
+                        "{}: coarse test error ({})",
+                        study.name,
+                        ro.replace('_', " ")
+                    ),
                     x_label: ax0.label.clone(),
                     y_label: "coarse test error (fraction, mean ± sd)".into(),
                     series,
@@ -339,7 +420,11 @@ pub fn sweep_figures(study: &Study, rows: &[SweepRow], dir: &ResultsDir) -> Resu
         if has_pair {
             let values: Vec<Vec<f64>> = ys
                 .iter()
-                .map(|&y| xs.iter().map(|&x| lookup("coarse", ro, x, y) - lookup("fine", ro, x, y)).collect())
+                .map(|&y| {
+                    xs.iter()
+                        .map(|&x| lookup("coarse", ro, x, y) - lookup("fine", ro, x, y))
+                        .collect()
+                })
                 .collect();
             out.push(dir.write_text(
                 &format!("phase_gap_{ro}.svg"),
@@ -369,7 +454,12 @@ pub fn sweep_figures(study: &Study, rows: &[SweepRow], dir: &ResultsDir) -> Resu
             out.push(dir.write_text(
                 &format!("phase_{}_{ro}.svg", cond.name),
                 &plot::phase_diagram(&PhaseDiagram {
-                    title: format!("{}: hard-sample error after '{}' pretraining ({})", study.name, cond.name, ro.replace('_', " ")),
+                    title: format!(
+                        "{}: hard-sample error after '{}' pretraining ({})",
+                        study.name,
+                        cond.name,
+                        ro.replace('_', " ")
+                    ),
                     x_label: ax0.label.clone(),
                     y_label: ax1.label.clone(),
                     color_label: "hard-sample error".into(),

@@ -295,8 +295,7 @@ impl Net {
         self.forward_ws(x, batch, &mut ws);
         Forward {
             pooled: Array2::from_shape_vec((batch, self.neurons()), ws.h).expect("shape"),
-            logits: Array2::from_shape_vec((batch, self.head.classes()), ws.logits)
-                .expect("shape"),
+            logits: Array2::from_shape_vec((batch, self.head.classes()), ws.logits).expect("shape"),
         }
     }
 
@@ -325,13 +324,7 @@ impl Net {
         let mut ws = Workspace::default();
         let loss = self.backward(x, labels, &mut ws);
         let mut dw = Array2::<f32>::zeros(self.w.raw_dim());
-        self.weight_product(
-            x,
-            &ws.z,
-            dw.as_slice_mut().expect("contiguous"),
-            false,
-            1.0,
-        );
+        self.weight_product(x, &ws.z, dw.as_slice_mut().expect("contiguous"), false, 1.0);
         let dhead = match &self.head {
             Head::Linear { a, .. } => {
                 let (n, c) = (self.neurons(), a.nrows());
@@ -356,6 +349,8 @@ impl Net {
     /// Forward and backward pass: fills the workspace with pooled activations (`h`), the logit
     /// gradient (`g_logits`) and dL/dZ (in `z`). Returns the mean cross-entropy, or NaN if a
     /// logit is not finite.
+    // index loops: b and k index several flat buffers at once
+    #[allow(clippy::needless_range_loop)]
     fn backward(&self, x: &[f32], labels: &[usize], ws: &mut Workspace) -> f64 {
         let batch = labels.len();
         let n = self.neurons();
@@ -463,6 +458,7 @@ impl Net {
     /// One SGD step on the batch with learning rate `lr` (first layer, and the head too when it
     /// is linear and `train_head`). Returns the mean cross-entropy before the step, or NaN if
     /// the logits were not finite (the weights are then left unchanged).
+    #[allow(clippy::needless_range_loop)]
     pub fn sgd_step(
         &mut self,
         x: &[f32],
@@ -494,13 +490,7 @@ impl Net {
         // W <- W - lr * dZ^T X, fused into one product
         let d = self.dim();
         let mut w = std::mem::replace(&mut self.w, Array2::zeros((0, d)));
-        self.weight_product(
-            x,
-            &ws.z,
-            w.as_slice_mut().expect("contiguous"),
-            true,
-            -lr,
-        );
+        self.weight_product(x, &ws.z, w.as_slice_mut().expect("contiguous"), true, -lr);
         self.w = w;
         loss
     }
@@ -595,9 +585,14 @@ mod tests {
                         worst = worst.max(err);
                     }
                 }
-                assert!(worst < 2e-2, "{act:?} linear={linear}: worst rel err {worst}");
+                assert!(
+                    worst < 2e-2,
+                    "{act:?} linear={linear}: worst rel err {worst}"
+                );
                 if let Some((da, dc)) = dhead {
-                    let Head::Linear { a, .. } = &net.head else { unreachable!() };
+                    let Head::Linear { a, .. } = &net.head else {
+                        unreachable!()
+                    };
                     for k in 0..a.nrows() {
                         for j in 0..a.ncols() {
                             let mut plus = net.clone();
@@ -622,7 +617,11 @@ mod tests {
                         }
                         let fd = (loss(&plus, &x, &labels) - loss(&minus, &x, &labels))
                             / (2.0 * eps as f64);
-                        assert!((fd - dc[k] as f64).abs() < 3e-2 * fd.abs().max(1e-2), "dc {fd} vs {}", dc[k]);
+                        assert!(
+                            (fd - dc[k] as f64).abs() < 3e-2 * fd.abs().max(1e-2),
+                            "dc {fd} vs {}",
+                            dc[k]
+                        );
                     }
                 }
             }

@@ -17,12 +17,16 @@ pub fn correlations(net: &Net, dist: &Distribution) -> Array2<f32> {
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Responses {
     /// Mean over superclasses s of max over neurons of <w_n, v_s>.
+    #[serde(deserialize_with = "crate::report::f64_or_nan")]
     pub common_max: f64,
     /// Mean over superclasses s of the mean over neurons of max(<w_n, v_s>, 0).
+    #[serde(deserialize_with = "crate::report::f64_or_nan")]
     pub common_mean: f64,
     /// Mean over subclasses l of max over neurons of <w_n, v_l>.
+    #[serde(deserialize_with = "crate::report::f64_or_nan")]
     pub fine_max: f64,
     /// Mean over subclasses l of the mean over neurons of max(<w_n, v_l>, 0).
+    #[serde(deserialize_with = "crate::report::f64_or_nan")]
     pub fine_mean: f64,
 }
 

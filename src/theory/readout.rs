@@ -45,8 +45,10 @@ impl Readout {
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Errors {
     /// Error on easy test samples (NaN if there are none).
+    #[serde(deserialize_with = "crate::report::f64_or_nan")]
     pub easy: f64,
     /// Error on hard test samples (NaN if there are none).
+    #[serde(deserialize_with = "crate::report::f64_or_nan")]
     pub hard: f64,
 }
 
@@ -178,7 +180,9 @@ pub fn linear_probe(
     let n_feat = h.ncols();
     let h = h.mapv(f64::from);
     let mean = h.mean_axis(ndarray::Axis(0)).expect("non-empty");
-    let sd = h.std_axis(ndarray::Axis(0), 0.0).mapv(|v| if v > 1e-12 { v } else { 1.0 });
+    let sd = h
+        .std_axis(ndarray::Axis(0), 0.0)
+        .mapv(|v| if v > 1e-12 { v } else { 1.0 });
     let standardise = |m: &Array2<f64>| (m - &mean) / &sd;
     let hs = standardise(&h);
     let mut a = Array2::<f64>::zeros((s_cls, n_feat));
@@ -270,6 +274,67 @@ pub fn finetune(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::theory::config::TheoryConfig;
+    use crate::theory::net::Activation;
+
+    /// A hand-built net whose neurons are exactly feature directions: with fine features the
+    /// summed head gets hard samples right, with only common features it cannot (hard samples
+    /// carry no common feature, so both superclass logits are ~0 and the decision is noise).
+    #[test]
+    fn summed_head_on_hand_built_nets() {
+        let mut c = TheoryConfig::default_config().unwrap();
+        c.data.dim = 64;
+        c.data.subclasses = vec![3, 3];
+        c.data.test_easy = 300;
+        c.data.test_hard = 300;
+        c.data.feature_noise = 0.0;
+        let dist = Distribution::new(&c.data, 0).unwrap();
+        let test = TestSets::draw(&dist, 0);
+        let f = dist.features();
+        let act = Activation::Smoothed { q: 3, t: 1.0 };
+        // fine net: class l has one neuron = 3 * (common of its superclass + its fine feature)
+        let leaves = 6;
+        let mut w = Array2::<f32>::zeros((leaves, 64));
+        for l in 0..leaves {
+            let s = dist.leaf_superclass()[l];
+            let row = &f.row(dist.common_feature(s)) + &f.row(dist.fine_feature(l));
+            w.row_mut(l).assign(&(row * 3.0));
+        }
+        let fine = Net {
+            w,
+            act,
+            head: Head::Fixed {
+                class_of_neuron: (0..leaves).collect(),
+                classes: leaves,
+            },
+            patches: c.data.patches,
+            parallel: false,
+        };
+        let map: Vec<usize> = dist.leaf_superclass().to_vec();
+        let e = summed_head(&fine, &map, &dist, &test);
+        assert_eq!((e.easy, e.hard), (0.0, 0.0));
+        // coarse net with common features only
+        let mut w = Array2::<f32>::zeros((2, 64));
+        for s in 0..2 {
+            w.row_mut(s).assign(&(&f.row(dist.common_feature(s)) * 3.0));
+        }
+        let coarse = Net {
+            w,
+            act,
+            head: Head::Fixed {
+                class_of_neuron: vec![0, 1],
+                classes: 2,
+            },
+            patches: c.data.patches,
+            parallel: false,
+        };
+        let e = summed_head(&coarse, &[0, 1], &dist, &test);
+        assert_eq!(e.easy, 0.0);
+        assert!(e.hard > 0.3, "hard error {}", e.hard);
+        // a linear probe on the fine net's activations also separates easy samples
+        let p = linear_probe(&fine, &dist, &c.readout, 0.0, 0, &test);
+        assert!(p.easy < 0.02, "probe easy error {}", p.easy);
+    }
 
     #[test]
     fn ties_and_nan_count_as_no_decision() {

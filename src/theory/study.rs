@@ -6,6 +6,7 @@
 
 use crate::config::load_str;
 use crate::hierarchy::Relabeling;
+use crate::report::{read_json, write_json};
 use crate::theory::config::TheoryConfig;
 use crate::theory::data::{derive_key, stream_rng, Distribution, Purpose};
 use crate::theory::probe::{correlations, init_level, responses, Responses};
@@ -14,7 +15,6 @@ use crate::theory::train::{init_net, pretrain, CurvePoint, Source};
 use crate::theory::TheoryError;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
-use crate::report::{read_json, write_json};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -78,7 +78,10 @@ pub struct RunResult {
 }
 
 /// The config of a condition: base config plus the condition's overrides (re-validated).
-pub fn condition_config(base: &TheoryConfig, cond: &Condition) -> Result<TheoryConfig, TheoryError> {
+pub fn condition_config(
+    base: &TheoryConfig,
+    cond: &Condition,
+) -> Result<TheoryConfig, TheoryError> {
     if cond.set.is_empty() {
         return Ok(base.clone());
     }
@@ -120,7 +123,13 @@ pub fn run(
     };
     let mut net = init_net(&dist, &cfg.net, classes, neurons, seed);
     net.parallel = parallel;
-    let source = Source::new(&dist, &rule, seed, cfg.train.pool, cfg.data.train_hard_fraction);
+    let source = Source::new(
+        &dist,
+        &rule,
+        seed,
+        cfg.train.pool,
+        cfg.data.train_hard_fraction,
+    );
     // per-sample labels on a pool: the class -> superclass map comes from the pool itself
     let rule = match (&source, &cond.labels) {
         (Source::Pool { samples, .. }, Relabeling::PerSample) => {
@@ -139,8 +148,20 @@ pub fn run(
         }
         _ => rule,
     };
-    let trained = pretrain(net, &dist, &rule, &source, &cfg.train, on_step)?;
     let test = TestSets::draw(&dist, seed);
+    let probe_sets = TestSets {
+        easy: test.easy.head(cfg.train.probe_test),
+        hard: test.hard.head(cfg.train.probe_test),
+    };
+    let trained = pretrain(
+        net,
+        &dist,
+        &rule,
+        &source,
+        &cfg.train,
+        Some(&probe_sets),
+        on_step,
+    )?;
     let mut errors = BTreeMap::new();
     for r in readouts {
         let e = match r {
@@ -235,7 +256,10 @@ pub fn remaining_steps(
         let cfg = condition_config(base, c)?;
         for s in &base.seeds {
             let done = store
-                .map(|d| d.join(format!("{}-s{}.json", file_safe(&c.name), s)).exists())
+                .map(|d| {
+                    d.join(format!("{}-s{}.json", file_safe(&c.name), s))
+                        .exists()
+                })
                 .unwrap_or(false);
             if !done {
                 total += cfg.train.steps as u64;
@@ -248,6 +272,12 @@ pub fn remaining_steps(
 /// A name made safe for a file name.
 pub fn file_safe(name: &str) -> String {
     name.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }

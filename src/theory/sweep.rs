@@ -54,13 +54,34 @@ fn all_readouts() -> Vec<Readout> {
 
 /// The built-in studies, embedded from `experiments/theory/studies/`.
 pub const BUILT_IN: &[(&str, &str)] = &[
-    ("subclasses", include_str!("../../experiments/theory/studies/subclasses.toml")),
-    ("hardness", include_str!("../../experiments/theory/studies/hardness.toml")),
-    ("hard_fraction", include_str!("../../experiments/theory/studies/hard_fraction.toml")),
-    ("train_size", include_str!("../../experiments/theory/studies/train_size.toml")),
-    ("granularity", include_str!("../../experiments/theory/studies/granularity.toml")),
-    ("phase_relu", include_str!("../../experiments/theory/studies/phase_relu.toml")),
-    ("phase_smoothed", include_str!("../../experiments/theory/studies/phase_smoothed.toml")),
+    (
+        "subclasses",
+        include_str!("../../experiments/theory/studies/subclasses.toml"),
+    ),
+    (
+        "hardness",
+        include_str!("../../experiments/theory/studies/hardness.toml"),
+    ),
+    (
+        "hard_fraction",
+        include_str!("../../experiments/theory/studies/hard_fraction.toml"),
+    ),
+    (
+        "train_size",
+        include_str!("../../experiments/theory/studies/train_size.toml"),
+    ),
+    (
+        "granularity",
+        include_str!("../../experiments/theory/studies/granularity.toml"),
+    ),
+    (
+        "phase_relu",
+        include_str!("../../experiments/theory/studies/phase_relu.toml"),
+    ),
+    (
+        "phase_smoothed",
+        include_str!("../../experiments/theory/studies/phase_smoothed.toml"),
+    ),
 ];
 
 /// A grid point: the value index along each axis.
@@ -173,7 +194,11 @@ impl Study {
         let (_, text) = BUILT_IN.iter().find(|(n, _)| *n == name).ok_or_else(|| {
             TheoryError::Study(format!(
                 "no built-in study '{name}'; known: {}",
-                BUILT_IN.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+                BUILT_IN
+                    .iter()
+                    .map(|(n, _)| *n)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ))
         })?;
         Study::from_toml(text, &format!("experiments/theory/studies/{name}.toml"))
@@ -226,18 +251,18 @@ impl Study {
         let mut out = Vec::new();
         for cell in self.cells() {
             for cond in &self.condition {
-                out.push((cell.clone(), cond.name.clone(), self.cell_condition(cond, &cell)?));
+                out.push((
+                    cell.clone(),
+                    cond.name.clone(),
+                    self.cell_condition(cond, &cell)?,
+                ));
             }
         }
         Ok(out)
     }
 
     /// Rows of the results file from finished runs (`runs[i]` belongs to `jobs[i / seeds]`).
-    pub fn rows(
-        &self,
-        jobs: &[(Cell, String, Condition)],
-        runs: &[RunResult],
-    ) -> Vec<SweepRow> {
+    pub fn rows(&self, jobs: &[(Cell, String, Condition)], runs: &[RunResult]) -> Vec<SweepRow> {
         let mut rows = Vec::new();
         for r in runs {
             let Some((cell, base, _)) = jobs.iter().find(|(_, _, c)| c.name == r.condition) else {
@@ -306,9 +331,9 @@ pub fn split_values(list: &str) -> Vec<String> {
 
 /// An axis from a `key=v1,v2,...` command-line argument.
 pub fn axis_from_arg(arg: &str) -> Result<Axis, TheoryError> {
-    let (key, list) = arg.split_once('=').ok_or_else(|| {
-        TheoryError::Study(format!("--param '{arg}': expected key=v1,v2,..."))
-    })?;
+    let (key, list) = arg
+        .split_once('=')
+        .ok_or_else(|| TheoryError::Study(format!("--param '{arg}': expected key=v1,v2,...")))?;
     let mut values = Vec::new();
     for raw in split_values(list) {
         let v = match format!("v = {raw}").parse::<toml::Table>() {

@@ -6,6 +6,7 @@ use crate::theory::config::{NetConfig, TrainConfig};
 use crate::theory::data::{derive_key, stream_rng, Distribution, Purpose, SampleKind, Samples};
 use crate::theory::net::{Activation, Net, Workspace};
 use crate::theory::probe::{correlations, responses, Responses};
+use crate::theory::readout::{summed_head, Errors, TestSets};
 use crate::theory::TheoryError;
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
@@ -16,10 +17,18 @@ pub struct CurvePoint {
     /// SGD step (0 = initialisation).
     pub step: usize,
     /// Mean training loss over the steps since the previous point (NaN at step 0).
+    #[serde(deserialize_with = "crate::report::f64_or_nan")]
     pub loss: f64,
     /// Feature responses at this step.
     #[serde(flatten)]
     pub responses: Responses,
+    /// Summed-head coarse error on the probe subset of the easy test set (NaN when the labels
+    /// are not aligned or no probe set was given).
+    #[serde(deserialize_with = "crate::report::f64_or_nan")]
+    pub easy_error: f64,
+    /// Same on hard test samples.
+    #[serde(deserialize_with = "crate::report::f64_or_nan")]
+    pub hard_error: f64,
 }
 
 /// A trained network and its training curve.
@@ -111,11 +120,20 @@ pub fn init_net(
     let c = dist.config();
     let act = Activation::from_config(&net.activation, c.noise, c.dim);
     let mut rng = stream_rng(derive_key(seed, Purpose::Init), classes as u64);
-    Net::new(classes, neurons, c.dim, c.patches, net.init_scale, act, &mut rng)
+    Net::new(
+        classes,
+        neurons,
+        c.dim,
+        c.patches,
+        net.init_scale,
+        act,
+        &mut rng,
+    )
 }
 
 /// Train `net` with SGD for `train.steps` steps on labels from `source`, recording probes every
-/// `train.probe_every` steps. `on_step` is called after each step (progress bars).
+/// `train.probe_every` steps (with the summed-head test error on `probe_sets` when the labels
+/// are aligned). `on_step` is called after each step (progress bars).
 /// Fails with [`TheoryError::Diverged`] when the loss stops being finite.
 pub fn pretrain(
     mut net: Net,
@@ -123,6 +141,7 @@ pub fn pretrain(
     rule: &LabelRule,
     source: &Source,
     train: &TrainConfig,
+    probe_sets: Option<&TestSets>,
     mut on_step: impl FnMut(),
 ) -> Result<Trained, TheoryError> {
     let b = train.batch;
@@ -132,12 +151,24 @@ pub fn pretrain(
     let mut labels = vec![0usize; b];
     let mut ws = Workspace::default();
     let superclasses = dist.config().superclasses();
-    let probe = |net: &Net| responses(&correlations(net, dist), superclasses);
-    let mut curve = vec![CurvePoint {
-        step: 0,
-        loss: f64::NAN,
-        responses: probe(&net),
-    }];
+    let map = rule.summed_head();
+    let point = |net: &Net, step: usize, loss: f64| {
+        let e = match (probe_sets, &map) {
+            (Some(t), Some(m)) => summed_head(net, m, dist, t),
+            _ => Errors {
+                easy: f64::NAN,
+                hard: f64::NAN,
+            },
+        };
+        CurvePoint {
+            step,
+            loss,
+            responses: responses(&correlations(net, dist), superclasses),
+            easy_error: e.easy,
+            hard_error: e.hard,
+        }
+    };
+    let mut curve = vec![point(&net, 0, f64::NAN)];
     let (mut loss_sum, mut loss_n) = (0.0f64, 0usize);
     // fixed-pool minibatch order: a fresh permutation every epoch
     let mut order: Vec<usize> = Vec::new();
@@ -152,7 +183,13 @@ pub fn pretrain(
                 hard_fraction,
             } => {
                 let first = (step as u64 - 1) * b as u64;
-                dist.draw_into(*key, first, SampleKind::Mix(*hard_fraction), &mut x, &mut meta);
+                dist.draw_into(
+                    *key,
+                    first,
+                    SampleKind::Mix(*hard_fraction),
+                    &mut x,
+                    &mut meta,
+                );
                 for (i, m) in meta.iter().enumerate() {
                     let idx = first + i as u64;
                     let mut rng = stream_rng(*label_key, idx);
@@ -192,11 +229,7 @@ pub fn pretrain(
         loss_sum += loss;
         loss_n += 1;
         if step % train.probe_every == 0 || step == train.steps {
-            curve.push(CurvePoint {
-                step,
-                loss: loss_sum / loss_n as f64,
-                responses: probe(&net),
-            });
+            curve.push(point(&net, step, loss_sum / loss_n as f64));
             loss_sum = 0.0;
             loss_n = 0;
         }
