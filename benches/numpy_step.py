@@ -22,6 +22,43 @@ except ImportError:
     sys.exit(2)
 
 
+def sgd_step(W, X, y, B, P, m, K, q, t, lr):
+    """One SGD step of the two-layer conv net (smoothed ReLU, fixed second layer, softmax
+    cross-entropy averaged over the batch); returns the new W. X is (B*P, d), W is (K*m, d)."""
+    N = W.shape[0]
+    cls_of_neuron = np.arange(N) // m
+    Z = X @ W.T  # (B*P, N)
+    pos = Z > 0
+    lin = Z > t
+    r = np.where(pos & ~lin, Z / t, 0).astype(np.float32)
+    act = np.where(lin, Z - (1 - 1 / q) * t, np.where(pos, r ** (q - 1) * Z / q, 0)).astype(np.float32)
+    dact = np.where(lin, 1, np.where(pos, r ** (q - 1), 0)).astype(np.float32)
+    H = act.reshape(B, P, N).sum(axis=1)
+    logits = np.zeros((B, K), dtype=np.float32)
+    np.add.at(logits.T, cls_of_neuron, H.T)
+    logits -= logits.max(axis=1, keepdims=True)
+    p = np.exp(logits)
+    p /= p.sum(axis=1, keepdims=True)
+    p[np.arange(B), y] -= 1
+    g = (p / B).astype(np.float32)
+    gH = g[:, cls_of_neuron]  # (B, N)
+    dZ = dact.reshape(B, P, N) * gH[:, None, :]
+    return W - np.float32(lr) * (dZ.reshape(B * P, N).T @ X)
+
+
+def check(path_in, path_out):
+    """Reference mode for the tests: read W, X, labels and settings from JSON, write W after
+    one step."""
+    with open(path_in) as f:
+        a = json.load(f)
+    W = np.array(a["w"], dtype=np.float32)
+    X = np.array(a["x"], dtype=np.float32)
+    y = np.array(a["labels"], dtype=np.int64)
+    W2 = sgd_step(W, X, y, len(y), a["patches"], a["neurons"], a["classes"], a["q"], a["t"], a["lr"])
+    with open(path_out, "w") as f:
+        json.dump({"w": W2.astype(float).tolist()}, f)
+
+
 def orthonormal(n, d, rng):
     q, _ = np.linalg.qr(rng.standard_normal((d, n)))
     return q.T.astype(np.float32)
@@ -37,7 +74,11 @@ def main():
     ap.add_argument("--pool", type=int, default=1024)
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--check", nargs=2, metavar=("IN", "OUT"), help="reference step for the tests")
     a = ap.parse_args()
+    if a.check:
+        check(*a.check)
+        return
     d, P, B, k, m = a.dim, a.patches, a.batch, a.subclasses, a.neurons
     S = 2
     K = S * k
@@ -50,7 +91,6 @@ def main():
     feats = orthonormal(n_feat, d, rng)
     N = K * m
     W = (rng.standard_normal((N, d), dtype=np.float32) * np.float32(0.02))
-    cls_of_neuron = np.arange(N) // m
     sd = np.float32(noise / np.sqrt(d))
 
     def draw(n):
@@ -69,23 +109,7 @@ def main():
 
     def step(X, y):
         nonlocal W
-        Z = X @ W.T  # (B*P, N)
-        pos = Z > 0
-        lin = Z > t
-        r = np.where(pos & ~lin, Z / t, 0).astype(np.float32)
-        act = np.where(lin, Z - (1 - 1 / q) * t, np.where(pos, r ** (q - 1) * Z / q, 0)).astype(np.float32)
-        dact = np.where(lin, 1, np.where(pos, r ** (q - 1), 0)).astype(np.float32)
-        H = act.reshape(B, P, N).sum(axis=1)
-        logits = np.zeros((B, K), dtype=np.float32)
-        np.add.at(logits.T, cls_of_neuron, H.T)
-        logits -= logits.max(axis=1, keepdims=True)
-        p = np.exp(logits)
-        p /= p.sum(axis=1, keepdims=True)
-        p[np.arange(B), y] -= 1
-        g = p / B
-        gH = g[:, cls_of_neuron]  # (B, N)
-        dZ = dact.reshape(B, P, N) * gH[:, None, :]
-        W -= lr * (dZ.reshape(B * P, N).T @ X)
+        W = sgd_step(W, X, y, B, P, m, K, q, t, lr)
 
     def timed(fn, steps):
         for _ in range(3):

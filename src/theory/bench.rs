@@ -296,3 +296,84 @@ pub fn report(b: &BenchConfig, r: &BenchResult, np: &Result<NumpyResult, String>
     );
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::theory::net::{Activation, Net};
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+    use rand_distr::StandardNormal;
+
+    /// The NumPy step the benchmark compares against computes the same update as the Rust step
+    /// (checked when python3 with numpy is available; skipped otherwise, and says so).
+    #[test]
+    fn numpy_reference_step_matches_rust_step() {
+        let has_numpy = std::process::Command::new("python3")
+            .args(["-c", "import numpy"])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        if !has_numpy {
+            println!("skipped: python3 with numpy not available");
+            return;
+        }
+        let (classes, m, d, p, batch) = (4, 3, 16, 5, 6);
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let mut net = Net::new(
+            classes,
+            m,
+            d,
+            p,
+            0.5,
+            Activation::Smoothed { q: 3, t: 1.0 },
+            &mut rng,
+        );
+        net.parallel = false;
+        let x: Vec<f32> = (0..batch * p * d)
+            .map(|_| rand::Rng::sample::<f32, _>(&mut rng, StandardNormal))
+            .collect();
+        let labels: Vec<usize> = (0..batch).map(|i| (i * 3) % classes).collect();
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("in.json");
+        let output = dir.path().join("out.json");
+        let rows =
+            |v: &[f32], w: usize| -> Vec<Vec<f32>> { v.chunks(w).map(|c| c.to_vec()).collect() };
+        let doc = serde_json::json!({
+            "w": rows(net.w.as_slice().unwrap(), d),
+            "x": rows(&x, d),
+            "labels": labels,
+            "patches": p, "neurons": m, "classes": classes, "q": 3, "t": 1.0, "lr": 0.3,
+        });
+        std::fs::write(&input, doc.to_string()).unwrap();
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/numpy_step.py");
+        let o = std::process::Command::new("python3")
+            .args([
+                script,
+                "--check",
+                input.to_str().unwrap(),
+                output.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let reference: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&output).unwrap()).unwrap();
+        let mut ws = crate::theory::net::Workspace::default();
+        let w0 = net.w.clone();
+        net.sgd_step(&x, &labels, 0.3, false, &mut ws);
+        let mut max_change = 0.0f64;
+        for i in 0..net.neurons() {
+            for j in 0..d {
+                let r = reference["w"][i][j].as_f64().unwrap();
+                let ours = net.w[[i, j]] as f64;
+                max_change = max_change.max((ours - w0[[i, j]] as f64).abs());
+                assert!((ours - r).abs() < 1e-5, "w[{i},{j}]: rust {ours} numpy {r}");
+            }
+        }
+        assert!(
+            max_change > 1e-3,
+            "the step must move the weights for the check to mean anything"
+        );
+    }
+}

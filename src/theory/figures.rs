@@ -430,7 +430,7 @@ pub fn sweep_figures(
                 &format!("phase_gap_{ro}.svg"),
                 &plot::phase_diagram(&PhaseDiagram {
                     title: format!(
-                        "{}: hard-sample error, coarse minus fine ({}); outlined: gap > 0.25",
+                        "{}: coarse − fine hard error ({})",
                         study.name,
                         ro.replace('_', " ")
                     ),
@@ -455,7 +455,7 @@ pub fn sweep_figures(
                 &format!("phase_{}_{ro}.svg", cond.name),
                 &plot::phase_diagram(&PhaseDiagram {
                     title: format!(
-                        "{}: hard-sample error after '{}' pretraining ({})",
+                        "{}: hard error after {} pretraining ({})",
                         study.name,
                         cond.name,
                         ro.replace('_', " ")
