@@ -137,8 +137,13 @@ def main():
         step(PX[j].reshape(B * P, d), Py[j])
 
     per_pool = timed(pooled, a.steps)
+    big = 2048
+    A = rng.standard_normal((big, big), dtype=np.float32)
+    Bm = rng.standard_normal((big, big), dtype=np.float32)
+    per_mm = timed(lambda: A @ Bm, 3)
     res = {
         "numpy": np.__version__,
+        "sgemm_gflops": 2.0 * big ** 3 / per_mm / 1e9,
         "online_steps_per_s": 1.0 / per_online,
         "pool_steps_per_s": 1.0 / per_pool,
         "online_sampling_s": sampling,

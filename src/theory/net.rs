@@ -2,16 +2,26 @@
 //! `F_c(X) = sum_r sum_p act(<w_{c,r}, x_p> + b_{c,r})`, the first layer shared over patches and
 //! the second layer fixed at 1 ([`Head::Fixed`]), or a trainable linear head on the pooled
 //! activations ([`Head::Linear`], used by the readouts). The forward pass and the weight gradient
-//! are the two matrix products of a step; both go through the `gemm` crate, whose result does
-//! not depend on the number of threads.
+//! are the two matrix products of a step; both go through the `matrixmultiply` crate (the
+//! kernel behind ndarray), cut into fixed blocks that run in parallel, so results do not depend on
+//! the number of threads.
 
 use crate::theory::config::ActivationConfig;
-use gemm::Parallelism;
 use ndarray::Array2;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 use rayon::prelude::*;
+
+/// Rows of X (batch x patches) per block of the forward product.
+pub const ROW_BLOCK: usize = 512;
+/// Input coordinates (columns of W) per block of the weight-gradient product.
+pub const COL_BLOCK: usize = 256;
+
+/// A raw pointer that parallel blocks writing disjoint parts of one buffer may share.
+struct SendPtr(*mut f32);
+// SAFETY: only used by `weight_product`, whose blocks write disjoint columns.
+unsafe impl Sync for SendPtr {}
 
 /// A hidden activation with its derivative.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -180,14 +190,6 @@ impl Net {
     pub fn dim(&self) -> usize {
         self.w.ncols()
     }
-    fn par(&self) -> Parallelism {
-        if self.parallel {
-            Parallelism::Rayon(0)
-        } else {
-            Parallelism::None
-        }
-    }
-
     fn biases(&self, out: &mut Vec<f32>) {
         out.clear();
         match self.act {
@@ -201,39 +203,67 @@ impl Net {
         }
     }
 
-    /// Pre-activations Z = X W^T (rows = batch*patches, cols = neurons) into `z`.
+    /// Pre-activations Z = X W^T (rows = batch*patches, cols = neurons) into `z`. The rows are
+    /// cut into fixed blocks of [`ROW_BLOCK`] computed in parallel when `parallel`; every block
+    /// is the same product whatever the thread count, so the bits do not depend on it.
     fn preact(&self, x: &[f32], z: &mut Vec<f32>) {
         let d = self.dim();
         let n = self.neurons();
         let rows = x.len() / d;
         z.resize(rows * n, 0.0);
         let w = self.w.as_slice().expect("weights are contiguous");
-        // SAFETY: dst is rows x n (row-major), lhs x is rows x d (row-major), rhs W^T is d x n
-        // read from W (n x d, row-major) with row stride 1 and column stride d. All pointers
-        // are valid for the sizes given and dst does not alias the inputs.
-        unsafe {
-            gemm::gemm(
-                rows,
-                n,
-                d,
-                z.as_mut_ptr(),
-                1,
-                n as isize,
-                false,
-                x.as_ptr(),
-                1,
-                d as isize,
-                w.as_ptr(),
-                d as isize,
-                1,
-                0.0,
-                1.0,
-                false,
-                false,
-                false,
-                self.par(),
-            );
+        let block = |(zb, xb): (&mut [f32], &[f32])| {
+            let r = xb.len() / d;
+            // SAFETY: Zb (r x n, row-major) = Xb (r x d, row-major) * W^T, where W^T (d x n) is
+            // read from W (n x d, row-major) with row stride 1 and column stride d. The slices
+            // hold exactly these sizes and Zb aliases neither input.
+            unsafe {
+                matrixmultiply::sgemm(
+                    r,
+                    d,
+                    n,
+                    1.0,
+                    xb.as_ptr(),
+                    d as isize,
+                    1,
+                    w.as_ptr(),
+                    1,
+                    d as isize,
+                    0.0,
+                    zb.as_mut_ptr(),
+                    n as isize,
+                    1,
+                );
+            }
+        };
+        if self.parallel {
+            z.par_chunks_mut(ROW_BLOCK * n)
+                .zip(x.par_chunks(ROW_BLOCK * d))
+                .for_each(block);
+        } else {
+            z.chunks_mut(ROW_BLOCK * n)
+                .zip(x.chunks(ROW_BLOCK * d))
+                .for_each(block);
         }
+    }
+
+    /// Best-of-`reps` seconds of the step's two products on input `x` (forward Z = X W^T, and the
+    /// weight-gradient product with a dZ of the same shape), as the step runs them. For the
+    /// benchmark.
+    pub fn time_products(&self, x: &[f32], reps: usize) -> (f64, f64) {
+        let mut z = Vec::new();
+        let mut dst = vec![0f32; self.w.len()];
+        let (mut fwd, mut bwd) = (f64::INFINITY, f64::INFINITY);
+        for _ in 0..reps + 1 {
+            let t = std::time::Instant::now();
+            self.preact(x, &mut z);
+            fwd = fwd.min(t.elapsed().as_secs_f64());
+            let t = std::time::Instant::now();
+            self.weight_product(x, &z, &mut dst, true, -1e-6);
+            bwd = bwd.min(t.elapsed().as_secs_f64());
+        }
+        std::hint::black_box(&dst);
+        (fwd, bwd)
     }
 
     /// Apply the activation in place: z becomes act'(z + b), h gets the pooled sums.
@@ -420,38 +450,49 @@ impl Net {
     }
 
     /// dst <- (read_dst ? dst : 0) + beta * dZ^T X, the weight-gradient product (dst is
-    /// neurons x dim).
+    /// neurons x dim). The columns (input coordinates) are cut into fixed blocks of
+    /// [`COL_BLOCK`], computed in parallel when `parallel`; each block sums over all rows in the
+    /// same order, so the bits do not depend on the thread count.
     fn weight_product(&self, x: &[f32], dz: &[f32], dst: &mut [f32], read_dst: bool, beta: f32) {
         let d = self.w.ncols();
         let n = dst.len() / d;
         let rows = x.len() / d;
         assert_eq!(dz.len(), rows * n);
         assert_eq!(dst.len(), n * d);
-        // SAFETY: dst is n x d row-major; lhs dZ^T is n x rows read from dZ (rows x n,
-        // row-major) with row stride 1 and column stride n; rhs X is rows x d row-major.
-        // Sizes are checked above and dst aliases neither input.
-        unsafe {
-            gemm::gemm(
-                n,
-                d,
-                rows,
-                dst.as_mut_ptr(),
-                1,
-                d as isize,
-                read_dst,
-                dz.as_ptr(),
-                n as isize,
-                1,
-                x.as_ptr(),
-                1,
-                d as isize,
-                1.0,
-                beta,
-                false,
-                false,
-                false,
-                self.par(),
-            );
+        let out = SendPtr(dst.as_mut_ptr());
+        let block = |j: usize| {
+            let j0 = j * COL_BLOCK;
+            let nc = COL_BLOCK.min(d - j0);
+            let out = &out;
+            // SAFETY: dst[:, j0..j0+nc] (n x nc, row stride d) = beta * dZ^T X[:, j0..j0+nc]
+            // (+ itself when read_dst). dZ^T (n x rows) is read from dZ (rows x n, row-major)
+            // with row stride 1 and column stride n; X's column block starts at x + j0 with row
+            // stride d. All reads and writes stay inside dz, x and dst, whose sizes are checked
+            // above; blocks write disjoint columns of dst, which aliases neither input.
+            unsafe {
+                matrixmultiply::sgemm(
+                    n,
+                    rows,
+                    nc,
+                    beta,
+                    dz.as_ptr(),
+                    1,
+                    n as isize,
+                    x.as_ptr().add(j0),
+                    d as isize,
+                    1,
+                    if read_dst { 1.0 } else { 0.0 },
+                    out.0.add(j0),
+                    d as isize,
+                    1,
+                );
+            }
+        };
+        let blocks = d.div_ceil(COL_BLOCK);
+        if self.parallel {
+            (0..blocks).into_par_iter().for_each(block);
+        } else {
+            (0..blocks).for_each(block);
         }
     }
 
