@@ -1,6 +1,6 @@
 //! Configuration files: TOML read into typed structs, `--set key.path=value` overrides from the
 //! command line, and errors that name the file and the field at fault. Both binaries load their
-//! configs through [`load`]; the resolved config (every default filled in) is what gets saved
+//! configs through [`load_str`] / [`load_file`]; the resolved config (every default filled in) is what gets saved
 //! next to the results.
 
 use serde::de::DeserializeOwned;

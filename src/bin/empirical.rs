@@ -24,7 +24,7 @@ enum Command {
         /// A CIFAR-100 binary folder (train.bin / test.bin or .gz, label-name files).
         #[arg(long, conflicts_with = "folder")]
         cifar100: Option<PathBuf>,
-        /// An image folder with hierarchy.csv, train/<leaf>/, test/<leaf>/.
+        /// An image folder with hierarchy.csv, train/LEAF/ and test/LEAF/ (see the README).
         #[arg(long)]
         folder: Option<PathBuf>,
         /// Image size for --folder.

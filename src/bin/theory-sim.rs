@@ -22,7 +22,7 @@ struct Cli {
     /// Config file (TOML); default: the embedded experiments/theory/default.toml.
     #[arg(long, global = true)]
     config: Option<PathBuf>,
-    /// Override a config field, e.g. --set data.subclasses=[4,4] --set train.lr=0.5 (repeatable).
+    /// Override a config field, e.g. --set train.lr=0.5 --set data.dim=128 (repeatable; values are TOML).
     #[arg(long = "set", value_name = "KEY=VALUE", global = true)]
     set: Vec<String>,
     /// Results folder (default: the config's out_dir).

@@ -7,10 +7,12 @@
 //! - [`train`]: SGD pretraining with probes;
 //! - [`probe`]: neuron x feature correlations and their summaries;
 //! - [`readout`]: downstream coarse classifiers (summed head, linear probe, fine-tuning);
-//! - [`study`]: conditions, runs over seeds, sweeps;
+//! - [`study`]: conditions and runs over seeds;
+//! - [`sweep`]: sweeps over parameter grids and the built-in studies;
+//! - [`commands`]: the `theory-sim` commands as library functions;
 //! - [`claims`]: the paper's claims as executable checks (`theory/CLAIMS.md`);
 //! - [`figures`]: the SVG figures made from saved results;
-//! - [`bench`]: the SGD-step benchmark.
+//! - [`mod@bench`]: the SGD-step benchmark.
 
 pub mod bench;
 pub mod claims;
