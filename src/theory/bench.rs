@@ -308,7 +308,6 @@ pub fn report(b: &BenchConfig, r: &BenchResult, np: &Result<NumpyResult, String>
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use crate::theory::net::{Activation, Net};
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
