@@ -323,7 +323,12 @@ mod tests {
             .map(|o| o.status.success())
             .unwrap_or(false);
         if !has_numpy {
-            println!("skipped: python3 with numpy not available");
+            // written to stderr directly so that the test harness does not hide it
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED NumPy cross-check: python3 with numpy not available"
+            );
             return;
         }
         let (classes, m, d, p, batch) = (4, 3, 16, 5, 6);

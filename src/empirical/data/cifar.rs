@@ -644,7 +644,12 @@ mod tests {
     #[test]
     fn real_cifar100() {
         let Some(dir) = cifar100_dir_from_env("GRANULARITY_CIFAR100_DIR") else {
-            println!("skipped: GRANULARITY_CIFAR100_DIR not set");
+            // written to stderr directly so that the test harness does not hide it
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED cifar100 real-data test: GRANULARITY_CIFAR100_DIR not set"
+            );
             return;
         };
         let s = load_cifar100(&dir).unwrap();

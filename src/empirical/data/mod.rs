@@ -30,6 +30,7 @@
 pub mod augment;
 pub mod cifar;
 pub mod folder;
+pub mod synthetic;
 
 use std::fmt;
 use std::path::PathBuf;

@@ -1,0 +1,932 @@
+//! The embedded default dataset of the empirical half: the theory's "hierarchical multi-view"
+//! distribution (`theory/MODEL.md` §1) rendered as small RGB images, so that a CNN can be
+//! pretrained and fine-tuned on it with nothing to download.
+//!
+//! # The distribution
+//!
+//! * **Labels.** `subclasses[s]` subclasses under superclass `s`; the hierarchy is
+//!   [`Hierarchy::two_level`] (level 0 superclass, level 1 subclass = leaf, leaves numbered
+//!   superclass by superclass).
+//! * **Images.** `image_size × image_size` RGB, cut into a grid of `P = (image_size /
+//!   patch_size)²` square patches of `patch_size × patch_size` pixels (defaults: 32×32 images, a
+//!   4×4 grid of 8×8 patches).
+//! * **Features = fixed random textures.** There are `F = S + K` textures, one per superclass
+//!   (*common*, row `s` of [`SyntheticData::features`]) and one per subclass (*fine*, row `S + l`
+//!   for leaf `l`). Each is a `3 × patch_size × patch_size` pattern (CHW, `D = 3·patch_size²`
+//!   numbers) drawn i.i.d. N(0, 1) from the seed, centred to zero mean, made orthogonal by modified
+//!   Gram–Schmidt in f64 (when `orthogonalize`; this needs `F < D`, i.e. at most 191 textures for
+//!   8×8 patches), and scaled to norm `√D`, i.e. an RMS of 1 pixel unit. A strength `α` therefore
+//!   means "`α` grey levels RMS" and the textures do not change a patch's mean brightness.
+//! * **Easy sample of leaf `(s, c)`.** Every pixel starts at `background` (default mid-grey 128).
+//!   A random permutation of the `P` patch positions picks `common_patches` positions for the
+//!   common texture `v_s` and the next `fine_patches` positions for the fine texture `v_{s,c}`;
+//!   each such patch gets `α_p · texture` with `α_p ~ U[strength[0], strength[1]]` drawn per patch.
+//!   Each remaining (*noise*) patch carries, with probability `feature_noise_prob`, `feature_noise
+//!   · v_f` for a texture `f` drawn uniformly among the `F − 2` textures other than the sample's
+//!   own two (nothing when there is no other texture). Every pixel then gets N(0, `noise`²)
+//!   Gaussian noise, and the result is rounded and clamped to `0..=255`.
+//! * **Hard sample.** As an easy one, except that its common patches keep only `hard_rho · α_p ·
+//!   v_s` (0 = the common texture is missing) and their pixel noise has std `hard_noise` instead of
+//!   `noise` (it replaces the usual noise, as in MODEL.md §1.3).
+//!
+//! Unlike the theory simulation, the feature **positions are random per image**: a CNN is not
+//! permutation invariant, and fixed positions would let it key on where, not what.
+//!
+//! # Splits
+//!
+//! * `train`: `train_per_leaf` images of each leaf; each is hard with probability
+//!   `train_hard_fraction` (default 0, as in the theory: training data are easy).
+//! * `test_easy`, `test_hard`: `test_easy_per_leaf` easy and `test_hard_per_leaf` hard images of
+//!   each leaf. [`SyntheticData::splits`] concatenates them (easy first) into one test set, and
+//!   [`SyntheticData::test_is_hard`] marks which of its images are hard.
+//!
+//! In every split image `i` has leaf `i % K`, so any prefix of a split is class-balanced.
+//!
+//! # Determinism
+//!
+//! The textures come from a `ChaCha8Rng` seeded with a key derived from `seed`; image `i` of a
+//! split is drawn from its own `ChaCha8Rng` stream (`seed_from_u64(split key)` then
+//! `set_stream(i)`), so the bytes depend only on the configuration and never on the number of
+//! threads (images are rendered in parallel with rayon).
+//!
+//! ```
+//! use granularity::empirical::data::synthetic::{generate, SyntheticConfig};
+//!
+//! let cfg = SyntheticConfig { train_per_leaf: 4, test_easy_per_leaf: 2, test_hard_per_leaf: 2,
+//!                             ..SyntheticConfig::default() };
+//! let data = generate(&cfg)?;
+//! let splits = data.splits();
+//! assert_eq!(splits.train.len, 4 * 10);
+//! assert_eq!(splits.test.len, data.test_is_hard.len());
+//! assert_eq!(splits.train.labels_at_level(0)[..3], [0, 0, 0]);
+//! # Ok::<(), granularity::empirical::data::DataError>(())
+//! ```
+
+use std::sync::Arc;
+
+use rand::seq::SliceRandom;
+use rand::Rng;
+use rand_chacha::rand_core::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::StandardNormal;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::{DataError, ImageSet, Splits};
+use crate::hierarchy::Hierarchy;
+
+/// The context string of configuration errors.
+const CONTEXT: &str = "synthetic dataset config";
+
+/// Configuration of the synthetic hierarchical multi-view image dataset (see the module doc).
+///
+/// Every field has a default ([`SyntheticConfig::default`]), so a config file need only name the
+/// fields it changes; unknown fields are an error. Pixel quantities (`background`, `noise`,
+/// `strength`, `hard_noise`, `feature_noise`) are in grey levels on the 0..255 scale.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SyntheticConfig {
+    /// Image side in pixels (images are square). Default 32.
+    pub image_size: usize,
+    /// Patch side in pixels; must divide `image_size`. Default 8 (a 4×4 grid on 32×32 images).
+    pub patch_size: usize,
+    /// Number of subclasses of each superclass (any number of superclasses). Default `[5, 5]`.
+    pub subclasses: Vec<usize>,
+    /// Patches carrying the superclass's common texture. Default 3.
+    pub common_patches: usize,
+    /// Patches carrying the subclass's fine texture. Default 2.
+    pub fine_patches: usize,
+    /// Training images per leaf. Default 200.
+    pub train_per_leaf: usize,
+    /// Easy test images per leaf. Default 50.
+    pub test_easy_per_leaf: usize,
+    /// Hard test images per leaf. Default 50.
+    pub test_hard_per_leaf: usize,
+    /// Probability that a training image is hard. Default 0.
+    pub train_hard_fraction: f64,
+    /// Background grey level before features and noise. Default 128.
+    pub background: f32,
+    /// Std of the Gaussian pixel noise. Default 20.
+    pub noise: f32,
+    /// Range `[lo, hi]` of the per-patch feature strength α (RMS grey levels). Default `[40, 60]`.
+    pub strength: [f32; 2],
+    /// Orthogonalise the textures (Gram–Schmidt); needs fewer textures than `3·patch_size²`.
+    /// Default true.
+    pub orthogonalize: bool,
+    /// Fraction of the common texture kept by hard samples (0 = missing). Default 0.
+    pub hard_rho: f32,
+    /// Pixel-noise std in the common patches of hard samples (replaces `noise` there). Default 20.
+    pub hard_noise: f32,
+    /// Probability that a noise patch carries another class's texture. Default 0.05.
+    pub feature_noise_prob: f64,
+    /// Strength of that stray texture (RMS grey levels). Default 20.
+    pub feature_noise: f32,
+    /// Seed of the textures and of every image.
+    pub seed: u64,
+}
+
+impl Default for SyntheticConfig {
+    fn default() -> Self {
+        Self {
+            image_size: 32,
+            patch_size: 8,
+            subclasses: vec![5, 5],
+            common_patches: 3,
+            fine_patches: 2,
+            train_per_leaf: 200,
+            test_easy_per_leaf: 50,
+            test_hard_per_leaf: 50,
+            train_hard_fraction: 0.0,
+            background: 128.0,
+            noise: 20.0,
+            strength: [40.0, 60.0],
+            orthogonalize: true,
+            hard_rho: 0.0,
+            hard_noise: 20.0,
+            feature_noise_prob: 0.05,
+            feature_noise: 20.0,
+            seed: 0,
+        }
+    }
+}
+
+fn invalid(field: &str, message: impl std::fmt::Display) -> DataError {
+    DataError::Invalid {
+        context: CONTEXT.to_string(),
+        message: format!("field `{field}`: {message}"),
+    }
+}
+
+fn check_range(field: &str, v: f64, lo: f64, hi: f64) -> Result<(), DataError> {
+    if v.is_finite() && v >= lo && v <= hi {
+        Ok(())
+    } else {
+        Err(invalid(field, format!("must be in [{lo}, {hi}] (got {v})")))
+    }
+}
+
+impl SyntheticConfig {
+    /// Patches per image side (`image_size / patch_size`).
+    pub fn grid(&self) -> usize {
+        self.image_size / self.patch_size.max(1)
+    }
+
+    /// Patches per image.
+    pub fn num_patches(&self) -> usize {
+        self.grid() * self.grid()
+    }
+
+    /// Numbers per texture (`3 · patch_size²`).
+    pub fn texture_dim(&self) -> usize {
+        3 * self.patch_size * self.patch_size
+    }
+
+    /// Number of leaves (subclasses in all).
+    pub fn num_leaves(&self) -> usize {
+        self.subclasses.iter().sum()
+    }
+
+    /// Checks every field; the error names the field at fault.
+    pub fn validate(&self) -> Result<(), DataError> {
+        if self.image_size == 0 {
+            return Err(invalid("image_size", "must be at least 1"));
+        }
+        if self.patch_size == 0 {
+            return Err(invalid("patch_size", "must be at least 1"));
+        }
+        if !self.image_size.is_multiple_of(self.patch_size) {
+            return Err(invalid(
+                "patch_size",
+                format!(
+                    "{} does not divide image_size {}",
+                    self.patch_size, self.image_size
+                ),
+            ));
+        }
+        if self.subclasses.is_empty() {
+            return Err(invalid("subclasses", "needs at least one superclass"));
+        }
+        if let Some(s) = self.subclasses.iter().position(|&k| k == 0) {
+            return Err(invalid(
+                "subclasses",
+                format!("superclass {s} has 0 subclasses"),
+            ));
+        }
+        let p = self.num_patches();
+        if self.common_patches + self.fine_patches > p {
+            return Err(invalid(
+                "common_patches",
+                format!(
+                    "common_patches {} + fine_patches {} exceed the {p} patches of an image",
+                    self.common_patches, self.fine_patches
+                ),
+            ));
+        }
+        if self.train_per_leaf == 0 {
+            return Err(invalid("train_per_leaf", "must be at least 1"));
+        }
+        check_range("train_hard_fraction", self.train_hard_fraction, 0.0, 1.0)?;
+        check_range("background", self.background.into(), 0.0, 255.0)?;
+        check_range("noise", self.noise.into(), 0.0, f64::MAX)?;
+        check_range("hard_noise", self.hard_noise.into(), 0.0, f64::MAX)?;
+        check_range("hard_rho", self.hard_rho.into(), 0.0, 1.0)?;
+        check_range("feature_noise_prob", self.feature_noise_prob, 0.0, 1.0)?;
+        check_range("feature_noise", self.feature_noise.into(), 0.0, f64::MAX)?;
+        let [lo, hi] = self.strength;
+        check_range("strength", lo.into(), 0.0, f64::MAX)?;
+        check_range("strength", hi.into(), 0.0, f64::MAX)?;
+        if lo > hi {
+            return Err(invalid(
+                "strength",
+                format!("lower bound {lo} exceeds upper bound {hi}"),
+            ));
+        }
+        let f = self.subclasses.len() + self.num_leaves();
+        if self.orthogonalize && f >= self.texture_dim() {
+            return Err(invalid(
+                "orthogonalize",
+                format!(
+                    "{f} textures cannot be orthogonal and zero-mean in {} dimensions; use a \
+                     larger patch_size or orthogonalize = false",
+                    self.texture_dim()
+                ),
+            ));
+        }
+        let per = 3 * self.image_size * self.image_size;
+        let per_leaf = self
+            .train_per_leaf
+            .checked_add(self.test_easy_per_leaf)
+            .and_then(|n| n.checked_add(self.test_hard_per_leaf));
+        let bytes = per_leaf
+            .and_then(|n| n.checked_mul(self.num_leaves()))
+            .and_then(|n| n.checked_mul(per))
+            .filter(|&b| b <= isize::MAX as usize);
+        if bytes.is_none() {
+            return Err(invalid(
+                "train_per_leaf",
+                "the dataset's size in bytes overflows",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The generated dataset: three splits sharing one hierarchy, plus the textures used.
+#[derive(Clone, Debug)]
+pub struct SyntheticData {
+    /// Training images (`train_per_leaf` per leaf; image `i` has leaf `i % K`).
+    pub train: ImageSet,
+    /// Easy test images (`test_easy_per_leaf` per leaf).
+    pub test_easy: ImageSet,
+    /// Hard test images (`test_hard_per_leaf` per leaf).
+    pub test_hard: ImageSet,
+    /// Whether each training image is hard (all false unless `train_hard_fraction > 0`).
+    pub train_is_hard: Vec<bool>,
+    /// Whether each image of the test set of [`SyntheticData::splits`] (easy images first, then
+    /// hard ones) is hard.
+    pub test_is_hard: Vec<bool>,
+    /// The `S + K` textures, each `3 · patch_size²` numbers (CHW within a patch): row `s` is
+    /// superclass `s`'s common texture, row `S + l` leaf `l`'s fine texture. Zero mean, RMS 1.
+    pub features: Vec<Vec<f32>>,
+    /// The configuration the data were generated from.
+    pub config: SyntheticConfig,
+}
+
+impl SyntheticData {
+    /// The easy and hard test images concatenated (easy first), aligned with
+    /// [`SyntheticData::test_is_hard`].
+    pub fn test(&self) -> ImageSet {
+        let mut images =
+            Vec::with_capacity(self.test_easy.images.len() + self.test_hard.images.len());
+        images.extend_from_slice(&self.test_easy.images);
+        images.extend_from_slice(&self.test_hard.images);
+        let mut leaves = self.test_easy.leaves.clone();
+        leaves.extend_from_slice(&self.test_hard.leaves);
+        ImageSet {
+            images,
+            len: leaves.len(),
+            channels: 3,
+            height: self.test_easy.height,
+            width: self.test_easy.width,
+            leaves,
+            hierarchy: Arc::clone(&self.test_easy.hierarchy),
+            source: "synthetic:test".to_string(),
+        }
+    }
+
+    /// Train and test (easy + hard, see [`SyntheticData::test`]) splits.
+    pub fn splits(&self) -> Splits {
+        Splits {
+            train: self.train.clone(),
+            test: self.test(),
+        }
+    }
+}
+
+/// SplitMix64: a seed-derived key for each use of the seed.
+fn derive_key(seed: u64, salt: u64) -> u64 {
+    let mut z = seed ^ salt.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+const SALT_TEXTURES: u64 = 1;
+const SALT_TRAIN: u64 = 2;
+const SALT_TEST_EASY: u64 = 3;
+const SALT_TEST_HARD: u64 = 4;
+
+/// The `count` textures of dimension `dim`: N(0, 1), centred, optionally Gram–Schmidt
+/// orthogonalised, scaled to norm √dim.
+fn make_textures(count: usize, dim: usize, orthogonalize: bool, seed: u64) -> Vec<Vec<f32>> {
+    let mut rng = ChaCha8Rng::seed_from_u64(derive_key(seed, SALT_TEXTURES));
+    let mut rows: Vec<Vec<f64>> = (0..count)
+        .map(|_| (0..dim).map(|_| rng.sample(StandardNormal)).collect())
+        .collect();
+    for i in 0..rows.len() {
+        let (before, rest) = rows.split_at_mut(i);
+        let row = &mut rest[0];
+        let mean = row.iter().sum::<f64>() / dim as f64;
+        row.iter_mut().for_each(|x| *x -= mean);
+        if orthogonalize {
+            for prev in before.iter() {
+                let dot: f64 = row.iter().zip(prev).map(|(a, b)| a * b).sum();
+                row.iter_mut().zip(prev).for_each(|(a, b)| *a -= dot * b);
+            }
+        }
+        let norm = row.iter().map(|x| x * x).sum::<f64>().sqrt();
+        if norm > 0.0 {
+            // Unit norm while orthogonalising (later rows project on it); rescaled below.
+            row.iter_mut().for_each(|x| *x /= norm);
+        }
+    }
+    let scale = (dim as f64).sqrt();
+    rows.into_iter()
+        .map(|r| r.into_iter().map(|x| (x * scale) as f32).collect())
+        .collect()
+}
+
+/// Role of a patch in one image.
+#[derive(Clone, Copy)]
+enum Role {
+    Common,
+    Fine,
+    Noise,
+}
+
+/// Everything the renderer needs besides the per-image random stream.
+struct Renderer<'a> {
+    cfg: &'a SyntheticConfig,
+    textures: &'a [Vec<f32>],
+    /// Superclass of each leaf.
+    parent: Vec<usize>,
+    num_super: usize,
+}
+
+impl Renderer<'_> {
+    /// Renders one image of `leaf` into `out` (CHW bytes); `hard` selects the hard variant.
+    fn render(&self, leaf: usize, hard: bool, rng: &mut ChaCha8Rng, out: &mut [u8]) {
+        let cfg = self.cfg;
+        let (n, ps, grid) = (cfg.image_size, cfg.patch_size, cfg.grid());
+        let s = self.parent[leaf];
+        let own = [s, self.num_super + leaf];
+        let f = self.textures.len();
+        let mut order: Vec<usize> = (0..grid * grid).collect();
+        order.shuffle(rng);
+        let mut role = vec![Role::Noise; grid * grid];
+        for (k, &q) in order.iter().enumerate() {
+            if k < cfg.common_patches {
+                role[q] = Role::Common;
+            } else if k < cfg.common_patches + cfg.fine_patches {
+                role[q] = Role::Fine;
+            }
+        }
+        let [lo, hi] = cfg.strength;
+        for (q, r) in role.iter().enumerate() {
+            let (amp, tex, sd) = match r {
+                Role::Common => {
+                    let a: f32 = rng.gen_range(lo..=hi);
+                    if hard {
+                        (cfg.hard_rho * a, Some(own[0]), cfg.hard_noise)
+                    } else {
+                        (a, Some(own[0]), cfg.noise)
+                    }
+                }
+                Role::Fine => (rng.gen_range(lo..=hi), Some(own[1]), cfg.noise),
+                Role::Noise => {
+                    if rng.gen_bool(cfg.feature_noise_prob) && f > 2 {
+                        // Uniform over the F - 2 textures other than the sample's own two.
+                        let mut j = rng.gen_range(0..f - 2);
+                        for &o in &own {
+                            if j >= o {
+                                j += 1;
+                            }
+                        }
+                        (cfg.feature_noise, Some(j), cfg.noise)
+                    } else {
+                        (0.0, None, cfg.noise)
+                    }
+                }
+            };
+            let (py, px) = (q / grid, q % grid);
+            for c in 0..3 {
+                for y in 0..ps {
+                    for x in 0..ps {
+                        let z: f32 = rng.sample(StandardNormal);
+                        let t = tex.map_or(0.0, |t| self.textures[t][(c * ps + y) * ps + x]);
+                        let v = cfg.background + amp * t + sd * z;
+                        out[(c * n + py * ps + y) * n + px * ps + x] =
+                            v.round().clamp(0.0, 255.0) as u8;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Renders a split of `per_leaf` images per leaf; returns the pixels, leaves and hard flags.
+    fn split(
+        &self,
+        per_leaf: usize,
+        salt: u64,
+        hard: Option<bool>,
+    ) -> (Vec<u8>, Vec<usize>, Vec<bool>) {
+        let k = self.parent.len();
+        let len = per_leaf * k;
+        let per = 3 * self.cfg.image_size * self.cfg.image_size;
+        let key = derive_key(self.cfg.seed, salt);
+        let mut images = vec![0u8; len * per];
+        let is_hard: Vec<bool> = images
+            .par_chunks_mut(per)
+            .enumerate()
+            .map(|(i, out)| {
+                let mut rng = ChaCha8Rng::seed_from_u64(key);
+                rng.set_stream(i as u64);
+                // Always drawn, so that every split uses its stream the same way.
+                let u: f64 = rng.gen();
+                let h = hard.unwrap_or(u < self.cfg.train_hard_fraction);
+                self.render(i % k, h, &mut rng, out);
+                h
+            })
+            .collect();
+        let leaves = (0..len).map(|i| i % k).collect();
+        (images, leaves, is_hard)
+    }
+}
+
+/// Generates the dataset described by `cfg` (see the module doc). Errors name the invalid field.
+pub fn generate(cfg: &SyntheticConfig) -> Result<SyntheticData, DataError> {
+    cfg.validate()?;
+    let hierarchy =
+        Arc::new(Hierarchy::two_level(&cfg.subclasses).map_err(|e| invalid("subclasses", e))?);
+    let num_super = cfg.subclasses.len();
+    let parent: Vec<usize> = (0..hierarchy.num_leaves())
+        .map(|l| hierarchy.leaf_ancestor(l, 0))
+        .collect();
+    let features = make_textures(
+        num_super + parent.len(),
+        cfg.texture_dim(),
+        cfg.orthogonalize,
+        cfg.seed,
+    );
+    let r = Renderer {
+        cfg,
+        textures: &features,
+        parent,
+        num_super,
+    };
+    let n = cfg.image_size;
+    let set = |(images, leaves, _): (Vec<u8>, Vec<usize>, Vec<bool>), name: &str| {
+        ImageSet::new(
+            images,
+            3,
+            n,
+            n,
+            leaves,
+            Arc::clone(&hierarchy),
+            format!("synthetic:{name}"),
+        )
+    };
+    let train = r.split(cfg.train_per_leaf, SALT_TRAIN, None);
+    let train_is_hard = train.2.clone();
+    let train = set(train, "train")?;
+    let test_easy = set(
+        r.split(cfg.test_easy_per_leaf, SALT_TEST_EASY, Some(false)),
+        "test_easy",
+    )?;
+    let test_hard = set(
+        r.split(cfg.test_hard_per_leaf, SALT_TEST_HARD, Some(true)),
+        "test_hard",
+    )?;
+    let mut test_is_hard = vec![false; test_easy.len];
+    test_is_hard.resize(test_easy.len + test_hard.len, true);
+    Ok(SyntheticData {
+        train,
+        test_easy,
+        test_hard,
+        train_is_hard,
+        test_is_hard,
+        features,
+        config: cfg.clone(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn small() -> SyntheticConfig {
+        SyntheticConfig {
+            subclasses: vec![3, 2, 4],
+            train_per_leaf: 6,
+            test_easy_per_leaf: 3,
+            test_hard_per_leaf: 2,
+            ..SyntheticConfig::default()
+        }
+    }
+
+    /// Pearson correlation of patch `q` of channel-major image `img` with texture `t`; 0 for a
+    /// constant patch.
+    fn patch_corr(img: &[u8], n: usize, ps: usize, q: usize, t: &[f32]) -> f64 {
+        let grid = n / ps;
+        let (py, px) = (q / grid, q % grid);
+        let mut v = Vec::with_capacity(t.len());
+        for c in 0..3 {
+            for y in 0..ps {
+                for x in 0..ps {
+                    v.push(f64::from(img[(c * n + py * ps + y) * n + px * ps + x]));
+                }
+            }
+        }
+        let mv = v.iter().sum::<f64>() / v.len() as f64;
+        let mt = t.iter().map(|&x| f64::from(x)).sum::<f64>() / t.len() as f64;
+        let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
+        for (a, &b) in v.iter().zip(t) {
+            let (a, b) = (a - mv, f64::from(b) - mt);
+            sxy += a * b;
+            sxx += a * a;
+            syy += b * b;
+        }
+        if sxx == 0.0 || syy == 0.0 {
+            0.0
+        } else {
+            sxy / (sxx * syy).sqrt()
+        }
+    }
+
+    #[test]
+    fn sizes_counts_and_labels() {
+        let cfg = small();
+        let d = generate(&cfg).unwrap();
+        let k = 9;
+        assert_eq!(d.train.len, 6 * k);
+        assert_eq!(d.test_easy.len, 3 * k);
+        assert_eq!(d.test_hard.len, 2 * k);
+        for set in [&d.train, &d.test_easy, &d.test_hard] {
+            assert_eq!((set.channels, set.height, set.width), (3, 32, 32));
+            assert_eq!(set.images.len(), set.len * 3 * 32 * 32);
+            assert!(set.leaves.iter().all(|&l| l < k));
+            assert_eq!(set.hierarchy.num_levels(), 2);
+            assert_eq!(set.hierarchy.num_classes(0), 3);
+        }
+        assert_eq!(d.train.class_counts(1), vec![6; k]);
+        assert_eq!(d.train.class_counts(0), vec![18, 12, 24]);
+        assert_eq!(d.train.labels_at_level(0)[..k], [0, 0, 0, 1, 1, 2, 2, 2, 2]);
+        assert!(d.train_is_hard.iter().all(|&h| !h));
+        let s = d.splits();
+        assert_eq!(s.test.len, 5 * k);
+        assert_eq!(d.test_is_hard.len(), s.test.len);
+        assert_eq!(d.test_is_hard.iter().filter(|&&h| h).count(), 2 * k);
+        assert!(!d.test_is_hard[3 * k - 1] && d.test_is_hard[3 * k]);
+        assert_eq!(s.test.image(3 * k), d.test_hard.image(0));
+        assert_eq!(s.test.leaves[3 * k..], d.test_hard.leaves[..]);
+        // Textures: 3 + 9 of them, zero mean, RMS 1, orthogonal.
+        assert_eq!(d.features.len(), 12);
+        for (i, a) in d.features.iter().enumerate() {
+            assert_eq!(a.len(), 192);
+            let mean: f32 = a.iter().sum::<f32>() / 192.0;
+            assert!(mean.abs() < 1e-5);
+            for (j, b) in d.features.iter().enumerate() {
+                let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>() / 192.0;
+                let want = if i == j { 1.0 } else { 0.0 };
+                assert!((dot - want).abs() < 1e-4, "{i} {j} {dot}");
+            }
+        }
+        // Some mid-grey background survives, on average.
+        let (mean, _) = d.train.channel_mean_std();
+        assert!(
+            mean.iter().all(|&m| (m - 128.0 / 255.0).abs() < 0.05),
+            "{mean:?}"
+        );
+    }
+
+    #[test]
+    fn deterministic_and_seed_dependent() {
+        let cfg = small();
+        let a = generate(&cfg).unwrap();
+        let b = generate(&cfg).unwrap();
+        assert_eq!(a.train.images, b.train.images);
+        assert_eq!(a.test_easy.images, b.test_easy.images);
+        assert_eq!(a.test_hard.images, b.test_hard.images);
+        // Same bits on one thread.
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        let c = pool.install(|| generate(&cfg).unwrap());
+        assert_eq!(a.train.images, c.train.images);
+        assert_eq!(a.test_hard.images, c.test_hard.images);
+        let d = generate(&SyntheticConfig { seed: 1, ..cfg }).unwrap();
+        assert_ne!(a.train.images, d.train.images);
+        assert_ne!(a.features, d.features);
+        // The splits differ from each other.
+        assert_ne!(a.train.image(0), a.test_easy.image(0));
+    }
+
+    #[test]
+    fn easy_images_carry_the_common_texture_and_hard_ones_do_not() {
+        let cfg = SyntheticConfig {
+            noise: 0.0,
+            hard_noise: 0.0,
+            feature_noise_prob: 0.0,
+            ..small()
+        };
+        let d = generate(&cfg).unwrap();
+        let p = cfg.num_patches();
+        let count = |img: &[u8], t: &[f32]| {
+            (0..p)
+                .filter(|&q| patch_corr(img, 32, 8, q, t) > 0.9)
+                .count()
+        };
+        for (set, hard) in [(&d.test_easy, false), (&d.test_hard, true)] {
+            for i in 0..set.len {
+                let leaf = set.leaves[i];
+                let s = set.hierarchy.leaf_ancestor(leaf, 0);
+                let img = set.image(i);
+                let common = count(img, &d.features[s]);
+                let fine = count(img, &d.features[3 + leaf]);
+                assert_eq!(common, if hard { 0 } else { 3 }, "hard {hard} image {i}");
+                assert_eq!(fine, 2, "hard {hard} image {i}");
+                // No other texture anywhere.
+                for (f, t) in d.features.iter().enumerate() {
+                    if f != s && f != 3 + leaf {
+                        assert_eq!(count(img, t), 0);
+                    }
+                }
+            }
+        }
+        // Weak instead of missing: hard_rho keeps a (scaled) copy of the texture.
+        let weak = generate(&SyntheticConfig {
+            hard_rho: 0.5,
+            ..cfg.clone()
+        })
+        .unwrap();
+        let img = weak.test_hard.image(0);
+        assert_eq!(count(img, &weak.features[0]), 3);
+        // Hard noise: the common patches of a hard image are noisy, not flat.
+        let noisy = generate(&SyntheticConfig {
+            hard_noise: 30.0,
+            ..cfg
+        })
+        .unwrap();
+        let img = noisy.test_hard.image(0);
+        let grid = 4;
+        let flat = (0..p)
+            .filter(|&q| {
+                let (py, px) = (q / grid, q % grid);
+                let v0 = img[py * 8 * 32 + px * 8];
+                (0..8).all(|y| (0..8).all(|x| img[(py * 8 + y) * 32 + px * 8 + x] == v0))
+            })
+            .count();
+        assert_eq!(flat, p - 3 - 2, "common patches noisy, background flat");
+    }
+
+    /// Nearest-centroid accuracy of the superclass, centroids from `train`, evaluated on `test`.
+    fn centroid_accuracy(train: &ImageSet, test: &ImageSet) -> f64 {
+        let per = train.image_size();
+        let sup = train.labels_at_level(0);
+        let ns = train.hierarchy.num_classes(0);
+        let mut cent = vec![vec![0f64; per]; ns];
+        let counts = train.class_counts(0);
+        for (i, &s) in sup.iter().enumerate() {
+            for (c, &x) in cent[s].iter_mut().zip(train.image(i)) {
+                *c += f64::from(x) / counts[s] as f64;
+            }
+        }
+        let truth = test.labels_at_level(0);
+        let correct = (0..test.len)
+            .filter(|&i| {
+                let img = test.image(i);
+                let best = (0..ns)
+                    .map(|s| {
+                        let d: f64 = cent[s]
+                            .iter()
+                            .zip(img)
+                            .map(|(c, &x)| (c - f64::from(x)).powi(2))
+                            .sum();
+                        (d, s)
+                    })
+                    .min_by(|a, b| a.0.total_cmp(&b.0))
+                    .unwrap()
+                    .1;
+                best == truth[i]
+            })
+            .count();
+        correct as f64 / test.len as f64
+    }
+
+    #[test]
+    fn superclass_is_recoverable_from_easy_images() {
+        let cfg = SyntheticConfig {
+            subclasses: vec![3, 3],
+            noise: 5.0,
+            train_per_leaf: 100,
+            test_easy_per_leaf: 40,
+            test_hard_per_leaf: 40,
+            ..SyntheticConfig::default()
+        };
+        let d = generate(&cfg).unwrap();
+        let easy = centroid_accuracy(&d.train, &d.test_easy);
+        assert!(easy > 0.9, "easy accuracy {easy}");
+        // Control: without features the same check is at chance, so it can fail.
+        let blank = generate(&SyntheticConfig {
+            strength: [0.0, 0.0],
+            feature_noise_prob: 0.0,
+            ..cfg
+        })
+        .unwrap();
+        let chance = centroid_accuracy(&blank.train, &blank.test_easy);
+        assert!(chance < 0.7, "featureless accuracy {chance}");
+    }
+
+    #[test]
+    fn train_hard_fraction_marks_hard_images() {
+        let cfg = SyntheticConfig {
+            train_hard_fraction: 0.5,
+            ..small()
+        };
+        let d = generate(&cfg).unwrap();
+        let n = d.train_is_hard.iter().filter(|&&h| h).count();
+        assert!(n > 5 && n < d.train.len - 5, "{n} of {}", d.train.len);
+    }
+
+    #[test]
+    fn config_validation_names_the_field() {
+        let bad = |cfg: SyntheticConfig, field: &str| {
+            let e = generate(&cfg).unwrap_err();
+            let msg = e.to_string();
+            assert!(matches!(e, DataError::Invalid { .. }), "{msg}");
+            assert!(msg.contains(&format!("`{field}`")), "{field}: {msg}");
+        };
+        let d = SyntheticConfig::default;
+        bad(
+            SyntheticConfig {
+                image_size: 0,
+                ..d()
+            },
+            "image_size",
+        );
+        bad(
+            SyntheticConfig {
+                patch_size: 0,
+                ..d()
+            },
+            "patch_size",
+        );
+        bad(
+            SyntheticConfig {
+                patch_size: 5,
+                ..d()
+            },
+            "patch_size",
+        );
+        bad(
+            SyntheticConfig {
+                subclasses: vec![],
+                ..d()
+            },
+            "subclasses",
+        );
+        bad(
+            SyntheticConfig {
+                subclasses: vec![2, 0],
+                ..d()
+            },
+            "subclasses",
+        );
+        bad(
+            SyntheticConfig {
+                common_patches: 10,
+                fine_patches: 7,
+                ..d()
+            },
+            "common_patches",
+        );
+        bad(
+            SyntheticConfig {
+                train_per_leaf: 0,
+                ..d()
+            },
+            "train_per_leaf",
+        );
+        bad(SyntheticConfig { noise: -1.0, ..d() }, "noise");
+        bad(
+            SyntheticConfig {
+                noise: f32::NAN,
+                ..d()
+            },
+            "noise",
+        );
+        bad(
+            SyntheticConfig {
+                hard_noise: -1.0,
+                ..d()
+            },
+            "hard_noise",
+        );
+        bad(
+            SyntheticConfig {
+                hard_rho: 1.5,
+                ..d()
+            },
+            "hard_rho",
+        );
+        bad(
+            SyntheticConfig {
+                background: 300.0,
+                ..d()
+            },
+            "background",
+        );
+        bad(
+            SyntheticConfig {
+                strength: [5.0, 1.0],
+                ..d()
+            },
+            "strength",
+        );
+        bad(
+            SyntheticConfig {
+                strength: [-1.0, 1.0],
+                ..d()
+            },
+            "strength",
+        );
+        bad(
+            SyntheticConfig {
+                feature_noise_prob: 2.0,
+                ..d()
+            },
+            "feature_noise_prob",
+        );
+        bad(
+            SyntheticConfig {
+                feature_noise: -2.0,
+                ..d()
+            },
+            "feature_noise",
+        );
+        bad(
+            SyntheticConfig {
+                train_hard_fraction: -0.1,
+                ..d()
+            },
+            "train_hard_fraction",
+        );
+        bad(
+            SyntheticConfig {
+                subclasses: vec![100, 100],
+                ..d()
+            },
+            "orthogonalize",
+        );
+        bad(
+            SyntheticConfig {
+                train_per_leaf: usize::MAX,
+                ..d()
+            },
+            "train_per_leaf",
+        );
+        // Many classes work without orthogonalisation.
+        let many = SyntheticConfig {
+            subclasses: vec![100, 100],
+            orthogonalize: false,
+            train_per_leaf: 1,
+            test_easy_per_leaf: 0,
+            test_hard_per_leaf: 0,
+            ..d()
+        };
+        assert_eq!(generate(&many).unwrap().train.len, 200);
+    }
+
+    #[test]
+    fn config_serde() {
+        let cfg: SyntheticConfig = toml::from_str("noise = 5.0\nsubclasses = [2, 3, 4]").unwrap();
+        assert_eq!(cfg.noise, 5.0);
+        assert_eq!(cfg.subclasses, vec![2, 3, 4]);
+        assert_eq!(cfg.image_size, 32);
+        assert!(toml::from_str::<SyntheticConfig>("nosie = 5.0").is_err());
+        let back: SyntheticConfig = toml::from_str(&toml::to_string(&cfg).unwrap()).unwrap();
+        assert_eq!(back, cfg);
+    }
+}
