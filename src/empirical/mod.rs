@@ -11,4 +11,5 @@ pub mod data;
 pub mod error;
 pub mod model;
 pub mod optim;
+pub mod protocol;
 pub mod train;
