@@ -5,10 +5,8 @@
 
 use anyhow::{bail, Result};
 use clap::{Parser, Subcommand};
-use granularity::empirical::data::synthetic::{generate, SyntheticConfig};
 use granularity::empirical::data::{load_cifar100, load_image_folder};
-use granularity::empirical::protocol::{run_transfer, TransferConfig};
-use granularity::report::{MarkdownTable, ResultsDir};
+use granularity::empirical::protocol::run_synthetic_default;
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -45,56 +43,14 @@ enum Command {
 }
 
 fn run_synthetic(out: &std::path::Path) -> Result<()> {
-    let data_cfg = SyntheticConfig::default();
-    let cfg = TransferConfig::default_synthetic();
-    let data = generate(&data_cfg)?;
-    let test = data.test();
-    eprintln!(
-        "synthetic multi-view images: {} train, {} test ({} hard); {} on CPU",
-        data.train.len,
-        test.len,
-        data.test_is_hard.iter().filter(|&&h| h).count(),
-        cfg.model.arch.name()
-    );
     let t = std::time::Instant::now();
-    let res = run_transfer(&cfg, &data.train, &test, &data.test_is_hard, &mut |line| {
-        eprintln!("  {line}")
-    })?;
-    let dir = ResultsDir::create(out)?;
-    dir.write_text(
-        "config.toml",
-        &format!(
-            "# data\n{}\n# transfer\n{}",
-            toml::to_string_pretty(&data_cfg)?,
-            toml::to_string_pretty(&cfg)?
-        ),
-    )?;
-    dir.write_json("results.json", &res)?;
-    let mut table = MarkdownTable::new([
-        "pretraining",
-        "classes",
-        "readout",
-        "coarse error",
-        "easy",
-        "hard",
-    ]);
-    for r in &res {
-        table.row([
-            r.condition.clone(),
-            r.classes.to_string(),
-            r.readout.clone(),
-            format!("{:.3}", r.error),
-            format!("{:.3}", r.easy_error),
-            format!("{:.3}", r.hard_error),
-        ]);
-    }
-    dir.write_text("results.md", &table.to_string())?;
-    println!("{table}");
+    let run = run_synthetic_default(out, &mut |line| eprintln!("  {line}"))?;
+    println!("{}", run.table);
     println!(
         "one seed ({}), {:.0} s; results in {}",
-        cfg.seed,
+        run.seed,
         t.elapsed().as_secs_f64(),
-        dir.root().display()
+        run.dir.display()
     );
     Ok(())
 }
