@@ -211,11 +211,7 @@ pub fn sweep(
     fresh: bool,
 ) -> Result<PathBuf, TheoryError> {
     // the study's own overrides apply to the base config (e.g. its seeds)
-    let base: TheoryConfig = crate::config::load_str(
-        &crate::config::to_toml(cfg)?,
-        &format!("study '{}'", study.name),
-        &study.set,
-    )?;
+    let base = cfg.with_overrides(&format!("study '{}'", study.name), &study.set)?;
     let dir = prepare_dir(out, &crate::config::to_toml(&base)?, fresh)?;
     dir.write_text(
         "study.toml",

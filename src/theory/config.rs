@@ -297,6 +297,19 @@ impl Validate for TheoryConfig {
 }
 
 impl TheoryConfig {
+    /// This config with `set` overrides (`section.field=value`) applied and re-validated;
+    /// `origin` names where the overrides come from in errors.
+    pub fn with_overrides(
+        &self,
+        origin: &str,
+        set: &[String],
+    ) -> Result<Self, crate::config::ConfigError> {
+        if set.is_empty() {
+            return Ok(self.clone());
+        }
+        crate::config::load_str(&crate::config::to_toml(self)?, origin, set)
+    }
+
     /// The embedded default configuration, parsed and checked.
     pub fn default_config() -> Result<Self, crate::config::ConfigError> {
         crate::config::load_str(

@@ -4,7 +4,6 @@
 //! readout. Grids of runs (conditions x parameter values x seeds) execute in parallel with rayon,
 //! one network per thread, so results are the same bits whatever the thread count.
 
-use crate::config::load_str;
 use crate::hierarchy::Relabeling;
 use crate::report::{read_json, write_json};
 use crate::theory::config::TheoryConfig;
@@ -82,15 +81,7 @@ pub fn condition_config(
     base: &TheoryConfig,
     cond: &Condition,
 ) -> Result<TheoryConfig, TheoryError> {
-    if cond.set.is_empty() {
-        return Ok(base.clone());
-    }
-    let text = crate::config::to_toml(base)?;
-    Ok(load_str(
-        &text,
-        &format!("condition '{}'", cond.name),
-        &cond.set,
-    )?)
+    Ok(base.with_overrides(&format!("condition '{}'", cond.name), &cond.set)?)
 }
 
 /// Run one condition at one seed. `readouts` selects which readouts to compute (the summed
