@@ -15,4 +15,5 @@ pub mod empirical;
 pub mod hierarchy;
 pub mod plot;
 pub mod report;
+pub mod runtime;
 pub mod theory;

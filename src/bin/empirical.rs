@@ -1,32 +1,99 @@
-//! `empirical`: real-image fine-to-coarse transfer. With no arguments it runs the minimal
-//! transfer protocol (baseline, coarse and fine pretraining, fine-tuning, mapped head) on the
-//! embedded synthetic multi-view images; `inspect` loads and checks a dataset. Studies from TOML
-//! configs, CIFAR-100 studies and figures are not built yet.
+//! `empirical`: fine-to-coarse transfer on real images. With no arguments it runs the embedded
+//! default study (the transfer protocol on synthetic multi-view images); `study` runs a study
+//! from a TOML config (`experiments/empirical/`), `pretrain` / `finetune` a single network,
+//! `inspect` checks a dataset, `plot` redraws a study's reports, `bench` times training steps.
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
+use candle_core::Device;
 use clap::{Parser, Subcommand};
+use granularity::empirical::bench::{run_cli as run_bench, BenchArgs};
 use granularity::empirical::data::{load_cifar100, load_image_folder};
-use granularity::empirical::protocol::run_synthetic_default;
-use std::path::PathBuf;
+use granularity::empirical::model::Kernels;
+use granularity::empirical::study::config::StudyConfig;
+use granularity::empirical::study::{
+    run_study, single, summary_table, synthetic_default, write_reports, RunOptions,
+};
+use std::path::{Path, PathBuf};
 
 #[derive(Parser)]
 #[command(
     name = "empirical",
     version,
-    about = "Fine-to-coarse transfer on real images (in progress)"
+    about = "Fine-to-coarse transfer on real images: pretrain at several label granularities, fine-tune on the coarse target, compare with training from scratch"
 )]
 struct Cli {
+    /// Where networks run: "cpu", or "cuda:N" (needs a build with `--features cuda`).
+    #[arg(long, global = true, default_value = "cpu")]
+    device: String,
+    /// Override a config value, e.g. --set train.pretrain_epochs=3 (repeatable).
+    #[arg(long = "set", global = true, value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// Layer implementation on the CPU: "fast" (this crate's kernels) or "stock" (candle's own
+    /// operations, several times slower; for checking the fast path end to end).
+    #[arg(long, global = true, default_value = "fast", value_parser = ["fast", "stock"])]
+    kernels: String,
     #[command(subcommand)]
     command: Option<Command>,
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// The default: the transfer protocol on the embedded synthetic multi-view images.
+    /// The default: the embedded synthetic study (experiments/empirical/synthetic.toml).
     Synthetic {
         /// Results folder.
         #[arg(long, default_value = "results/empirical/synthetic")]
         out: PathBuf,
+        /// Discard saved results of a different config in --out.
+        #[arg(long)]
+        fresh: bool,
+    },
+    /// Run (or resume) a whole study from a TOML config.
+    Study {
+        /// The study config (e.g. experiments/empirical/quick.toml).
+        config: PathBuf,
+        /// Results folder (default: results/empirical/NAME).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// The dataset folder (overrides data.path; CIFAR-100 also reads GRANULARITY_CIFAR100_DIR).
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Discard saved results of a different config in --out.
+        #[arg(long)]
+        fresh: bool,
+    },
+    /// Pretrain one network on one granularity of a study config and save its weights.
+    Pretrain {
+        /// The study config.
+        config: PathBuf,
+        /// The granularity's name (a [[granularity]] of the config) or "target".
+        #[arg(long)]
+        granularity: String,
+        /// Seed.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Output folder (weights.safetensors, labels.json, epochs.csv, result.json).
+        #[arg(long)]
+        out: PathBuf,
+        /// The dataset folder.
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
+    /// Fine-tune pretrained weights on the target labels (and fit a linear probe).
+    Finetune {
+        /// The study config.
+        config: PathBuf,
+        /// weights.safetensors written by `pretrain`.
+        #[arg(long)]
+        weights: PathBuf,
+        /// Seed.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Output folder.
+        #[arg(long)]
+        out: PathBuf,
+        /// The dataset folder.
+        #[arg(long)]
+        data: Option<PathBuf>,
     },
     /// Load a dataset, check it, and print its sizes and label hierarchy.
     Inspect {
@@ -40,26 +107,137 @@ enum Command {
         #[arg(long, default_value_t = 32)]
         size: u32,
     },
+    /// Redraw summary.json, results.md, epochs.csv and the figures of a study folder.
+    Plot {
+        /// The study folder.
+        dir: PathBuf,
+    },
+    /// Time a training step: our CPU kernels vs candle's stock ops vs PyTorch.
+    Bench(BenchArgs),
 }
 
-fn run_synthetic(out: &std::path::Path) -> Result<()> {
+fn device(spec: &str) -> Result<Device> {
+    if spec == "cpu" {
+        return Ok(Device::Cpu);
+    }
+    if let Some(n) = spec.strip_prefix("cuda:") {
+        let n: usize = n
+            .parse()
+            .with_context(|| format!("--device {spec}: expected cuda:N with N a GPU index"))?;
+        if !cfg!(feature = "cuda") {
+            bail!("--device {spec}: this build has no CUDA support; rebuild with `cargo build --release --features cuda` on a machine with the CUDA toolkit");
+        }
+        return Device::new_cuda(n).with_context(|| format!("--device {spec}"));
+    }
+    bail!("--device {spec}: expected \"cpu\" or \"cuda:N\"")
+}
+
+fn load(config: &Path, set: &[String]) -> Result<StudyConfig> {
+    Ok(granularity::config::load_file(config, set)?)
+}
+
+fn study(
+    cfg: &StudyConfig,
+    out: PathBuf,
+    data: Option<PathBuf>,
+    fresh: bool,
+    dev: Device,
+    kernels: Kernels,
+) -> Result<()> {
     let t = std::time::Instant::now();
-    let run = run_synthetic_default(out, &mut |line| eprintln!("  {line}"))?;
-    println!("{}", run.table);
+    eprintln!(
+        "study '{}': {} granularities, seeds {:?}, {} ({}), results in {}",
+        cfg.name,
+        cfg.granularities.len(),
+        cfg.seeds,
+        cfg.model.arch.name(),
+        if dev.is_cpu() { "cpu" } else { "gpu" },
+        out.display()
+    );
+    let opts = RunOptions {
+        out: out.clone(),
+        data,
+        fresh,
+        device: dev,
+        progress: true,
+        kernels,
+    };
+    let summary = run_study(cfg, &opts)?;
+    println!("{}", summary_table(&summary.rows));
+    for h in &summary.hard_subsets {
+        println!(
+            "hard test images ({}): {} ({} of {})",
+            h.design, h.definition, h.hard, h.total
+        );
+    }
     println!(
-        "one seed ({}), {:.0} s; results in {}",
-        run.seed,
+        "{:.0} s; results, figures and per-epoch metrics in {}",
         t.elapsed().as_secs_f64(),
-        run.dir.display()
+        out.display()
     );
     Ok(())
 }
 
 fn main() -> Result<()> {
+    granularity::runtime::tune_allocator();
     let cli = Cli::parse();
+    let dev = device(&cli.device)?;
+    let kernels = if cli.kernels == "stock" {
+        Kernels::Stock
+    } else {
+        Kernels::Fast
+    };
     match cli.command {
-        None => run_synthetic(&PathBuf::from("results/empirical/synthetic")),
-        Some(Command::Synthetic { out }) => run_synthetic(&out),
+        None => study(
+            &synthetic_default(&cli.set)?,
+            PathBuf::from("results/empirical/synthetic"),
+            None,
+            false,
+            dev,
+            kernels,
+        ),
+        Some(Command::Synthetic { out, fresh }) => study(
+            &synthetic_default(&cli.set)?,
+            out,
+            None,
+            fresh,
+            dev,
+            kernels,
+        ),
+        Some(Command::Study {
+            config,
+            out,
+            data,
+            fresh,
+        }) => {
+            let cfg = load(&config, &cli.set)?;
+            let out = out.unwrap_or_else(|| PathBuf::from("results/empirical").join(&cfg.name));
+            study(&cfg, out, data, fresh, dev, kernels)
+        }
+        Some(Command::Pretrain {
+            config,
+            granularity,
+            seed,
+            out,
+            data,
+        }) => {
+            let cfg = load(&config, &cli.set)?;
+            let r = single::pretrain(&cfg, &granularity, seed, &out, data.as_deref(), &dev)?;
+            println!("{r}");
+            Ok(())
+        }
+        Some(Command::Finetune {
+            config,
+            weights,
+            seed,
+            out,
+            data,
+        }) => {
+            let cfg = load(&config, &cli.set)?;
+            let r = single::finetune(&cfg, &weights, seed, &out, data.as_deref(), &dev)?;
+            println!("{r}");
+            Ok(())
+        }
         Some(Command::Inspect {
             cifar100,
             folder,
@@ -71,6 +249,17 @@ fn main() -> Result<()> {
                 (None, None) => bail!("inspect needs --cifar100 DIR or --folder DIR"),
             };
             println!("{}", splits.summary());
+            Ok(())
+        }
+        Some(Command::Plot { dir }) => {
+            let s = write_reports(&dir)?;
+            println!("{}", summary_table(&s.rows));
+            println!("reports and figures rewritten in {}", dir.display());
+            Ok(())
+        }
+        Some(Command::Bench(args)) => {
+            let table = run_bench(&args, &mut |l| eprintln!("  {l}"))?;
+            println!("{table}");
             Ok(())
         }
     }

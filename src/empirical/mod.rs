@@ -1,15 +1,22 @@
 //! The empirical half: fine-to-coarse transfer on real images (CIFAR-100, your own image
-//! folders) with candle. Built so far: the image-data layer ([`data`]), the networks
-//! ([`model`]: ResNet-8/20/18 with fast CPU kernels), SGD and schedules ([`optim`]), the
-//! training loop ([`train`]), checkpoints ([`checkpoint`]) and clustering-based label
-//! granularities ([`cluster`]: k-means inside each superclass or over the whole set). The study protocol (pretrain at
-//! several granularities, fine-tune, baseline, hard subsets, figures) is not built yet.
+//! folders, or the embedded synthetic multi-view images) with candle.
+//!
+//! * [`data`]: loaders (CIFAR-100 binary release, image folders with a hierarchy file), the
+//!   synthetic images, seeded augmentation and batching;
+//! * [`model`]: ResNet-8/20/18 with fast CPU kernels; [`optim`]: SGD and schedules;
+//!   [`train`]: training epochs and evaluation; [`checkpoint`]: resumable training state;
+//!   [`probe`]: linear probes on frozen features; [`cluster`]: k-means label granularities;
+//! * [`study`]: the transfer protocol over granularities, seeds and hard-sample designs, with
+//!   its results, tables and figures;
+//! * [`bench`](mod@bench): the training-step benchmark against candle's stock operations and PyTorch.
 
+pub mod bench;
 pub mod checkpoint;
 pub mod cluster;
 pub mod data;
 pub mod error;
 pub mod model;
 pub mod optim;
-pub mod protocol;
+pub mod probe;
+pub mod study;
 pub mod train;

@@ -1,0 +1,537 @@
+//! The TOML configuration of an empirical study (`experiments/empirical/*.toml`): the data, the
+//! network, the training recipe, the pretraining granularities, the hard-sample designs and the
+//! seeds. Every field is documented here; [`StudyConfig::validate`] names the field at fault.
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{InvalidField, Validate};
+use crate::empirical::data::synthetic::SyntheticConfig;
+use crate::empirical::data::Augment;
+use crate::empirical::model::ModelConfig;
+use crate::empirical::optim::{LrSchedule, SgdConfig};
+use crate::empirical::probe::ProbeConfig;
+use crate::hierarchy::Relabeling;
+
+/// The embedded default study: the protocol on the synthetic multi-view images
+/// (`experiments/empirical/synthetic.toml`), what `empirical` runs with no arguments.
+pub const SYNTHETIC_TOML: &str = include_str!("../../../experiments/empirical/synthetic.toml");
+
+/// A whole study.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StudyConfig {
+    /// Study name (used for the results folder by default).
+    pub name: String,
+    /// Seeds of the evaluated networks (initialisation, augmentation, batch order); every
+    /// condition runs once per seed.
+    pub seeds: Vec<u64>,
+    /// The images.
+    pub data: DataConfig,
+    /// The network.
+    pub model: ModelConfig,
+    /// The training recipe.
+    pub train: TrainConfig,
+    /// The pretraining label granularities (the baseline is added automatically).
+    #[serde(rename = "granularity")]
+    pub granularities: Vec<GranularitySpec>,
+    /// How images are embedded for the k-means granularities.
+    #[serde(default)]
+    pub embedding: EmbeddingConfig,
+    /// Hard-sample designs.
+    #[serde(default)]
+    pub hard: HardConfig,
+}
+
+/// Where the images come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DataSource {
+    /// The official CIFAR-100 binary release (`train.bin`, `test.bin`, optionally gzipped, and
+    /// the label-name files) in `data.path`; an empty path reads the folder from `--data` or
+    /// the environment variable `GRANULARITY_CIFAR100_DIR`.
+    Cifar100,
+    /// An image folder with `hierarchy.csv`, `train/LEAF/`, `test/LEAF/` (see the README) in
+    /// `data.path` (or `--data`), images resized to `data.size`.
+    Folder,
+    /// The embedded synthetic multi-view images (no download), generated with `data.synthetic`.
+    /// Their test set has the theory's easy and hard images, the balanced design's hard subset.
+    Synthetic,
+}
+
+/// The data of a study.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    /// The source: "cifar100", "folder" or "synthetic".
+    pub source: DataSource,
+    /// The dataset folder (cifar100, folder); empty: from `--data` (or, for CIFAR-100, the
+    /// environment).
+    #[serde(default)]
+    pub path: String,
+    /// Image side for `folder` (images are resized to `size x size`).
+    #[serde(default = "default_size")]
+    pub size: u32,
+    /// The generator's settings for `synthetic`.
+    #[serde(default)]
+    pub synthetic: SyntheticConfig,
+    /// Keep at most this many training images per leaf class (0 = all), chosen at random with
+    /// `subset_seed`: a small-data regime like iNaturalist 2021 "mini" (50 per species).
+    #[serde(default)]
+    pub train_per_leaf: usize,
+    /// Keep at most this many test images per leaf class (0 = all).
+    #[serde(default)]
+    pub test_per_leaf: usize,
+    /// Seed of the subsets and of the rare-subclass design's choices.
+    #[serde(default)]
+    pub subset_seed: u64,
+    /// Hierarchy level of the downstream target (0 = the coarsest level, e.g. CIFAR-100's 20
+    /// superclasses).
+    #[serde(default)]
+    pub target_level: usize,
+}
+
+/// The training recipe (shared by every network of the study).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Images per SGD step.
+    pub batch_size: usize,
+    /// Pretraining epochs.
+    pub pretrain_epochs: usize,
+    /// Fine-tuning epochs. The baseline trains the target labels from scratch for
+    /// `pretrain_epochs + finetune_epochs` epochs with the pretraining schedule.
+    pub finetune_epochs: usize,
+    /// Pretraining (and baseline) learning-rate schedule.
+    pub pretrain_lr: LrSchedule,
+    /// Fine-tuning learning-rate schedule (the whole network, with a new head).
+    pub finetune_lr: LrSchedule,
+    /// SGD momentum, Nesterov, weight decay.
+    #[serde(default)]
+    pub sgd: SgdConfig,
+    /// Label smoothing of the cross-entropy in `[0, 1)`.
+    #[serde(default)]
+    pub label_smoothing: f64,
+    /// Random crop (zero padding) and horizontal flip of training images.
+    #[serde(default = "Augment::cifar")]
+    pub augment: Augment,
+    /// The linear probe on frozen pretrained features.
+    #[serde(default)]
+    pub probe: ProbeConfig,
+    /// Readouts of each pretrained network: any of "finetune", "linear_probe", "mapped_head"
+    /// (the mapped head only exists for labels nested inside the target classes).
+    #[serde(default = "default_readouts")]
+    pub readouts: Vec<Readout>,
+}
+
+fn default_size() -> u32 {
+    32
+}
+
+fn default_readouts() -> Vec<Readout> {
+    vec![Readout::Finetune, Readout::LinearProbe, Readout::MappedHead]
+}
+
+/// How a pretrained network is read out on the target labels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Readout {
+    /// The baseline: trained on the target labels from scratch.
+    Scratch,
+    /// Full fine-tuning with a new head.
+    Finetune,
+    /// A linear classifier on the frozen pretrained features.
+    LinearProbe,
+    /// Sum of the pretraining logits of the classes inside each target class (no training).
+    MappedHead,
+}
+
+impl Readout {
+    /// The name used in files and tables.
+    pub fn name(self) -> &'static str {
+        match self {
+            Readout::Scratch => "scratch",
+            Readout::Finetune => "finetune",
+            Readout::LinearProbe => "linear_probe",
+            Readout::MappedHead => "mapped_head",
+        }
+    }
+}
+
+/// One pretraining granularity.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GranularitySpec {
+    /// Name in tables and files.
+    pub name: String,
+    /// How the labels are made.
+    pub labels: LabelSpec,
+}
+
+/// How pretraining labels are made: every [`Relabeling`] of the hierarchy, plus k-means
+/// clusters of image embeddings and levels coarser than the target.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum LabelSpec {
+    /// The classes of a hierarchy level.
+    Level {
+        /// The level (0 = coarsest).
+        level: usize,
+    },
+    /// Intermediate aligned level: the leaves of each target class merged at random into `groups` groups.
+    MergeWithin {
+        /// Groups per target class.
+        groups: usize,
+    },
+    /// Random labels inside each target class (aligned, meaningless), `per_target` per class.
+    RandomAligned {
+        /// Labels per target class.
+        per_target: usize,
+    },
+    /// Random groups of leaves that cross target classes (misaligned).
+    Misaligned {
+        /// Number of labels.
+        groups: usize,
+    },
+    /// Each leaf split at random into `splits` labels per image (finer than the leaves, no
+    /// visual meaning).
+    SplitFiner {
+        /// Labels per leaf.
+        splits: usize,
+    },
+    /// One label per training image.
+    PerSample,
+    /// k-means on image embeddings inside each class of `level` (aligned when `level` is at or
+    /// below the target level): `k` clusters per class.
+    KmeansWithin {
+        /// Clusters per class of `level`.
+        k: usize,
+        /// The hierarchy level whose classes are clustered separately (default: the target).
+        #[serde(default)]
+        level: Option<usize>,
+    },
+    /// k-means on image embeddings over the whole training set (ignores the hierarchy, so its
+    /// clusters may cross target classes): `k` clusters.
+    KmeansGlobal {
+        /// Number of clusters.
+        k: usize,
+    },
+    /// Coarser than the target: the target classes merged at random into `groups` groups
+    /// (like pretraining on ImageNet-21k's 38-class level).
+    Coarser {
+        /// Number of labels (fewer than the target classes).
+        groups: usize,
+    },
+}
+
+impl LabelSpec {
+    /// The hierarchy relabeling this spec is, if it is one.
+    pub fn relabeling(&self) -> Option<Relabeling> {
+        Some(match *self {
+            LabelSpec::Level { level } => Relabeling::Level { level },
+            LabelSpec::MergeWithin { groups } => Relabeling::MergeWithin { groups },
+            LabelSpec::RandomAligned { per_target } => Relabeling::RandomAligned { per_target },
+            LabelSpec::Misaligned { groups } => Relabeling::Misaligned { groups },
+            LabelSpec::SplitFiner { splits } => Relabeling::SplitFiner { splits },
+            LabelSpec::PerSample => Relabeling::PerSample,
+            _ => return None,
+        })
+    }
+
+    /// True for the k-means kinds (they need embeddings).
+    pub fn needs_embeddings(&self) -> bool {
+        matches!(
+            self,
+            LabelSpec::KmeansWithin { .. } | LabelSpec::KmeansGlobal { .. }
+        )
+    }
+
+    /// The family this spec belongs to: one line per family in the granularity figure.
+    pub fn family(&self, target_level: usize) -> &'static str {
+        match self {
+            LabelSpec::Level { level } if *level <= target_level => "manual hierarchy",
+            LabelSpec::Level { .. } | LabelSpec::MergeWithin { .. } => "manual hierarchy",
+            LabelSpec::Coarser { .. } => "manual hierarchy",
+            LabelSpec::RandomAligned { .. } => "random, aligned",
+            LabelSpec::Misaligned { .. } => "random, misaligned",
+            LabelSpec::SplitFiner { .. } | LabelSpec::PerSample => "finer than leaves",
+            LabelSpec::KmeansWithin { .. } => "k-means within class",
+            LabelSpec::KmeansGlobal { .. } => "k-means global",
+        }
+    }
+}
+
+/// Which network embeds the images for k-means.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EmbeddingSource {
+    /// The first model of the coarse-only ensemble (trained on the target labels with a seed
+    /// not used elsewhere): a trained encoder of these images.
+    Ensemble,
+    /// A randomly initialised network (seed `embedding.seed`), frozen: label-free features.
+    RandomNet,
+}
+
+/// Embeddings for the k-means granularities.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmbeddingConfig {
+    /// The encoder.
+    pub source: EmbeddingSource,
+    /// Lloyd iterations of k-means.
+    pub iters: usize,
+    /// Seed of k-means (and of the random network).
+    pub seed: u64,
+}
+
+impl Default for EmbeddingConfig {
+    fn default() -> Self {
+        EmbeddingConfig {
+            source: EmbeddingSource::Ensemble,
+            iters: 30,
+            seed: 7000,
+        }
+    }
+}
+
+/// The hard-sample designs of the study.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HardConfig {
+    /// (a) Test images that an ensemble of target-only networks gets wrong.
+    pub ensemble: Option<EnsembleConfig>,
+    /// (b) The rare-subclass design.
+    pub rare_subclass: Option<RareSubclassConfig>,
+}
+
+/// An ensemble of networks trained on the target labels only, with seeds used nowhere else; a
+/// test image is *hard* when the ensemble (mean of the members' softmax outputs) misclassifies it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnsembleConfig {
+    /// Seeds of the members (disjoint from `seeds`).
+    pub seeds: Vec<u64>,
+    /// Training epochs of each member (default: the baseline's).
+    #[serde(default)]
+    pub epochs: Option<usize>,
+}
+
+/// The rare-subclass design: inside each target class one leaf (chosen at random with
+/// `data.subset_seed`) keeps all its training images and the others keep `rare_per_leaf`; hard
+/// test images are those of the rare leaves, easy ones those of the dominant leaves.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RareSubclassConfig {
+    /// Training images kept per rare leaf.
+    pub rare_per_leaf: usize,
+    /// Names of the granularities (from `granularity`) also run in this design (the baseline
+    /// always is).
+    pub granularities: Vec<String>,
+}
+
+fn field(f: &str, m: impl Into<String>) -> InvalidField {
+    InvalidField::new(f, m)
+}
+
+fn check_schedule(name: &str, s: &LrSchedule, epochs: usize) -> Result<(), InvalidField> {
+    let (lr, warm) = match s {
+        LrSchedule::Cosine { lr, warmup_epochs }
+        | LrSchedule::Constant { lr, warmup_epochs }
+        | LrSchedule::Step {
+            lr, warmup_epochs, ..
+        } => (*lr, *warmup_epochs),
+    };
+    if !(lr.is_finite() && lr > 0.0) {
+        return Err(field(
+            &format!("{name}.lr"),
+            format!("must be positive, got {lr}"),
+        ));
+    }
+    if epochs > 0 && warm >= epochs {
+        return Err(field(
+            &format!("{name}.warmup_epochs"),
+            format!("{warm} warm-up epochs leave none of the {epochs} epochs"),
+        ));
+    }
+    Ok(())
+}
+
+impl Validate for StudyConfig {
+    fn validate(&self) -> Result<(), InvalidField> {
+        if self.name.trim().is_empty() {
+            return Err(field("name", "must not be empty"));
+        }
+        if self.seeds.is_empty() {
+            return Err(field("seeds", "needs at least one seed"));
+        }
+        let mut s = self.seeds.clone();
+        s.sort_unstable();
+        s.dedup();
+        if s.len() != self.seeds.len() {
+            return Err(field("seeds", "seeds must be distinct"));
+        }
+        self.model
+            .validate()
+            .map_err(|e| field("model", e.to_string()))?;
+        let t = &self.train;
+        if t.batch_size == 0 {
+            return Err(field("train.batch_size", "must be at least 1"));
+        }
+        if t.pretrain_epochs == 0 {
+            return Err(field("train.pretrain_epochs", "must be at least 1"));
+        }
+        if t.finetune_epochs == 0 && t.readouts.contains(&Readout::Finetune) {
+            return Err(field(
+                "train.finetune_epochs",
+                "must be at least 1 when the readouts include finetune",
+            ));
+        }
+        check_schedule("train.pretrain_lr", &t.pretrain_lr, t.pretrain_epochs)?;
+        check_schedule("train.finetune_lr", &t.finetune_lr, t.finetune_epochs)?;
+        t.sgd
+            .validate()
+            .map_err(|e| field("train.sgd", e.to_string()))?;
+        t.probe
+            .validate()
+            .map_err(|e| field("train.probe", e.to_string()))?;
+        if !(0.0..1.0).contains(&t.label_smoothing) {
+            return Err(field(
+                "train.label_smoothing",
+                format!("must be in [0, 1), got {}", t.label_smoothing),
+            ));
+        }
+        if t.readouts.is_empty() || t.readouts.contains(&Readout::Scratch) {
+            return Err(field(
+                "train.readouts",
+                "list some of finetune, linear_probe, mapped_head (scratch is the baseline's)",
+            ));
+        }
+        let mut names: Vec<&str> = self.granularities.iter().map(|g| g.name.as_str()).collect();
+        for (i, g) in self.granularities.iter().enumerate() {
+            let f = format!("granularity[{i}]");
+            if g.name.trim().is_empty() || g.name == "baseline" {
+                return Err(field(
+                    &format!("{f}.name"),
+                    "must be non-empty and not 'baseline'",
+                ));
+            }
+            let zero = match g.labels {
+                LabelSpec::MergeWithin { groups }
+                | LabelSpec::Misaligned { groups }
+                | LabelSpec::Coarser { groups } => groups == 0,
+                LabelSpec::RandomAligned { per_target } => per_target == 0,
+                LabelSpec::SplitFiner { splits } => splits == 0,
+                LabelSpec::KmeansWithin { k, .. } | LabelSpec::KmeansGlobal { k } => k == 0,
+                _ => false,
+            };
+            if zero {
+                return Err(field(&format!("{f}.labels"), "counts must be at least 1"));
+            }
+        }
+        names.sort_unstable();
+        if names.windows(2).any(|w| w[0] == w[1]) {
+            return Err(field("granularity", "granularity names must be distinct"));
+        }
+        if self.data.size == 0 {
+            return Err(field("data.size", "must be at least 1"));
+        }
+        if let Some(e) = &self.hard.ensemble {
+            if e.seeds.is_empty() {
+                return Err(field("hard.ensemble.seeds", "needs at least one seed"));
+            }
+            if let Some(x) = e.seeds.iter().find(|x| self.seeds.contains(x)) {
+                return Err(field(
+                    "hard.ensemble.seeds",
+                    format!("seed {x} is also a study seed; the ensemble must use unused seeds"),
+                ));
+            }
+            if let Some(n) = e.epochs {
+                check_schedule(
+                    "hard.ensemble.epochs (with train.pretrain_lr)",
+                    &t.pretrain_lr,
+                    n,
+                )?;
+                if n == 0 {
+                    return Err(field("hard.ensemble.epochs", "must be at least 1"));
+                }
+            }
+        }
+        if self
+            .granularities
+            .iter()
+            .any(|g| g.labels.needs_embeddings())
+            && self.embedding.source == EmbeddingSource::Ensemble
+            && self.hard.ensemble.is_none()
+        {
+            return Err(field(
+                "embedding.source",
+                "'ensemble' needs [hard.ensemble]; use 'random_net' or add the ensemble",
+            ));
+        }
+        if let Some(r) = &self.hard.rare_subclass {
+            if r.rare_per_leaf == 0 {
+                return Err(field(
+                    "hard.rare_subclass.rare_per_leaf",
+                    "must be at least 1",
+                ));
+            }
+            for n in &r.granularities {
+                if !self.granularities.iter().any(|g| &g.name == n) {
+                    return Err(field(
+                        "hard.rare_subclass.granularities",
+                        format!("'{n}' is not the name of a [[granularity]]"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::load_str;
+
+    #[test]
+    fn shipped_configs_load() {
+        for (name, text) in [
+            ("synthetic", SYNTHETIC_TOML),
+            (
+                "quick",
+                include_str!("../../../experiments/empirical/quick.toml"),
+            ),
+            (
+                "full",
+                include_str!("../../../experiments/empirical/full.toml"),
+            ),
+        ] {
+            let c: StudyConfig = load_str(text, name, &[]).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(c.name, name);
+        }
+    }
+
+    #[test]
+    fn bad_values_name_the_field() {
+        let cases = [
+            ("seeds=[]", "seeds"),
+            ("seeds=[1,1]", "seeds"),
+            ("train.batch_size=0", "train.batch_size"),
+            ("train.label_smoothing=1.5", "train.label_smoothing"),
+            ("train.pretrain_lr.lr=-1", "train.pretrain_lr.lr"),
+            ("train.readouts=[\"scratch\"]", "train.readouts"),
+            ("hard.ensemble.seeds=[0]", "hard.ensemble.seeds"),
+            (
+                "hard.rare_subclass.granularities=[\"nope\"]",
+                "hard.rare_subclass",
+            ),
+            ("train.bogus=1", "train"),
+            ("data.train_per_lef=3", "data"),
+        ];
+        for (set, want) in cases {
+            let e = load_str::<StudyConfig>(SYNTHETIC_TOML, "synthetic", &[set.to_string()])
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(want), "{set}: {e}");
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! The figures of an empirical study, drawn from its summary with the toolkit's plot style:
+//! * `granularity_{design}_{readout}.svg`: target error against the number of pretraining
+//!   classes (log x), one line per family of label sets (manual hierarchy, random aligned,
+//!   random misaligned, k-means within class, k-means global, finer than the leaves), mean ±
+//!   sd over seeds, the from-scratch baseline as a band; `..._hard.svg`: the same on the hard
+//!   test images;
+//! * `easy_hard_{design}_{readout}.svg`: easy- and hard-subset error of every condition.
+
+use std::collections::BTreeMap;
+
+use super::config::Readout;
+use super::{StudySummary, SummaryRow};
+use crate::empirical::error::EmpiricalError;
+use crate::plot::{grouped_bars, line_chart, BarSeries, GroupedBars, HBand, LineChart, Series};
+use crate::report::{MeanSd, ResultsDir};
+
+fn plot_err(e: crate::plot::PlotError) -> EmpiricalError {
+    EmpiricalError::invalid("figure", e.to_string())
+}
+
+fn readout_title(r: Readout) -> &'static str {
+    match r {
+        Readout::Scratch => "trained from scratch",
+        Readout::Finetune => "full fine-tuning",
+        Readout::LinearProbe => "linear probe",
+        Readout::MappedHead => "mapped head (no fine-tuning)",
+    }
+}
+
+/// The granularity chart of one design and readout (`hard`: on the hard test images).
+pub fn granularity_chart(
+    rows: &[SummaryRow],
+    design: &str,
+    readout: Readout,
+    hard: bool,
+) -> Option<LineChart> {
+    let pick = |r: &SummaryRow| if hard { r.hard_error } else { r.error };
+    let base = rows
+        .iter()
+        .find(|r| r.design == design && r.readout == Readout::Scratch)?;
+    let mut fams: BTreeMap<&str, Vec<(usize, MeanSd)>> = BTreeMap::new();
+    let mut order: Vec<&str> = Vec::new();
+    for r in rows
+        .iter()
+        .filter(|r| r.design == design && r.readout == readout)
+    {
+        if !pick(r).mean.is_finite() {
+            continue;
+        }
+        if !fams.contains_key(r.family.as_str()) {
+            order.push(&r.family);
+        }
+        fams.entry(&r.family)
+            .or_default()
+            .push((r.classes, pick(r)));
+    }
+    if fams.is_empty() || !pick(base).mean.is_finite() {
+        return None;
+    }
+    let series = order
+        .iter()
+        .map(|f| {
+            let mut pts = fams[f].clone();
+            pts.sort_by_key(|p| p.0);
+            Series {
+                label: f.to_string(),
+                x: pts.iter().map(|p| p.0 as f64).collect(),
+                mean: pts.iter().map(|p| p.1.mean).collect(),
+                sd: Some(pts.iter().map(|p| p.1.sd).collect()),
+            }
+        })
+        .collect();
+    let b = pick(base);
+    Some(LineChart {
+        title: format!(
+            "{design}: {}{}",
+            readout_title(readout),
+            if hard { ", hard test images" } else { "" }
+        ),
+        x_label: "pretraining classes (log scale)".into(),
+        y_label: format!(
+            "target top-1 error{} (fraction)",
+            if hard { " on hard images" } else { "" }
+        ),
+        series,
+        bands: vec![HBand {
+            label: format!("baseline (from scratch), {:.3} ± {:.3}", b.mean, b.sd),
+            mean: b.mean,
+            sd: b.sd,
+        }],
+        log_x: true,
+        error_bars: true,
+        ..Default::default()
+    })
+}
+
+/// Easy and hard error of every condition of one design (the baseline with readout `scratch`,
+/// the others with `readout`).
+pub fn easy_hard_chart(rows: &[SummaryRow], design: &str, readout: Readout) -> Option<GroupedBars> {
+    let sel: Vec<&SummaryRow> = rows
+        .iter()
+        .filter(|r| r.design == design && (r.readout == readout || r.readout == Readout::Scratch))
+        .filter(|r| r.hard_error.mean.is_finite())
+        .collect();
+    if sel.len() < 2 {
+        return None;
+    }
+    Some(GroupedBars {
+        title: format!(
+            "{design}: easy vs hard test images ({})",
+            readout_title(readout)
+        ),
+        x_label: "pretraining labels (baseline: target labels from scratch)".into(),
+        y_label: "target top-1 error (fraction)".into(),
+        groups: sel.iter().map(|r| r.condition.clone()).collect(),
+        bars: vec![
+            BarSeries {
+                label: "easy test images".into(),
+                mean: sel.iter().map(|r| r.easy_error.mean).collect(),
+                sd: sel.iter().map(|r| r.easy_error.sd).collect(),
+            },
+            BarSeries {
+                label: "hard test images".into(),
+                mean: sel.iter().map(|r| r.hard_error.mean).collect(),
+                sd: sel.iter().map(|r| r.hard_error.sd).collect(),
+            },
+        ],
+        y_range: None,
+    })
+}
+
+/// Writes every figure of `summary` into `dir`; returns the file names.
+pub fn write_figures(
+    dir: &ResultsDir,
+    summary: &StudySummary,
+) -> Result<Vec<String>, EmpiricalError> {
+    let mut designs: Vec<&str> = Vec::new();
+    for r in &summary.rows {
+        if !designs.contains(&r.design.as_str()) {
+            designs.push(&r.design);
+        }
+    }
+    let mut written = Vec::new();
+    for d in designs {
+        for ro in [Readout::Finetune, Readout::LinearProbe, Readout::MappedHead] {
+            for hard in [false, true] {
+                if let Some(c) = granularity_chart(&summary.rows, d, ro, hard) {
+                    let name = format!(
+                        "granularity_{d}_{}{}.svg",
+                        ro.name(),
+                        if hard { "_hard" } else { "" }
+                    );
+                    dir.write_text(&name, &line_chart(&c).map_err(plot_err)?)?;
+                    written.push(name);
+                }
+            }
+            if let Some(b) = easy_hard_chart(&summary.rows, d, ro) {
+                let name = format!("easy_hard_{d}_{}.svg", ro.name());
+                dir.write_text(&name, &grouped_bars(&b).map_err(plot_err)?)?;
+                written.push(name);
+            }
+        }
+    }
+    Ok(written)
+}

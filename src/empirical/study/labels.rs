@@ -1,0 +1,340 @@
+//! Pretraining labels of a study's training set, for every [`LabelSpec`]: the hierarchy's
+//! relabelings, k-means clusters of image embeddings (inside each class of a level, or over the
+//! whole set) and levels coarser than the target; and the mapped head that reads target
+//! predictions off a network trained on labels nested inside the target classes.
+//!
+//! Whatever made them, the labels are summarised the same way, from the data: for each
+//! pretraining class, the target class of its images when they all share one (the class is then
+//! *nested* in that target) or none when they cross targets; a label set is *aligned* when every
+//! class is nested, and its *purity* is the fraction of training images whose class's majority
+//! target is their own target (1 for aligned labels).
+
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use super::config::LabelSpec;
+use crate::empirical::cluster::{cluster_global, cluster_within};
+use crate::empirical::data::ImageSet;
+use crate::empirical::error::EmpiricalError;
+use crate::empirical::train::Matrix;
+
+/// The pretraining labels of one granularity on one training set.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PretrainLabels {
+    /// The label of every training image (below `num_classes`).
+    pub labels: Vec<usize>,
+    /// Number of pretraining classes (some may be empty, e.g. random labels of a small set).
+    pub num_classes: usize,
+    /// For each class, the target class all its images share; None if they cross targets or the
+    /// class is empty.
+    pub target_of_class: Vec<Option<usize>>,
+    /// Every non-empty class lies inside one target class.
+    pub aligned: bool,
+    /// Fraction of images whose class's majority target is their own target.
+    pub purity: f64,
+}
+
+impl PretrainLabels {
+    /// Summarises `labels` against the images' `targets` (see the module doc).
+    pub fn from_labels(
+        labels: Vec<usize>,
+        num_classes: usize,
+        targets: &[usize],
+        num_targets: usize,
+    ) -> Result<Self, EmpiricalError> {
+        if labels.len() != targets.len() {
+            return Err(EmpiricalError::invalid(
+                "pretraining labels",
+                format!("{} labels for {} images", labels.len(), targets.len()),
+            ));
+        }
+        let mut counts = vec![vec![0usize; num_targets]; num_classes];
+        for (&l, &t) in labels.iter().zip(targets) {
+            if l >= num_classes || t >= num_targets {
+                return Err(EmpiricalError::invalid(
+                    "pretraining labels",
+                    format!("label {l} / target {t} out of range ({num_classes} / {num_targets})"),
+                ));
+            }
+            counts[l][t] += 1;
+        }
+        let mut target_of_class = Vec::with_capacity(num_classes);
+        let mut aligned = true;
+        let mut pure = 0usize;
+        for c in &counts {
+            let used: Vec<usize> = (0..num_targets).filter(|&t| c[t] > 0).collect();
+            pure += c.iter().copied().max().unwrap_or(0);
+            match used.len() {
+                0 => target_of_class.push(None),
+                1 => target_of_class.push(Some(used[0])),
+                _ => {
+                    aligned = false;
+                    target_of_class.push(None);
+                }
+            }
+        }
+        let purity = if labels.is_empty() {
+            f64::NAN
+        } else {
+            pure as f64 / labels.len() as f64
+        };
+        Ok(PretrainLabels {
+            labels,
+            num_classes,
+            target_of_class,
+            aligned,
+            purity,
+        })
+    }
+
+    /// The mapped head: the target logits as the sum of the logits of the pretraining classes
+    /// nested in each target (empty classes are left out). None when the labels are not aligned.
+    pub fn mapped_logits(
+        &self,
+        logits: &Matrix,
+        num_targets: usize,
+    ) -> Result<Option<Matrix>, EmpiricalError> {
+        if !self.aligned {
+            return Ok(None);
+        }
+        let group: Vec<usize> = self
+            .target_of_class
+            .iter()
+            .map(|t| t.unwrap_or(num_targets))
+            .collect();
+        let m = logits.group_sum(&group, num_targets + 1)?;
+        let data = (0..m.rows)
+            .flat_map(|i| m.row(i)[..num_targets].to_vec())
+            .collect();
+        Ok(Some(Matrix {
+            rows: m.rows,
+            cols: num_targets,
+            data,
+        }))
+    }
+}
+
+/// Builds the labels of `spec` for `train` (targets at `target_level`). `embeddings` (one row
+/// per training image) are needed by the k-means kinds; `seed` drives every random choice and
+/// `iters` is the number of k-means iterations.
+pub fn build_labels(
+    spec: &LabelSpec,
+    train: &ImageSet,
+    target_level: usize,
+    embeddings: Option<&Matrix>,
+    seed: u64,
+    iters: usize,
+) -> Result<PretrainLabels, EmpiricalError> {
+    let h = &train.hierarchy;
+    let targets = train.labels_at_level(target_level);
+    let num_targets = h.num_classes(target_level);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let bad = |m: String| EmpiricalError::invalid("granularity", m);
+    let need_emb = || -> Result<&Matrix, EmpiricalError> {
+        let e = embeddings.ok_or_else(|| bad("k-means labels need embeddings".into()))?;
+        if e.rows != train.len {
+            return Err(bad(format!(
+                "{} embeddings for {} training images",
+                e.rows, train.len
+            )));
+        }
+        Ok(e)
+    };
+    let (labels, num_classes) = match spec {
+        LabelSpec::KmeansWithin { k, level } => {
+            let level = level.unwrap_or(target_level);
+            if level >= h.num_levels() {
+                return Err(bad(format!(
+                    "level {level} does not exist (the hierarchy has {} levels)",
+                    h.num_levels()
+                )));
+            }
+            let e = need_emb()?;
+            let groups = train.labels_at_level(level);
+            let rule = cluster_within(
+                &e.data,
+                e.rows,
+                e.cols,
+                &groups,
+                h.num_classes(level),
+                *k,
+                iters,
+                seed,
+            )
+            .map_err(|e| bad(e.to_string()))?;
+            let labels = (0..train.len)
+                .map(|i| rule.label(train.leaves[i], i, &mut rng))
+                .collect();
+            (labels, rule.num_classes())
+        }
+        LabelSpec::KmeansGlobal { k } => {
+            let e = need_emb()?;
+            let rule = cluster_global(
+                &e.data,
+                e.rows,
+                e.cols,
+                &targets,
+                num_targets,
+                *k,
+                iters,
+                seed,
+            )
+            .map_err(|e| bad(e.to_string()))?;
+            let labels = (0..train.len)
+                .map(|i| rule.label(train.leaves[i], i, &mut rng))
+                .collect();
+            (labels, rule.num_classes())
+        }
+        LabelSpec::Coarser { groups } => {
+            if *groups >= num_targets {
+                return Err(bad(format!(
+                    "coarser labels need fewer groups than the {num_targets} target classes, got {groups}"
+                )));
+            }
+            let mut order: Vec<usize> = (0..num_targets).collect();
+            order.shuffle(&mut rng);
+            let mut group_of = vec![0usize; num_targets];
+            for (i, &t) in order.iter().enumerate() {
+                group_of[t] = i % groups;
+            }
+            (targets.iter().map(|&t| group_of[t]).collect(), *groups)
+        }
+        other => {
+            let relabel = other
+                .relabeling()
+                .ok_or_else(|| bad(format!("unsupported labels {other:?}")))?;
+            let rule = relabel
+                .build_for_samples(h, target_level, &train.leaves, &mut rng)
+                .map_err(|e| bad(e.to_string()))?;
+            (rule.label_all(&train.leaves, &mut rng), rule.num_classes())
+        }
+    };
+    PretrainLabels::from_labels(labels, num_classes, &targets, num_targets)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::empirical::data::synthetic::{generate, SyntheticConfig};
+
+    fn data() -> ImageSet {
+        generate(&SyntheticConfig {
+            image_size: 16,
+            patch_size: 4,
+            subclasses: vec![3, 3, 2],
+            train_per_leaf: 6,
+            test_easy_per_leaf: 1,
+            test_hard_per_leaf: 1,
+            ..Default::default()
+        })
+        .unwrap()
+        .train
+    }
+
+    /// Every kind of label nests in the target classes or crosses them as it should.
+    #[test]
+    fn labels_nest_or_cross_as_designed() {
+        let train = data();
+        let n = train.len;
+        let fine = train.labels_at_level(1);
+        // embeddings that separate the leaves (so clusters follow leaves) plus a little jitter
+        let emb = Matrix {
+            rows: n,
+            cols: 2,
+            data: (0..n)
+                .flat_map(|i| [fine[i] as f32 * 10.0, (i % 3) as f32 * 0.1])
+                .collect(),
+        };
+        let cases: Vec<(LabelSpec, Option<bool>, Option<usize>)> = vec![
+            (LabelSpec::Level { level: 0 }, Some(true), Some(3)),
+            (LabelSpec::Level { level: 1 }, Some(true), Some(8)),
+            (LabelSpec::MergeWithin { groups: 2 }, Some(true), Some(6)),
+            (
+                LabelSpec::RandomAligned { per_target: 4 },
+                Some(true),
+                Some(12),
+            ),
+            (LabelSpec::Misaligned { groups: 3 }, Some(false), Some(3)),
+            (LabelSpec::SplitFiner { splits: 2 }, Some(true), Some(16)),
+            (LabelSpec::PerSample, Some(true), Some(n)),
+            (
+                LabelSpec::KmeansWithin { k: 2, level: None },
+                Some(true),
+                None,
+            ),
+            (
+                LabelSpec::KmeansWithin {
+                    k: 2,
+                    level: Some(1),
+                },
+                Some(true),
+                Some(16),
+            ),
+            (LabelSpec::KmeansGlobal { k: 4 }, Some(false), Some(4)),
+            (LabelSpec::Coarser { groups: 2 }, Some(false), Some(2)),
+        ];
+        for (spec, aligned, classes) in cases {
+            let l = build_labels(&spec, &train, 0, Some(&emb), 3, 20).unwrap();
+            assert_eq!(l.labels.len(), n);
+            assert!(l.labels.iter().all(|&c| c < l.num_classes), "{spec:?}");
+            if let Some(a) = aligned {
+                assert_eq!(l.aligned, a, "{spec:?}");
+            }
+            if let Some(c) = classes {
+                assert_eq!(l.num_classes, c, "{spec:?}");
+            }
+            if l.aligned {
+                assert_eq!(l.purity, 1.0);
+            } else {
+                assert!(l.purity < 1.0);
+            }
+            // determinism
+            assert_eq!(
+                l,
+                build_labels(&spec, &train, 0, Some(&emb), 3, 20).unwrap()
+            );
+        }
+        // k-means inside each fine class nests inside the leaves too
+        let l = build_labels(
+            &LabelSpec::KmeansWithin {
+                k: 2,
+                level: Some(1),
+            },
+            &train,
+            0,
+            Some(&emb),
+            3,
+            20,
+        )
+        .unwrap();
+        let f = PretrainLabels::from_labels(l.labels.clone(), l.num_classes, &fine, 8).unwrap();
+        assert!(f.aligned);
+        // the k-means kinds without embeddings, and a coarser level that is not coarser, fail
+        assert!(build_labels(&LabelSpec::KmeansGlobal { k: 2 }, &train, 0, None, 0, 5).is_err());
+        assert!(build_labels(&LabelSpec::Coarser { groups: 3 }, &train, 0, None, 0, 5).is_err());
+    }
+
+    /// The mapped head sums the logits of the classes nested in each target and is undefined
+    /// for labels that cross targets.
+    #[test]
+    fn mapped_head_sums_nested_classes() {
+        // 4 classes: 0,1 in target 0; 2 in target 1; 3 empty
+        let l = PretrainLabels::from_labels(vec![0, 1, 2, 2], 4, &[0, 0, 1, 1], 2).unwrap();
+        assert!(l.aligned);
+        assert_eq!(l.target_of_class, vec![Some(0), Some(0), Some(1), None]);
+        let logits = Matrix {
+            rows: 2,
+            cols: 4,
+            data: vec![1.0, 2.0, 2.5, 100.0, -1.0, 0.5, 0.0, 0.0],
+        };
+        let m = l.mapped_logits(&logits, 2).unwrap().unwrap();
+        assert_eq!(m.data, vec![3.0, 2.5, -0.5, 0.0]);
+        assert_eq!(m.argmax(), vec![0, 1]);
+        let crossing = PretrainLabels::from_labels(vec![0, 0, 1, 1], 2, &[0, 1, 1, 1], 2).unwrap();
+        assert!(!crossing.aligned);
+        assert_eq!(crossing.purity, 0.75);
+        assert!(crossing.mapped_logits(&logits, 2).unwrap().is_none());
+    }
+}

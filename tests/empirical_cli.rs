@@ -1,0 +1,254 @@
+//! End-to-end tests of the `empirical` binary: a tiny synthetic study (with resume and re-plot),
+//! single pretrain and fine-tune runs, a tiny CIFAR-100 study on the real data when
+//! `GRANULARITY_CIFAR100_DIR` is set, and clear errors for bad configs and devices.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+/// Overrides that shrink the embedded synthetic study to seconds.
+const TINY: &[&str] = &[
+    "--set",
+    "seeds=[0]",
+    "--set",
+    "data.synthetic={image_size = 16, patch_size = 4, subclasses = [2, 2], train_per_leaf = 16, test_easy_per_leaf = 6, test_hard_per_leaf = 6}",
+    "--set",
+    "model.width=4",
+    "--set",
+    "train.batch_size=16",
+    "--set",
+    "train.pretrain_epochs=2",
+    "--set",
+    "train.finetune_epochs=1",
+    "--set",
+    "train.pretrain_lr={kind = \"cosine\", lr = 0.05}",
+    "--set",
+    "train.probe.epochs=3",
+    "--set",
+    "granularity=[{name = \"fine\", labels = {kind = \"level\", level = 1}}, {name = \"km\", labels = {kind = \"kmeans_within\", k = 2}}]",
+];
+
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_empirical"))
+        .args(args)
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .expect("run empirical")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn synthetic_study_runs_resumes_and_replots() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("syn");
+    let out_s = out.to_str().unwrap();
+    let mut args = TINY.to_vec();
+    args.extend(["synthetic", "--out", out_s]);
+    let o = run(&args);
+    assert!(o.status.success(), "{}", text(&o));
+    let t = text(&o);
+    assert!(
+        t.contains("| balanced | fine | 4 | yes | finetune |"),
+        "{t}"
+    );
+    assert!(t.contains("hard test images (balanced)"), "{t}");
+    for f in [
+        "config.toml",
+        "summary.json",
+        "results.md",
+        "epochs.csv",
+        "granularity_balanced_finetune.svg",
+        "easy_hard_balanced_linear_probe.svg",
+    ] {
+        assert!(out.join(f).exists(), "{f}");
+    }
+    let summary = std::fs::read_to_string(out.join("summary.json")).unwrap();
+    // resume: everything is saved, so a rerun trains nothing and reports the same
+    let o = run(&args);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        summary,
+        std::fs::read_to_string(out.join("summary.json")).unwrap()
+    );
+    // re-plot from the saved results
+    std::fs::remove_file(out.join("granularity_balanced_finetune.svg")).unwrap();
+    let o = run(&["plot", out_s]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(out.join("granularity_balanced_finetune.svg").exists());
+    // another config into the same folder is refused without --fresh
+    let mut other = args.clone();
+    other.extend(["--set", "train.finetune_epochs=2"]);
+    let o = run(&other);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("--fresh"), "{}", text(&o));
+}
+
+#[test]
+fn single_pretrain_then_finetune() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("s.toml");
+    std::fs::write(
+        &cfg,
+        include_str!("../experiments/empirical/synthetic.toml").replace(
+            "source = \"synthetic\"",
+            "source = \"synthetic\"\nsynthetic = { image_size = 16, patch_size = 4, subclasses = [2, 2], train_per_leaf = 16, test_easy_per_leaf = 6, test_hard_per_leaf = 6 }",
+        ),
+    )
+    .unwrap();
+    let cfg_s = cfg.to_str().unwrap();
+    let pre = tmp.path().join("pre");
+    let ft = tmp.path().join("ft");
+    let small = [
+        "--set",
+        "model.width=4",
+        "--set",
+        "train.pretrain_epochs=2",
+        "--set",
+        "train.finetune_epochs=1",
+    ];
+    let mut a = small.to_vec();
+    a.extend([
+        "pretrain",
+        cfg_s,
+        "--granularity",
+        "fine-10",
+        "--out",
+        pre.to_str().unwrap(),
+    ]);
+    let o = run(&a);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("mapped_head: error"), "{}", text(&o));
+    assert!(pre.join("weights.safetensors").exists());
+    let mut a = small.to_vec();
+    let w = pre.join("weights.safetensors");
+    a.extend([
+        "finetune",
+        cfg_s,
+        "--weights",
+        w.to_str().unwrap(),
+        "--out",
+        ft.to_str().unwrap(),
+    ]);
+    let o = run(&a);
+    assert!(o.status.success(), "{}", text(&o));
+    let t = text(&o);
+    assert!(
+        t.contains("linear_probe: error") && t.contains("finetune: error"),
+        "{t}"
+    );
+    // an unknown granularity names the choices
+    let mut a = small.to_vec();
+    a.extend([
+        "pretrain",
+        cfg_s,
+        "--granularity",
+        "nope",
+        "--out",
+        pre.to_str().unwrap(),
+    ]);
+    let o = run(&a);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("fine-10"), "{}", text(&o));
+}
+
+#[test]
+fn bad_configs_and_devices_are_clear_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("x");
+    let out_s = out.to_str().unwrap();
+    let o = run(&["--set", "train.batch_size=0", "synthetic", "--out", out_s]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("train.batch_size"), "{}", text(&o));
+    let o = run(&["--device", "tpu", "synthetic", "--out", out_s]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("--device tpu"), "{}", text(&o));
+    if !cfg!(feature = "cuda") {
+        let o = run(&["--device", "cuda:0", "synthetic", "--out", out_s]);
+        assert!(!o.status.success());
+        assert!(text(&o).contains("--features cuda"), "{}", text(&o));
+    }
+    let missing = tmp.path().join("missing.toml");
+    let o = run(&["study", missing.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("missing.toml"), "{}", text(&o));
+    // CIFAR-100 without a folder says how to give one
+    let q = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/experiments/empirical/quick.toml"
+    );
+    let o = Command::new(env!("CARGO_BIN_EXE_empirical"))
+        .args(["study", q, "--out", out_s, "--fresh"])
+        .env_remove("GRANULARITY_CIFAR100_DIR")
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("GRANULARITY_CIFAR100_DIR"),
+        "{}",
+        text(&o)
+    );
+}
+
+/// The quick CIFAR-100 config, shrunk to seconds (5 images per fine class, 1+1 epochs, one
+/// seed, a one-member ensemble), runs end to end on the real data.
+#[test]
+fn quick_config_runs_on_cifar100_when_available() {
+    let Some(dir) = std::env::var_os("GRANULARITY_CIFAR100_DIR").filter(|v| !v.is_empty()) else {
+        eprintln!("SKIPPED quick_config_runs_on_cifar100_when_available: set GRANULARITY_CIFAR100_DIR to the CIFAR-100 binary folder to run it");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("q");
+    let q = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/experiments/empirical/quick.toml"
+    );
+    let o = run(&[
+        "--set",
+        "seeds=[0]",
+        "--set",
+        "data.train_per_leaf=5",
+        "--set",
+        "data.test_per_leaf=3",
+        "--set",
+        "model.width=4",
+        "--set",
+        "train.batch_size=64",
+        "--set",
+        "train.pretrain_epochs=2",
+        "--set",
+        "train.finetune_epochs=1",
+        "--set",
+        "train.probe.epochs=2",
+        "--set",
+        "hard.ensemble.seeds=[1000]",
+        "--set",
+        "hard.ensemble.epochs=2",
+        "--set",
+        "hard.rare_subclass.rare_per_leaf=2",
+        "study",
+        q,
+        "--data",
+        Path::new(&dir).to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let t = text(&o);
+    for want in [
+        "per-sample-5000",
+        "kmeans-global-100",
+        "kmeans-within-fine-400",
+        "coarser-5",
+        "rare_subclass",
+    ] {
+        assert!(t.contains(want), "{want}: {t}");
+    }
+    assert!(out.join("granularity_balanced_finetune.svg").exists());
+}
