@@ -94,6 +94,7 @@ fn load_config(cli: &Cli) -> Result<TheoryConfig> {
 }
 
 fn main() -> Result<()> {
+    granularity::runtime::tune_allocator();
     let cli = Cli::parse();
     if let Some(n) = cli.threads {
         rayon::ThreadPoolBuilder::new()

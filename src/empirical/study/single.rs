@@ -39,7 +39,16 @@ fn runner<'a>(
         test_targets: data.test.labels_at_level(tl),
         num_targets: data.train.hierarchy.num_classes(tl),
         mean_std: data.mean_std,
-        bar: ProgressBar::new(0),
+        bar: {
+            let bar = ProgressBar::new(0);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "[{elapsed_precise}] {wide_bar} {percent}% ETA {eta} | {msg}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            bar
+        },
         kernels: crate::empirical::model::Kernels::Fast,
     })
 }
@@ -134,6 +143,8 @@ pub fn pretrain(
         cfg.embedding.iters,
     )?;
     let model = Model::new(cfg.model, l.num_classes, derive(seed, "init"), device)?;
+    r.bar
+        .set_length((cfg.train.pretrain_epochs * data.train.len) as u64);
     let epochs = r.train_phase(
         &model,
         &data.train,
@@ -207,6 +218,8 @@ pub fn finetune(
         derive(seed, "probe"),
     )?;
     let mut readouts = vec![r.readout(Readout::LinearProbe, &p.logits(&fte)?, hard)?];
+    r.bar
+        .set_length((cfg.train.finetune_epochs * data.train.len) as u64);
     let epochs = r.train_phase(
         &model,
         &data.train,
