@@ -164,10 +164,7 @@ pub fn build_labels(
                 seed,
             )
             .map_err(|e| bad(e.to_string()))?;
-            let labels = (0..train.len)
-                .map(|i| rule.label(train.leaves[i], i, &mut rng))
-                .collect();
-            (labels, rule.num_classes())
+            (rule.label_all(&train.leaves, &mut rng), rule.num_classes())
         }
         LabelSpec::KmeansGlobal { k } => {
             let e = need_emb()?;
@@ -182,10 +179,7 @@ pub fn build_labels(
                 seed,
             )
             .map_err(|e| bad(e.to_string()))?;
-            let labels = (0..train.len)
-                .map(|i| rule.label(train.leaves[i], i, &mut rng))
-                .collect();
-            (labels, rule.num_classes())
+            (rule.label_all(&train.leaves, &mut rng), rule.num_classes())
         }
         LabelSpec::Coarser { groups } => {
             if *groups >= num_targets {

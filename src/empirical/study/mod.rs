@@ -316,6 +316,21 @@ struct Runner<'a> {
     kernels: Kernels,
 }
 
+/// The progress bar of a study or a single run (over training images, with an ETA); hidden
+/// when `visible` is false.
+fn progress_bar(visible: bool) -> ProgressBar {
+    let bar = if visible {
+        ProgressBar::new(0)
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template("[{elapsed_precise}] {wide_bar} {percent}% ETA {eta} | {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar
+}
+
 fn file_safe(s: &str) -> String {
     s.chars()
         .map(|c| {
@@ -903,15 +918,7 @@ pub fn run_study(cfg: &StudyConfig, opts: &RunOptions) -> Result<StudySummary, E
     let tl = cfg.data.target_level;
     let num_targets = data.train.hierarchy.num_classes(tl);
     let test_targets = data.test.labels_at_level(tl);
-    let bar = if opts.progress {
-        ProgressBar::new(0)
-    } else {
-        ProgressBar::hidden()
-    };
-    bar.set_style(
-        ProgressStyle::with_template("[{elapsed_precise}] {wide_bar} {percent}% ETA {eta} | {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
+    let bar = progress_bar(opts.progress);
     let runner = Runner {
         cfg,
         dir,

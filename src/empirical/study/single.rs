@@ -7,11 +7,10 @@
 use std::path::Path;
 
 use candle_core::Device;
-use indicatif::ProgressBar;
 
 use super::config::{EmbeddingSource, LabelSpec, Readout, StudyConfig};
 use super::labels::build_labels;
-use super::{derive, load_data, prepare_dir, CellResult, Runner, EVAL_BATCH};
+use super::{derive, load_data, prepare_dir, progress_bar, CellResult, Runner, EVAL_BATCH};
 use crate::empirical::error::EmpiricalError;
 use crate::empirical::model::Model;
 use crate::empirical::probe::LinearProbe;
@@ -39,16 +38,7 @@ fn runner<'a>(
         test_targets: data.test.labels_at_level(tl),
         num_targets: data.train.hierarchy.num_classes(tl),
         mean_std: data.mean_std,
-        bar: {
-            let bar = ProgressBar::new(0);
-            bar.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "[{elapsed_precise}] {wide_bar} {percent}% ETA {eta} | {msg}",
-                )
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-            );
-            bar
-        },
+        bar: progress_bar(true),
         kernels: crate::empirical::model::Kernels::Fast,
     })
 }
