@@ -113,6 +113,19 @@ pub fn f64_or_nan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Erro
     Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
+/// A name made safe for a file name.
+pub fn file_safe(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
 /// Mean, sample standard deviation and count of a set of per-seed values. NaN values are
 /// counted in `n_nan` and left out of the statistics.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]

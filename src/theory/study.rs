@@ -260,15 +260,4 @@ pub fn remaining_steps(
     Ok(total)
 }
 
-/// A name made safe for a file name.
-pub fn file_safe(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
+pub use crate::report::file_safe;

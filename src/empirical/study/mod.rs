@@ -52,7 +52,7 @@ use super::model::{Kernels, Model};
 use super::optim::{LrSchedule, Schedule, Sgd};
 use super::probe::LinearProbe;
 use super::train::{evaluate, extract_features, train_epoch, EpochConfig, Matrix};
-use crate::report::{read_json, MarkdownTable, MeanSd, ResultsDir};
+use crate::report::{file_safe, read_json, MarkdownTable, MeanSd, ResultsDir};
 
 /// The environment variable naming the CIFAR-100 folder when the config leaves it empty.
 pub const CIFAR100_ENV: &str = "GRANULARITY_CIFAR100_DIR";
@@ -329,18 +329,6 @@ fn progress_bar(visible: bool) -> ProgressBar {
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     bar
-}
-
-fn file_safe(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
 }
 
 /// Deterministic sub-seed for one use of a seed.
