@@ -174,7 +174,7 @@ fn main() -> Result<()> {
                     name: granularity::theory::study::file_safe(&name),
                     description: format!("sweep of {}", param.join(" and ")),
                     set: vec![],
-                    readouts: Readout::ALL.to_vec(),
+                    readouts: Readout::PRETRAINED.to_vec(),
                     condition: vec![
                         Condition::new("coarse", Relabeling::Level { level: 0 }),
                         Condition::new("fine", Relabeling::Level { level: 1 }),

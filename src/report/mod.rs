@@ -3,6 +3,10 @@
 //! leaves a half-written file behind; plus the small statistics (mean +- sd over seeds) that
 //! every table and figure of the toolkit reports.
 
+mod progress;
+
+pub use progress::Progress;
+
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::fs;
@@ -27,6 +31,12 @@ pub enum ReportError {
         path: PathBuf,
         /// What went wrong.
         msg: String,
+    },
+    /// The results folder holds results of another configuration.
+    #[error("{} holds results of a different configuration; choose another --out, or pass --fresh to discard them", path.display())]
+    OtherConfig {
+        /// The results folder.
+        path: PathBuf,
     },
 }
 
@@ -276,6 +286,81 @@ impl ResultsDir {
         write_csv(&p, rows)?;
         Ok(p)
     }
+
+    /// Opens `out` for a run whose resolved config is `resolved`, keeping results of the same
+    /// config (so a killed run resumes) and never mixing results of different configs.
+    ///
+    /// `results` names the entries (files or folders) that hold computed results. If `out`
+    /// holds a `config.toml` that differs from `resolved` and any of those entries is non-empty,
+    /// the call fails with [`ReportError::OtherConfig`] unless `fresh`, which deletes them; a
+    /// folder with a config but no results counts as empty. Temporary files left by writes that
+    /// were interrupted (`.NAME.tmpPID`) are deleted. Writes `config.toml` last, so call this
+    /// only after everything the run needs has been checked: a run that fails its checks then
+    /// leaves no folder behind.
+    pub fn prepare(
+        out: &Path,
+        resolved: &str,
+        fresh: bool,
+        results: &[&str],
+    ) -> Result<Self, ReportError> {
+        let dir = ResultsDir::create(out)?;
+        let old = fs::read_to_string(dir.path("config.toml")).ok();
+        let held: Vec<PathBuf> = results
+            .iter()
+            .map(|r| dir.path(r))
+            .filter(|p| !is_empty_entry(p))
+            .collect();
+        if old.as_deref().is_some_and(|o| o != resolved) && !held.is_empty() {
+            if !fresh {
+                return Err(ReportError::OtherConfig {
+                    path: out.to_path_buf(),
+                });
+            }
+            for p in &held {
+                let r = if p.is_dir() {
+                    fs::remove_dir_all(p)
+                } else {
+                    fs::remove_file(p)
+                };
+                r.map_err(io_err(p))?;
+            }
+        }
+        remove_stale_temporaries(dir.root())?;
+        dir.write_text("config.toml", resolved)?;
+        Ok(dir)
+    }
+}
+
+/// True when `p` does not exist or is a folder with nothing in it but temporary files.
+fn is_empty_entry(p: &Path) -> bool {
+    match fs::read_dir(p) {
+        Ok(rd) => rd.filter_map(Result::ok).all(|e| is_temporary(&e.path())),
+        Err(_) => !p.exists(),
+    }
+}
+
+/// A temporary file of [`write_atomic`] (`.NAME.tmpPID`).
+fn is_temporary(p: &Path) -> bool {
+    p.file_name()
+        .map(|n| n.to_string_lossy())
+        .is_some_and(|n| n.starts_with('.') && n.contains(".tmp"))
+}
+
+/// Deletes the temporary files of interrupted [`write_atomic`] calls in `root` and in the
+/// folders below it.
+fn remove_stale_temporaries(root: &Path) -> Result<(), ReportError> {
+    let Ok(rd) = fs::read_dir(root) else {
+        return Ok(());
+    };
+    for e in rd.filter_map(Result::ok) {
+        let p = e.path();
+        if p.is_dir() {
+            remove_stale_temporaries(&p)?;
+        } else if is_temporary(&p) {
+            fs::remove_file(&p).map_err(io_err(&p))?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -315,6 +400,36 @@ mod tests {
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         assert!(names.iter().all(|n| !n.contains(".tmp")), "{names:?}");
+    }
+
+    #[test]
+    fn prepare_keeps_same_config_refuses_other_and_ignores_empty_folders() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("run");
+        let d = ResultsDir::prepare(&out, "a = 1\n", false, &["cells"]).unwrap();
+        d.write_json("cells/x.json", &1).unwrap();
+        // an interrupted write leaves a temporary file: cleaned on the next start
+        fs::write(out.join("cells/.y.json.tmp123"), "{").unwrap();
+        ResultsDir::prepare(&out, "a = 1\n", false, &["cells"]).unwrap();
+        assert!(out.join("cells/x.json").exists());
+        assert!(!out.join("cells/.y.json.tmp123").exists());
+        // another config with results: refused, nothing lost
+        let e = ResultsDir::prepare(&out, "a = 2\n", false, &["cells"]).unwrap_err();
+        assert!(e.to_string().contains("--fresh"), "{e}");
+        assert_eq!(
+            fs::read_to_string(out.join("config.toml")).unwrap(),
+            "a = 1\n"
+        );
+        assert!(out.join("cells/x.json").exists());
+        // --fresh discards them
+        ResultsDir::prepare(&out, "a = 2\n", true, &["cells"]).unwrap();
+        assert!(!out.join("cells").exists());
+        // a config without results counts as empty: another config is accepted
+        ResultsDir::prepare(&out, "a = 3\n", false, &["cells"]).unwrap();
+        assert_eq!(
+            fs::read_to_string(out.join("config.toml")).unwrap(),
+            "a = 3\n"
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! resolved config and seeds, every finished run as it completes (so a killed command resumes),
 //! CSV/JSON/Markdown summaries and SVG figures.
 
-use crate::report::{read_json, MarkdownTable, MeanSd, ResultsDir};
+use crate::report::{read_json, MarkdownTable, MeanSd, Progress, ResultsDir};
 use crate::theory::claims::{evaluate, verdict_table, ClaimsFile, Verdict};
 use crate::theory::config::TheoryConfig;
 use crate::theory::figures;
@@ -12,47 +12,20 @@ use crate::theory::readout::Readout;
 use crate::theory::study::{remaining_steps, run_grid, Condition, RunResult};
 use crate::theory::sweep::{Study, SweepRow};
 use crate::theory::TheoryError;
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-/// A progress bar over SGD steps with an ETA (hidden when stderr is not a terminal).
-pub fn progress(total: u64, what: &str) -> ProgressBar {
-    let pb = ProgressBar::new(total);
-    pb.set_style(
-        ProgressStyle::with_template(
-            "{msg} [{elapsed_precise}] {wide_bar} {percent}% steps {pos}/{len} ETA {eta}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    pb.set_message(what.to_string());
+/// Progress over SGD steps with an ETA (a bar on a terminal, plain lines otherwise).
+pub fn progress(total: u64, what: &str) -> Progress {
+    let pb = Progress::new(total, "steps", true);
+    pb.set_message(what);
     pb
 }
 
-/// Create `out/name`, refusing to mix results of different configs: if the folder already
-/// holds a `config.toml` that differs from `resolved`, fail unless `fresh` (which deletes the
-/// saved runs). Writes `config.toml` first.
+/// Opens the results folder `out` for `resolved` (see [`ResultsDir::prepare`]; the saved runs
+/// are in `cells/`).
 pub fn prepare_dir(out: &Path, resolved: &str, fresh: bool) -> Result<ResultsDir, TheoryError> {
-    let dir = ResultsDir::create(out)?;
-    let cfg_path = dir.path("config.toml");
-    if let Ok(old) = std::fs::read_to_string(&cfg_path) {
-        if old != resolved {
-            if !fresh {
-                return Err(TheoryError::Study(format!(
-                    "{} holds results of a different configuration; choose another --out, or pass --fresh to discard them",
-                    out.display()
-                )));
-            }
-            let cells = dir.path("cells");
-            if cells.exists() {
-                std::fs::remove_dir_all(&cells).map_err(|e| {
-                    TheoryError::Study(format!("cannot clear {}: {e}", cells.display()))
-                })?;
-            }
-        }
-    }
-    dir.write_text("config.toml", resolved)?;
-    Ok(dir)
+    Ok(ResultsDir::prepare(out, resolved, fresh, &["cells"])?)
 }
 
 /// One row of `errors.csv`.
@@ -106,7 +79,7 @@ pub fn summary_table(results: &[RunResult], conds: &[Condition]) -> MarkdownTabl
         "common_max".into(),
         "fine_max".into(),
     ];
-    for ro in Readout::ALL {
+    for ro in Readout::PRETRAINED {
         header.push(format!("{} easy", ro.name()));
         header.push(format!("{} hard", ro.name()));
     }
@@ -128,7 +101,7 @@ pub fn summary_table(results: &[RunResult], conds: &[Condition]) -> MarkdownTabl
             f(&|r| r.responses.common_max),
             f(&|r| r.responses.fine_max),
         ];
-        for ro in Readout::ALL {
+        for ro in Readout::PRETRAINED {
             if runs.iter().all(|r| r.errors.contains_key(&ro)) {
                 row.push(f(&|r| r.errors[&ro].easy));
                 row.push(f(&|r| r.errors[&ro].hard));
@@ -175,10 +148,14 @@ pub fn verify(
     let cells = dir.path("cells");
     let total = remaining_steps(cfg, &claims.condition, Some(&cells))?;
     let pb = progress(total, "verify");
-    let results = run_grid(cfg, &claims.condition, &Readout::ALL, Some(&cells), &|| {
-        pb.inc(1)
-    })?;
-    pb.finish_and_clear();
+    let results = run_grid(
+        cfg,
+        &claims.condition,
+        &Readout::PRETRAINED,
+        Some(&cells),
+        &|| pb.inc(1),
+    )?;
+    pb.finish();
     let verdicts = evaluate(&claims, &results, &cfg.seeds);
     let table = verdict_table(&verdicts).to_string();
     dir.write_json("verdicts.json", &verdicts)?;
@@ -223,7 +200,7 @@ pub fn sweep(
     let total = remaining_steps(&base, &conds, Some(&cells))?;
     let pb = progress(total, &format!("sweep {}", study.name));
     let results = run_grid(&base, &conds, &study.readouts, Some(&cells), &|| pb.inc(1))?;
-    pb.finish_and_clear();
+    pb.finish();
     let rows = study.rows(&jobs, &results);
     dir.write_csv("sweep.csv", &rows)?;
     write_sweep_outputs(study, &rows, &dir)?;

@@ -164,7 +164,7 @@ pub fn error_bars(
     hard: bool,
 ) -> Result<String, TheoryError> {
     let mut bars = Vec::new();
-    for ro in Readout::ALL {
+    for ro in Readout::PRETRAINED {
         let mut mean = Vec::new();
         let mut sd = Vec::new();
         for c in conds {

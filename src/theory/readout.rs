@@ -16,30 +16,7 @@ use crate::theory::TheoryError;
 use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 
-/// Names of the readouts, as used in results files.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
-#[serde(rename_all = "snake_case")]
-pub enum Readout {
-    /// Sum of the pretraining logits inside each superclass (needs aligned labels).
-    SummedHead,
-    /// New linear head on frozen pooled activations.
-    LinearProbe,
-    /// New head and all weights trained on coarse labels.
-    Finetune,
-}
-
-impl Readout {
-    /// All readouts in report order.
-    pub const ALL: [Readout; 3] = [Readout::SummedHead, Readout::LinearProbe, Readout::Finetune];
-    /// Stable name.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Readout::SummedHead => "summed_head",
-            Readout::LinearProbe => "linear_probe",
-            Readout::Finetune => "finetune",
-        }
-    }
-}
+pub use crate::readout::Readout;
 
 /// Coarse test error on easy and hard samples.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]

@@ -156,6 +156,11 @@ pub fn run(
     let mut errors = BTreeMap::new();
     for r in readouts {
         let e = match r {
+            Readout::Scratch => {
+                return Err(TheoryError::Study(
+                    "readout \"scratch\" is not a readout of a pretrained net: train the coarse condition instead".into(),
+                ))
+            }
             Readout::SummedHead => match rule.summed_head() {
                 Some(map) => readout::summed_head(&trained.net, &map, &dist, &test),
                 None => continue,

@@ -49,7 +49,7 @@ pub struct Study {
 }
 
 fn all_readouts() -> Vec<Readout> {
-    Readout::ALL.to_vec()
+    Readout::PRETRAINED.to_vec()
 }
 
 /// The built-in studies, embedded from `experiments/theory/studies/`.

@@ -117,8 +117,9 @@ pub struct TrainConfig {
     /// The linear probe on frozen pretrained features.
     #[serde(default)]
     pub probe: ProbeConfig,
-    /// Readouts of each pretrained network: any of "finetune", "linear_probe", "mapped_head"
-    /// (the mapped head only exists for labels nested inside the target classes).
+    /// Readouts of each pretrained network: any of "finetune", "linear_probe", "summed_head"
+    /// (the summed head only exists for labels nested inside the target classes; "mapped_head"
+    /// is accepted as its old name).
     #[serde(default = "default_readouts")]
     pub readouts: Vec<Readout>,
 }
@@ -128,34 +129,10 @@ fn default_size() -> u32 {
 }
 
 fn default_readouts() -> Vec<Readout> {
-    vec![Readout::Finetune, Readout::LinearProbe, Readout::MappedHead]
+    vec![Readout::Finetune, Readout::LinearProbe, Readout::SummedHead]
 }
 
-/// How a pretrained network is read out on the target labels.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Readout {
-    /// The baseline: trained on the target labels from scratch.
-    Scratch,
-    /// Full fine-tuning with a new head.
-    Finetune,
-    /// A linear classifier on the frozen pretrained features.
-    LinearProbe,
-    /// Sum of the pretraining logits of the classes inside each target class (no training).
-    MappedHead,
-}
-
-impl Readout {
-    /// The name used in files and tables.
-    pub fn name(self) -> &'static str {
-        match self {
-            Readout::Scratch => "scratch",
-            Readout::Finetune => "finetune",
-            Readout::LinearProbe => "linear_probe",
-            Readout::MappedHead => "mapped_head",
-        }
-    }
-}
+pub use crate::readout::Readout;
 
 /// One pretraining granularity.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -23,7 +23,7 @@ fn readout_title(r: Readout) -> &'static str {
         Readout::Scratch => "trained from scratch",
         Readout::Finetune => "full fine-tuning",
         Readout::LinearProbe => "linear probe",
-        Readout::MappedHead => "mapped head (no fine-tuning)",
+        Readout::SummedHead => "mapped head (no fine-tuning)",
     }
 }
 
@@ -142,7 +142,7 @@ pub fn write_figures(
     }
     let mut written = Vec::new();
     for d in designs {
-        for ro in [Readout::Finetune, Readout::LinearProbe, Readout::MappedHead] {
+        for ro in [Readout::Finetune, Readout::LinearProbe, Readout::SummedHead] {
             for hard in [false, true] {
                 if let Some(c) = granularity_chart(&summary.rows, d, ro, hard) {
                     let name = format!(

@@ -36,7 +36,6 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use candle_core::Device;
-use indicatif::{ProgressBar, ProgressStyle};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -52,7 +51,7 @@ use super::model::{Kernels, Model};
 use super::optim::{LrSchedule, Schedule, Sgd};
 use super::probe::LinearProbe;
 use super::train::{evaluate, extract_features, train_epoch, EpochConfig, Matrix};
-use crate::report::{file_safe, read_json, MarkdownTable, MeanSd, ResultsDir};
+use crate::report::{file_safe, read_json, MarkdownTable, MeanSd, Progress, ResultsDir};
 
 /// The environment variable naming the CIFAR-100 folder when the config leaves it empty.
 pub const CIFAR100_ENV: &str = "GRANULARITY_CIFAR100_DIR";
@@ -312,23 +311,14 @@ struct Runner<'a> {
     test_targets: Vec<usize>,
     num_targets: usize,
     mean_std: ([f32; 3], [f32; 3]),
-    bar: ProgressBar,
+    bar: Progress,
     kernels: Kernels,
 }
 
-/// The progress bar of a study or a single run (over training images, with an ETA); hidden
-/// when `visible` is false.
-fn progress_bar(visible: bool) -> ProgressBar {
-    let bar = if visible {
-        ProgressBar::new(0)
-    } else {
-        ProgressBar::hidden()
-    };
-    bar.set_style(
-        ProgressStyle::with_template("[{elapsed_precise}] {wide_bar} {percent}% ETA {eta} | {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    bar
+/// The progress of a study or a single run (over training images, with an ETA); silent when
+/// `visible` is false.
+fn progress_bar(visible: bool) -> Progress {
+    Progress::new(0, "images", visible)
 }
 
 /// Deterministic sub-seed for one use of a seed.
@@ -402,7 +392,7 @@ impl Runner<'_> {
                     last = s.images;
                 },
             )?;
-            bar.set_message(format!(
+            bar.milestone(format!(
                 "{design}/{condition} s{seed_no} {phase} {}/{epochs} loss {:.3} acc {:.3} {:.0} img/s",
                 e + 1,
                 stats.loss,
@@ -498,10 +488,10 @@ impl Runner<'_> {
                     (&design.name, name, seed, "pretrain"),
                 )?);
                 ckpts.push(ck);
-                if tcfg.readouts.contains(&Readout::MappedHead) {
+                if tcfg.readouts.contains(&Readout::SummedHead) {
                     let logits = evaluate(&model, self.test, mean, std, EVAL_BATCH)?;
                     if let Some(m) = l.mapped_logits(&logits, self.num_targets)? {
-                        readouts.push(self.readout(Readout::MappedHead, &m, hard)?);
+                        readouts.push(self.readout(Readout::SummedHead, &m, hard)?);
                     }
                 }
                 if tcfg.readouts.contains(&Readout::LinearProbe) {
@@ -1149,7 +1139,7 @@ pub fn run_study(cfg: &StudyConfig, opts: &RunOptions) -> Result<StudySummary, E
             }
         }
     }
-    runner.bar.finish_and_clear();
+    runner.bar.finish();
     write_reports(runner.dir.root())
 }
 
@@ -1168,38 +1158,20 @@ fn designs_labels_check(
     Ok(())
 }
 
-/// Creates the results folder, refusing to mix results of different configs: if it already
-/// holds a `config.toml` that differs from `resolved`, fail unless `fresh` (which deletes the
-/// saved results). Writes `config.toml` first.
+/// Opens the results folder `out` for the resolved config (see [`ResultsDir::prepare`]).
 pub fn prepare_dir(out: &Path, resolved: &str, fresh: bool) -> Result<ResultsDir, EmpiricalError> {
-    let dir = ResultsDir::create(out)?;
-    let cfg_path = dir.path("config.toml");
-    if let Ok(old) = std::fs::read_to_string(&cfg_path) {
-        if old != resolved {
-            if !fresh {
-                return Err(EmpiricalError::invalid(
-                    "results",
-                    format!(
-                        "{} holds results of a different configuration; choose another --out, or pass --fresh to discard them",
-                        out.display()
-                    ),
-                ));
-            }
-            for sub in ["cells", "checkpoints", "ensemble"] {
-                let p = dir.path(sub);
-                if p.exists() {
-                    std::fs::remove_dir_all(&p).map_err(|e| {
-                        EmpiricalError::invalid(
-                            "results",
-                            format!("cannot clear {}: {e}", p.display()),
-                        )
-                    })?;
-                }
-            }
-        }
-    }
-    dir.write_text("config.toml", resolved)?;
-    Ok(dir)
+    Ok(ResultsDir::prepare(
+        out,
+        resolved,
+        fresh,
+        &[
+            "cells",
+            "checkpoints",
+            "ensemble",
+            "weights.safetensors",
+            "result.json",
+        ],
+    )?)
 }
 
 /// The embedded default study (the synthetic images), with `overrides` applied.
@@ -1270,13 +1242,13 @@ mod tests {
                 .any(|x| x.design == d && x.condition == c && x.readout == r)
         };
         assert!(has("balanced", "baseline", Readout::Scratch));
-        for r in [Readout::Finetune, Readout::LinearProbe, Readout::MappedHead] {
+        for r in [Readout::Finetune, Readout::LinearProbe, Readout::SummedHead] {
             assert!(has("balanced", "fine", r), "{r:?}");
             assert!(has("balanced", "km", r), "{r:?}");
             assert!(has("rare_subclass", "fine", r), "{r:?}");
         }
         assert!(has("balanced", "misaligned", Readout::Finetune));
-        assert!(!has("balanced", "misaligned", Readout::MappedHead));
+        assert!(!has("balanced", "misaligned", Readout::SummedHead));
         assert!(!has("rare_subclass", "km", Readout::Finetune));
         for r in &s.rows {
             for v in [r.error.mean, r.easy_error.mean, r.hard_error.mean] {
@@ -1323,7 +1295,7 @@ mod tests {
             test_targets: data.test.labels_at_level(0),
             num_targets: 2,
             mean_std: data.mean_std,
-            bar: ProgressBar::hidden(),
+            bar: Progress::hidden(),
             kernels: Kernels::Fast,
         };
         let labels = data.train.labels_at_level(1);

@@ -44,7 +44,7 @@ fn runner<'a>(
 }
 
 fn finish(r: &Runner<'_>, cell: &CellResult) -> Result<String, EmpiricalError> {
-    r.bar.finish_and_clear();
+    r.bar.finish();
     r.dir.write_json("result.json", cell)?;
     r.dir.write_csv("epochs.csv", &cell.epochs)?;
     let mut s = format!(
@@ -156,7 +156,7 @@ pub fn pretrain(
         EVAL_BATCH,
     )?;
     if let Some(m) = l.mapped_logits(&logits, r.num_targets)? {
-        readouts.push(r.readout(Readout::MappedHead, &m, data.synthetic_hard.as_deref())?);
+        readouts.push(r.readout(Readout::SummedHead, &m, data.synthetic_hard.as_deref())?);
     }
     let _ = std::fs::remove_file(r.dir.path("pretrain.ckpt"));
     let cell = CellResult {
