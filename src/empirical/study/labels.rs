@@ -1,6 +1,6 @@
 //! Pretraining labels of a study's training set, for every [`LabelSpec`]: the hierarchy's
 //! relabelings, k-means clusters of image embeddings (inside each class of a level, or over the
-//! whole set) and levels coarser than the target; and the mapped head that reads target
+//! whole set) and levels coarser than the target; and the summed head that reads target
 //! predictions off a network trained on labels nested inside the target classes.
 //!
 //! Whatever made them, the labels are summarised the same way, from the data: for each
@@ -9,12 +9,17 @@
 //! class is nested, and its *purity* is the fraction of training images whose class's majority
 //! target is their own target (1 for aligned labels).
 
+use std::collections::BTreeMap;
+
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::config::LabelSpec;
+use super::config::{EmbeddingSource, LabelSpec};
+use super::designs::Design;
+use super::hard::first_member;
+use super::runner::{derive, Runner};
 use crate::empirical::cluster::{cluster_global, cluster_within};
 use crate::empirical::data::ImageSet;
 use crate::empirical::error::EmpiricalError;
@@ -36,7 +41,42 @@ pub struct PretrainLabels {
     pub purity: f64,
 }
 
+/// What a cell records about its training labels.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LabelSummary {
+    /// Classes.
+    pub classes: usize,
+    /// Classes that label at least one image.
+    pub used_classes: usize,
+    /// Every class nested inside one target class.
+    pub aligned: bool,
+    /// Fraction of images whose class's majority target is their own target.
+    pub purity: f64,
+}
+
+impl LabelSummary {
+    /// The target labels themselves (`classes` target classes).
+    pub fn targets(classes: usize) -> Self {
+        LabelSummary {
+            classes,
+            used_classes: classes,
+            aligned: true,
+            purity: 1.0,
+        }
+    }
+}
+
 impl PretrainLabels {
+    /// The summary a cell records.
+    pub fn summary(&self) -> LabelSummary {
+        LabelSummary {
+            classes: self.num_classes,
+            used_classes: self.used_classes(),
+            aligned: self.aligned,
+            purity: self.purity,
+        }
+    }
+
     /// Summarises `labels` against the images' `targets` (see the module doc).
     pub fn from_labels(
         labels: Vec<usize>,
@@ -89,9 +129,16 @@ impl PretrainLabels {
         })
     }
 
-    /// The mapped head: the target logits as the sum of the logits of the pretraining classes
+    /// Number of classes that label at least one image.
+    pub fn used_classes(&self) -> usize {
+        let mut seen = vec![false; self.num_classes];
+        self.labels.iter().for_each(|&c| seen[c] = true);
+        seen.iter().filter(|&&s| s).count()
+    }
+
+    /// The summed head: the target logits as the sum of the logits of the pretraining classes
     /// nested in each target (empty classes are left out). None when the labels are not aligned.
-    pub fn mapped_logits(
+    pub fn summed_head(
         &self,
         logits: &Matrix,
         num_targets: usize,
@@ -114,6 +161,72 @@ impl PretrainLabels {
             data,
         }))
     }
+}
+
+/// The pretraining labels of every granularity of a design, by name.
+pub struct DesignLabels(BTreeMap<String, PretrainLabels>);
+
+impl DesignLabels {
+    /// The labels of the granularity `name`.
+    pub fn get(&self, name: &str) -> Result<&PretrainLabels, EmpiricalError> {
+        self.0.get(name).ok_or_else(|| {
+            EmpiricalError::invalid("granularity", format!("no labels for '{name}'"))
+        })
+    }
+}
+
+/// The image embeddings of `set` for the k-means granularities: the features of the first
+/// ensemble member or of a random network (`embedding.source`).
+pub fn embeddings(r: &Runner, set: &ImageSet) -> Result<Matrix, EmpiricalError> {
+    let cfg = r.config();
+    let model = match cfg.embedding.source {
+        EmbeddingSource::Ensemble => first_member(r)?,
+        EmbeddingSource::RandomNet => r.model(r.num_targets(), cfg.embedding.seed)?,
+    };
+    r.features(&model, set)
+}
+
+/// Builds the labels of every granularity of `design` (in the config's order) and writes their
+/// summary to `labels_{design}.json`.
+pub fn for_design(r: &Runner, design: &Design) -> Result<DesignLabels, EmpiricalError> {
+    let cfg = r.config();
+    let specs: Vec<_> = cfg
+        .granularities
+        .iter()
+        .filter(|g| design.granularities.contains(&g.name))
+        .collect();
+    let emb = if specs.iter().any(|g| g.labels.needs_embeddings()) {
+        Some(embeddings(r, &design.train)?)
+    } else {
+        None
+    };
+    let mut labels = BTreeMap::new();
+    for g in specs {
+        let l = build_labels(
+            &g.labels,
+            &design.train,
+            cfg.data.target_level,
+            emb.as_ref(),
+            derive(cfg.embedding.seed, &g.name),
+            cfg.embedding.iters,
+        )
+        .map_err(|e| EmpiricalError::invalid(format!("granularity '{}'", g.name), e.to_string()))?;
+        labels.insert(g.name.clone(), l);
+    }
+    let summary: BTreeMap<&String, serde_json::Value> = labels
+        .iter()
+        .map(|(k, l)| {
+            let v = serde_json::json!({
+                "classes": l.num_classes,
+                "aligned": l.aligned,
+                "purity": l.purity,
+            });
+            (k, v)
+        })
+        .collect();
+    r.dir()
+        .write_json(&format!("labels_{}.json", design.name), &summary)?;
+    Ok(DesignLabels(labels))
 }
 
 /// Builds the labels of `spec` for `train` (targets at `target_level`). `embeddings` (one row
@@ -310,10 +423,10 @@ mod tests {
         assert!(build_labels(&LabelSpec::Coarser { groups: 3 }, &train, 0, None, 0, 5).is_err());
     }
 
-    /// The mapped head sums the logits of the classes nested in each target and is undefined
+    /// The summed head sums the logits of the classes nested in each target and is undefined
     /// for labels that cross targets.
     #[test]
-    fn mapped_head_sums_nested_classes() {
+    fn summed_head_sums_nested_classes() {
         // 4 classes: 0,1 in target 0; 2 in target 1; 3 empty
         let l = PretrainLabels::from_labels(vec![0, 1, 2, 2], 4, &[0, 0, 1, 1], 2).unwrap();
         assert!(l.aligned);
@@ -323,12 +436,12 @@ mod tests {
             cols: 4,
             data: vec![1.0, 2.0, 2.5, 100.0, -1.0, 0.5, 0.0, 0.0],
         };
-        let m = l.mapped_logits(&logits, 2).unwrap().unwrap();
+        let m = l.summed_head(&logits, 2).unwrap().unwrap();
         assert_eq!(m.data, vec![3.0, 2.5, -0.5, 0.0]);
         assert_eq!(m.argmax(), vec![0, 1]);
         let crossing = PretrainLabels::from_labels(vec![0, 0, 1, 1], 2, &[0, 1, 1, 1], 2).unwrap();
         assert!(!crossing.aligned);
         assert_eq!(crossing.purity, 0.75);
-        assert!(crossing.mapped_logits(&logits, 2).unwrap().is_none());
+        assert!(crossing.summed_head(&logits, 2).unwrap().is_none());
     }
 }
