@@ -379,7 +379,7 @@ impl Validate for StudyConfig {
         if t.readouts.is_empty() || t.readouts.contains(&Readout::Scratch) {
             return Err(field(
                 "train.readouts",
-                "list some of finetune, linear_probe, mapped_head (scratch is the baseline's)",
+                "list some of finetune, linear_probe, summed_head (scratch is the baseline's)",
             ));
         }
         let mut names: Vec<&str> = self.granularities.iter().map(|g| g.name.as_str()).collect();

@@ -12,8 +12,8 @@ use super::results::EpochRecord;
 use super::runner::{derive, Phase, Runner, Trainee};
 use crate::empirical::error::EmpiricalError;
 use crate::empirical::model::Model;
-use crate::empirical::train::Matrix;
 use crate::report::read_json;
+use ndarray::Array2;
 
 /// How a design's hard test images were defined.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -35,7 +35,7 @@ pub struct MemberOutput {
     /// The member's seed.
     pub seed: u64,
     /// Softmax probabilities of every test image.
-    pub probs: Matrix,
+    pub probs: Array2<f32>,
     /// Its training epochs.
     pub epochs: Vec<EpochRecord>,
 }
@@ -163,7 +163,7 @@ fn ensemble_mistakes(members: &[MemberOutput], targets: &[usize], classes: usize
         .map(|i| {
             let mut p = vec![0f64; classes];
             for m in members {
-                for (a, &b) in p.iter_mut().zip(m.probs.row(i)) {
+                for (a, &b) in p.iter_mut().zip(m.probs.row(i).iter()) {
                     *a += f64::from(b);
                 }
             }
@@ -174,18 +174,15 @@ fn ensemble_mistakes(members: &[MemberOutput], targets: &[usize], classes: usize
 }
 
 /// Row-wise softmax.
-fn softmax_rows(m: &Matrix) -> Matrix {
-    let mut data = Vec::with_capacity(m.data.len());
-    for i in 0..m.rows {
-        let r = m.row(i);
+fn softmax_rows(m: &Array2<f32>) -> Array2<f32> {
+    let mut out = m.clone();
+    for mut r in out.rows_mut() {
         let max = r.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         let e: Vec<f64> = r.iter().map(|&v| f64::from(v - max).exp()).collect();
         let z: f64 = e.iter().sum();
-        data.extend(e.iter().map(|v| (v / z) as f32));
+        for (o, v) in r.iter_mut().zip(&e) {
+            *o = (v / z) as f32;
+        }
     }
-    Matrix {
-        rows: m.rows,
-        cols: m.cols,
-        data,
-    }
+    out
 }

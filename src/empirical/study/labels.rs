@@ -23,7 +23,7 @@ use super::runner::{derive, Runner};
 use crate::empirical::cluster::{cluster_global, cluster_within};
 use crate::empirical::data::ImageSet;
 use crate::empirical::error::EmpiricalError;
-use crate::empirical::train::Matrix;
+use ndarray::Array2;
 
 /// The pretraining labels of one granularity on one training set.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -140,26 +140,31 @@ impl PretrainLabels {
     /// nested in each target (empty classes are left out). None when the labels are not aligned.
     pub fn summed_head(
         &self,
-        logits: &Matrix,
+        logits: &Array2<f32>,
         num_targets: usize,
-    ) -> Result<Option<Matrix>, EmpiricalError> {
+    ) -> Result<Option<Array2<f32>>, EmpiricalError> {
         if !self.aligned {
             return Ok(None);
         }
-        let group: Vec<usize> = self
-            .target_of_class
-            .iter()
-            .map(|t| t.unwrap_or(num_targets))
-            .collect();
-        let m = logits.group_sum(&group, num_targets + 1)?;
-        let data = (0..m.rows)
-            .flat_map(|i| m.row(i)[..num_targets].to_vec())
-            .collect();
-        Ok(Some(Matrix {
-            rows: m.rows,
-            cols: num_targets,
-            data,
-        }))
+        if logits.ncols() != self.num_classes {
+            return Err(EmpiricalError::invalid(
+                "summed head",
+                format!(
+                    "{} logits per image for {} pretraining classes",
+                    logits.ncols(),
+                    self.num_classes
+                ),
+            ));
+        }
+        let mut out = Array2::zeros((logits.nrows(), num_targets));
+        for (mut o, row) in out.rows_mut().into_iter().zip(logits.rows()) {
+            for (&v, t) in row.iter().zip(&self.target_of_class) {
+                if let Some(t) = *t {
+                    o[t] += v;
+                }
+            }
+        }
+        Ok(Some(out))
     }
 }
 
@@ -177,7 +182,7 @@ impl DesignLabels {
 
 /// The image embeddings of `set` for the k-means granularities: the features of the first
 /// ensemble member or of a random network (`embedding.source`).
-pub fn embeddings(r: &Runner, set: &ImageSet) -> Result<Matrix, EmpiricalError> {
+pub fn embeddings(r: &Runner, set: &ImageSet) -> Result<Array2<f32>, EmpiricalError> {
     let cfg = r.config();
     let model = match cfg.embedding.source {
         EmbeddingSource::Ensemble => first_member(r)?,
@@ -210,7 +215,10 @@ pub fn for_design(r: &Runner, design: &Design) -> Result<DesignLabels, Empirical
             derive(cfg.embedding.seed, &g.name),
             cfg.embedding.iters,
         )
-        .map_err(|e| EmpiricalError::invalid(format!("granularity '{}'", g.name), e.to_string()))?;
+        .map_err(|e| EmpiricalError::Labels {
+            granularity: g.name.clone(),
+            source: Box::new(e),
+        })?;
         labels.insert(g.name.clone(), l);
     }
     let summary: BTreeMap<&String, serde_json::Value> = labels
@@ -236,7 +244,7 @@ pub fn build_labels(
     spec: &LabelSpec,
     train: &ImageSet,
     target_level: usize,
-    embeddings: Option<&Matrix>,
+    embeddings: Option<&Array2<f32>>,
     seed: u64,
     iters: usize,
 ) -> Result<PretrainLabels, EmpiricalError> {
@@ -245,15 +253,19 @@ pub fn build_labels(
     let num_targets = h.num_classes(target_level);
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let bad = |m: String| EmpiricalError::invalid("granularity", m);
-    let need_emb = || -> Result<&Matrix, EmpiricalError> {
+    let need_emb = || -> Result<(&[f32], usize, usize), EmpiricalError> {
         let e = embeddings.ok_or_else(|| bad("k-means labels need embeddings".into()))?;
-        if e.rows != train.len {
+        if e.nrows() != train.len {
             return Err(bad(format!(
                 "{} embeddings for {} training images",
-                e.rows, train.len
+                e.nrows(),
+                train.len
             )));
         }
-        Ok(e)
+        let flat = e
+            .as_slice()
+            .ok_or_else(|| bad("embeddings must be a standard-layout array".into()))?;
+        Ok((flat, e.nrows(), e.ncols()))
     };
     let (labels, num_classes) = match spec {
         LabelSpec::KmeansWithin { k, level } => {
@@ -264,34 +276,23 @@ pub fn build_labels(
                     h.num_levels()
                 )));
             }
-            let e = need_emb()?;
+            let (e, rows, cols) = need_emb()?;
             let groups = train.labels_at_level(level);
             let rule = cluster_within(
-                &e.data,
-                e.rows,
-                e.cols,
+                e,
+                rows,
+                cols,
                 &groups,
                 h.num_classes(level),
                 *k,
                 iters,
                 seed,
-            )
-            .map_err(|e| bad(e.to_string()))?;
+            )?;
             (rule.label_all(&train.leaves, &mut rng), rule.num_classes())
         }
         LabelSpec::KmeansGlobal { k } => {
-            let e = need_emb()?;
-            let rule = cluster_global(
-                &e.data,
-                e.rows,
-                e.cols,
-                &targets,
-                num_targets,
-                *k,
-                iters,
-                seed,
-            )
-            .map_err(|e| bad(e.to_string()))?;
+            let (e, rows, cols) = need_emb()?;
+            let rule = cluster_global(e, rows, cols, &targets, num_targets, *k, iters, seed)?;
             (rule.label_all(&train.leaves, &mut rng), rule.num_classes())
         }
         LabelSpec::Coarser { groups } => {
@@ -312,9 +313,7 @@ pub fn build_labels(
             let relabel = other
                 .relabeling()
                 .ok_or_else(|| bad(format!("unsupported labels {other:?}")))?;
-            let rule = relabel
-                .build_for_samples(h, target_level, &train.leaves, &mut rng)
-                .map_err(|e| bad(e.to_string()))?;
+            let rule = relabel.build_for_samples(h, target_level, &train.leaves, &mut rng)?;
             (rule.label_all(&train.leaves, &mut rng), rule.num_classes())
         }
     };
@@ -325,6 +324,7 @@ pub fn build_labels(
 mod tests {
     use super::*;
     use crate::empirical::data::synthetic::{generate, SyntheticConfig};
+    use crate::empirical::train::predictions;
 
     fn data() -> ImageSet {
         generate(&SyntheticConfig {
@@ -347,13 +347,9 @@ mod tests {
         let n = train.len;
         let fine = train.labels_at_level(1);
         // embeddings that separate the leaves (so clusters follow leaves) plus a little jitter
-        let emb = Matrix {
-            rows: n,
-            cols: 2,
-            data: (0..n)
-                .flat_map(|i| [fine[i] as f32 * 10.0, (i % 3) as f32 * 0.1])
-                .collect(),
-        };
+        let emb = Array2::from_shape_fn((n, 2), |(i, j)| {
+            [fine[i] as f32 * 10.0, (i % 3) as f32 * 0.1][j]
+        });
         let cases: Vec<(LabelSpec, Option<bool>, Option<usize>)> = vec![
             (LabelSpec::Level { level: 0 }, Some(true), Some(3)),
             (LabelSpec::Level { level: 1 }, Some(true), Some(8)),
@@ -431,14 +427,10 @@ mod tests {
         let l = PretrainLabels::from_labels(vec![0, 1, 2, 2], 4, &[0, 0, 1, 1], 2).unwrap();
         assert!(l.aligned);
         assert_eq!(l.target_of_class, vec![Some(0), Some(0), Some(1), None]);
-        let logits = Matrix {
-            rows: 2,
-            cols: 4,
-            data: vec![1.0, 2.0, 2.5, 100.0, -1.0, 0.5, 0.0, 0.0],
-        };
+        let logits = ndarray::array![[1.0f32, 2.0, 2.5, 100.0], [-1.0, 0.5, 0.0, 0.0]];
         let m = l.summed_head(&logits, 2).unwrap().unwrap();
-        assert_eq!(m.data, vec![3.0, 2.5, -0.5, 0.0]);
-        assert_eq!(m.argmax(), vec![0, 1]);
+        assert_eq!(m, ndarray::array![[3.0f32, 2.5], [-0.5, 0.0]]);
+        assert_eq!(predictions(&m), vec![0, 1]);
         let crossing = PretrainLabels::from_labels(vec![0, 0, 1, 1], 2, &[0, 1, 1, 1], 2).unwrap();
         assert!(!crossing.aligned);
         assert_eq!(crossing.purity, 0.75);

@@ -47,10 +47,9 @@ use super::error::EmpiricalError;
 
 /// The embedded default study (the synthetic images), with `overrides` applied.
 pub fn synthetic_default(overrides: &[String]) -> Result<StudyConfig, EmpiricalError> {
-    crate::config::load_str(
+    Ok(crate::config::load_str(
         SYNTHETIC_TOML,
         "embedded experiments/empirical/synthetic.toml",
         overrides,
-    )
-    .map_err(|e| EmpiricalError::invalid("config", e.to_string()))
+    )?)
 }

@@ -201,8 +201,7 @@ pub(crate) fn resolved_config(
     cfg: &StudyConfig,
     kernels: Kernels,
 ) -> Result<String, EmpiricalError> {
-    let mut resolved = crate::config::to_toml(cfg)
-        .map_err(|e| EmpiricalError::invalid("config", e.to_string()))?;
+    let mut resolved = crate::config::to_toml(cfg)?;
     if kernels != Kernels::Fast {
         resolved.push_str(&format!("\n# trained with --kernels {}\n", kernels.name()));
     }

@@ -15,8 +15,7 @@ use crate::report::{read_json, ResultsDir};
 /// its saved cells. Returns the summary.
 pub fn write_reports(dir: &Path) -> Result<StudySummary, EmpiricalError> {
     let rd = ResultsDir::create(dir)?;
-    let cfg: StudyConfig = crate::config::load_file(&rd.path("config.toml"), &[])
-        .map_err(|e| EmpiricalError::invalid("config.toml", e.to_string()))?;
+    let cfg: StudyConfig = crate::config::load_file(&rd.path("config.toml"), &[])?;
     let mut cells = read_cells(dir)?;
     // order: designs as run, baseline first, then the config's granularity order, then seed
     let pos = |c: &CellResult| {

@@ -19,8 +19,9 @@ use crate::empirical::data::ImageSet;
 use crate::empirical::error::EmpiricalError;
 use crate::empirical::model::{Kernels, Model};
 use crate::empirical::optim::{LrSchedule, Schedule, Sgd};
-use crate::empirical::train::{evaluate, extract_features, train_epoch, EpochConfig, Matrix};
+use crate::empirical::train::{evaluate, extract_features, predictions, train_epoch, EpochConfig};
 use crate::report::{Progress, ResultsDir};
+use ndarray::Array2;
 
 /// Batch size of evaluation passes (results do not depend on it).
 const EVAL_BATCH: usize = 256;
@@ -280,21 +281,26 @@ impl<'a> Runner<'a> {
     }
 
     /// The logits of every test image.
-    pub fn test_logits(&self, model: &Model) -> Result<Matrix, EmpiricalError> {
+    pub fn test_logits(&self, model: &Model) -> Result<Array2<f32>, EmpiricalError> {
         let (mean, std) = self.data.mean_std;
         evaluate(model, &self.data.test, mean, std, EVAL_BATCH)
     }
 
     /// The features (backbone outputs) of every image of `set`.
-    pub fn features(&self, model: &Model, set: &ImageSet) -> Result<Matrix, EmpiricalError> {
+    pub fn features(&self, model: &Model, set: &ImageSet) -> Result<Array2<f32>, EmpiricalError> {
         let (mean, std) = self.data.mean_std;
         extract_features(model, set, mean, std, EVAL_BATCH)
     }
 
     /// The target error of `readout` whose test-set scores are `logits`, on all test images and
     /// on the easy and hard ones (`hard` flags each test image).
-    pub fn score(&self, readout: Readout, logits: &Matrix, hard: Option<&[bool]>) -> ReadoutError {
-        let pred = logits.argmax();
+    pub fn score(
+        &self,
+        readout: Readout,
+        logits: &Array2<f32>,
+        hard: Option<&[bool]>,
+    ) -> ReadoutError {
+        let pred = predictions(logits);
         let rate = |keep: &dyn Fn(usize) -> bool| {
             let idx: Vec<usize> = (0..pred.len()).filter(|&i| keep(i)).collect();
             if idx.is_empty() {
