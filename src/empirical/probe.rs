@@ -9,8 +9,6 @@
 //! in a fixed order from a seeded generator, so the same inputs and seed give the same bits.
 
 use rand::seq::SliceRandom;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::error::EmpiricalError;
@@ -145,7 +143,7 @@ impl LinearProbe {
             .collect();
         let mut vel_w = vec![0f64; classes * dim];
         let mut vel_b = vec![0f64; classes];
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut rng = crate::seed::stream(seed, 0);
         let steps_per_epoch = n.div_ceil(cfg.batch_size);
         let total = (cfg.epochs * steps_per_epoch) as f64;
         let mut step = 0usize;
@@ -253,10 +251,11 @@ impl LinearProbe {
 mod tests {
     use super::*;
     use crate::empirical::train::accuracy;
-    use rand::Rng;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
 
     fn blobs(n: usize, seed: u64) -> (Array2<f32>, Vec<usize>) {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut rng = crate::seed::stream(seed, 0);
         let centres = [[3.0f32, 0.0, 1.0], [-3.0, 1.0, 0.0], [0.0, -3.0, 5.0]];
         let mut data = Vec::new();
         let mut labels = Vec::new();

@@ -5,8 +5,9 @@
 use std::path::{Path, PathBuf};
 
 use rand::seq::SliceRandom;
-use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+
+use crate::seed;
 
 use super::config::{DataSource, StudyConfig};
 use crate::empirical::data::synthetic::generate;
@@ -116,12 +117,11 @@ pub fn load_data(cfg: &StudyConfig, data_dir: Option<&Path>) -> Result<StudyData
         ));
     }
     let leaf = h.leaf_level();
-    let mut rng = ChaCha8Rng::seed_from_u64(cfg.data.subset_seed);
     let train = if cfg.data.train_per_leaf > 0 {
         train.subset(&keep_per_class(
             &train.indices_by_class(leaf),
             cfg.data.train_per_leaf,
-            &mut rng,
+            &mut seed::rng(cfg.data.subset_seed, &["subset", "train"]),
         ))
     } else {
         train
@@ -130,7 +130,7 @@ pub fn load_data(cfg: &StudyConfig, data_dir: Option<&Path>) -> Result<StudyData
         let keep = keep_per_class(
             &test.indices_by_class(leaf),
             cfg.data.test_per_leaf,
-            &mut rng,
+            &mut seed::rng(cfg.data.subset_seed, &["subset", "test"]),
         );
         let hard = synthetic_hard.map(|h| keep.iter().map(|&i| h[i]).collect());
         (test.subset(&keep), hard)
@@ -186,7 +186,7 @@ pub fn rare_subclass_set(
 ) -> (ImageSet, Vec<bool>) {
     let h = &train.hierarchy;
     let leaf = h.leaf_level();
-    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x7a7e);
+    let mut rng = seed::rng(seed, &["rare_subclass"]);
     let mut rare = vec![true; h.num_leaves()];
     for t in 0..h.num_classes(target_level) {
         let leaves = h.leaves_under(target_level, t);

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::designs::Design;
 use super::results::EpochRecord;
-use super::runner::{derive, Phase, Runner, Trainee};
+use super::runner::{Phase, Runner, Trainee};
 use crate::empirical::error::EmpiricalError;
 use crate::empirical::model::Model;
 use crate::report::read_json;
@@ -43,6 +43,15 @@ pub struct MemberOutput {
 /// The file holding the ensemble's outputs.
 pub const MEMBERS_FILE: &str = "ensemble/members.json";
 
+/// The ensemble member with seed `seed`.
+fn member(seed: u64) -> Trainee<'static> {
+    Trainee {
+        design: "ensemble",
+        condition: "target-only",
+        seed,
+    }
+}
+
 /// The weights file of the ensemble member with seed `seed`.
 fn member_weights(seed: u64) -> String {
     format!("ensemble/member_s{seed}.safetensors")
@@ -69,19 +78,14 @@ pub fn ensemble(r: &Runner) -> Result<Option<Vec<MemberOutput>>, EmpiricalError>
     let targets = train.labels_at_level(r.config().data.target_level);
     let mut out = Vec::new();
     for &s in &e.seeds {
-        let model = r.model(r.num_targets(), derive(s, "init"))?;
-        let who = Trainee {
-            design: "ensemble",
-            condition: "target-only",
-            seed: s,
-        };
+        let who = member(s);
+        let model = r.model(r.num_targets(), who.key("init"))?;
         let phase = Phase {
             name: "ensemble",
             set: train,
             labels: &targets,
             epochs,
             lr: &r.config().train.pretrain_lr,
-            seed: derive(s, "baseline"),
         };
         let epochs = r.train(&model, &who, &phase)?;
         let logits = r.test_logits(&model)?;
@@ -101,7 +105,7 @@ pub fn ensemble(r: &Runner) -> Result<Option<Vec<MemberOutput>>, EmpiricalError>
 /// "ensemble"`).
 pub fn first_member(r: &Runner) -> Result<Model, EmpiricalError> {
     let s = r.config().hard.ensemble.as_ref().map_or(0, |e| e.seeds[0]);
-    let m = r.model(r.num_targets(), derive(s, "init"))?;
+    let m = r.model(r.num_targets(), member(s).key("init"))?;
     m.load_weights(&r.dir().path(&member_weights(s)))?;
     Ok(m)
 }

@@ -12,14 +12,13 @@
 use std::collections::BTreeMap;
 
 use rand::seq::SliceRandom;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use super::config::StudyConfig;
 use super::config::{EmbeddingSource, LabelSpec};
 use super::designs::Design;
 use super::hard::first_member;
-use super::runner::{derive, Runner};
+use super::runner::Runner;
 use crate::empirical::cluster::{cluster_global, cluster_within};
 use crate::empirical::data::ImageSet;
 use crate::empirical::error::EmpiricalError;
@@ -186,7 +185,10 @@ pub fn embeddings(r: &Runner, set: &ImageSet) -> Result<Array2<f32>, EmpiricalEr
     let cfg = r.config();
     let model = match cfg.embedding.source {
         EmbeddingSource::Ensemble => first_member(r)?,
-        EmbeddingSource::RandomNet => r.model(r.num_targets(), cfg.embedding.seed)?,
+        EmbeddingSource::RandomNet => r.model(
+            r.num_targets(),
+            crate::seed::derive(cfg.embedding.seed, &["embedding", "init"]),
+        )?,
     };
     r.features(&model, set)
 }
@@ -212,7 +214,7 @@ pub fn for_design(r: &Runner, design: &Design) -> Result<DesignLabels, Empirical
             &design.train,
             cfg.data.target_level,
             emb.as_ref(),
-            derive(cfg.embedding.seed, &g.name),
+            labels_key(cfg, &g.name),
             cfg.embedding.iters,
         )
         .map_err(|e| EmpiricalError::Labels {
@@ -237,9 +239,15 @@ pub fn for_design(r: &Runner, design: &Design) -> Result<DesignLabels, Empirical
     Ok(DesignLabels(labels))
 }
 
+/// The key of the labels of the granularity `name` (every random choice of its labels, k-means
+/// included, comes from it).
+pub fn labels_key(cfg: &StudyConfig, name: &str) -> u64 {
+    crate::seed::derive(cfg.embedding.seed, &["labels", name])
+}
+
 /// Builds the labels of `spec` for `train` (targets at `target_level`). `embeddings` (one row
-/// per training image) are needed by the k-means kinds; `seed` drives every random choice and
-/// `iters` is the number of k-means iterations.
+/// per training image) are needed by the k-means kinds; every random choice comes from the key
+/// `seed` ([`labels_key`]) and `iters` is the number of k-means iterations.
 pub fn build_labels(
     spec: &LabelSpec,
     train: &ImageSet,
@@ -251,7 +259,8 @@ pub fn build_labels(
     let h = &train.hierarchy;
     let targets = train.labels_at_level(target_level);
     let num_targets = h.num_classes(target_level);
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut rng = crate::seed::stream(seed, 0);
+    let kmeans_key = crate::seed::derive(seed, &["kmeans"]);
     let bad = |m: String| EmpiricalError::invalid("granularity", m);
     let need_emb = || -> Result<(&[f32], usize, usize), EmpiricalError> {
         let e = embeddings.ok_or_else(|| bad("k-means labels need embeddings".into()))?;
@@ -286,7 +295,7 @@ pub fn build_labels(
                 h.num_classes(level),
                 *k,
                 iters,
-                seed,
+                kmeans_key,
             )?;
             (rule.label_all(&train.leaves, &mut rng), rule.num_classes())
         }

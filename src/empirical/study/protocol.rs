@@ -20,7 +20,7 @@ use super::hard::{assign_hard_subsets, ensemble, ensemble_epochs, MEMBERS_FILE};
 use super::labels::{self, LabelSummary, PretrainLabels};
 use super::report::write_reports;
 use super::results::EpochRecord;
-use super::runner::{derive, prepare_dir, Cell, CellOutcome, Phase, RunOptions, Runner, Trainee};
+use super::runner::{prepare_dir, Cell, CellOutcome, Phase, RunOptions, Runner, Trainee};
 use super::summary::StudySummary;
 use crate::empirical::error::EmpiricalError;
 use crate::empirical::model::Kernels;
@@ -75,14 +75,13 @@ pub fn cells<'c>(cfg: &'c StudyConfig, design: &Design) -> Vec<Cell<'c>> {
 fn baseline(r: &Runner, design: &Design, who: &Trainee) -> Result<CellOutcome, EmpiricalError> {
     let cfg = r.config();
     let targets = design.train.labels_at_level(cfg.data.target_level);
-    let model = r.model(r.num_targets(), derive(who.seed, "init"))?;
+    let model = r.model(r.num_targets(), who.key("init"))?;
     let phase = Phase {
         name: "baseline",
         set: &design.train,
         labels: &targets,
         epochs: cell_epochs(cfg, &Cell::Baseline),
         lr: &cfg.train.pretrain_lr,
-        seed: derive(who.seed, "baseline"),
     };
     let epochs = r.train(&model, who, &phase)?;
     let logits = r.test_logits(&model)?;
@@ -106,14 +105,13 @@ fn pretrained(
     let hard = design.test_is_hard.as_deref();
     let targets = design.train.labels_at_level(cfg.data.target_level);
     let mut readouts = Vec::new();
-    let model = r.model(labels.num_classes, derive(who.seed, "init"))?;
+    let model = r.model(labels.num_classes, who.key("init"))?;
     let pretrain = Phase {
         name: "pretrain",
         set: &design.train,
         labels: &labels.labels,
         epochs: t.pretrain_epochs,
         lr: &t.pretrain_lr,
-        seed: derive(who.seed, "pretrain"),
     };
     let mut epochs: Vec<EpochRecord> = r.train(&model, who, &pretrain)?;
 
@@ -135,21 +133,20 @@ fn pretrained(
             &targets,
             r.num_targets(),
             &t.probe,
-            derive(who.seed, "probe"),
+            who.key("probe"),
         )?;
         let logits = probe.logits(&test_features)?;
         readouts.push(r.score(Readout::LinearProbe, &logits, hard));
     }
     if t.readouts.contains(&Readout::Finetune) {
         let mut model = model;
-        model.replace_head(r.num_targets(), derive(who.seed, "head"))?;
+        model.replace_head(r.num_targets(), who.key("head"))?;
         let finetune = Phase {
             name: "finetune",
             set: &design.train,
             labels: &targets,
             epochs: t.finetune_epochs,
             lr: &t.finetune_lr,
-            seed: derive(who.seed, "finetune"),
         };
         epochs.extend(r.train(&model, who, &finetune)?);
         let logits = r.test_logits(&model)?;

@@ -7,8 +7,6 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use candle_core::Device;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 
 use super::config::{GranularitySpec, Readout, StudyConfig};
 use super::designs::{Design, StudyData};
@@ -44,16 +42,6 @@ pub struct RunOptions {
     pub kernels: Kernels,
 }
 
-/// Deterministic sub-seed for one use of a seed.
-pub(crate) fn derive(seed: u64, salt: &str) -> u64 {
-    let mut z = seed ^ 0x9E37_79B9_7F4A_7C15;
-    for b in salt.bytes() {
-        z = (z ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-    }
-    z ^= z >> 31;
-    z.wrapping_mul(0xBF58_476D_1CE4_E5B9)
-}
-
 /// What a cell of a design runs.
 pub enum Cell<'a> {
     /// The target labels from scratch.
@@ -83,8 +71,16 @@ pub struct Trainee<'a> {
     pub design: &'a str,
     /// The condition.
     pub condition: &'a str,
-    /// The seed (the cell's, not a derived one).
+    /// The seed (the cell's): every draw of its phases comes from it, keyed by what it is for
+    /// ([`Trainee::key`]).
     pub seed: u64,
+}
+
+impl Trainee<'_> {
+    /// The key of the purpose `name` (`"init"`, `"probe"`, ...) under the trainee's seed.
+    pub fn key(&self, name: &str) -> u64 {
+        crate::seed::derive(self.seed, &[name])
+    }
 }
 
 /// One training phase of a network.
@@ -99,8 +95,6 @@ pub struct Phase<'a> {
     pub epochs: usize,
     /// The learning-rate schedule over those epochs.
     pub lr: &'a LrSchedule,
-    /// Seed of the phase's generator (batch order and augmentation).
-    pub seed: u64,
 }
 
 /// What the body of a cell produced.
@@ -202,8 +196,9 @@ impl<'a> Runner<'a> {
     }
 
     /// Trains `model` through `phase`, checkpointing after every epoch and resuming from the
-    /// checkpoint if one exists. Returns the epoch records (including those of epochs run before
-    /// a resume).
+    /// checkpoint if one exists. Batch order and augmentation come from the generator of the
+    /// phase's name under the trainee's seed. Returns the epoch records (including those of
+    /// epochs run before a resume).
     pub fn train(
         &self,
         model: &Model,
@@ -216,7 +211,7 @@ impl<'a> Runner<'a> {
         let mut sgd = Sgd::new(model.trainable_params(), self.cfg.train.sgd)?;
         let schedule = Schedule::new(phase.lr.clone(), epochs, ecfg.steps_per_epoch(set.len))?;
         let (mut start, mut rng, mut records) =
-            (0, ChaCha8Rng::seed_from_u64(phase.seed), Vec::new());
+            (0, crate::seed::rng(who.seed, &[phase.name]), Vec::new());
         if ckpt.exists() {
             let r = load_checkpoint(&ckpt, model, &mut sgd)?;
             start = r.epochs_done;

@@ -9,10 +9,10 @@ use std::path::Path;
 
 use super::config::{EmbeddingSource, LabelSpec, Readout, StudyConfig};
 use super::designs::load_data;
-use super::labels::{build_labels, embeddings, LabelSummary};
+use super::labels::{build_labels, embeddings, labels_key, LabelSummary};
 use super::protocol::resolved_config;
 use super::results::{CellResult, ReadoutError};
-use super::runner::{derive, prepare_dir, Phase, RunOptions, Runner, Trainee};
+use super::runner::{prepare_dir, Phase, RunOptions, Runner, Trainee};
 use crate::empirical::error::EmpiricalError;
 use crate::empirical::probe::LinearProbe;
 
@@ -116,24 +116,23 @@ pub fn pretrain(
         &data.train,
         tl,
         emb.as_ref(),
-        derive(cfg.embedding.seed, name),
+        labels_key(cfg, name),
         cfg.embedding.iters,
     )?;
-    let model = r.model(l.num_classes, derive(seed, "init"))?;
-    r.progress()
-        .set_length((cfg.train.pretrain_epochs * data.train.len) as u64);
     let who = Trainee {
         design: "single",
         condition: name,
         seed,
     };
+    let model = r.model(l.num_classes, who.key("init"))?;
+    r.progress()
+        .set_length((cfg.train.pretrain_epochs * data.train.len) as u64);
     let phase = Phase {
         name: "pretrain",
         set: &data.train,
         labels: &l.labels,
         epochs: cfg.train.pretrain_epochs,
         lr: &cfg.train.pretrain_lr,
-        seed: derive(seed, "pretrain"),
     };
     let epochs = r.train(&model, &who, &phase)?;
     model.save_weights(&r.dir().path("weights.safetensors"))?;
@@ -171,7 +170,12 @@ pub fn finetune(
     );
     let r = Runner::new(cfg, prepare_dir(&opts.out, &resolved, false)?, &data, opts);
     let targets = data.train.labels_at_level(cfg.data.target_level);
-    let model = r.model(r.num_targets(), derive(seed, "head"))?;
+    let who = Trainee {
+        design: "single",
+        condition: "finetune",
+        seed,
+    };
+    let model = r.model(r.num_targets(), who.key("head"))?;
     model.load_backbone(weights)?;
     let hard = data.synthetic_hard.as_deref();
     let train_features = r.features(&model, &data.train)?;
@@ -181,23 +185,17 @@ pub fn finetune(
         &targets,
         r.num_targets(),
         &cfg.train.probe,
-        derive(seed, "probe"),
+        who.key("probe"),
     )?;
     let mut readouts = vec![r.score(Readout::LinearProbe, &probe.logits(&test_features)?, hard)];
     r.progress()
         .set_length((cfg.train.finetune_epochs * data.train.len) as u64);
-    let who = Trainee {
-        design: "single",
-        condition: "finetune",
-        seed,
-    };
     let phase = Phase {
         name: "finetune",
         set: &data.train,
         labels: &targets,
         epochs: cfg.train.finetune_epochs,
         lr: &cfg.train.finetune_lr,
-        seed: derive(seed, "finetune"),
     };
     let epochs = r.train(&model, &who, &phase)?;
     readouts.push(r.score(Readout::Finetune, &r.test_logits(&model)?, hard));

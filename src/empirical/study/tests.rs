@@ -3,8 +3,6 @@
 use std::path::Path;
 
 use candle_core::Device;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 
 use super::config::{Readout, StudyConfig};
 use super::designs::load_data;
@@ -138,7 +136,6 @@ fn phase_resumes_from_its_checkpoint() {
         labels: &labels,
         epochs: 2,
         lr: &cfg.train.pretrain_lr,
-        seed: 9,
     };
     let m1 = Model::new(cfg.model, 4, 1, &Device::Cpu).unwrap();
     let straight = runner.train(&m1, &who, &phase).unwrap();
@@ -160,7 +157,7 @@ fn phase_resumes_from_its_checkpoint() {
         ecfg.steps_per_epoch(data.train.len),
     )
     .unwrap();
-    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    let mut rng = crate::seed::rng(0, &["p"]);
     train_epoch(
         &m2,
         &mut sgd,
