@@ -30,8 +30,8 @@ struct Cli {
     set: Vec<String>,
     /// Layer implementation on the CPU: "fast" (this crate's kernels) or "stock" (candle's own
     /// operations, several times slower; for checking the fast path end to end).
-    #[arg(long, global = true, default_value = "fast", value_parser = ["fast", "stock"])]
-    kernels: String,
+    #[arg(long, global = true, value_enum, default_value_t = Kernels::Fast)]
+    kernels: Kernels,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -193,11 +193,7 @@ fn main() -> Result<()> {
     granularity::runtime::tune_allocator();
     let cli = Cli::parse();
     let dev = device(&cli.device)?;
-    let kernels = if cli.kernels == "stock" {
-        Kernels::Stock
-    } else {
-        Kernels::Fast
-    };
+    let kernels = cli.kernels;
     match cli.command {
         None => study(
             &synthetic_default(&cli.set)?,

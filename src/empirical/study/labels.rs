@@ -3,11 +3,12 @@
 //! whole set) and levels coarser than the target; and the summed head that reads target
 //! predictions off a network trained on labels nested inside the target classes.
 //!
-//! Whatever made them, the labels are summarised the same way, from the data: for each
-//! pretraining class, the target class of its images when they all share one (the class is then
-//! *nested* in that target) or none when they cross targets; a label set is *aligned* when every
-//! class is nested, and its *purity* is the fraction of training images whose class's majority
-//! target is their own target (1 for aligned labels).
+//! Whatever made them, the labels come with their [`LabelRule`]: for each pretraining class, the
+//! target class it lies inside (the class is then *nested* in that target) or none when it
+//! crosses targets. A label set is *aligned* when every class is nested; its *purity* is the
+//! fraction of training images whose class's majority target is their own target (1 for aligned
+//! labels). Relabelings of the hierarchy know their classes' targets from the tree; labels made
+//! from the data (k-means, coarser groups) are a table rule read against the images' targets.
 
 use std::collections::BTreeMap;
 
@@ -15,27 +16,23 @@ use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
 use super::config::StudyConfig;
-use super::config::{EmbeddingSource, LabelSpec};
+use super::config::{DataLabels, EmbeddingSource, LabelSpec};
 use super::designs::Design;
 use super::hard::first_member;
 use super::runner::Runner;
 use crate::empirical::cluster::{cluster_global, cluster_within};
 use crate::empirical::data::ImageSet;
 use crate::empirical::error::EmpiricalError;
+use crate::hierarchy::LabelRule;
 use ndarray::Array2;
 
 /// The pretraining labels of one granularity on one training set.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PretrainLabels {
-    /// The label of every training image (below `num_classes`).
+    /// The rule the labels were drawn with (classes and their targets).
+    pub rule: LabelRule,
+    /// The label of every training image (below the rule's class count).
     pub labels: Vec<usize>,
-    /// Number of pretraining classes (some may be empty, e.g. random labels of a small set).
-    pub num_classes: usize,
-    /// For each class, the target class all its images share; None if they cross targets or the
-    /// class is empty.
-    pub target_of_class: Vec<Option<usize>>,
-    /// Every non-empty class lies inside one target class.
-    pub aligned: bool,
     /// Fraction of images whose class's majority target is their own target.
     pub purity: f64,
 }
@@ -66,73 +63,88 @@ impl LabelSummary {
 }
 
 impl PretrainLabels {
-    /// The summary a cell records.
-    pub fn summary(&self) -> LabelSummary {
-        LabelSummary {
-            classes: self.num_classes,
-            used_classes: self.used_classes(),
-            aligned: self.aligned,
-            purity: self.purity,
-        }
-    }
-
-    /// Summarises `labels` against the images' `targets` (see the module doc).
-    pub fn from_labels(
+    /// The labels drawn with `rule` for the images whose targets are `targets`.
+    pub fn new(
+        rule: LabelRule,
         labels: Vec<usize>,
-        num_classes: usize,
         targets: &[usize],
-        num_targets: usize,
     ) -> Result<Self, EmpiricalError> {
+        let (n, nt) = (rule.num_classes(), rule.num_targets());
         if labels.len() != targets.len() {
             return Err(EmpiricalError::invalid(
                 "pretraining labels",
                 format!("{} labels for {} images", labels.len(), targets.len()),
             ));
         }
-        let mut counts = vec![vec![0usize; num_targets]; num_classes];
+        let mut counts = vec![vec![0usize; nt]; n];
         for (&l, &t) in labels.iter().zip(targets) {
-            if l >= num_classes || t >= num_targets {
+            if l >= n || t >= nt {
                 return Err(EmpiricalError::invalid(
                     "pretraining labels",
-                    format!("label {l} / target {t} out of range ({num_classes} / {num_targets})"),
+                    format!("label {l} / target {t} out of range ({n} / {nt})"),
                 ));
             }
             counts[l][t] += 1;
         }
-        let mut target_of_class = Vec::with_capacity(num_classes);
-        let mut aligned = true;
-        let mut pure = 0usize;
-        for c in &counts {
-            let used: Vec<usize> = (0..num_targets).filter(|&t| c[t] > 0).collect();
-            pure += c.iter().copied().max().unwrap_or(0);
-            match used.len() {
-                0 => target_of_class.push(None),
-                1 => target_of_class.push(Some(used[0])),
-                _ => {
-                    aligned = false;
-                    target_of_class.push(None);
-                }
-            }
-        }
+        let pure: usize = counts
+            .iter()
+            .map(|c| c.iter().copied().max().unwrap_or(0))
+            .sum();
         let purity = if labels.is_empty() {
             f64::NAN
         } else {
             pure as f64 / labels.len() as f64
         };
         Ok(PretrainLabels {
+            rule,
             labels,
-            num_classes,
-            target_of_class,
-            aligned,
             purity,
         })
     }
 
+    /// Labels made from the data (k-means clusters, groups of targets): a table rule whose
+    /// classes' targets are read off the images' `targets`.
+    pub fn from_table(
+        name: &str,
+        labels: Vec<usize>,
+        num_classes: usize,
+        targets: &[usize],
+        num_targets: usize,
+    ) -> Result<Self, EmpiricalError> {
+        let rule = LabelRule::from_table(name, labels.clone(), num_classes, targets, num_targets)?;
+        Self::new(rule, labels, targets)
+    }
+
+    /// Number of pretraining classes (some may be empty, e.g. random labels of a small set).
+    pub fn num_classes(&self) -> usize {
+        self.rule.num_classes()
+    }
+
+    /// Every class lies inside one target class.
+    pub fn aligned(&self) -> bool {
+        self.rule.is_aligned()
+    }
+
+    /// The summary a cell records.
+    pub fn summary(&self) -> LabelSummary {
+        LabelSummary {
+            classes: self.num_classes(),
+            used_classes: self.used_classes(),
+            aligned: self.aligned(),
+            purity: self.purity,
+        }
+    }
+
+    /// Whether each class labels at least one image.
+    fn used(&self) -> Vec<bool> {
+        let mut seen = vec![false; self.num_classes()];
+        self.labels.iter().for_each(|&c| seen[c] = true);
+        seen
+    }
+
     /// Number of classes that label at least one image.
     pub fn used_classes(&self) -> usize {
-        let mut seen = vec![false; self.num_classes];
-        self.labels.iter().for_each(|&c| seen[c] = true);
-        seen.iter().filter(|&&s| s).count()
+        self.used().iter().filter(|&&s| s).count()
     }
 
     /// The summed head: the target logits as the sum of the logits of the pretraining classes
@@ -142,23 +154,24 @@ impl PretrainLabels {
         logits: &Array2<f32>,
         num_targets: usize,
     ) -> Result<Option<Array2<f32>>, EmpiricalError> {
-        if !self.aligned {
+        if !self.aligned() {
             return Ok(None);
         }
-        if logits.ncols() != self.num_classes {
+        if logits.ncols() != self.num_classes() {
             return Err(EmpiricalError::invalid(
                 "summed head",
                 format!(
                     "{} logits per image for {} pretraining classes",
                     logits.ncols(),
-                    self.num_classes
+                    self.num_classes()
                 ),
             ));
         }
+        let used = self.used();
         let mut out = Array2::zeros((logits.nrows(), num_targets));
         for (mut o, row) in out.rows_mut().into_iter().zip(logits.rows()) {
-            for (&v, t) in row.iter().zip(&self.target_of_class) {
-                if let Some(t) = *t {
+            for ((&v, t), &u) in row.iter().zip(self.rule.target_of_class()).zip(&used) {
+                if let (Some(t), true) = (*t, u) {
                     o[t] += v;
                 }
             }
@@ -227,8 +240,8 @@ pub fn for_design(r: &Runner, design: &Design) -> Result<DesignLabels, Empirical
         .iter()
         .map(|(k, l)| {
             let v = serde_json::json!({
-                "classes": l.num_classes,
-                "aligned": l.aligned,
+                "classes": l.num_classes(),
+                "aligned": l.aligned(),
                 "purity": l.purity,
             });
             (k, v)
@@ -276,8 +289,13 @@ pub fn build_labels(
             .ok_or_else(|| bad("embeddings must be a standard-layout array".into()))?;
         Ok((flat, e.nrows(), e.ncols()))
     };
-    let (labels, num_classes) = match spec {
-        LabelSpec::KmeansWithin { k, level } => {
+    let (rule, labels) = match spec {
+        LabelSpec::Hierarchy(relabel) => {
+            let rule = relabel.build_for_samples(h, target_level, &train.leaves, &mut rng)?;
+            let labels = rule.label_all(&train.leaves, &mut rng);
+            (rule, labels)
+        }
+        LabelSpec::Data(DataLabels::KmeansWithin { k, level }) => {
             let level = level.unwrap_or(target_level);
             if level >= h.num_levels() {
                 return Err(bad(format!(
@@ -297,14 +315,20 @@ pub fn build_labels(
                 iters,
                 kmeans_key,
             )?;
-            (rule.label_all(&train.leaves, &mut rng), rule.num_classes())
+            // the clusters' targets are read at the target level (not at `level`)
+            let labels = rule.label_all(&train.leaves, &mut rng);
+            let n = rule.num_classes();
+            let rule =
+                LabelRule::from_table(rule.name(), labels.clone(), n, &targets, num_targets)?;
+            (rule, labels)
         }
-        LabelSpec::KmeansGlobal { k } => {
+        LabelSpec::Data(DataLabels::KmeansGlobal { k }) => {
             let (e, rows, cols) = need_emb()?;
             let rule = cluster_global(e, rows, cols, &targets, num_targets, *k, iters, seed)?;
-            (rule.label_all(&train.leaves, &mut rng), rule.num_classes())
+            let labels = rule.label_all(&train.leaves, &mut rng);
+            (rule, labels)
         }
-        LabelSpec::Coarser { groups } => {
+        LabelSpec::Data(DataLabels::Coarser { groups }) => {
             if *groups >= num_targets {
                 return Err(bad(format!(
                     "coarser labels need fewer groups than the {num_targets} target classes, got {groups}"
@@ -316,17 +340,14 @@ pub fn build_labels(
             for (i, &t) in order.iter().enumerate() {
                 group_of[t] = i % groups;
             }
-            (targets.iter().map(|&t| group_of[t]).collect(), *groups)
-        }
-        other => {
-            let relabel = other
-                .relabeling()
-                .ok_or_else(|| bad(format!("unsupported labels {other:?}")))?;
-            let rule = relabel.build_for_samples(h, target_level, &train.leaves, &mut rng)?;
-            (rule.label_all(&train.leaves, &mut rng), rule.num_classes())
+            let labels: Vec<usize> = targets.iter().map(|&t| group_of[t]).collect();
+            let name = format!("coarser_{groups}");
+            let rule =
+                LabelRule::from_table(&name, labels.clone(), *groups, &targets, num_targets)?;
+            (rule, labels)
         }
     };
-    PretrainLabels::from_labels(labels, num_classes, &targets, num_targets)
+    PretrainLabels::new(rule, labels, &targets)
 }
 
 #[cfg(test)]
@@ -350,6 +371,9 @@ mod tests {
     }
 
     /// Every kind of label nests in the target classes or crosses them as it should.
+    use crate::hierarchy::Relabeling;
+    use LabelSpec::{Data as D, Hierarchy as R};
+
     #[test]
     fn labels_nest_or_cross_as_designed() {
         let train = data();
@@ -360,44 +384,56 @@ mod tests {
             [fine[i] as f32 * 10.0, (i % 3) as f32 * 0.1][j]
         });
         let cases: Vec<(LabelSpec, Option<bool>, Option<usize>)> = vec![
-            (LabelSpec::Level { level: 0 }, Some(true), Some(3)),
-            (LabelSpec::Level { level: 1 }, Some(true), Some(8)),
-            (LabelSpec::MergeWithin { groups: 2 }, Some(true), Some(6)),
+            (LabelSpec::level(0), Some(true), Some(3)),
+            (LabelSpec::level(1), Some(true), Some(8)),
             (
-                LabelSpec::RandomAligned { per_target: 4 },
+                R(Relabeling::MergeWithin { groups: 2 }),
+                Some(true),
+                Some(6),
+            ),
+            (
+                R(Relabeling::RandomAligned { per_target: 4 }),
                 Some(true),
                 Some(12),
             ),
-            (LabelSpec::Misaligned { groups: 3 }, Some(false), Some(3)),
-            (LabelSpec::SplitFiner { splits: 2 }, Some(true), Some(16)),
-            (LabelSpec::PerSample, Some(true), Some(n)),
             (
-                LabelSpec::KmeansWithin { k: 2, level: None },
+                R(Relabeling::Misaligned { groups: 3 }),
+                Some(false),
+                Some(3),
+            ),
+            (
+                R(Relabeling::SplitFiner { splits: 2 }),
+                Some(true),
+                Some(16),
+            ),
+            (R(Relabeling::PerSample), Some(true), Some(n)),
+            (
+                D(DataLabels::KmeansWithin { k: 2, level: None }),
                 Some(true),
                 None,
             ),
             (
-                LabelSpec::KmeansWithin {
+                D(DataLabels::KmeansWithin {
                     k: 2,
                     level: Some(1),
-                },
+                }),
                 Some(true),
                 Some(16),
             ),
-            (LabelSpec::KmeansGlobal { k: 4 }, Some(false), Some(4)),
-            (LabelSpec::Coarser { groups: 2 }, Some(false), Some(2)),
+            (D(DataLabels::KmeansGlobal { k: 4 }), Some(false), Some(4)),
+            (D(DataLabels::Coarser { groups: 2 }), Some(false), Some(2)),
         ];
         for (spec, aligned, classes) in cases {
             let l = build_labels(&spec, &train, 0, Some(&emb), 3, 20).unwrap();
             assert_eq!(l.labels.len(), n);
-            assert!(l.labels.iter().all(|&c| c < l.num_classes), "{spec:?}");
+            assert!(l.labels.iter().all(|&c| c < l.num_classes()), "{spec:?}");
             if let Some(a) = aligned {
-                assert_eq!(l.aligned, a, "{spec:?}");
+                assert_eq!(l.aligned(), a, "{spec:?}");
             }
             if let Some(c) = classes {
-                assert_eq!(l.num_classes, c, "{spec:?}");
+                assert_eq!(l.num_classes(), c, "{spec:?}");
             }
-            if l.aligned {
+            if l.aligned() {
                 assert_eq!(l.purity, 1.0);
             } else {
                 assert!(l.purity < 1.0);
@@ -410,10 +446,10 @@ mod tests {
         }
         // k-means inside each fine class nests inside the leaves too
         let l = build_labels(
-            &LabelSpec::KmeansWithin {
+            &D(DataLabels::KmeansWithin {
                 k: 2,
                 level: Some(1),
-            },
+            }),
             &train,
             0,
             Some(&emb),
@@ -421,28 +457,35 @@ mod tests {
             20,
         )
         .unwrap();
-        let f = PretrainLabels::from_labels(l.labels.clone(), l.num_classes, &fine, 8).unwrap();
-        assert!(f.aligned);
+        let f =
+            PretrainLabels::from_table("km", l.labels.clone(), l.num_classes(), &fine, 8).unwrap();
+        assert!(f.aligned());
         // the k-means kinds without embeddings, and a coarser level that is not coarser, fail
-        assert!(build_labels(&LabelSpec::KmeansGlobal { k: 2 }, &train, 0, None, 0, 5).is_err());
-        assert!(build_labels(&LabelSpec::Coarser { groups: 3 }, &train, 0, None, 0, 5).is_err());
+        assert!(
+            build_labels(&D(DataLabels::KmeansGlobal { k: 2 }), &train, 0, None, 0, 5).is_err()
+        );
+        assert!(
+            build_labels(&D(DataLabels::Coarser { groups: 3 }), &train, 0, None, 0, 5).is_err()
+        );
     }
 
     /// The summed head sums the logits of the classes nested in each target and is undefined
     /// for labels that cross targets.
     #[test]
     fn summed_head_sums_nested_classes() {
-        // 4 classes: 0,1 in target 0; 2 in target 1; 3 empty
-        let l = PretrainLabels::from_labels(vec![0, 1, 2, 2], 4, &[0, 0, 1, 1], 2).unwrap();
-        assert!(l.aligned);
-        assert_eq!(l.target_of_class, vec![Some(0), Some(0), Some(1), None]);
-        let logits = ndarray::array![[1.0f32, 2.0, 2.5, 100.0], [-1.0, 0.5, 0.0, 0.0]];
+        // 3 classes: 0,1 in target 0; 2 in target 1
+        let l = PretrainLabels::from_table("t", vec![0, 1, 2, 2], 3, &[0, 0, 1, 1], 2).unwrap();
+        assert!(l.aligned());
+        assert_eq!(l.rule.target_of_class(), &[Some(0), Some(0), Some(1)]);
+        let logits = ndarray::array![[1.0f32, 2.0, 2.5], [-1.0, 0.5, 0.0]];
         let m = l.summed_head(&logits, 2).unwrap().unwrap();
         assert_eq!(m, ndarray::array![[3.0f32, 2.5], [-0.5, 0.0]]);
         assert_eq!(predictions(&m), vec![0, 1]);
-        let crossing = PretrainLabels::from_labels(vec![0, 0, 1, 1], 2, &[0, 1, 1, 1], 2).unwrap();
-        assert!(!crossing.aligned);
+        let crossing =
+            PretrainLabels::from_table("c", vec![0, 0, 1, 1], 2, &[0, 1, 1, 1], 2).unwrap();
+        assert!(!crossing.aligned());
         assert_eq!(crossing.purity, 0.75);
+        let logits = ndarray::array![[1.0f32, 2.0]];
         assert!(crossing.summed_head(&logits, 2).unwrap().is_none());
     }
 }

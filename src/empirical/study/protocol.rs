@@ -105,7 +105,7 @@ fn pretrained(
     let hard = design.test_is_hard.as_deref();
     let targets = design.train.labels_at_level(cfg.data.target_level);
     let mut readouts = Vec::new();
-    let model = r.model(labels.num_classes, who.key("init"))?;
+    let model = r.model(labels.num_classes(), who.key("init"))?;
     let pretrain = Phase {
         name: "pretrain",
         set: &design.train,

@@ -345,9 +345,7 @@ impl<'a> Runner<'a> {
         let out = body(&who)?;
         let family = match cell {
             Cell::Baseline => "baseline",
-            Cell::Pretrained { granularity } => {
-                granularity.labels.family(self.cfg.data.target_level)
-            }
+            Cell::Pretrained { granularity } => granularity.labels.family(),
         };
         let result = CellResult {
             design: design.name.clone(),

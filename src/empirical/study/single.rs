@@ -73,7 +73,7 @@ pub fn pretrain(
 ) -> Result<String, EmpiricalError> {
     let tl = cfg.data.target_level;
     let spec = if name == "target" {
-        LabelSpec::Level { level: tl }
+        LabelSpec::level(tl)
     } else {
         cfg.granularities
             .iter()
@@ -124,7 +124,7 @@ pub fn pretrain(
         condition: name,
         seed,
     };
-    let model = r.model(l.num_classes, who.key("init"))?;
+    let model = r.model(l.num_classes(), who.key("init"))?;
     r.progress()
         .set_length((cfg.train.pretrain_epochs * data.train.len) as u64);
     let phase = Phase {
@@ -145,7 +145,7 @@ pub fn pretrain(
     r.drop_checkpoints(&who, &["pretrain"]);
     let cell = single_result(
         name.into(),
-        spec.family(tl),
+        spec.family(),
         seed,
         l.summary(),
         readouts,
