@@ -253,3 +253,59 @@ fn quick_config_runs_on_cifar100() {
     }
     assert!(out.join("granularity_balanced_finetune.svg").exists());
 }
+
+/// `--kernels stock` reaches the networks of a single run: the folder records it, and the run
+/// trains on candle's stock operations (its weights differ from the fast path's in their last
+/// bits, as the two sum in different orders, while the losses agree to rounding).
+#[test]
+fn pretrain_kernels_stock_trains_on_the_stock_path() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("s.toml");
+    std::fs::write(
+        &cfg,
+        include_str!("../experiments/empirical/synthetic.toml").replace(
+            "source = \"synthetic\"",
+            "source = \"synthetic\"\nsynthetic = { image_size = 16, patch_size = 4, subclasses = [2, 2], train_per_leaf = 16, test_easy_per_leaf = 6, test_hard_per_leaf = 6 }",
+        ),
+    )
+    .unwrap();
+    let train = |kernels: &str| {
+        let out = tmp.path().join(kernels);
+        let o = run(&[
+            "--kernels",
+            kernels,
+            "--set",
+            "model.width=4",
+            "--set",
+            "train.pretrain_epochs=2",
+            "pretrain",
+            cfg.to_str().unwrap(),
+            "--granularity",
+            "fine-10",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", text(&o));
+        let config = std::fs::read_to_string(out.join("config.toml")).unwrap();
+        assert_eq!(config.contains("--kernels stock"), kernels == "stock");
+        let r: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("result.json")).unwrap())
+                .unwrap();
+        let losses: Vec<f64> = r["epochs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["loss"].as_f64().unwrap())
+            .collect();
+        (
+            losses,
+            std::fs::read(out.join("weights.safetensors")).unwrap(),
+        )
+    };
+    let ((fast, wf), (stock, ws)) = (train("fast"), train("stock"));
+    assert_eq!(fast.len(), 2);
+    assert_ne!(wf, ws, "the stock run gave the fast path's bits");
+    for (f, s) in fast.iter().zip(&stock) {
+        assert!((f - s).abs() < 1e-3 * f.abs(), "fast {f} vs stock {s}");
+    }
+}

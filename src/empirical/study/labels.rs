@@ -324,7 +324,7 @@ pub fn build_labels(
         }
         LabelSpec::Data(DataLabels::KmeansGlobal { k }) => {
             let (e, rows, cols) = need_emb()?;
-            let rule = cluster_global(e, rows, cols, &targets, num_targets, *k, iters, seed)?;
+            let rule = cluster_global(e, rows, cols, &targets, num_targets, *k, iters, kmeans_key)?;
             let labels = rule.label_all(&train.leaves, &mut rng);
             (rule, labels)
         }
