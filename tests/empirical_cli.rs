@@ -89,10 +89,9 @@ fn synthetic_study_runs_resumes_and_replots() {
     assert!(text(&o).contains("--fresh"), "{}", text(&o));
 }
 
-#[test]
-fn single_pretrain_then_finetune() {
-    let tmp = tempfile::tempdir().unwrap();
-    let cfg = tmp.path().join("s.toml");
+/// The embedded synthetic config with tiny images, written to `dir/s.toml`.
+fn tiny_config_file(dir: &Path) -> std::path::PathBuf {
+    let cfg = dir.join("s.toml");
     std::fs::write(
         &cfg,
         include_str!("../experiments/empirical/synthetic.toml").replace(
@@ -101,6 +100,13 @@ fn single_pretrain_then_finetune() {
         ),
     )
     .unwrap();
+    cfg
+}
+
+#[test]
+fn single_pretrain_then_finetune() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tiny_config_file(tmp.path());
     let cfg_s = cfg.to_str().unwrap();
     let pre = tmp.path().join("pre");
     let ft = tmp.path().join("ft");
@@ -260,15 +266,7 @@ fn quick_config_runs_on_cifar100() {
 #[test]
 fn pretrain_kernels_stock_trains_on_the_stock_path() {
     let tmp = tempfile::tempdir().unwrap();
-    let cfg = tmp.path().join("s.toml");
-    std::fs::write(
-        &cfg,
-        include_str!("../experiments/empirical/synthetic.toml").replace(
-            "source = \"synthetic\"",
-            "source = \"synthetic\"\nsynthetic = { image_size = 16, patch_size = 4, subclasses = [2, 2], train_per_leaf = 16, test_easy_per_leaf = 6, test_hard_per_leaf = 6 }",
-        ),
-    )
-    .unwrap();
+    let cfg = tiny_config_file(tmp.path());
     let train = |kernels: &str| {
         let out = tmp.path().join(kernels);
         let o = run(&[

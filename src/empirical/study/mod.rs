@@ -1,5 +1,5 @@
 //! Whole empirical studies: the fine-to-coarse transfer protocol run over every pretraining
-//! granularity of a [`StudyConfig`](config::StudyConfig), several seeds, and the hard-sample
+//! granularity of a [`StudyConfig`], several seeds, and the hard-sample
 //! designs, with resumable results, a JSON summary, a Markdown table and SVG figures.
 //!
 //! Read [`protocol`] first: it states the experiment top to bottom. The rest, one concept per
