@@ -8,8 +8,8 @@ use crate::empirical::error::EmpiricalError;
 /// Number of input channels (RGB).
 pub const IN_CHANNELS: usize = 3;
 
-/// Which implementation runs the backbone's layers.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Which implementation runs the backbone's layers (`--kernels fast|stock`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum Kernels {
     /// This crate's CPU kernels (see the module doc); candle's operations on other devices.
@@ -30,18 +30,21 @@ impl Kernels {
     }
 }
 
-/// The ResNet variant.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// The ResNet variant (`--arch resnet8|resnet20|resnet18`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum Arch {
     /// CIFAR ResNet-20: 3 stages of 3 basic blocks (standard width 16).
     #[serde(rename = "resnet20")]
+    #[value(name = "resnet20")]
     ResNet20,
     /// ResNet-18 with the CIFAR stem: 4 stages of 2 basic blocks (standard width 64).
     #[serde(rename = "resnet18")]
+    #[value(name = "resnet18")]
     ResNet18,
     /// CIFAR ResNet-8: 3 stages of 1 basic block; small and fast, for tests and smoke runs.
     #[serde(rename = "resnet8")]
+    #[value(name = "resnet8")]
     ResNet8,
 }
 
