@@ -8,20 +8,20 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use super::shard::{Shard, SHARDS_DIR};
-use super::ClusterError;
+use super::ShardError;
 use crate::report::write_atomic;
 
 /// Decides whether two saved copies of one cell hold the same result (e.g. equal bytes, or equal
 /// once wall-clock times are left out).
-pub type SameResult<'a> = &'a dyn Fn(&Path, &Path) -> Result<bool, ClusterError>;
+pub type SameResult<'a> = &'a dyn Fn(&Path, &Path) -> Result<bool, ShardError>;
 
 /// Two copies of a cell are the same result when their bytes are equal.
-pub fn same_bytes(a: &Path, b: &Path) -> Result<bool, ClusterError> {
+pub fn same_bytes(a: &Path, b: &Path) -> Result<bool, ShardError> {
     Ok(read(a)? == read(b)?)
 }
 
-fn read(p: &Path) -> Result<Vec<u8>, ClusterError> {
-    fs::read(p).map_err(|source| ClusterError::Io {
+fn read(p: &Path) -> Result<Vec<u8>, ShardError> {
+    fs::read(p).map_err(|source| ShardError::Io {
         path: p.to_path_buf(),
         source,
     })
@@ -29,7 +29,7 @@ fn read(p: &Path) -> Result<Vec<u8>, ClusterError> {
 
 /// The shard folders of the study folder `root`: every folder in `root/shards/` that holds a
 /// `config.toml`, sorted by name.
-pub fn shard_dirs(root: &Path) -> Result<Vec<PathBuf>, ClusterError> {
+pub fn shard_dirs(root: &Path) -> Result<Vec<PathBuf>, ShardError> {
     let shards = root.join(SHARDS_DIR);
     let Ok(rd) = fs::read_dir(&shards) else {
         return Ok(Vec::new());
@@ -45,11 +45,11 @@ pub fn shard_dirs(root: &Path) -> Result<Vec<PathBuf>, ClusterError> {
 /// Makes `root` hold the same `files` (e.g. `config.toml`) as every folder of `dirs`, byte for
 /// byte: a file `root` lacks is copied from the first folder; a folder whose copy differs, or
 /// lacks it, is refused.
-pub fn check_same_files(root: &Path, dirs: &[PathBuf], files: &[&str]) -> Result<(), ClusterError> {
+pub fn check_same_files(root: &Path, dirs: &[PathBuf], files: &[&str]) -> Result<(), ShardError> {
     for file in files {
         let reference = root.join(file);
         if !reference.is_file() {
-            let first = dirs.first().ok_or_else(|| ClusterError::Missing {
+            let first = dirs.first().ok_or_else(|| ShardError::Missing {
                 path: reference.clone(),
                 what: "no shard folder to take it from".into(),
             })?;
@@ -59,13 +59,13 @@ pub fn check_same_files(root: &Path, dirs: &[PathBuf], files: &[&str]) -> Result
         for d in dirs {
             let p = d.join(file);
             if !p.is_file() {
-                return Err(ClusterError::Missing {
+                return Err(ShardError::Missing {
                     path: p,
                     what: format!("{} has one", reference.display()),
                 });
             }
             if read(&p)? != want {
-                return Err(ClusterError::Differs {
+                return Err(ShardError::Differs {
                     file: file.to_string(),
                     a: root.to_path_buf(),
                     b: d.clone(),
@@ -77,14 +77,14 @@ pub fn check_same_files(root: &Path, dirs: &[PathBuf], files: &[&str]) -> Result
 }
 
 /// The cell files (`*.json`) saved in `dir`, by file stem.
-fn cell_files(dir: &Path) -> Result<BTreeMap<String, PathBuf>, ClusterError> {
+fn cell_files(dir: &Path) -> Result<BTreeMap<String, PathBuf>, ShardError> {
     let mut out = BTreeMap::new();
     let Ok(rd) = fs::read_dir(dir) else {
         return Ok(out);
     };
     for e in rd {
         let p = e
-            .map_err(|source| ClusterError::Io {
+            .map_err(|source| ShardError::Io {
                 path: dir.to_path_buf(),
                 source,
             })?
@@ -118,7 +118,7 @@ pub fn merge_cells(
     dirs: &[PathBuf],
     sub: &str,
     same: SameResult,
-) -> Result<MergeCount, ClusterError> {
+) -> Result<MergeCount, ShardError> {
     let target = root.join(sub);
     let mut cells = cell_files(&target)?;
     let mut new: Vec<String> = Vec::new();
@@ -128,7 +128,7 @@ pub fn merge_cells(
             match cells.get(&name) {
                 Some(q) => {
                     if !same(q, &p)? {
-                        return Err(ClusterError::Conflict {
+                        return Err(ShardError::Conflict {
                             cell: name,
                             a: q.clone(),
                             b: p,
@@ -157,7 +157,7 @@ pub fn check_complete(
     root: &Path,
     sub: &str,
     expected: &[(String, Shard)],
-) -> Result<(), ClusterError> {
+) -> Result<(), ShardError> {
     let have = cell_files(&root.join(sub))?;
     let mut missing: BTreeMap<usize, (Shard, Vec<&str>)> = BTreeMap::new();
     for (name, shard) in expected {
@@ -186,7 +186,7 @@ pub fn check_complete(
         })
         .collect::<Vec<_>>()
         .join("; ");
-    Err(ClusterError::Incomplete {
+    Err(ShardError::Incomplete {
         root: root.to_path_buf(),
         missing: n,
         detail,
@@ -246,14 +246,14 @@ mod tests {
         put(&b, "config.toml", "x = 2\n");
         let dirs = vec![a.clone(), b.clone()];
         let e = check_same_files(root, &dirs, &["config.toml"]).unwrap_err();
-        assert!(matches!(e, ClusterError::Differs { .. }), "{e}");
+        assert!(matches!(e, ShardError::Differs { .. }), "{e}");
         assert!(e.to_string().contains("2-of-2"), "{e}");
 
         put(&a, "cells/c0.json", "0");
         put(&b, "cells/c0.json", "0.5");
         let e = merge_cells(root, &dirs, "cells", &same_bytes).unwrap_err();
         assert!(
-            matches!(e, ClusterError::Conflict { ref cell, .. } if cell == "c0"),
+            matches!(e, ShardError::Conflict { ref cell, .. } if cell == "c0"),
             "{e}"
         );
         assert!(
@@ -279,7 +279,7 @@ mod tests {
         let d = root.join("elsewhere");
         fs::create_dir_all(&d).unwrap();
         let e = check_same_files(root, &[d], &["study.toml"]).unwrap_err();
-        assert!(matches!(e, ClusterError::Missing { .. }), "{e}");
+        assert!(matches!(e, ShardError::Missing { .. }), "{e}");
         let e = check_same_files(&root.join("nothing"), &[], &["config.toml"]).unwrap_err();
         assert!(e.to_string().contains("no shard folder"), "{e}");
     }

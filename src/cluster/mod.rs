@@ -27,9 +27,9 @@ use std::path::PathBuf;
 
 /// Errors of sharding, merging and submitting.
 #[derive(Debug, thiserror::Error)]
-pub enum ClusterError {
+pub enum ShardError {
     /// A `--shard I/N` that does not name a shard.
-    #[error("--shard {spec}: {why}")]
+    #[error("shard {spec}: {why}")]
     Shard {
         /// The value given.
         spec: String,
@@ -90,9 +90,9 @@ pub enum ClusterError {
     Report(#[from] crate::report::ReportError),
 }
 
-impl ClusterError {
+impl ShardError {
     fn shard(spec: &str, why: impl Into<String>) -> Self {
-        ClusterError::Shard {
+        ShardError::Shard {
             spec: spec.to_string(),
             why: why.into(),
         }

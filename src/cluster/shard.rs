@@ -12,7 +12,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use super::ClusterError;
+use super::ShardError;
 
 /// The folder, inside a study's results folder, that holds the shards' folders.
 pub const SHARDS_DIR: &str = "shards";
@@ -26,16 +26,16 @@ pub struct Shard {
 
 impl Shard {
     /// Shard `index` of `count` (1 <= index <= count).
-    pub fn new(index: usize, count: usize) -> Result<Self, ClusterError> {
+    pub fn new(index: usize, count: usize) -> Result<Self, ShardError> {
         let spec = format!("{index}/{count}");
         if count == 0 {
-            return Err(ClusterError::shard(
+            return Err(ShardError::shard(
                 &spec,
                 "the shard count N must be at least 1",
             ));
         }
         if index == 0 || index > count {
-            return Err(ClusterError::shard(
+            return Err(ShardError::shard(
                 &spec,
                 format!("shards are counted from 1 to {count}"),
             ));
@@ -54,7 +54,7 @@ impl Shard {
     }
 
     /// The shard that owns the cell at position `cell` among the cells of one seed, at `seed`.
-    pub fn owner(cell: usize, seed: u64, count: usize) -> Result<Shard, ClusterError> {
+    pub fn owner(cell: usize, seed: u64, count: usize) -> Result<Shard, ShardError> {
         let n = count.max(1) as u64;
         let i = ((cell as u64 % n) + seed % n) % n;
         Shard::new(i as usize + 1, count)
@@ -72,6 +72,13 @@ impl Shard {
         root.join(SHARDS_DIR)
             .join(format!("{}-of-{}", self.index, self.count))
     }
+
+    /// The shard whose folder is `dir` (named `I-of-N` by [`Shard::dir`]), if it is one.
+    pub fn from_dir(dir: &Path) -> Option<Shard> {
+        let name = dir.file_name()?.to_str()?;
+        let (i, n) = name.split_once("-of-")?;
+        Shard::new(i.parse().ok()?, n.parse().ok()?).ok()
+    }
 }
 
 impl fmt::Display for Shard {
@@ -81,17 +88,17 @@ impl fmt::Display for Shard {
 }
 
 impl FromStr for Shard {
-    type Err = ClusterError;
+    type Err = ShardError;
 
     /// Parses `I/N` (e.g. `2/8`).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let (i, n) = s
             .split_once('/')
-            .ok_or_else(|| ClusterError::shard(s, "expected I/N, e.g. 2/8"))?;
+            .ok_or_else(|| ShardError::shard(s, "expected I/N, e.g. 2/8"))?;
         let num = |t: &str, what: &str| {
             t.trim()
                 .parse::<usize>()
-                .map_err(|_| ClusterError::shard(s, format!("{what} '{t}' is not a whole number")))
+                .map_err(|_| ShardError::shard(s, format!("{what} '{t}' is not a whole number")))
         };
         Shard::new(num(i, "the shard number I")?, num(n, "the shard count N")?)
     }
@@ -112,7 +119,7 @@ mod tests {
         );
         for bad in ["", "3", "0/4", "5/4", "1/0", "a/4", "1/b", "-1/4", "1/2/3"] {
             let e = bad.parse::<Shard>().unwrap_err().to_string();
-            assert!(e.contains("--shard"), "{bad}: {e}");
+            assert!(e.starts_with(&format!("shard {bad}")), "{bad}: {e}");
         }
         assert!("0/4"
             .parse::<Shard>()
@@ -161,5 +168,9 @@ mod tests {
     fn shard_folders_live_under_the_study_folder() {
         let s = Shard::new(3, 4).unwrap();
         assert_eq!(s.dir(Path::new("r")), Path::new("r/shards/3-of-4"));
+        assert_eq!(Shard::from_dir(&s.dir(Path::new("r"))), Some(s));
+        for other in ["r/shards", "r/x-of-4", "r/5-of-4", "r/2-of-"] {
+            assert_eq!(Shard::from_dir(Path::new(other)), None, "{other}");
+        }
     }
 }

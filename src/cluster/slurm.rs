@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::ClusterError;
+use super::ShardError;
 use crate::report::write_atomic;
 
 /// The Slurm options of `empirical slurm` and `theory-sim slurm`.
@@ -73,10 +73,10 @@ impl Default for SlurmArgs {
 
 impl SlurmArgs {
     /// The binary the jobs run: `--binary`, else the running executable (absolute).
-    pub fn binary(&self) -> Result<PathBuf, ClusterError> {
+    pub fn binary(&self) -> Result<PathBuf, ShardError> {
         match &self.binary {
             Some(b) => absolute(b),
-            None => std::env::current_exe().map_err(|source| ClusterError::Io {
+            None => std::env::current_exe().map_err(|source| ShardError::Io {
                 path: PathBuf::from("(the running executable)"),
                 source,
             }),
@@ -84,7 +84,7 @@ impl SlurmArgs {
     }
 
     /// The scripts folder: `--scripts`, else `results/slurm` (absolute).
-    pub fn scripts_dir(&self, results: &Path) -> Result<PathBuf, ClusterError> {
+    pub fn scripts_dir(&self, results: &Path) -> Result<PathBuf, ShardError> {
         absolute(
             &self
                 .scripts
@@ -95,8 +95,8 @@ impl SlurmArgs {
 }
 
 /// `path` made absolute against the current folder (jobs may start elsewhere).
-pub fn absolute(path: &Path) -> Result<PathBuf, ClusterError> {
-    std::path::absolute(path).map_err(|source| ClusterError::Io {
+pub fn absolute(path: &Path) -> Result<PathBuf, ShardError> {
+    std::path::absolute(path).map_err(|source| ShardError::Io {
         path: path.to_path_buf(),
         source,
     })
@@ -224,17 +224,17 @@ echo \"prepare: job $prep; shards: array job $shards; merge: job $merge\"
 
 /// Writes `prepare.sbatch`, `shards.sbatch` (an array job of `opts.shards` tasks), `merge.sbatch`
 /// and `submit.sh` into `dir`, and creates `dir/logs`.
-pub fn write_scripts(jobs: &JobSet, opts: &SlurmArgs, dir: &Path) -> Result<Scripts, ClusterError> {
+pub fn write_scripts(jobs: &JobSet, opts: &SlurmArgs, dir: &Path) -> Result<Scripts, ShardError> {
     if opts.shards == 0 {
-        return Err(ClusterError::shard("0", "--shards must be at least 1"));
+        return Err(ShardError::Slurm("--shards must be at least 1".into()));
     }
     if opts.cpus_per_task == 0 {
-        return Err(ClusterError::Slurm(
+        return Err(ShardError::Slurm(
             "--cpus-per-task must be at least 1".into(),
         ));
     }
     let logs = dir.join("logs");
-    std::fs::create_dir_all(&logs).map_err(|source| ClusterError::Io {
+    std::fs::create_dir_all(&logs).map_err(|source| ShardError::Io {
         path: logs.clone(),
         source,
     })?;
@@ -290,10 +290,10 @@ pub fn write_scripts(jobs: &JobSet, opts: &SlurmArgs, dir: &Path) -> Result<Scri
 }
 
 #[cfg(unix)]
-fn set_executable(p: &Path) -> Result<(), ClusterError> {
+fn set_executable(p: &Path) -> Result<(), ShardError> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).map_err(|source| {
-        ClusterError::Io {
+        ShardError::Io {
             path: p.to_path_buf(),
             source,
         }
@@ -301,7 +301,7 @@ fn set_executable(p: &Path) -> Result<(), ClusterError> {
 }
 
 #[cfg(not(unix))]
-fn set_executable(_: &Path) -> Result<(), ClusterError> {
+fn set_executable(_: &Path) -> Result<(), ShardError> {
     Ok(())
 }
 
@@ -318,12 +318,12 @@ pub struct Submitted {
 
 /// Submits the scripts with `sbatch` (found on the PATH): the preparation, the shards after it
 /// succeeded, the merge after every shard succeeded (a job whose dependency fails is cancelled).
-pub fn submit(scripts: &Scripts) -> Result<Submitted, ClusterError> {
+pub fn submit(scripts: &Scripts) -> Result<Submitted, ShardError> {
     submit_with(Path::new("sbatch"), scripts)
 }
 
 /// [`submit`] with another `sbatch` program.
-fn submit_with(program: &Path, scripts: &Scripts) -> Result<Submitted, ClusterError> {
+fn submit_with(program: &Path, scripts: &Scripts) -> Result<Submitted, ShardError> {
     let prepare = sbatch(program, &scripts.prepare, None)?;
     let shards = sbatch(program, &scripts.shards, Some(&prepare))?;
     let merge = sbatch(program, &scripts.merge, Some(&shards))?;
@@ -334,7 +334,7 @@ fn submit_with(program: &Path, scripts: &Scripts) -> Result<Submitted, ClusterEr
     })
 }
 
-fn sbatch(program: &Path, script: &Path, after: Option<&str>) -> Result<String, ClusterError> {
+fn sbatch(program: &Path, script: &Path, after: Option<&str>) -> Result<String, ShardError> {
     let mut cmd = Command::new(program);
     cmd.arg("--parsable");
     if let Some(id) = after {
@@ -342,7 +342,7 @@ fn sbatch(program: &Path, script: &Path, after: Option<&str>) -> Result<String, 
             .arg(format!("--dependency=afterok:{id}"));
     }
     let out = cmd.arg(script).output().map_err(|e| {
-        ClusterError::Slurm(if e.kind() == std::io::ErrorKind::NotFound {
+        ShardError::Slurm(if e.kind() == std::io::ErrorKind::NotFound {
             format!(
                 "sbatch is not on the PATH; the scripts are written: submit them on the cluster with {}",
                 script.with_file_name("submit.sh").display()
@@ -354,7 +354,7 @@ fn sbatch(program: &Path, script: &Path, after: Option<&str>) -> Result<String, 
     let stdout = String::from_utf8_lossy(&out.stdout);
     let id = stdout.trim().split(';').next().unwrap_or("").to_string();
     if !out.status.success() || id.is_empty() {
-        return Err(ClusterError::Slurm(format!(
+        return Err(ShardError::Slurm(format!(
             "sbatch {} failed ({}): {}",
             script.display(),
             out.status,

@@ -8,6 +8,7 @@
 
 use std::path::PathBuf;
 
+use crate::cluster::ShardError;
 use crate::config::ConfigError;
 use crate::empirical::cluster::ClusterError;
 use crate::empirical::data::DataError;
@@ -107,6 +108,15 @@ pub enum EmpiricalError {
     /// A figure could not be drawn.
     #[error(transparent)]
     Plot(Box<PlotError>),
+    /// A shard, its preparation or a merge of shards went wrong.
+    #[error(transparent)]
+    Shard(Box<ShardError>),
+}
+
+impl From<ShardError> for EmpiricalError {
+    fn from(e: ShardError) -> Self {
+        Self::Shard(Box::new(e))
+    }
 }
 
 impl From<ConfigError> for EmpiricalError {

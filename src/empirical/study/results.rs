@@ -77,6 +77,20 @@ pub struct CellResult {
     pub seconds: f64,
 }
 
+impl CellResult {
+    /// The result with its wall-clock times (`seconds`, and each epoch's `seconds` and
+    /// `images_per_sec`) set to 0: what two runs of the same cell agree on bit for bit.
+    pub fn without_timings(&self) -> CellResult {
+        let mut c = self.clone();
+        c.seconds = 0.0;
+        for e in &mut c.epochs {
+            e.seconds = 0.0;
+            e.images_per_sec = 0.0;
+        }
+        c
+    }
+}
+
 /// The name of a cell's files (`{design}__{condition}__s{seed}`): its result is
 /// `cells/{name}.json`, its checkpoints `checkpoints/{name}.{phase}.ckpt`.
 pub fn cell_name(design: &str, condition: &str, seed: u64) -> String {

@@ -117,6 +117,7 @@ pub struct Runner<'a> {
     test_targets: Vec<usize>,
     num_targets: usize,
     bar: Progress,
+    prep: ResultsDir,
 }
 
 impl<'a> Runner<'a> {
@@ -130,6 +131,7 @@ impl<'a> Runner<'a> {
         let tl = cfg.data.target_level;
         Runner {
             cfg,
+            prep: dir.clone(),
             dir,
             device: opts.device.clone(),
             kernels: opts.kernels,
@@ -148,6 +150,20 @@ impl<'a> Runner<'a> {
     /// The results folder.
     pub fn dir(&self) -> &ResultsDir {
         &self.dir
+    }
+
+    /// The same runner reading the study's preparation (the ensemble, the label sets) from
+    /// `prep` instead of its results folder: a shard's runner writes its cells into the shard's
+    /// folder and reads what every cell needs from the study folder.
+    pub fn with_prep_dir(mut self, prep: ResultsDir) -> Self {
+        self.prep = prep;
+        self
+    }
+
+    /// The folder of the study's preparation (the results folder unless
+    /// [`Runner::with_prep_dir`] said otherwise).
+    pub fn prep_dir(&self) -> &ResultsDir {
+        &self.prep
     }
 
     /// The study's data.
@@ -379,6 +395,8 @@ pub fn prepare_dir(out: &Path, resolved: &str, fresh: bool) -> Result<ResultsDir
             "cells",
             "checkpoints",
             "ensemble",
+            "labels",
+            "shards",
             "weights.safetensors",
             "result.json",
         ],

@@ -46,13 +46,8 @@ pub(crate) fn opts(out: &Path) -> RunOptions {
     }
 }
 
-fn strip(mut c: CellResult) -> CellResult {
-    c.seconds = 0.0;
-    for e in &mut c.epochs {
-        e.seconds = 0.0;
-        e.images_per_sec = 0.0;
-    }
-    c
+fn strip(c: CellResult) -> CellResult {
+    c.without_timings()
 }
 
 /// A whole study runs on tiny synthetic data: every design, condition and readout is
