@@ -360,3 +360,36 @@ fn empirical_slurm_writes_the_job_set_and_submit_needs_sbatch() {
         text(&o)
     );
 }
+
+#[test]
+fn adding_seeds_keeps_the_cells_already_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("s");
+    study(&out, &["--set", "seeds=[0]"], true);
+    let before: Vec<(String, Vec<u8>)> = names(&out.join("cells"), ".json")
+        .into_iter()
+        .map(|c| {
+            let bytes = read(&out.join("cells").join(&c));
+            (c, bytes)
+        })
+        .collect();
+    assert!(!before.is_empty());
+    study(&out, &["--set", "seeds=[0, 1]"], true);
+    // the cells of seed 0 were kept as they were (their wall-clock times too: not run again)
+    for (c, bytes) in &before {
+        assert!(
+            read(&out.join("cells").join(c)) == *bytes,
+            "{c} was run again"
+        );
+    }
+    let after = names(&out.join("cells"), ".json");
+    assert_eq!(after.len(), 2 * before.len());
+    let summary = String::from_utf8(read(&out.join("summary.json"))).unwrap();
+    assert!(
+        summary.contains("\"seeds\": [\n    0,\n    1\n  ]"),
+        "{summary}"
+    );
+    // dropping a seed is another config
+    let t = study(&out, &["--set", "seeds=[1]"], false);
+    assert!(t.contains("--fresh"), "{t}");
+}
