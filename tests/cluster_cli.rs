@@ -393,3 +393,251 @@ fn adding_seeds_keeps_the_cells_already_run() {
     let t = study(&out, &["--set", "seeds=[1]"], false);
     assert!(t.contains("--fresh"), "{t}");
 }
+
+const THEORY: &str = env!("CARGO_BIN_EXE_theory-sim");
+
+/// A tiny theory config: 2 seeds, 32 dimensions, 120 steps.
+const THEORY_TINY: &[&str] = &[
+    "--set",
+    "seeds=[0, 1]",
+    "--set",
+    "data.dim=32",
+    "--set",
+    "data.patches=8",
+    "--set",
+    "data.subclasses=[2, 2]",
+    "--set",
+    "data.test_easy=200",
+    "--set",
+    "data.test_hard=200",
+    "--set",
+    "train.steps=120",
+    "--set",
+    "train.probe_every=40",
+    "--set",
+    "readout.probe_train=200",
+    "--set",
+    "readout.probe_steps=50",
+    "--set",
+    "readout.finetune_steps=20",
+];
+
+/// `theory-sim [THEORY_TINY] --out OUT sweep --param data.hard_noise=0.5,1,2 [extra]`.
+fn sweep(out: &Path, extra: &[&str], ok: bool) -> String {
+    let mut args = THEORY_TINY.to_vec();
+    args.extend([
+        "--out",
+        out.to_str().unwrap(),
+        "sweep",
+        "--param",
+        "data.hard_noise=0.5,1,2",
+    ]);
+    args.extend(extra);
+    let o = run(THEORY, &args);
+    assert_eq!(o.status.success(), ok, "{}", text(&o));
+    text(&o)
+}
+
+/// Every file of the sweep folder `single` (results, figures, runs) has the same bits in
+/// `merged`.
+fn assert_same_sweep(single: &Path, merged: &Path) {
+    let mut files = names(single, "");
+    files.retain(|f| single.join(f).is_file());
+    assert!(
+        files.iter().filter(|f| f.ends_with(".svg")).count() >= 2,
+        "{files:?}"
+    );
+    for f in ["sweep.csv", "summary.md", "config.toml", "study.toml"] {
+        assert!(files.contains(&f.to_string()), "{f} missing: {files:?}");
+    }
+    files.extend(
+        names(&single.join("cells"), ".json")
+            .iter()
+            .map(|c| format!("cells/{c}")),
+    );
+    assert_eq!(
+        names(&single.join("cells"), ".json"),
+        names(&merged.join("cells"), ".json")
+    );
+    for f in &files {
+        assert!(
+            read(&single.join(f)) == read(&merged.join(f)),
+            "{f} differs"
+        );
+    }
+}
+
+#[test]
+fn theory_shards_merge_into_the_single_sweep() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (single, sharded) = (tmp.path().join("single"), tmp.path().join("sharded"));
+    sweep(&single, &[], true);
+    let t = sweep(&sharded, &["--prepare"], true);
+    assert!(t.contains("prepared"), "{t}");
+    assert!(!sharded.join("cells").exists());
+    for s in ["1/3", "3/3"] {
+        sweep(&sharded, &["--shard", s], true);
+    }
+    let o = run(THEORY, &["merge", sharded.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("shard 2/3"), "{}", text(&o));
+    sweep(&sharded, &["--shard", "2/3"], true);
+    let o = run(THEORY, &["merge", sharded.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_same_sweep(&single, &sharded);
+
+    // shards run by hand without a preparation merge too (the folder takes their config)
+    let by_hand = tmp.path().join("by_hand");
+    let elsewhere = tmp.path().join("elsewhere");
+    sweep(&by_hand, &["--shard", "1/2"], true);
+    sweep(&elsewhere, &["--shard", "2/2"], true);
+    let o = run(
+        THEORY,
+        &[
+            "merge",
+            by_hand.to_str().unwrap(),
+            elsewhere.join("shards/2-of-2").to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert_same_sweep(&single, &by_hand);
+
+    // a shard of another config is refused, before it runs anything
+    let mut args = THEORY_TINY.to_vec();
+    args.extend(["--set", "train.lr=0.5", "--out", sharded.to_str().unwrap()]);
+    args.extend([
+        "sweep",
+        "--param",
+        "data.hard_noise=0.5,1,2",
+        "--shard",
+        "1/3",
+    ]);
+    let o = run(THEORY, &args);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("different config.toml"), "{}", text(&o));
+    // a run saved twice with different results is refused
+    let other = tmp.path().join("other/1-of-3");
+    std::fs::create_dir_all(other.join("cells")).unwrap();
+    for f in ["config.toml", "study.toml"] {
+        std::fs::copy(sharded.join(f), other.join(f)).unwrap();
+    }
+    let name = names(&sharded.join("cells"), ".json").remove(0);
+    let mut v: serde_json::Value =
+        serde_json::from_slice(&read(&sharded.join("cells").join(&name))).unwrap();
+    v["init_level"] = serde_json::json!(123.0);
+    std::fs::write(
+        other.join("cells").join(&name),
+        serde_json::to_vec(&v).unwrap(),
+    )
+    .unwrap();
+    let o = run(
+        THEORY,
+        &["merge", sharded.to_str().unwrap(), other.to_str().unwrap()],
+    );
+    assert!(!o.status.success());
+    assert!(text(&o).contains("hold different results"), "{}", text(&o));
+}
+
+#[test]
+fn a_killed_theory_shard_resumes_to_the_same_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (single, sharded) = (tmp.path().join("single"), tmp.path().join("sharded"));
+    // (a --set after the subcommand would replace the earlier ones: keep them all before it)
+    fn sweep_400(out: &Path) -> Vec<&str> {
+        let mut args = THEORY_TINY.to_vec();
+        args.extend(["--set", "train.steps=400", "--threads", "1"]);
+        args.extend([
+            "--out",
+            out.to_str().unwrap(),
+            "sweep",
+            "--param",
+            "data.hard_noise=0.5,1,2",
+        ]);
+        args
+    }
+    let o = run(THEORY, &sweep_400(&single));
+    assert!(o.status.success(), "{}", text(&o));
+    let mut args = sweep_400(&sharded);
+    args.extend(["--shard", "1/2"]);
+    let mut child = Command::new(THEORY)
+        .args(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let cells = sharded.join("shards/1-of-2/cells");
+    let saw = wait_for_file(&cells, ".json", Duration::from_secs(120));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(saw, "the shard saved no run");
+    let at_kill = names(&cells, ".json").len();
+    let o = run(THEORY, &args);
+    assert!(o.status.success(), "{}", text(&o));
+    let done = names(&cells, ".json");
+    assert!(
+        at_kill < done.len(),
+        "the kill came after the shard finished"
+    );
+    assert_eq!(done.len(), 6);
+    for c in &done {
+        assert!(
+            read(&cells.join(c)) == read(&single.join("cells").join(c)),
+            "{c}"
+        );
+    }
+}
+
+#[test]
+fn theory_slurm_writes_the_job_set() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("r");
+    let mut args = THEORY_TINY.to_vec();
+    args.extend([
+        "--out",
+        out.to_str().unwrap(),
+        "slurm",
+        "--study",
+        "hardness",
+        "--shards",
+        "5",
+    ]);
+    args.extend([
+        "--gpus-per-task",
+        "1",
+        "--binary",
+        "/opt/theory-sim",
+        "--max-parallel",
+        "2",
+    ]);
+    let o = run(THEORY, &args);
+    assert!(o.status.success(), "{}", text(&o));
+    let dir = out.join("slurm");
+    let shards = String::from_utf8(read(&dir.join("shards.sbatch"))).unwrap();
+    assert!(
+        shards.contains("#SBATCH --array=1-5%2\n#") || shards.contains("#SBATCH --array=1-5%2\n"),
+        "{shards}"
+    );
+    assert!(shards.contains("#SBATCH --gpus-per-task=1\n"), "{shards}");
+    assert!(
+        shards.contains(&format!("exec /opt/theory-sim --set 'seeds=[0, 1]'")),
+        "{shards}"
+    );
+    assert!(
+        shards.contains(&format!(
+            "--out {} sweep --study hardness --shard \"${{SLURM_ARRAY_TASK_ID}}/5\"",
+            out.display()
+        )),
+        "{shards}"
+    );
+    let prep = String::from_utf8(read(&dir.join("prepare.sbatch"))).unwrap();
+    assert!(
+        prep.contains("sweep --study hardness --prepare\n"),
+        "{prep}"
+    );
+    let merge = String::from_utf8(read(&dir.join("merge.sbatch"))).unwrap();
+    assert!(
+        merge.contains(&format!("exec /opt/theory-sim merge {}\n", out.display())),
+        "{merge}"
+    );
+    assert!(dir.join("submit.sh").is_file());
+}

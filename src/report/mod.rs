@@ -352,7 +352,7 @@ pub fn adds_seeds(old: &str, new: &str) -> bool {
             .filter(|l| l.trim_start().starts_with('#'))
             .collect();
         Some((table, seeds, comments))
-    };
+    }
     match (parse(old), parse(new)) {
         (Some((a, old_seeds, ca)), Some((b, new_seeds, cb))) => {
             a == b
