@@ -195,12 +195,15 @@ pub fn open_sweep(
     Ok((base, dir))
 }
 
+/// The files that identify a sweep, by name with their text: `config.toml` and `study.toml`.
+pub type SweepFiles = [(&'static str, String); 2];
+
 /// The config the runs of the sweep `study` use (the study's own overrides applied to `cfg`),
-/// and the files that identify the sweep: `config.toml` and `study.toml` with their text.
+/// and the files that identify the sweep.
 pub fn sweep_files(
     cfg: &TheoryConfig,
     study: &Study,
-) -> Result<(TheoryConfig, [(&'static str, String); 2]), TheoryError> {
+) -> Result<(TheoryConfig, SweepFiles), TheoryError> {
     let base = cfg.with_overrides(&format!("study '{}'", study.name), &study.set)?;
     let config = crate::config::to_toml(&base)?;
     let study = toml::to_string_pretty(study).map_err(|e| TheoryError::Study(e.to_string()))?;
