@@ -44,8 +44,9 @@ use serde::{Deserialize, Serialize};
 use self::config::{DataSource, EmbeddingSource, LabelSpec, Readout, StudyConfig, SYNTHETIC_TOML};
 use self::labels::{build_labels, PretrainLabels};
 use super::checkpoint::{load_checkpoint, save_checkpoint};
+use super::data::sources::load_indexed;
 use super::data::synthetic::generate;
-use super::data::{load_cifar100, load_image_folder, ImageSet};
+use super::data::{load_cifar100, ImageSet};
 use super::error::EmpiricalError;
 use super::model::{Kernels, Model};
 use super::optim::{LrSchedule, Schedule, Sgd};
@@ -215,8 +216,8 @@ pub fn load_data(cfg: &StudyConfig, data_dir: Option<&Path>) -> Result<StudyData
             let s = load_cifar100(&folder(path, "cifar100")?)?;
             (s.train, s.test, None)
         }
-        DataSource::Folder => {
-            let s = load_image_folder(&folder(path, "image")?, cfg.data.size)?;
+        DataSource::Folder | DataSource::Inat2021 | DataSource::Wordnet | DataSource::Breeds => {
+            let s = load_indexed(&cfg.data, &folder(path, "dataset")?)?;
             (s.train, s.test, None)
         }
         DataSource::Synthetic => {
