@@ -103,7 +103,7 @@ enum Command {
     /// and per leaf), the parents chosen where the source is not a tree, what decoding does to
     /// the images (resizing, cropping, conversion to RGB) and the memory a study will need.
     Inspect {
-        /// A study config: inspect the dataset of its [data] section, with its selection.
+        /// A study config: inspect the dataset of its data section, with its selection.
         #[arg(long, conflicts_with_all = ["cifar100", "folder", "inat", "imagenet"])]
         config: Option<PathBuf>,
         /// The dataset folder for --config (overrides data.path).

@@ -63,6 +63,7 @@ pub const FILES: [&str; 3] = [
 /// One of the four BREEDS tasks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
 pub enum BreedsTask {
     /// 13 superclasses at level 3, 20 classes each.
     Entity13,
@@ -99,6 +100,7 @@ impl BreedsTask {
 /// Which classes of each superclass to keep.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
 pub enum BreedsSubclasses {
     /// All the task's classes (`split=None`).
     #[default]

@@ -63,6 +63,7 @@ pub const LEVELS: [&str; 7] = [
 /// Which training split of iNaturalist 2021 to read.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
 pub enum InatTrainSplit {
     /// `train.json`: 2,686,843 images.
     #[default]

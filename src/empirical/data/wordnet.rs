@@ -200,7 +200,7 @@ struct Chains<'a> {
     wn: &'a WordNet,
     /// synset -> (depth, chosen parent)
     memo: HashMap<u32, (usize, Option<u32>)>,
-    /// synsets with several hypernyms met on the way: synset -> hypernyms with their depths
+    /// synsets with several hypernyms met on the way: synset -> hypernyms with their own depths
     multi: BTreeMap<u32, Vec<(u32, usize)>>,
 }
 
@@ -242,10 +242,10 @@ impl<'a> Chains<'a> {
         let mut best: Option<(usize, u32)> = None;
         let mut all = Vec::with_capacity(hypernyms.len());
         for &h in &hypernyms {
-            let d = self.depth(h, visiting)? + 1;
-            all.push((h, d));
-            if best.is_none_or(|(bd, _)| d > bd) {
-                best = Some((d, h));
+            let dh = self.depth(h, visiting)?;
+            all.push((h, dh));
+            if best.is_none_or(|(bd, _)| dh + 1 > bd) {
+                best = Some((dh + 1, h));
             }
         }
         visiting.pop();
@@ -288,7 +288,7 @@ impl<'a> Chains<'a> {
                     self.wn.label(s),
                     hs.len(),
                     list.join(", "),
-                    if hs.iter().filter(|(_, d)| *d == self.memo[&s].0).count() > 1 {
+                    if hs.iter().filter(|(_, d)| d + 1 == self.memo[&s].0).count() > 1 {
                         ", first listed of the equally deep"
                     } else {
                         ""
@@ -458,7 +458,8 @@ mod tests {
         assert_eq!(notes.len(), 1);
         assert!(
             notes[0].contains("n00000006 dog has 2 hypernyms")
-                && notes[0].contains("n00000005 pet (depth 2)")
+                && notes[0].contains("n00000005 pet (depth 1)")
+                && notes[0].contains("n00000004 canine (depth 3)")
                 && notes[0].contains("parent: n00000004 canine (the deepest)"),
             "{notes:?}"
         );
