@@ -6,7 +6,6 @@
 use std::sync::Arc;
 
 use rand::seq::SliceRandom;
-use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use super::decode::{materialize, DecodeOptions, DecodeStats};
@@ -151,18 +150,18 @@ impl IndexedSplits {
             };
             (cut(&self.train), cut(&self.test), restricted)
         };
-        // Per-leaf caps: the same generator and order as the study's subsets (train, then test).
-        let mut rng = ChaCha8Rng::seed_from_u64(sel.seed);
+        // Per-leaf caps: the same generators as the study's subsets of in-memory sets.
         let identity: Vec<Option<usize>> = (0..hierarchy.num_leaves()).map(Some).collect();
-        let mut cap = |ix: ImageIndex, cap: usize| {
+        let cap = |ix: ImageIndex, cap: usize, split: &str| {
             if cap == 0 {
                 return ix;
             }
+            let mut rng = crate::seed::rng(sel.seed, &["subset", split]);
             let keep = keep_per_leaf(&ix.indices_by_leaf(), cap, &mut rng);
             ix.subset(&keep, &identity, Arc::clone(&hierarchy))
         };
-        let train = cap(train, sel.train_per_leaf);
-        let test = cap(test, sel.test_per_leaf);
+        let train = cap(train, sel.train_per_leaf, "train");
+        let test = cap(test, sel.test_per_leaf, "test");
         Ok(IndexedSplits {
             train,
             test,
