@@ -48,10 +48,10 @@ pub struct Selection {
     pub seed: u64,
 }
 
-/// `keep` capped at `cap` indices per class (0 = no cap), drawn with `rng`, ascending.
-///
-/// The same draws as the study's per-leaf subsets of in-memory sets, so that selecting before
-/// decoding keeps the images the study would keep after decoding.
+/// The indices of each class (`by_leaf[c]`), at most `cap` per class (0 = all) drawn with
+/// `rng`, ascending. The one per-class subset of the toolkit: the study applies it to in-memory
+/// sets and [`IndexedSplits::select`] before decoding, with the same keys, so both keep the
+/// same images.
 pub fn keep_per_leaf(by_leaf: &[Vec<usize>], cap: usize, rng: &mut ChaCha8Rng) -> Vec<usize> {
     let mut keep = Vec::new();
     for idx in by_leaf {

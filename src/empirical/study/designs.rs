@@ -5,11 +5,11 @@
 use std::path::{Path, PathBuf};
 
 use rand::seq::SliceRandom;
-use rand_chacha::ChaCha8Rng;
 
 use crate::seed;
 
 use super::config::{DataSource, StudyConfig};
+use crate::empirical::data::indexed::keep_per_leaf as keep_per_class;
 use crate::empirical::data::sources::load_indexed;
 use crate::empirical::data::synthetic::generate;
 use crate::empirical::data::{cifar100_dir_from_env, load_cifar100, ImageSet};
@@ -40,21 +40,6 @@ pub struct Design {
     pub test_is_hard: Option<Vec<bool>>,
     /// The conditions run in this design (granularity names; the baseline is implicit).
     pub granularities: Vec<String>,
-}
-
-/// Up to `cap` indices of each class (all when `cap` is 0), chosen at random, ascending.
-fn keep_per_class(by: &[Vec<usize>], cap: usize, rng: &mut ChaCha8Rng) -> Vec<usize> {
-    let mut keep = Vec::new();
-    for idx in by {
-        let mut idx = idx.clone();
-        if cap > 0 && idx.len() > cap {
-            idx.shuffle(rng);
-            idx.truncate(cap);
-        }
-        keep.extend(idx);
-    }
-    keep.sort_unstable();
-    keep
 }
 
 /// The dataset folder of the config: `data_dir` (from `--data`), else `data.path`, else (for
