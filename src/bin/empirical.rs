@@ -3,11 +3,13 @@
 //! from a TOML config (`experiments/empirical/`), `pretrain` / `finetune` a single network,
 //! `inspect` checks a dataset, `plot` redraws a study's reports, `bench` times training steps.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use candle_core::Device;
 use clap::{Parser, Subcommand};
 use granularity::empirical::bench::{run_cli as run_bench, BenchArgs};
 use granularity::empirical::data::{load_cifar100, load_image_folder};
+use granularity::empirical::device::DeviceSpec;
+use granularity::empirical::gpucheck::{run_cli as run_gpu_check, GpuCheckArgs};
 use granularity::empirical::model::Kernels;
 use granularity::empirical::study::config::StudyConfig;
 use granularity::empirical::study::{
@@ -24,7 +26,7 @@ use std::path::{Path, PathBuf};
 struct Cli {
     /// Where networks run: "cpu", or "cuda:N" (needs a build with `--features cuda`).
     #[arg(long, global = true, default_value = "cpu")]
-    device: String,
+    device: DeviceSpec,
     /// Override a config value, e.g. --set train.pretrain_epochs=3 (repeatable).
     #[arg(long = "set", global = true, value_name = "KEY=VALUE")]
     set: Vec<String>,
@@ -114,22 +116,8 @@ enum Command {
     },
     /// Time a training step: our CPU kernels vs candle's stock ops vs PyTorch.
     Bench(BenchArgs),
-}
-
-fn device(spec: &str) -> Result<Device> {
-    if spec == "cpu" {
-        return Ok(Device::Cpu);
-    }
-    if let Some(n) = spec.strip_prefix("cuda:") {
-        let n: usize = n
-            .parse()
-            .with_context(|| format!("--device {spec}: expected cuda:N with N a GPU index"))?;
-        if !cfg!(feature = "cuda") {
-            bail!("--device {spec}: this build has no CUDA support; rebuild with `cargo build --release --features cuda` on a machine with the CUDA toolkit");
-        }
-        return Device::new_cuda(n).with_context(|| format!("--device {spec}"));
-    }
-    bail!("--device {spec}: expected \"cpu\" or \"cuda:N\"")
+    /// Check --device against the CPU (one training step, checkpoints), or time it there.
+    GpuCheck(GpuCheckArgs),
 }
 
 fn load(config: &Path, set: &[String]) -> Result<StudyConfig> {
@@ -181,7 +169,7 @@ fn study(
 fn main() -> Result<()> {
     granularity::runtime::tune_allocator();
     let cli = Cli::parse();
-    let dev = device(&cli.device)?;
+    let dev = cli.device.open()?;
     let kernels = if cli.kernels == "stock" {
         Kernels::Stock
     } else {
@@ -260,6 +248,10 @@ fn main() -> Result<()> {
         Some(Command::Bench(args)) => {
             let table = run_bench(&args, &mut |l| eprintln!("  {l}"))?;
             println!("{table}");
+            Ok(())
+        }
+        Some(Command::GpuCheck(args)) => {
+            println!("{}", run_gpu_check(&dev, &args)?);
             Ok(())
         }
     }
