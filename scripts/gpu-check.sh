@@ -37,7 +37,7 @@ if [ "$DRY" = 1 ]; then
     # the CUDA binaries themselves run (on --device cpu), loading the link-time driver stub.
     DEV=cpu
     TORCH_DEV=cpu
-    AGREE=(--arch resnet8 --batch 4)
+    AGREE=(--arch resnet20 --batch 32)
     SPEED=(--arch resnet8,resnet20 --batch 8,16 --steps 1 --warmup 1)
     TORCH_ARCHS="resnet8 resnet20" TORCH_BATCHES="8 16" TORCH_STEPS=1
     STUDY_BUDGET=60
@@ -53,6 +53,19 @@ else
     STUDY_BUDGET=300
     STUDY_EXTRA=()
 fi
+# The binaries travel xz-compressed (.gpu/*.xz, written by build-cuda.sh): unpack them once.
+UNPACK=${TMPDIR:-/tmp}/granularity-gpu
+for b in empirical empirical-cudnn; do
+    if [ ! -e ".gpu/$b" ] && [ -e ".gpu/$b.xz" ]; then
+        mkdir -p "$UNPACK"
+        if [ ! -x "$UNPACK/$b" ] || [ ".gpu/$b.xz" -nt "$UNPACK/$b" ]; then
+            "${PYTHON:-python3}" -c "import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], 'wb'))" ".gpu/$b.xz" "$UNPACK/$b"
+            chmod +x "$UNPACK/$b"
+        fi
+    fi
+done
+[ -e .gpu/empirical ] || [ ! -e "$UNPACK/empirical" ] || BIN=${BIN:-$UNPACK/empirical}
+[ -e .gpu/empirical-cudnn ] || [ ! -e "$UNPACK/empirical-cudnn" ] || BIN_CUDNN=${BIN_CUDNN:-$UNPACK/empirical-cudnn}
 BIN=${BIN:-.gpu/empirical}
 BIN_CUDNN=${BIN_CUDNN:-.gpu/empirical-cudnn}
 DATA=${DATA:-.gpu/cifar100-subset}
