@@ -79,7 +79,7 @@ if [ ! -e "$LINK/libcuda.so.1" ] || [ scripts/cuda/stub.py -nt "$LINK/libcuda.so
     echo "== generating the link-time libcuda stub from cuda.h"
     cc -E -P -I"$CU/include" "$CU/include/cuda.h" > "$LINK/cuda.i"
     # 34 = CUDA_ERROR_STUB_LIBRARY, what NVIDIA's own stub returns.
-    python3 scripts/cuda/stub.py "$LINK/cuda.i" cu '*=34' > "$LINK/cuda-stub.c"
+    python3 scripts/cuda/stub.py --quiet "$LINK/cuda.i" cu '*=34' > "$LINK/cuda-stub.c"
     cc -shared -fPIC -O1 -Wl,-soname,libcuda.so.1 -o "$LINK/libcuda.so.1" "$LINK/cuda-stub.c"
     ln -sf libcuda.so.1 "$LINK/libcuda.so"
 fi
@@ -93,7 +93,10 @@ if [ ! -e .gpu/fallback/libcurand.so.10 ] || [ scripts/cuda/stub.py -nt .gpu/fal
     python3 scripts/cuda/stub.py "$LINK/curand.i" curand '*=999' curandCreateGenerator=0p \
         curandSetPseudoRandomGeneratorSeed=0 curandSetStream=0 curandDestroyGenerator=0 \
         curandSetGeneratorOffset=0 curandSetGeneratorOrdering=0 > "$LINK/curand-stub.c"
-    cc -shared -fPIC -O1 -Wl,-soname,libcurand.so.10 -o .gpu/fallback/libcurand.so.10 "$LINK/curand-stub.c"
+    # The real library's symbols carry the version node libcurand.so.10; so do the stub's.
+    echo 'libcurand.so.10 { global: *; };' > "$LINK/curand.map"
+    cc -shared -fPIC -O1 -Wl,-soname,libcurand.so.10 -Wl,--version-script="$LINK/curand.map" \
+        -o .gpu/fallback/libcurand.so.10 "$LINK/curand-stub.c"
 fi
 
 export CUDA_HOME=$CU
@@ -114,7 +117,8 @@ stub_moe() {
     local relink=1 lib names
     for lib in target/cuda/release/build/candle-kernels-*/out/libmoe.a; do
         [ -e "$lib" ] || continue
-        if nm -g --defined-only "$lib" 2>/dev/null | grep -q granularity_moe_stub; then continue; fi
+        # (no `grep -q`: with pipefail, nm's SIGPIPE would read as "not found")
+        if nm -g --defined-only "$lib" 2>/dev/null | grep granularity_moe_stub > /dev/null; then continue; fi
         names=$(nm -g --defined-only "$lib" 2>/dev/null | awk '$2 == "T" && $3 !~ /^_Z/ {print $3}' | sort -u)
         [ -n "$names" ] || { echo "build-cuda.sh: no C functions in $lib" >&2; exit 1; }
         {
@@ -126,7 +130,7 @@ stub_moe() {
             for n in $names; do echo "void $n(void) { die(\"$n\"); }"; done
         } > "$LINK/moe-stub.c"
         cc -c -O1 -fPIC -o "$LINK/moe-stub.o" "$LINK/moe-stub.c"
-        mv "$lib" "${lib%.a}.full"
+        mv "$lib" "${lib%.a}.full.a"
         ar rcs "$lib" "$LINK/moe-stub.o"
         echo "== replaced $lib ($(echo "$names" | wc -l) functions) by stubs"
         relink=0

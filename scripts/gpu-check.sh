@@ -42,6 +42,7 @@ if [ "$DRY" = 1 ]; then
     TORCH_ARCHS="resnet8 resnet20" TORCH_BATCHES="8 16" TORCH_STEPS=1
     STUDY_BUDGET=60
     STUDY_EXTRA=(--set data.train_per_leaf=4 --set data.test_per_leaf=2 --set train.probe.epochs=2)
+    PLAN_IMAGES=400
     STUB=${GRANULARITY_CUDA_TOOLS:-$HOME/.cache/granularity/cuda-13.0}/link
     [ -e "$STUB/libcuda.so.1" ] && export LD_LIBRARY_PATH=$STUB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 else
@@ -52,6 +53,7 @@ else
     TORCH_ARCHS="resnet20 resnet18" TORCH_BATCHES="128 512" TORCH_STEPS=10
     STUDY_BUDGET=300
     STUDY_EXTRA=()
+    PLAN_IMAGES=
 fi
 # The binaries travel xz-compressed (.gpu/*.xz, written by build-cuda.sh): unpack them once.
 UNPACK=${TMPDIR:-/tmp}/granularity-gpu
@@ -168,7 +170,8 @@ elif [ "$budget" -lt 20 ]; then
     say "- study: SKIPPED: only $budget s left"
     FAILED=1
 else
-    train_images=$("$PY" -c "import gzip,os,sys; p=sys.argv[1]; d=open(p,'rb').read() if p.endswith('.bin') else gzip.open(p).read(); print(len(d)//3074)" \
+    train_images=${PLAN_IMAGES:-}
+    [ -n "$train_images" ] || train_images=$("$PY" -c "import gzip,os,sys; p=sys.argv[1]; d=open(p,'rb').read() if p.endswith('.bin') else gzip.open(p).read(); print(len(d)//3074)" \
         "$( [ -e "$DATA/train.bin" ] && echo "$DATA/train.bin" || echo "$DATA/train.bin.gz")")
     speed_json=$OUT/speed-cuda.json
     if [ -e "$speed_json" ] && mapfile -t PLAN < <("$PY" scripts/cuda/plan_study.py "$speed_json" "$budget" "$train_images" 2>> "$SUMMARY"); then
@@ -183,6 +186,8 @@ else
     if [ ! -e "$OUT/study/summary.json" ] && [ -d "$OUT/study" ]; then
         "$BIN" plot "$OUT/study" >> "$OUT/study.log" 2>&1 || say "  (no finished run to report)"
     fi
+    # Checkpoints of runs cut off by the deadline: only for resuming, and large (ResNet-18).
+    rm -rf "$OUT/study/checkpoints"
 fi
 
 # The tables, for the README.

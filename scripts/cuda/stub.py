@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes the C source of a link-time stub library for a CUDA header.
 
-Usage: stub.py HEADER PREFIX [NAME=RET ...] > stub.c
+Usage: stub.py [--quiet] HEADER PREFIX [NAME=RET ...] > stub.c
 
 Every function that HEADER (already run through the C preprocessor, so that versioned names such
 as cuCtxCreate_v2 appear as the library exports them) declares with a name starting with PREFIX
@@ -9,14 +9,17 @@ becomes a C function taking no arguments and returning the default code given as
 code named for it (`curandSetStream=0`); `NAME=0p` also stores a non-null handle through the
 first argument (for create functions whose handle the caller keeps). The result is built with the library's SONAME, so
 that a binary links against it on a machine without the real library and loads the real one
-where it exists. Argument lists do not matter to the dynamic linker, only symbol names.
+where it exists. Argument lists do not matter to the dynamic linker, only symbol names. Every
+function returning an error code prints its name on stderr, unless --quiet.
 """
 import re
 import sys
 
 
 def main() -> None:
-    header, prefix, *codes = sys.argv[1:]
+    args = sys.argv[1:]
+    quiet = bool(args) and args[0] == "--quiet"
+    header, prefix, *codes = args[1:] if quiet else args
     ret = {}
     for c in codes:
         name, _, value = c.partition("=")
@@ -37,6 +40,8 @@ def main() -> None:
             print(f"int {n}(void **handle) {{ *handle = (void *)1; return 0; }}")
         elif r == "0":
             print(f"int {n}(void) {{ return 0; }}")
+        elif quiet:
+            print(f"int {n}(void) {{ return {r}; }}")
         else:
             print(f'int {n}(void) {{ warn("{n}"); return {r}; }}')
 

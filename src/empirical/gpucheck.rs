@@ -398,7 +398,7 @@ pub fn agree(
     args: &AgreeArgs,
     scratch: &Path,
 ) -> Result<AgreeReport, EmpiricalError> {
-    if args.batch < 2 || !(args.tolerance >= 0.0) {
+    if args.batch < 2 || args.tolerance.is_nan() || args.tolerance < 0.0 {
         return Err(EmpiricalError::invalid(
             "gpu-check agree",
             "needs --batch >= 2 and --tolerance >= 0",
