@@ -32,8 +32,8 @@ struct Cli {
     set: Vec<String>,
     /// Layer implementation on the CPU: "fast" (this crate's kernels) or "stock" (candle's own
     /// operations, several times slower; for checking the fast path end to end).
-    #[arg(long, global = true, default_value = "fast", value_parser = ["fast", "stock"])]
-    kernels: String,
+    #[arg(long, global = true, value_enum, default_value_t = Kernels::Fast)]
+    kernels: Kernels,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -124,6 +124,24 @@ fn load(config: &Path, set: &[String]) -> Result<StudyConfig> {
     Ok(granularity::config::load_file(config, set)?)
 }
 
+/// The options of a run from the command line (progress always shown).
+fn run_options(
+    out: PathBuf,
+    data: Option<PathBuf>,
+    fresh: bool,
+    device: Device,
+    kernels: Kernels,
+) -> RunOptions {
+    RunOptions {
+        out,
+        data,
+        fresh,
+        device,
+        progress: true,
+        kernels,
+    }
+}
+
 fn study(
     cfg: &StudyConfig,
     out: PathBuf,
@@ -142,14 +160,7 @@ fn study(
         if dev.is_cpu() { "cpu" } else { "gpu" },
         out.display()
     );
-    let opts = RunOptions {
-        out: out.clone(),
-        data,
-        fresh,
-        device: dev,
-        progress: true,
-        kernels,
-    };
+    let opts = run_options(out.clone(), data, fresh, dev, kernels);
     let summary = run_study(cfg, &opts)?;
     println!("{}", summary_table(&summary.rows));
     for h in &summary.hard_subsets {
@@ -170,11 +181,7 @@ fn main() -> Result<()> {
     granularity::runtime::tune_allocator();
     let cli = Cli::parse();
     let dev = cli.device.open()?;
-    let kernels = if cli.kernels == "stock" {
-        Kernels::Stock
-    } else {
-        Kernels::Fast
-    };
+    let kernels = cli.kernels;
     match cli.command {
         None => study(
             &synthetic_default(&cli.set)?,
@@ -210,7 +217,8 @@ fn main() -> Result<()> {
             data,
         }) => {
             let cfg = load(&config, &cli.set)?;
-            let r = single::pretrain(&cfg, &granularity, seed, &out, data.as_deref(), &dev)?;
+            let opts = run_options(out, data, false, dev, kernels);
+            let r = single::pretrain(&cfg, &granularity, seed, &opts)?;
             println!("{r}");
             Ok(())
         }
@@ -222,7 +230,8 @@ fn main() -> Result<()> {
             data,
         }) => {
             let cfg = load(&config, &cli.set)?;
-            let r = single::finetune(&cfg, &weights, seed, &out, data.as_deref(), &dev)?;
+            let opts = run_options(out, data, false, dev, kernels);
+            let r = single::finetune(&cfg, &weights, seed, &opts)?;
             println!("{r}");
             Ok(())
         }

@@ -75,7 +75,7 @@ pub enum GpuCheckCommand {
 #[derive(clap::Args, Debug, Clone)]
 pub struct AgreeArgs {
     /// Architecture (resnet8, resnet20, resnet18).
-    #[arg(long, default_value = "resnet20", value_parser = parse_arch)]
+    #[arg(long, value_enum, default_value = "resnet20")]
     pub arch: Arch,
     /// Images in the batch.
     #[arg(long, default_value_t = 32)]
@@ -92,7 +92,7 @@ pub struct AgreeArgs {
 #[derive(clap::Args, Debug, Clone)]
 pub struct SpeedArgs {
     /// Architectures, comma-separated.
-    #[arg(long, value_delimiter = ',', default_values = ["resnet20", "resnet18"], value_parser = parse_arch)]
+    #[arg(long, value_enum, value_delimiter = ',', default_values = ["resnet20", "resnet18"])]
     pub arch: Vec<Arch>,
     /// Batch sizes, comma-separated.
     #[arg(long, value_delimiter = ',', default_values_t = [128usize, 512])]
@@ -106,13 +106,6 @@ pub struct SpeedArgs {
     /// Also write the report as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
-}
-
-fn parse_arch(s: &str) -> Result<Arch, String> {
-    [Arch::ResNet8, Arch::ResNet20, Arch::ResNet18]
-        .into_iter()
-        .find(|a| a.name() == s.trim())
-        .ok_or_else(|| format!("unknown architecture {s:?} (resnet8, resnet20, resnet18)"))
 }
 
 /// One compared quantity.
@@ -856,11 +849,5 @@ mod tests {
             ..args
         };
         assert!(speed(&Device::Cpu, &bad, &mut |_| {}).is_err());
-    }
-
-    #[test]
-    fn architecture_names_parse() {
-        assert_eq!(parse_arch("resnet18").unwrap(), Arch::ResNet18);
-        assert!(parse_arch("vgg").unwrap_err().contains("resnet20"));
     }
 }

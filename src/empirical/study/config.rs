@@ -144,39 +144,24 @@ pub struct GranularitySpec {
     pub labels: LabelSpec,
 }
 
-/// How pretraining labels are made: every [`Relabeling`] of the hierarchy, plus k-means
-/// clusters of image embeddings and levels coarser than the target.
+/// How pretraining labels are made: any [`Relabeling`] of the hierarchy (`level`,
+/// `merge_within`, `random_aligned`, `misaligned`, `split_finer`, `per_sample`), or labels made
+/// from the data ([`DataLabels`]: k-means clusters of image embeddings, groups of target
+/// classes). Written as one inline table with a `kind`, e.g. `{ kind = "level", level = 1 }` or
+/// `{ kind = "kmeans_within", k = 5 }`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum LabelSpec {
+    /// A relabeling of the hierarchy.
+    Hierarchy(Relabeling),
+    /// Labels made from the data.
+    Data(DataLabels),
+}
+
+/// Pretraining labels made from the data rather than from the hierarchy alone.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-pub enum LabelSpec {
-    /// The classes of a hierarchy level.
-    Level {
-        /// The level (0 = coarsest).
-        level: usize,
-    },
-    /// Intermediate aligned level: the leaves of each target class merged at random into `groups` groups.
-    MergeWithin {
-        /// Groups per target class.
-        groups: usize,
-    },
-    /// Random labels inside each target class (aligned, meaningless), `per_target` per class.
-    RandomAligned {
-        /// Labels per target class.
-        per_target: usize,
-    },
-    /// Random groups of leaves that cross target classes (misaligned).
-    Misaligned {
-        /// Number of labels.
-        groups: usize,
-    },
-    /// Each leaf split at random into `splits` labels per image (finer than the leaves, no
-    /// visual meaning).
-    SplitFiner {
-        /// Labels per leaf.
-        splits: usize,
-    },
-    /// One label per training image.
-    PerSample,
+pub enum DataLabels {
     /// k-means on image embeddings inside each class of `level` (aligned when `level` is at or
     /// below the target level): `k` clusters per class.
     KmeansWithin {
@@ -200,39 +185,61 @@ pub enum LabelSpec {
     },
 }
 
+impl DataLabels {
+    /// The `kind`s of these labels.
+    const KINDS: [&'static str; 3] = ["kmeans_within", "kmeans_global", "coarser"];
+}
+
+impl<'de> Deserialize<'de> for LabelSpec {
+    /// Dispatches on `kind`: the data's kinds to [`DataLabels`], every other to [`Relabeling`]
+    /// (whose error lists its kinds; the data's are added to it).
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let v = toml::Value::deserialize(d)?;
+        let kind = v.get("kind").and_then(toml::Value::as_str).unwrap_or("");
+        if DataLabels::KINDS.contains(&kind) {
+            DataLabels::deserialize(v)
+                .map(LabelSpec::Data)
+                .map_err(D::Error::custom)
+        } else {
+            Relabeling::deserialize(v)
+                .map(LabelSpec::Hierarchy)
+                .map_err(|e| {
+                    D::Error::custom(format!(
+                        "{e} (or one of the data's kinds: {})",
+                        DataLabels::KINDS.join(", ")
+                    ))
+                })
+        }
+    }
+}
+
 impl LabelSpec {
-    /// The hierarchy relabeling this spec is, if it is one.
-    pub fn relabeling(&self) -> Option<Relabeling> {
-        Some(match *self {
-            LabelSpec::Level { level } => Relabeling::Level { level },
-            LabelSpec::MergeWithin { groups } => Relabeling::MergeWithin { groups },
-            LabelSpec::RandomAligned { per_target } => Relabeling::RandomAligned { per_target },
-            LabelSpec::Misaligned { groups } => Relabeling::Misaligned { groups },
-            LabelSpec::SplitFiner { splits } => Relabeling::SplitFiner { splits },
-            LabelSpec::PerSample => Relabeling::PerSample,
-            _ => return None,
-        })
+    /// The classes of hierarchy level `level`.
+    pub fn level(level: usize) -> Self {
+        LabelSpec::Hierarchy(Relabeling::Level { level })
     }
 
     /// True for the k-means kinds (they need embeddings).
     pub fn needs_embeddings(&self) -> bool {
         matches!(
             self,
-            LabelSpec::KmeansWithin { .. } | LabelSpec::KmeansGlobal { .. }
+            LabelSpec::Data(DataLabels::KmeansWithin { .. } | DataLabels::KmeansGlobal { .. })
         )
     }
 
     /// The family this spec belongs to: one line per family in the granularity figure.
-    pub fn family(&self, target_level: usize) -> &'static str {
+    pub fn family(&self) -> &'static str {
         match self {
-            LabelSpec::Level { level } if *level <= target_level => "manual hierarchy",
-            LabelSpec::Level { .. } | LabelSpec::MergeWithin { .. } => "manual hierarchy",
-            LabelSpec::Coarser { .. } => "manual hierarchy",
-            LabelSpec::RandomAligned { .. } => "random, aligned",
-            LabelSpec::Misaligned { .. } => "random, misaligned",
-            LabelSpec::SplitFiner { .. } | LabelSpec::PerSample => "finer than leaves",
-            LabelSpec::KmeansWithin { .. } => "k-means within class",
-            LabelSpec::KmeansGlobal { .. } => "k-means global",
+            LabelSpec::Hierarchy(Relabeling::Level { .. } | Relabeling::MergeWithin { .. })
+            | LabelSpec::Data(DataLabels::Coarser { .. }) => "manual hierarchy",
+            LabelSpec::Hierarchy(Relabeling::RandomAligned { .. }) => "random, aligned",
+            LabelSpec::Hierarchy(Relabeling::Misaligned { .. }) => "random, misaligned",
+            LabelSpec::Hierarchy(Relabeling::SplitFiner { .. } | Relabeling::PerSample) => {
+                "finer than leaves"
+            }
+            LabelSpec::Data(DataLabels::KmeansWithin { .. }) => "k-means within class",
+            LabelSpec::Data(DataLabels::KmeansGlobal { .. }) => "k-means global",
         }
     }
 }
@@ -379,7 +386,7 @@ impl Validate for StudyConfig {
         if t.readouts.is_empty() || t.readouts.contains(&Readout::Scratch) {
             return Err(field(
                 "train.readouts",
-                "list some of finetune, linear_probe, mapped_head (scratch is the baseline's)",
+                "list some of finetune, linear_probe, summed_head (scratch is the baseline's)",
             ));
         }
         let mut names: Vec<&str> = self.granularities.iter().map(|g| g.name.as_str()).collect();
@@ -392,13 +399,16 @@ impl Validate for StudyConfig {
                 ));
             }
             let zero = match g.labels {
-                LabelSpec::MergeWithin { groups }
-                | LabelSpec::Misaligned { groups }
-                | LabelSpec::Coarser { groups } => groups == 0,
-                LabelSpec::RandomAligned { per_target } => per_target == 0,
-                LabelSpec::SplitFiner { splits } => splits == 0,
-                LabelSpec::KmeansWithin { k, .. } | LabelSpec::KmeansGlobal { k } => k == 0,
-                _ => false,
+                LabelSpec::Hierarchy(
+                    Relabeling::MergeWithin { groups } | Relabeling::Misaligned { groups },
+                )
+                | LabelSpec::Data(DataLabels::Coarser { groups }) => groups == 0,
+                LabelSpec::Hierarchy(Relabeling::RandomAligned { per_target }) => per_target == 0,
+                LabelSpec::Hierarchy(Relabeling::SplitFiner { splits }) => splits == 0,
+                LabelSpec::Data(
+                    DataLabels::KmeansWithin { k, .. } | DataLabels::KmeansGlobal { k },
+                ) => k == 0,
+                LabelSpec::Hierarchy(Relabeling::Level { .. } | Relabeling::PerSample) => false,
             };
             if zero {
                 return Err(field(&format!("{f}.labels"), "counts must be at least 1"));
