@@ -12,6 +12,8 @@ use granularity::empirical::data::cifar100_dir_from_env;
 use granularity::empirical::data::inat::InatTrainSplit;
 use granularity::empirical::data::inspect::{data_config, inspect_data, InspectOptions};
 use granularity::empirical::data::sources::decode_options;
+use granularity::empirical::device::DeviceSpec;
+use granularity::empirical::gpucheck::{run_cli as run_gpu_check, GpuCheckArgs};
 use granularity::empirical::model::Kernels;
 use granularity::empirical::study::config::{DataSource, StudyConfig};
 use granularity::empirical::study::{
@@ -28,7 +30,7 @@ use std::path::{Path, PathBuf};
 struct Cli {
     /// Where networks run: "cpu", or "cuda:N" (needs a build with `--features cuda`).
     #[arg(long, global = true, default_value = "cpu")]
-    device: String,
+    device: DeviceSpec,
     /// Override a config value, e.g. --set train.pretrain_epochs=3 (repeatable).
     #[arg(long = "set", global = true, value_name = "KEY=VALUE")]
     set: Vec<String>,
@@ -157,22 +159,8 @@ enum Command {
     },
     /// Time a training step: our CPU kernels vs candle's stock ops vs PyTorch.
     Bench(BenchArgs),
-}
-
-fn device(spec: &str) -> Result<Device> {
-    if spec == "cpu" {
-        return Ok(Device::Cpu);
-    }
-    if let Some(n) = spec.strip_prefix("cuda:") {
-        let n: usize = n
-            .parse()
-            .with_context(|| format!("--device {spec}: expected cuda:N with N a GPU index"))?;
-        if !cfg!(feature = "cuda") {
-            bail!("--device {spec}: this build has no CUDA support; rebuild with `cargo build --release --features cuda` on a machine with the CUDA toolkit");
-        }
-        return Device::new_cuda(n).with_context(|| format!("--device {spec}"));
-    }
-    bail!("--device {spec}: expected \"cpu\" or \"cuda:N\"")
+    /// Check --device against the CPU (one training step, checkpoints), or time it there.
+    GpuCheck(GpuCheckArgs),
 }
 
 fn load(config: &Path, set: &[String]) -> Result<StudyConfig> {
@@ -235,7 +223,7 @@ fn study(
 fn main() -> Result<()> {
     granularity::runtime::tune_allocator();
     let cli = Cli::parse();
-    let dev = device(&cli.device)?;
+    let dev = cli.device.open()?;
     let kernels = cli.kernels;
     match cli.command {
         None => study(
@@ -368,6 +356,10 @@ fn main() -> Result<()> {
         Some(Command::Bench(args)) => {
             let table = run_bench(&args, &mut |l| eprintln!("  {l}"))?;
             println!("{table}");
+            Ok(())
+        }
+        Some(Command::GpuCheck(args)) => {
+            println!("{}", run_gpu_check(&dev, &args)?);
             Ok(())
         }
     }
