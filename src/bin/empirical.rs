@@ -11,12 +11,18 @@ use clap::{Parser, Subcommand};
 use granularity::cluster::slurm::{absolute, write_scripts, JobSet};
 use granularity::cluster::{Shard, SlurmArgs};
 use granularity::empirical::bench::{run_cli as run_bench, BenchArgs};
-use granularity::empirical::data::{load_cifar100, load_image_folder};
+use granularity::empirical::data::breeds::{BreedsSubclasses, BreedsTask};
+use granularity::empirical::data::cifar100_dir_from_env;
+use granularity::empirical::data::inat::InatTrainSplit;
+use granularity::empirical::data::inspect::{data_config, inspect_data, InspectOptions};
+use granularity::empirical::data::sources::decode_options;
+use granularity::empirical::device::DeviceSpec;
+use granularity::empirical::gpucheck::{run_cli as run_gpu_check, GpuCheckArgs};
 use granularity::empirical::model::Kernels;
-use granularity::empirical::study::config::StudyConfig;
+use granularity::empirical::study::config::{DataSource, StudyConfig};
 use granularity::empirical::study::{
     prepare_study, run_shard, run_study, sharding, single, summary_table, synthetic_default,
-    write_reports, RunOptions, StudySummary,
+    write_reports, RunOptions, StudySummary, CIFAR100_ENV,
 };
 use std::path::{Path, PathBuf};
 
@@ -29,7 +35,7 @@ use std::path::{Path, PathBuf};
 struct Cli {
     /// Where networks run: "cpu", or "cuda:N" (needs a build with `--features cuda`).
     #[arg(long, global = true, default_value = "cpu")]
-    device: String,
+    device: DeviceSpec,
     /// Override a config value, e.g. --set train.pretrain_epochs=3 (repeatable).
     #[arg(long = "set", global = true, value_name = "KEY=VALUE")]
     set: Vec<String>,
@@ -128,17 +134,56 @@ enum Command {
         #[arg(long)]
         data: Option<PathBuf>,
     },
-    /// Load a dataset, check it, and print its sizes and label hierarchy.
+    /// Load a dataset, check it, and print its label hierarchy (levels, tree, images per class
+    /// and per leaf), the parents chosen where the source is not a tree, what decoding does to
+    /// the images (resizing, cropping, conversion to RGB) and the memory a study will need.
     Inspect {
+        /// A study config: inspect the dataset of its data section, with its selection.
+        #[arg(long, conflicts_with_all = ["cifar100", "folder", "inat", "imagenet"])]
+        config: Option<PathBuf>,
+        /// The dataset folder for --config (overrides data.path).
+        #[arg(long, requires = "config")]
+        data: Option<PathBuf>,
         /// A CIFAR-100 binary folder (train.bin / test.bin or .gz, label-name files).
-        #[arg(long, conflicts_with = "folder")]
+        #[arg(long, conflicts_with_all = ["folder", "inat", "imagenet"])]
         cifar100: Option<PathBuf>,
         /// An image folder with hierarchy.csv, train/LEAF/ and test/LEAF/ (see the README).
-        #[arg(long)]
+        #[arg(long, conflicts_with_all = ["inat", "imagenet"])]
         folder: Option<PathBuf>,
-        /// Image size for --folder.
-        #[arg(long, default_value_t = 32)]
-        size: u32,
+        /// iNaturalist 2021 in its official layout (train.json, val.json, image folders).
+        #[arg(long, conflicts_with = "imagenet")]
+        inat: Option<PathBuf>,
+        /// The training split of --inat.
+        #[arg(long, value_enum, default_value = "train")]
+        inat_split: InatTrainSplit,
+        /// ImageNet-style folders named by WordNet ids (train/nXXXXXXXX/, val/nXXXXXXXX/), with
+        /// --wordnet and --depths, or with --breeds and --task.
+        #[arg(long)]
+        imagenet: Option<PathBuf>,
+        /// WordNet 3.0's data.noun, for --imagenet (e.g. /usr/share/wordnet/data.noun).
+        #[arg(long, conflicts_with = "breeds")]
+        wordnet: Option<PathBuf>,
+        /// Depths at which WordNet is cut, for --wordnet (e.g. 3,6).
+        #[arg(long, value_delimiter = ',')]
+        depths: Vec<usize>,
+        /// The BREEDS information folder, for --imagenet.
+        #[arg(long)]
+        breeds: Option<PathBuf>,
+        /// The BREEDS task, for --breeds.
+        #[arg(long, value_enum)]
+        task: Option<BreedsTask>,
+        /// Which classes of each BREEDS superclass, for --breeds.
+        #[arg(long, value_enum, default_value = "all")]
+        subclasses: BreedsSubclasses,
+        /// Image size (default: data.size with --config, else 32).
+        #[arg(long)]
+        size: Option<u32>,
+        /// Images per split decoded to check them, spread evenly (0 = all).
+        #[arg(long, default_value_t = 1000)]
+        check: usize,
+        /// Lines of the tree to print (0 = all).
+        #[arg(long, default_value_t = 60)]
+        tree_lines: usize,
     },
     /// Redraw summary.json, results.md, epochs.csv and the figures of a study folder.
     Plot {
@@ -147,22 +192,8 @@ enum Command {
     },
     /// Time a training step: our CPU kernels vs candle's stock ops vs PyTorch.
     Bench(BenchArgs),
-}
-
-fn device(spec: &str) -> Result<Device> {
-    if spec == "cpu" {
-        return Ok(Device::Cpu);
-    }
-    if let Some(n) = spec.strip_prefix("cuda:") {
-        let n: usize = n
-            .parse()
-            .with_context(|| format!("--device {spec}: expected cuda:N with N a GPU index"))?;
-        if !cfg!(feature = "cuda") {
-            bail!("--device {spec}: this build has no CUDA support; rebuild with `cargo build --release --features cuda` on a machine with the CUDA toolkit");
-        }
-        return Device::new_cuda(n).with_context(|| format!("--device {spec}"));
-    }
-    bail!("--device {spec}: expected \"cpu\" or \"cuda:N\"")
+    /// Check --device against the CPU (one training step, checkpoints), or time it there.
+    GpuCheck(GpuCheckArgs),
 }
 
 fn load(config: &Path, set: &[String]) -> Result<StudyConfig> {
@@ -255,7 +286,7 @@ fn print_summary(summary: &StudySummary) {
 
 /// The global options every Slurm job repeats.
 struct Global<'a> {
-    device: &'a str,
+    device: DeviceSpec,
     set: &'a [String],
     kernels: Kernels,
 }
@@ -275,7 +306,7 @@ fn slurm_jobs(
     let mut study = vec![
         bin.clone(),
         "--device".into(),
-        cli.device.into(),
+        cli.device.to_string(),
         "--kernels".into(),
         cli.kernels.name().into(),
     ];
@@ -300,7 +331,7 @@ fn slurm_jobs(
 fn main() -> Result<()> {
     granularity::runtime::tune_allocator();
     let cli = Cli::parse();
-    let dev = device(&cli.device)?;
+    let dev = cli.device.open()?;
     let kernels = cli.kernels;
     match cli.command {
         None => study(
@@ -351,7 +382,7 @@ fn main() -> Result<()> {
             let cfg = load(&config, &cli.set)?;
             let out = out.unwrap_or_else(|| default_out(&cfg));
             let global = Global {
-                device: &cli.device,
+                device: cli.device,
                 set: &cli.set,
                 kernels,
             };
@@ -403,16 +434,72 @@ fn main() -> Result<()> {
             Ok(())
         }
         Some(Command::Inspect {
+            config,
+            data,
             cifar100,
             folder,
+            inat,
+            inat_split,
+            imagenet,
+            wordnet,
+            depths,
+            breeds,
+            task,
+            subclasses,
             size,
+            check,
+            tree_lines,
         }) => {
-            let splits = match (cifar100, folder) {
-                (Some(d), _) => load_cifar100(&d)?,
-                (None, Some(d)) => load_image_folder(&d, size)?,
-                (None, None) => bail!("inspect needs --cifar100 DIR or --folder DIR"),
+            let (mut d, dir) = match (config, cifar100, folder, inat, imagenet) {
+                (Some(c), ..) => {
+                    let d = load(&c, &cli.set)?.data;
+                    let env = (d.source == DataSource::Cifar100 && d.path.is_empty())
+                        .then(|| cifar100_dir_from_env(CIFAR100_ENV))
+                        .flatten();
+                    let dir = data.or(env).unwrap_or_else(|| PathBuf::from(&d.path));
+                    (d, dir)
+                }
+                (_, Some(p), ..) => (data_config(DataSource::Cifar100, &p), p),
+                (_, _, Some(p), ..) => (data_config(DataSource::Folder, &p), p),
+                (_, _, _, Some(p), _) => {
+                    let mut d = data_config(DataSource::Inat2021, &p);
+                    d.inat.train_split = inat_split;
+                    (d, p)
+                }
+                (_, _, _, _, Some(p)) => {
+                    let mut d = data_config(DataSource::Wordnet, &p);
+                    if let Some(b) = breeds {
+                        d.source = DataSource::Breeds;
+                        d.breeds.info_dir = b.display().to_string();
+                        d.breeds.task = task;
+                        d.breeds.subclasses = subclasses;
+                    } else {
+                        let noun = wordnet.context("--imagenet needs --wordnet DATA_NOUN (with --depths) or --breeds DIR (with --task)")?;
+                        d.wordnet.noun = noun.display().to_string();
+                        d.wordnet.depths = depths;
+                    }
+                    (d, p)
+                }
+                _ => {
+                    bail!("inspect needs one of --config, --cifar100, --folder, --inat, --imagenet")
+                }
             };
-            println!("{}", splits.summary());
+            if let Some(s) = size {
+                d.size = s;
+            }
+            let mut decode = decode_options(&d);
+            decode.size_field = if size.is_some() {
+                "--size"
+            } else {
+                "data.size (or --size)"
+            }
+            .into();
+            let opts = InspectOptions {
+                decode,
+                check,
+                tree_lines,
+            };
+            print!("{}", inspect_data(&d, &dir, &opts)?);
             Ok(())
         }
         Some(Command::Plot { dir }) => {
@@ -424,6 +511,10 @@ fn main() -> Result<()> {
         Some(Command::Bench(args)) => {
             let table = run_bench(&args, &mut |l| eprintln!("  {l}"))?;
             println!("{table}");
+            Ok(())
+        }
+        Some(Command::GpuCheck(args)) => {
+            println!("{}", run_gpu_check(&dev, &args)?);
             Ok(())
         }
     }
