@@ -81,6 +81,9 @@ pub enum EmpiricalError {
     /// Image data could not be loaded or batched.
     #[error(transparent)]
     Data(#[from] DataError),
+    /// The vector instructions asked for (`GRANULARITY_SIMD`) are unknown or missing.
+    #[error(transparent)]
+    Simd(#[from] crate::empirical::model::SimdError),
 }
 
 impl EmpiricalError {
