@@ -1,6 +1,6 @@
-//! Direct convolutions on channels-last (NHWC) `f32` images, packing straight from the
-//! activations (no im2col buffer): the forward pass, the input gradient and the weight
-//! gradient of one convolution layer ([`ConvOp`]), on the [`Simd`] path the model chose.
+//! Convolutions on channels-last (NHWC) `f32` images, packing straight from the activations
+//! (no im2col buffer): the forward pass, the input gradient and the weight gradient of one
+//! convolution layer ([`ConvOp`]), on the [`Simd`] path the model chose.
 //!
 //! * Forward and input gradient are *gathers* ([`Gather`]): every output pixel sums, over a list
 //!   of taps, a run of channels of one source pixel times a weight matrix. The source is copied
@@ -11,6 +11,12 @@
 //!   convolution, split by the residue of the input pixel modulo the stride into `s x s`
 //!   gathers of the output gradient with the taps that reach that residue (one gather with the
 //!   flipped kernel for stride 1; for stride 2 and a 3x3 kernel, gathers of 1, 2, 2 and 4 taps).
+//! * Stride-1 3x3 gathers with at least [`WINOGRAD_MIN_CHANNELS`] channels on both sides run by
+//!   Winograd F(2x2, 3x3) instead ([`Algo`], module `winograd`): 4 products per output pixel
+//!   and channel pair instead of 9. Measured per layer shape on this crate's layers, it is
+//!   slower than the direct gather below 32 channels (the transforms cost more than the
+//!   products they save) and faster from 32 on; its error against an `f64` reference is no
+//!   larger than the direct sum's (shorter chains of additions).
 //! * The weight gradient sums, per tap, outer products of the input channels and the output
 //!   gradient's channels over every pixel where the tap lands inside the image
 //!   ([`super::micro::outer`]), over fixed chunks of about [`WGRAD_PIX`] output pixels; the
@@ -26,14 +32,21 @@
 //! shape; tasks are split by images, chunks and channel blocks fixed by the shape; so results
 //! are the same for any thread count and on every [`Simd`] path.
 
+use candle_core::{bail, Result};
 use rayon::prelude::*;
 
 use super::isa::Simd;
-use candle_core::{bail, Result};
-
 use super::kernels::sum_parts;
 use super::micro::{self, GatherArgs, OuterArgs};
 use super::simd;
+
+mod winograd;
+
+use winograd::{wino_group, WinoPacked};
+
+/// Channels (the fewer of input and output) from which stride-1 3x3 convolutions run by
+/// Winograd: below, the transforms cost more than the products they save.
+pub(super) const WINOGRAD_MIN_CHANNELS: usize = 32;
 
 /// Reduced channels per packed weight panel.
 pub(super) const KC: usize = 128;
@@ -43,6 +56,13 @@ pub(super) const GROUP_PIX: usize = 256;
 
 /// Output pixels per chunk of the weight gradient (whole images, at least one).
 pub(super) const WGRAD_PIX: usize = 2048;
+
+/// Bytes of output gradient per sub-block of a weight-gradient chunk (kept in the level-1 cache
+/// while every channel tile runs over it).
+const SUB_BYTES: usize = 32 << 10;
+
+/// Input channels from which the weight gradient copies its sub-blocks into panels.
+const PACK_CI: usize = 256;
 
 thread_local! {
     /// Per-thread padded-source and output buffers, reused across calls.
@@ -188,6 +208,7 @@ impl Gather {
             }],
             no_pad: p == 0 && hs == g.h && ws == g.w,
         }
+        .for_winograd()
     }
 
     /// The input gradient of `g` (the transposed convolution), by residue classes.
@@ -252,6 +273,20 @@ impl Gather {
             classes,
             no_pad: top == 0 && left == 0 && hs == g.ho && ws == g.wo,
         }
+        .for_winograd()
+    }
+
+    /// Pads the source of a gather that Winograd can run so that every 4x4 patch of its 2x2
+    /// output tiles is inside (an extra zero row / column for odd output sizes), and always
+    /// copies it (the padded copy has the slack the input transform reads).
+    fn for_winograd(mut self) -> Self {
+        if WinoPacked::fits(&self) {
+            let (ho, wo) = self.out_hw;
+            self.padded.0 = self.padded.0.max(2 * ho.div_ceil(2) + 2);
+            self.padded.1 = self.padded.1.max(2 * wo.div_ceil(2) + 2);
+            self.no_pad = false;
+        }
+        self
     }
 
     fn src_len(&self) -> usize {
@@ -383,7 +418,7 @@ fn pad_images(
 fn run_gather<T: Send>(
     g: &Gather,
     bl: &Blocking,
-    pk: &Packed,
+    pk: &Kernel,
     src: &[f32],
     out: &mut [f32],
     accumulate: bool,
@@ -401,7 +436,9 @@ fn run_gather<T: Send>(
         .zip(src.par_chunks(group * src_len))
         .map(|(out, src)| {
             let n = out.len() / out_len;
-            let sbuf = if g.no_pad { 0 } else { n * padded_len };
+            // One vector of slack after the padded images (read, unused, by the Winograd input
+            // transform of the last channels).
+            let sbuf = if g.no_pad { 0 } else { n * padded_len + 16 };
             let obuf = if direct { 0 } else { n * opad_len };
             with_scratch(sbuf, obuf, |sb, ob| {
                 let s: &[f32] = if g.no_pad {
@@ -414,14 +451,14 @@ fn run_gather<T: Send>(
                     if !accumulate && !g.covers() {
                         out.fill(0.0);
                     }
-                    gather_group(g, bl, pk, s, n, out, accumulate);
+                    pk.run(g, bl, s, n, out, accumulate);
                 } else {
                     if accumulate {
                         copy_channels(out, g.cout, ob, bl.cpad);
                     } else if !g.covers() {
                         ob.fill(0.0);
                     }
-                    gather_group(g, bl, pk, s, n, ob, accumulate);
+                    pk.run(g, bl, s, n, ob, accumulate);
                     copy_channels(ob, bl.cpad, out, g.cout);
                 }
             });
@@ -508,27 +545,80 @@ fn gather_group(
     }
 }
 
+/// How a gather runs: directly, or by Winograd F(2x2, 3x3) (stride-1 3x3 gathers only).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Algo {
+    /// Direct: every tap of every pixel.
+    Direct,
+    /// Winograd F(2x2, 3x3) where the gather fits, direct elsewhere.
+    Winograd,
+}
+
+impl Algo {
+    /// The algorithm for the gathers of `g`.
+    pub fn choose(g: &ConvGeom) -> Self {
+        if g.k == 3 && g.s == 1 && g.ci.min(g.co) >= WINOGRAD_MIN_CHANNELS {
+            Algo::Winograd
+        } else {
+            Algo::Direct
+        }
+    }
+}
+
+/// A gather's weights, packed for its algorithm.
+enum Kernel {
+    Direct(Packed),
+    Winograd(WinoPacked),
+}
+
+impl Kernel {
+    /// Packs `w(tap, reduced channel, output channel)` for gather `g` and `algo`.
+    fn new(g: &Gather, bl: &Blocking, algo: Algo, w: impl Fn(usize, usize, usize) -> f32) -> Self {
+        if algo == Algo::Winograd && WinoPacked::fits(g) {
+            Kernel::Winograd(WinoPacked::new(g, bl, w))
+        } else {
+            Kernel::Direct(Packed::new(g, bl, w))
+        }
+    }
+
+    /// Runs the gather on one group of `n` images (see [`gather_group`]).
+    fn run(&self, g: &Gather, bl: &Blocking, s: &[f32], n: usize, o: &mut [f32], acc: bool) {
+        match self {
+            Kernel::Direct(pk) => gather_group(g, bl, pk, s, n, o, acc),
+            Kernel::Winograd(wp) => wino_group(g, bl, wp, s, n, o, acc),
+        }
+    }
+}
+
 /// One convolution layer for one step: its shape, its weights, and the weights packed for the
 /// forward pass and (on first use) for the input gradient.
 pub(super) struct ConvOp {
     /// The shape.
     pub geom: ConvGeom,
     simd: Simd,
+    algo: Algo,
     w: Vec<f32>,
-    fwd: (Gather, Blocking, Packed),
-    bwd: std::sync::OnceLock<(Gather, Blocking, Packed)>,
+    fwd: (Gather, Blocking, Kernel),
+    bwd: std::sync::OnceLock<(Gather, Blocking, Kernel)>,
 }
 
 impl ConvOp {
-    /// The layer `g` with weights `w` (`co x ci x k x k`, PyTorch's layout) on `simd`.
+    /// The layer `g` with weights `w` (`co x ci x k x k`, PyTorch's layout) on `simd`, with
+    /// the algorithm [`Algo::choose`] picks.
     pub fn new(g: ConvGeom, w: &[f32], simd: Simd) -> Self {
+        Self::with_algo(g, w, simd, Algo::choose(&g))
+    }
+
+    /// [`ConvOp::new`] with the gathers run by `algo`.
+    pub fn with_algo(g: ConvGeom, w: &[f32], simd: Simd, algo: Algo) -> Self {
         let kk = g.k * g.k;
         let fg = Gather::forward(&g);
         let fb = Blocking::new(simd, g.co);
-        let fp = Packed::new(&fg, &fb, |t, c, o| w[(o * g.ci + c) * kk + t]);
+        let fp = Kernel::new(&fg, &fb, algo, |t, c, o| w[(o * g.ci + c) * kk + t]);
         Self {
             geom: g,
             simd,
+            algo,
             w: w.to_vec(),
             fwd: (fg, fb, fp),
             bwd: std::sync::OnceLock::new(),
@@ -565,7 +655,7 @@ impl ConvOp {
             let (kk, ci) = (geom.k * geom.k, geom.ci);
             let bg = Gather::transposed(geom);
             let bb = Blocking::new(self.simd, ci);
-            let bp = Packed::new(&bg, &bb, |t, c, o| self.w[(c * ci + o) * kk + t]);
+            let bp = Kernel::new(&bg, &bb, self.algo, |t, c, o| self.w[(c * ci + o) * kk + t]);
             (bg, bb, bp)
         });
         run_gather(g, bl, pk, dy, dx, accumulate, |_| ());
@@ -590,42 +680,38 @@ impl ConvOp {
         };
         let per_chunk = (WGRAD_PIX / (g.ho * g.wo)).max(1);
         let chunks = n.div_ceil(per_chunk);
-        let items: Vec<(usize, usize, usize)> = (0..chunks)
-            .flat_map(|q| (0..bl.blocks()).flat_map(move |b| (0..kk).map(move |t| (q, b, t))))
-            .collect();
-        let parts: Vec<Vec<f32>> = items
-            .par_iter()
-            .map(|&(q, b, t)| {
+        let dimg = g.ho * g.wo * bl.cpad;
+        let parts: Vec<Vec<f32>> = (0..chunks * kk)
+            .into_par_iter()
+            .map(|item| {
+                let (q, t) = (item / kk, item % kk);
                 let i0 = q * per_chunk;
                 let imgs = per_chunk.min(n - i0);
-                let mut part = vec![0f32; ci * bl.cb];
-                self.outer_tap(
-                    &bl,
-                    t,
-                    b,
-                    &x[i0 * g.in_len()..],
-                    &dy[i0 * g.ho * g.wo * bl.cpad..],
-                    imgs,
-                    &mut part,
-                );
+                let mut part = vec![0f32; ci * bl.cpad];
+                let (x, dy) = (&x[i0 * g.in_len()..], &dy[i0 * dimg..]);
+                self.outer_tap(&bl, t, x, dy, imgs, &mut part);
                 part
             })
             .collect();
-        // Sum the chunks in order, then write co x ci x k x k.
-        let per_q = bl.blocks() * kk;
-        for b in 0..bl.blocks() {
-            for t in 0..kk {
-                let mut total = parts[b * kk + t].clone();
-                for q in 1..chunks {
-                    for (s, v) in total.iter_mut().zip(&parts[q * per_q + b * kk + t]) {
-                        *s += v;
-                    }
+        // Sum the chunks in order, then write co x ci x k x k in tiles of 16 x 16 channels (so
+        // that both sides stay in cache).
+        let mut parts = parts;
+        let (first, rest) = parts.split_at_mut(kk);
+        for q in 1..chunks {
+            for (total, part) in first.iter_mut().zip(&rest[(q - 1) * kk..q * kk]) {
+                for (s, v) in total.iter_mut().zip(part) {
+                    *s += v;
                 }
-                for c in 0..ci {
-                    for j in 0..bl.cb {
-                        let o = b * bl.cb + j;
-                        if o < co {
-                            dw[(o * ci + c) * kk + t] = total[c * bl.cb + j];
+            }
+        }
+        const T: usize = 16;
+        for o0 in (0..co).step_by(T) {
+            for c0 in (0..ci).step_by(T) {
+                for o in o0..(o0 + T).min(co) {
+                    for c in c0..(c0 + T).min(ci) {
+                        let row = &mut dw[(o * ci + c) * kk..(o * ci + c + 1) * kk];
+                        for (d, total) in row.iter_mut().zip(first.iter()) {
+                            *d = total[c * bl.cpad + o];
                         }
                     }
                 }
@@ -633,14 +719,12 @@ impl ConvOp {
         }
     }
 
-    /// The partial weight gradient of tap `t` and output block `b` over `imgs` images of `x`
-    /// and `dy` (`bl.cpad` channels): `part[c][j]`, `ci x cb`.
-    #[allow(clippy::too_many_arguments)]
+    /// The partial weight gradient of tap `t` over `imgs` images of `x` and `dy` (`bl.cpad`
+    /// channels): `part[c][o]`, `ci x cpad`.
     fn outer_tap(
         &self,
         bl: &Blocking,
         t: usize,
-        b: usize,
         x: &[f32],
         dy: &[f32],
         imgs: usize,
@@ -660,38 +744,108 @@ impl ConvOp {
         };
         let (y0, y1) = range(ky, g.h, g.ho);
         let (x0, x1) = range(kx, g.w, g.wo);
-        let ci = g.ci;
-        let r_max = micro::tile(bl.simd, bl.v);
-        let dimg = g.ho * g.wo * bl.cpad;
         if y0 == y1 || x0 == x1 {
             part.fill(0.0);
             return;
         }
-        let xo = ((y0 * g.s + ky - g.p) * g.w + (x0 * g.s + kx - g.p)) * ci;
-        let dyo = (y0 * g.wo + x0) * bl.cpad + b * bl.cb;
-        let last_x = (imgs - 1) * g.in_len()
-            + ((y1 - 1 - y0) * g.s * g.w + (x1 - 1 - x0) * g.s) * ci
-            + xo
-            + ci;
-        let last_dy =
-            (imgs - 1) * dimg + ((y1 - 1 - y0) * g.wo + (x1 - 1 - x0)) * bl.cpad + dyo + bl.cb;
-        assert!(last_x <= x.len() && last_dy <= dy.len() && part.len() >= ci * bl.cb);
-        for c0 in (0..ci).step_by(r_max) {
-            let r = r_max.min(ci - c0);
-            let a = OuterArgs {
-                x: x[xo + c0..].as_ptr(),
-                x_strides: [g.in_len(), g.s * g.w * ci, g.s * ci],
-                dy: dy[dyo..].as_ptr(),
-                dy_strides: [dimg, g.wo * bl.cpad, bl.cpad],
-                n: [imgs, y1 - y0, x1 - x0],
-                dw: part[c0 * bl.cb..].as_mut_ptr(),
-                dw_step: bl.cb,
-                acc: false,
-            };
-            // SAFETY: the path is supported; the assert bounds the last pixel's values of x
-            // (channels c0..c0 + r < ci) and dy (one block), and part holds ci rows of cb.
-            unsafe { micro::outer(bl.simd, r, bl.v, &a) };
-        }
+        let (ci, cpad, cb) = (g.ci, bl.cpad, bl.cb);
+        let r_max = micro::tile(bl.simd, bl.v);
+        let dimg = g.ho * g.wo * cpad;
+        let x_strides = [g.in_len(), g.s * g.w * ci, g.s * ci];
+        let dy_strides = [dimg, g.wo * cpad, cpad];
+        // Input value of (image i, output row oy, column ox) and its output gradient.
+        let xo = |i: usize, oy: usize, ox: usize| {
+            i * g.in_len() + ((oy * g.s + ky - g.p) * g.w + ox * g.s + kx - g.p) * ci
+        };
+        let dyo = |i: usize, oy: usize, ox: usize| i * dimg + (oy * g.wo + ox) * cpad;
+        assert!(xo(imgs - 1, y1 - 1, x1 - 1) + ci <= x.len());
+        assert!(dyo(imgs - 1, y1 - 1, x1 - 1) + cpad <= dy.len() && part.len() >= ci * cpad);
+        // Sub-blocks of whole rows (or whole images) of about SUB_BYTES of one block of dy,
+        // each run through every channel tile while it is in cache; the pixels stay in order,
+        // so the sums do too.
+        let (nrows, ncols) = (y1 - y0, x1 - x0);
+        let sub_pix = (SUB_BYTES / (4 * cb)).max(1);
+        let rows = (sub_pix / ncols).clamp(1, nrows);
+        let per = if rows == nrows {
+            (sub_pix / (nrows * ncols)).clamp(1, imgs)
+        } else {
+            1
+        };
+        // Wide layers: a pixel's channels are `4 ci` bytes apart, so the same channel of the
+        // pixels of a sub-block falls into a few cache sets; copy the sub-block into contiguous
+        // panels first (x per channel tile, dy per block).
+        let pack = ci >= PACK_CI;
+        let max_pix = per * rows * ncols;
+        let (xlen, dlen) = if pack {
+            (max_pix * ci, max_pix * cb)
+        } else {
+            (0, 0)
+        };
+        with_scratch(xlen, dlen, |xpk, dpk| {
+            let mut first = true;
+            for i0 in (0..imgs).step_by(per) {
+                let ni = per.min(imgs - i0);
+                for r0 in (y0..y1).step_by(rows) {
+                    let nr = rows.min(y1 - r0);
+                    let npix = ni * nr * ncols;
+                    let pixels = || {
+                        (i0..i0 + ni).flat_map(move |i| {
+                            (r0..r0 + nr).flat_map(move |oy| (x0..x1).map(move |ox| (i, oy, ox)))
+                        })
+                    };
+                    if pack {
+                        // Panel of channel tile c0: npix x r values from xpk[c0 * npix].
+                        for (p, (i, oy, ox)) in pixels().enumerate() {
+                            let src = &x[xo(i, oy, ox)..xo(i, oy, ox) + ci];
+                            for c0 in (0..ci).step_by(r_max) {
+                                let r = r_max.min(ci - c0);
+                                xpk[c0 * npix + p * r..c0 * npix + (p + 1) * r]
+                                    .copy_from_slice(&src[c0..c0 + r]);
+                            }
+                        }
+                    }
+                    for b in 0..bl.blocks() {
+                        if pack {
+                            for (p, (i, oy, ox)) in pixels().enumerate() {
+                                let o = dyo(i, oy, ox) + b * cb;
+                                dpk[p * cb..(p + 1) * cb].copy_from_slice(&dy[o..o + cb]);
+                            }
+                        }
+                        for c0 in (0..ci).step_by(r_max) {
+                            let r = r_max.min(ci - c0);
+                            let a = if pack {
+                                OuterArgs {
+                                    x: xpk[c0 * npix..].as_ptr(),
+                                    x_strides: [0, 0, r],
+                                    dy: dpk.as_ptr(),
+                                    dy_strides: [0, 0, cb],
+                                    n: [1, 1, npix],
+                                    dw: part[c0 * cpad + b * cb..].as_mut_ptr(),
+                                    dw_step: cpad,
+                                    acc: !first,
+                                }
+                            } else {
+                                OuterArgs {
+                                    x: x[xo(i0, r0, x0) + c0..].as_ptr(),
+                                    x_strides,
+                                    dy: dy[dyo(i0, r0, x0) + b * cb..].as_ptr(),
+                                    dy_strides,
+                                    n: [ni, nr, ncols],
+                                    dw: part[c0 * cpad + b * cb..].as_mut_ptr(),
+                                    dw_step: cpad,
+                                    acc: !first,
+                                }
+                            };
+                            // SAFETY: the path is supported; the asserts above bound the last
+                            // pixel's values of x and dy (the panels hold npix x r and npix x
+                            // cb values), and part holds ci rows of cpad.
+                            unsafe { micro::outer(bl.simd, r, bl.v, &a) };
+                        }
+                    }
+                    first = false;
+                }
+            }
+        });
     }
 }
 
@@ -732,12 +886,12 @@ mod tests {
             / scale
     }
 
-    /// Forward, input gradient and weight gradient agree with candle's `conv2d` and its
-    /// autograd on every path this processor has (3x3 and 1x1, strides 1 and 2, with and
-    /// without padding, odd and non-square images, channel counts that are not whole vectors,
-    /// batch 1 and more), and every path gives the same bits.
+    /// Forward, input gradient and weight gradient, direct and Winograd, agree with candle's
+    /// `conv2d` and its autograd on every path this processor has (3x3 and 1x1, strides 1 and
+    /// 2, with and without padding, odd and non-square images, channel counts that are not
+    /// whole vectors, batch 1 and more), and every path gives the same bits.
     #[test]
-    fn direct_conv_matches_candle_on_every_path() {
+    fn conv_matches_candle_on_every_path_and_algorithm() {
         #[rustfmt::skip]
         let cases = [
             // (n, ci, co, h, w, k, s, p)
@@ -746,7 +900,8 @@ mod tests {
             (1, 2, 3, 7, 5, 1, 1, 0), (2, 3, 4, 6, 5, 3, 1, 0), (2, 3, 4, 40, 9, 3, 1, 1),
             (1, 16, 32, 9, 11, 3, 2, 1), (2, 16, 16, 8, 8, 3, 1, 1), (2, 32, 64, 8, 8, 3, 2, 1),
             (2, 64, 64, 4, 4, 3, 1, 1), (1, 130, 24, 5, 5, 3, 1, 1), (5, 32, 48, 6, 6, 1, 2, 0),
-            (40, 8, 16, 4, 4, 3, 1, 1),
+            (40, 8, 16, 4, 4, 3, 1, 1), (2, 8, 64, 20, 20, 3, 1, 1), (3, 4, 8, 70, 70, 3, 2, 1),
+            (3, 128, 128, 10, 10, 3, 1, 1), (2, 128, 72, 9, 9, 3, 2, 1), (2, 256, 32, 14, 14, 3, 1, 1),
         ];
         for (i, &(n, ci, co, h, w, k, s, p)) in cases.iter().enumerate() {
             let x = var(&[n, ci, h, w], 10 + i as u64);
@@ -777,36 +932,38 @@ mod tests {
                 .unwrap()
                 .to_vec1::<f32>()
                 .unwrap();
-            let mut first: Option<Vec<Vec<f32>>> = None;
-            for simd in Simd::available() {
-                let what = format!("case {i} {simd}");
-                let op = ConvOp::new(g, &wv, simd);
-                let mut out = vec![0f32; n * g.out_len()];
-                let sums = op.forward(&xv, &mut out, true);
-                assert!(rel_err(&out, &want_y) < 1e-5, "forward {what}");
-                for (ch, &got) in sums[..co].iter().enumerate() {
-                    let vals = out.iter().skip(ch).step_by(co).map(|&v| f64::from(v));
-                    let (s, abs) = vals.fold((0.0, 0.0), |(s, a), v| (s + v, a + v.abs()));
-                    assert!((got - s).abs() < 1e-6 * (1.0 + abs), "sum {what}");
-                }
-                let mut results = vec![out];
-                for acc in [false, true] {
-                    let mut dx = vec![if acc { 1.0 } else { 7.0 }; n * g.in_len()];
-                    op.grad_input(&rv, &mut dx, acc);
-                    let mut want = want_dx.clone();
-                    if acc {
-                        want.iter_mut().for_each(|v| *v += 1.0);
+            for algo in [Algo::Direct, Algo::Winograd] {
+                let mut first: Option<Vec<Vec<f32>>> = None;
+                for simd in Simd::available() {
+                    let what = format!("case {i} {simd} {algo:?}");
+                    let op = ConvOp::with_algo(g, &wv, simd, algo);
+                    let mut out = vec![0f32; n * g.out_len()];
+                    let sums = op.forward(&xv, &mut out, true);
+                    assert!(rel_err(&out, &want_y) < 1e-5, "forward {what}");
+                    for (ch, &got) in sums[..co].iter().enumerate() {
+                        let vals = out.iter().skip(ch).step_by(co).map(|&v| f64::from(v));
+                        let (s, abs) = vals.fold((0.0, 0.0), |(s, a), v| (s + v, a + v.abs()));
+                        assert!((got - s).abs() < 1e-6 * (1.0 + abs), "sum {what}");
                     }
-                    assert!(rel_err(&dx, &want) < 1e-5, "dx {what} acc {acc}");
-                    results.push(dx);
-                }
-                let mut dw = vec![7f32; wv.len()];
-                op.grad_weight(n, &xv, &rv, &mut dw);
-                assert!(rel_err(&dw, &want_dw) < 1e-5, "dw {what}");
-                results.push(dw);
-                match &first {
-                    None => first = Some(results),
-                    Some(f) => assert!(f == &results, "{what} differs from the first path"),
+                    let mut results = vec![out];
+                    for acc in [false, true] {
+                        let mut dx = vec![if acc { 1.0 } else { 7.0 }; n * g.in_len()];
+                        op.grad_input(&rv, &mut dx, acc);
+                        let mut want = want_dx.clone();
+                        if acc {
+                            want.iter_mut().for_each(|v| *v += 1.0);
+                        }
+                        assert!(rel_err(&dx, &want) < 1e-5, "dx {what} acc {acc}");
+                        results.push(dx);
+                    }
+                    let mut dw = vec![7f32; wv.len()];
+                    op.grad_weight(n, &xv, &rv, &mut dw);
+                    assert!(rel_err(&dw, &want_dw) < 1e-5, "dw {what}");
+                    results.push(dw);
+                    match &first {
+                        None => first = Some(results),
+                        Some(f) => assert!(f == &results, "{what} differs from the first path"),
+                    }
                 }
             }
         }

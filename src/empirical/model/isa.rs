@@ -149,6 +149,10 @@ pub(super) trait Isa: Copy {
     unsafe fn splat(p: *const f32) -> Self::V;
     /// `a * b + c`, rounded once.
     unsafe fn fma(a: Self::V, b: Self::V, c: Self::V) -> Self::V;
+    /// `a + b`.
+    unsafe fn add(a: Self::V, b: Self::V) -> Self::V;
+    /// `a - b`.
+    unsafe fn sub(a: Self::V, b: Self::V) -> Self::V;
 }
 
 /// The scalar path: lanes of 8 in an array, [`f32::mul_add`] per lane.
@@ -180,6 +184,14 @@ impl Isa for Scalar {
     #[inline(always)]
     unsafe fn fma(a: [f32; 8], b: [f32; 8], c: [f32; 8]) -> [f32; 8] {
         std::array::from_fn(|j| a[j].mul_add(b[j], c[j]))
+    }
+    #[inline(always)]
+    unsafe fn add(a: [f32; 8], b: [f32; 8]) -> [f32; 8] {
+        std::array::from_fn(|j| a[j] + b[j])
+    }
+    #[inline(always)]
+    unsafe fn sub(a: [f32; 8], b: [f32; 8]) -> [f32; 8] {
+        std::array::from_fn(|j| a[j] - b[j])
     }
 }
 
@@ -223,6 +235,16 @@ mod x86 {
             // SAFETY: the caller guarantees FMA.
             unsafe { _mm256_fmadd_ps(a, b, c) }
         }
+        #[inline(always)]
+        unsafe fn add(a: __m256, b: __m256) -> __m256 {
+            // SAFETY: the caller guarantees AVX2.
+            unsafe { _mm256_add_ps(a, b) }
+        }
+        #[inline(always)]
+        unsafe fn sub(a: __m256, b: __m256) -> __m256 {
+            // SAFETY: the caller guarantees AVX2.
+            unsafe { _mm256_sub_ps(a, b) }
+        }
     }
 
     /// The AVX-512 path: 16 lanes.
@@ -256,6 +278,16 @@ mod x86 {
         unsafe fn fma(a: __m512, b: __m512, c: __m512) -> __m512 {
             // SAFETY: the caller guarantees AVX-512F.
             unsafe { _mm512_fmadd_ps(a, b, c) }
+        }
+        #[inline(always)]
+        unsafe fn add(a: __m512, b: __m512) -> __m512 {
+            // SAFETY: the caller guarantees AVX-512F.
+            unsafe { _mm512_add_ps(a, b) }
+        }
+        #[inline(always)]
+        unsafe fn sub(a: __m512, b: __m512) -> __m512 {
+            // SAFETY: the caller guarantees AVX-512F.
+            unsafe { _mm512_sub_ps(a, b) }
         }
     }
 }

@@ -58,6 +58,114 @@ pub(super) struct OuterArgs {
     pub acc: bool,
 }
 
+/// Arguments of the Winograd F(2x2, 3x3) input transform of one tile: `B^T d B` of the 4x4
+/// patch `d` for `nvec` vectors of channels.
+#[derive(Clone, Copy)]
+pub(super) struct WinoInArgs {
+    /// The patch's top-left value (first channel).
+    pub src: *const f32,
+    /// Values between patch rows and between patch columns.
+    pub row: usize,
+    pub col: usize,
+    /// Vectors of channels.
+    pub nvec: usize,
+    /// Point `xi` (of 16) of the result at `dst + xi * plane`.
+    pub dst: *mut f32,
+    pub plane: usize,
+}
+
+/// Arguments of the Winograd F(2x2, 3x3) output transform of one tile: `A^T m A` of the 16
+/// points `m` for `nvec` vectors of channels, written to (or added to) `rows x cols` output
+/// pixels (1 or 2 each, fewer at the image's edge).
+#[derive(Clone, Copy)]
+pub(super) struct WinoOutArgs {
+    /// Point `xi` of the tile at `m + xi * plane`.
+    pub m: *const f32,
+    pub plane: usize,
+    /// Vectors of channels.
+    pub nvec: usize,
+    /// The tile's top-left output value, and the values between output rows and columns.
+    pub out: *mut f32,
+    pub row: usize,
+    pub col: usize,
+    /// Output rows and columns of the tile.
+    pub rows: usize,
+    pub cols: usize,
+    /// Add to the output instead of overwriting it.
+    pub acc: bool,
+}
+
+/// # Safety
+/// The processor has `I`'s instructions; the pointers are valid for the values `a` describes.
+#[inline(always)]
+unsafe fn wino_in_tile<I: Isa>(a: &WinoInArgs) {
+    // SAFETY (whole body): forwarded from the caller.
+    unsafe {
+        for v in 0..a.nvec {
+            let o = v * I::W;
+            let mut d = [[I::zero(); 4]; 4];
+            for (i, row) in d.iter_mut().enumerate() {
+                for (j, x) in row.iter_mut().enumerate() {
+                    *x = I::load(a.src.add(i * a.row + j * a.col + o));
+                }
+            }
+            // B^T d, then (B^T d) B; B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1].
+            let mut t = [[I::zero(); 4]; 4];
+            for j in 0..4 {
+                t[0][j] = I::sub(d[0][j], d[2][j]);
+                t[1][j] = I::add(d[1][j], d[2][j]);
+                t[2][j] = I::sub(d[2][j], d[1][j]);
+                t[3][j] = I::sub(d[1][j], d[3][j]);
+            }
+            for (i, t) in t.iter().enumerate() {
+                let u = [
+                    I::sub(t[0], t[2]),
+                    I::add(t[1], t[2]),
+                    I::sub(t[2], t[1]),
+                    I::sub(t[1], t[3]),
+                ];
+                for (j, u) in u.into_iter().enumerate() {
+                    I::store(a.dst.add((i * 4 + j) * a.plane + o), u);
+                }
+            }
+        }
+    }
+}
+
+/// # Safety
+/// As [`wino_in_tile`].
+#[inline(always)]
+unsafe fn wino_out_tile<I: Isa>(a: &WinoOutArgs) {
+    // SAFETY (whole body): forwarded from the caller.
+    unsafe {
+        for v in 0..a.nvec {
+            let o = v * I::W;
+            let mut m = [[I::zero(); 4]; 4];
+            for (i, row) in m.iter_mut().enumerate() {
+                for (j, x) in row.iter_mut().enumerate() {
+                    *x = I::load(a.m.add((i * 4 + j) * a.plane + o));
+                }
+            }
+            // A^T m, then (A^T m) A; A^T = [1 1 1 0; 0 1 -1 -1].
+            let mut s = [[I::zero(); 4]; 2];
+            for j in 0..4 {
+                s[0][j] = I::add(I::add(m[0][j], m[1][j]), m[2][j]);
+                s[1][j] = I::sub(I::sub(m[1][j], m[2][j]), m[3][j]);
+            }
+            for (i, s) in s.iter().enumerate().take(a.rows) {
+                let y = [
+                    I::add(I::add(s[0], s[1]), s[2]),
+                    I::sub(I::sub(s[1], s[2]), s[3]),
+                ];
+                for (j, y) in y.into_iter().enumerate().take(a.cols) {
+                    let p = a.out.add(i * a.row + j * a.col + o);
+                    I::store(p, if a.acc { I::add(I::load(p), y) } else { y });
+                }
+            }
+        }
+    }
+}
+
 /// # Safety
 /// The processor has `I`'s instructions; every pointer is valid for the values the arguments
 /// describe (`V * I::W` channels per pixel and tap row).
@@ -161,6 +269,18 @@ macro_rules! per_isa {
                 unsafe { outer_tile::<$isa, R, V>(a) }
             }
 
+            $(#[target_feature(enable = $feat)])?
+            pub(in super::super) unsafe fn wino_in(a: &WinoInArgs) {
+                // SAFETY: forwarded.
+                unsafe { wino_in_tile::<$isa>(a) }
+            }
+
+            $(#[target_feature(enable = $feat)])?
+            pub(in super::super) unsafe fn wino_out(a: &WinoOutArgs) {
+                // SAFETY: forwarded.
+                unsafe { wino_out_tile::<$isa>(a) }
+            }
+
             /// # Safety
             /// See [`gather_tile`]; `p` in `1..=MAX_TILE[v]`, `v` in 1, 2, 4.
             pub(in super::super) unsafe fn gather(p: usize, v: usize, a: &GatherArgs<'_>) {
@@ -192,7 +312,7 @@ macro_rules! per_isa {
             (2, 4) => $f::<4, 2>($a), (2, 5) => $f::<5, 2>($a), (2, 6) => $f::<6, 2>($a),
             (2, 7) => $f::<7, 2>($a), (2, 8) => $f::<8, 2>($a),
             (4, 1) => $f::<1, 4>($a), (4, 2) => $f::<2, 4>($a), (4, 3) => $f::<3, 4>($a),
-            (4, 4) => $f::<4, 4>($a),
+            (4, 4) => $f::<4, 4>($a), (4, 5) => $f::<5, 4>($a), (4, 6) => $f::<6, 4>($a),
             _ => unreachable!("no {}x{} tile", $p, $v),
         }
     };
@@ -200,7 +320,7 @@ macro_rules! per_isa {
 
 /// The largest tile (pixels of a gather, channels of an outer product) per vector count
 /// `V` = 1, 2, 4 (index 0, 1, 3) that the dispatch compiles.
-pub(super) const MAX_TILE: [usize; 4] = [16, 8, 0, 4];
+pub(super) const MAX_TILE: [usize; 4] = [16, 8, 0, 6];
 
 per_isa!(scalar, Scalar);
 #[cfg(target_arch = "x86_64")]
@@ -262,6 +382,41 @@ pub(super) unsafe fn outer(simd: Simd, r: usize, v: usize, a: &OuterArgs) {
             #[cfg(target_arch = "x86_64")]
             Simd::Avx2 => avx2::outer(r, v, a),
             _ => scalar::outer(r, v, a),
+        }
+    }
+}
+
+/// Runs a Winograd input transform on `simd`.
+///
+/// # Safety
+/// `simd` is supported by this processor; the pointers of `a` are valid for the patch's
+/// `4 x 4 x nvec * lanes(simd)` values and the 16 result planes.
+pub(super) unsafe fn wino_in(simd: Simd, a: &WinoInArgs) {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        match simd {
+            #[cfg(target_arch = "x86_64")]
+            Simd::Avx512 => avx512::wino_in(a),
+            #[cfg(target_arch = "x86_64")]
+            Simd::Avx2 => avx2::wino_in(a),
+            _ => scalar::wino_in(a),
+        }
+    }
+}
+
+/// Runs a Winograd output transform on `simd`.
+///
+/// # Safety
+/// As [`wino_in`], for the 16 planes and the `rows x cols` output pixels.
+pub(super) unsafe fn wino_out(simd: Simd, a: &WinoOutArgs) {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        match simd {
+            #[cfg(target_arch = "x86_64")]
+            Simd::Avx512 => avx512::wino_out(a),
+            #[cfg(target_arch = "x86_64")]
+            Simd::Avx2 => avx2::wino_out(a),
+            _ => scalar::wino_out(a),
         }
     }
 }
