@@ -508,7 +508,9 @@ fn main() -> Result<()> {
             println!("reports and figures rewritten in {}", dir.display());
             Ok(())
         }
-        Some(Command::Bench(args)) => {
+        Some(Command::Bench(mut args)) => {
+            args.device = dev;
+            args.kernels = kernels;
             let table = run_bench(&args, &mut |l| eprintln!("  {l}"))?;
             println!("{table}");
             Ok(())

@@ -111,6 +111,9 @@ pub enum EmpiricalError {
     /// A shard, its preparation or a merge of shards went wrong.
     #[error(transparent)]
     Shard(Box<ShardError>),
+    /// The vector instructions asked for (`GRANULARITY_SIMD`) are unknown or missing.
+    #[error(transparent)]
+    Simd(#[from] crate::empirical::model::SimdError),
 }
 
 impl From<ShardError> for EmpiricalError {
