@@ -313,6 +313,57 @@ mod tests {
         assert!(p.easy < 0.02, "probe easy error {}", p.easy);
     }
 
+    /// A net whose fine neurons carry the label, as fine training makes it: each leaf class has
+    /// one neuron along its superclass's common feature plus its own fine feature. A hard sample
+    /// has lost the common feature, so only its leaf's neuron responds to it (through the fine
+    /// patches), more weakly than to any easy sample of its superclass; the summed head
+    /// classifies it by that response. A linear probe trained on easy samples only (the default:
+    /// no hard training samples) must read the same response: on hard samples it must do as
+    /// well as the summed head, for every seed. (A hard sample responds less than the average
+    /// easy sample, so a probe that centres its inputs reads it as evidence against its class.)
+    #[test]
+    fn probe_trained_on_easy_samples_classifies_hard_samples_like_the_summed_head() {
+        let mut c = TheoryConfig::default_config().unwrap();
+        c.data.dim = 64;
+        // unequal superclasses: nothing symmetric cancels what a probe does with an offset
+        c.data.subclasses = vec![2, 4];
+        c.data.test_easy = 400;
+        c.data.test_hard = 400;
+        c.data.train_hard_fraction = 0.0;
+        for seed in 0..3u64 {
+            let dist = Distribution::new(&c.data, seed).unwrap();
+            let test = TestSets::draw(&dist, seed);
+            let f = dist.features();
+            let leaves = 6;
+            let mut w = Array2::<f32>::zeros((leaves, 64));
+            for l in 0..leaves {
+                let s = dist.leaf_superclass()[l];
+                let row = &f.row(dist.common_feature(s)) + &f.row(dist.fine_feature(l));
+                w.row_mut(l).assign(&(row * 3.0));
+            }
+            let net = Net {
+                w,
+                act: Activation::Smoothed { q: 3, t: 1.0 },
+                head: Head::Fixed {
+                    class_of_neuron: (0..leaves).collect(),
+                    classes: leaves,
+                },
+                patches: c.data.patches,
+                parallel: false,
+            };
+            let summed = summed_head(&net, dist.leaf_superclass(), &dist, &test);
+            assert!(summed.hard < 0.02, "seed {seed}: summed head {summed:?}");
+            let probe = linear_probe(&net, &dist, &c.readout, 0.0, seed, &test);
+            assert!(probe.easy < 0.02, "seed {seed}: probe {probe:?}");
+            assert!(
+                probe.hard <= summed.hard + 0.05,
+                "seed {seed}: probe hard error {} vs summed head {}",
+                probe.hard,
+                summed.hard
+            );
+        }
+    }
+
     #[test]
     fn ties_and_nan_count_as_no_decision() {
         assert_eq!(unique_argmax(&[0.1, 0.3, 0.2]), Some(1));
