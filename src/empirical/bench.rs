@@ -38,7 +38,7 @@ const LR: f64 = 0.05;
 #[derive(clap::Args, Debug, Clone)]
 pub struct BenchArgs {
     /// Architectures to time (resnet8, resnet20, resnet18), comma-separated.
-    #[arg(long, value_delimiter = ',', default_values = ["resnet8", "resnet20"], value_parser = parse_arch)]
+    #[arg(long, value_enum, value_delimiter = ',', default_values = ["resnet8", "resnet20"])]
     pub arch: Vec<Arch>,
     /// Images per step.
     #[arg(long, default_value_t = 128)]
@@ -75,17 +75,6 @@ impl Default for BenchArgs {
             stock_steps: 2,
             json: None,
         }
-    }
-}
-
-fn parse_arch(s: &str) -> Result<Arch, String> {
-    match s.trim() {
-        "resnet8" => Ok(Arch::ResNet8),
-        "resnet20" => Ok(Arch::ResNet20),
-        "resnet18" => Ok(Arch::ResNet18),
-        other => Err(format!(
-            "unknown architecture {other:?} (resnet8, resnet20, resnet18)"
-        )),
     }
 }
 

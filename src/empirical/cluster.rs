@@ -17,7 +17,7 @@
 //! and means are accumulated in `f64`. Everything is single-threaded and deterministic: the same
 //! data, parameters and seed give bit-identical results.
 
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::hierarchy::{HierarchyError, LabelRule};
@@ -354,7 +354,7 @@ pub fn kmeans(
     if k > n {
         return Err(ClusterError::TooManyClusters { k, n });
     }
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut rng = crate::seed::stream(seed, 0);
     let centroids = kmeans_pp(data, n, dim, k, &mut rng);
     Ok(lloyd(data, n, dim, k, centroids, iters))
 }
@@ -448,7 +448,7 @@ pub fn cluster_within(
             .flat_map(|&i| embeddings[i * dim..(i + 1) * dim].iter().copied())
             .collect();
         let k = k_per_target.min(rows.len());
-        let sub_seed = seed.wrapping_add((t as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let sub_seed = crate::seed::derive(seed, &["class", &t.to_string()]);
         let km = kmeans(&sub, rows.len(), dim, k, iters, sub_seed)?;
         let (sub_labels, used) = compact(&km.assignment, k, num_classes);
         for (&i, l) in rows.iter().zip(sub_labels) {
@@ -504,6 +504,7 @@ pub fn cluster_global(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::SeedableRng;
     use rand_distr::{Distribution, Normal};
 
     /// `per` points around each centre (N(0, sigma^2) noise); returns data and true blob ids.

@@ -1,5 +1,6 @@
-//! The error type of the empirical half's network layer ([`super::model`], [`super::optim`],
-//! [`super::train`], [`super::checkpoint`]).
+//! The error type of the empirical half: its network layer ([`super::model`], [`super::optim`],
+//! [`super::train`], [`super::checkpoint`]) and its studies ([`super::study`]), with the
+//! errors of configs, hierarchies, k-means, data and figures kept typed as their sources.
 //!
 //! Every variant says what was being done and, where there is one, the file at fault; a diverged
 //! run names the epoch, the optimizer step and the learning rate at which the loss stopped being
@@ -7,7 +8,12 @@
 
 use std::path::PathBuf;
 
+use crate::cluster::ShardError;
+use crate::config::ConfigError;
+use crate::empirical::cluster::ClusterError;
 use crate::empirical::data::DataError;
+use crate::hierarchy::HierarchyError;
+use crate::plot::PlotError;
 use crate::report::ReportError;
 
 /// Errors from building, training, evaluating or checkpointing a network.
@@ -81,6 +87,60 @@ pub enum EmpiricalError {
     /// Image data could not be loaded or batched.
     #[error(transparent)]
     Data(#[from] DataError),
+    /// A config could not be read, overridden, checked or written.
+    #[error(transparent)]
+    Config(Box<ConfigError>),
+    /// A relabeling of the hierarchy could not be built.
+    #[error(transparent)]
+    Hierarchy(Box<HierarchyError>),
+    /// k-means labels could not be built.
+    #[error(transparent)]
+    Cluster(Box<ClusterError>),
+    /// The labels of a granularity could not be built.
+    #[error("granularity '{granularity}': {source}")]
+    Labels {
+        /// The granularity's name.
+        granularity: String,
+        /// Why.
+        #[source]
+        source: Box<EmpiricalError>,
+    },
+    /// A figure could not be drawn.
+    #[error(transparent)]
+    Plot(Box<PlotError>),
+    /// A shard, its preparation or a merge of shards went wrong.
+    #[error(transparent)]
+    Shard(Box<ShardError>),
+}
+
+impl From<ShardError> for EmpiricalError {
+    fn from(e: ShardError) -> Self {
+        Self::Shard(Box::new(e))
+    }
+}
+
+impl From<ConfigError> for EmpiricalError {
+    fn from(e: ConfigError) -> Self {
+        Self::Config(Box::new(e))
+    }
+}
+
+impl From<HierarchyError> for EmpiricalError {
+    fn from(e: HierarchyError) -> Self {
+        Self::Hierarchy(Box::new(e))
+    }
+}
+
+impl From<ClusterError> for EmpiricalError {
+    fn from(e: ClusterError) -> Self {
+        Self::Cluster(Box::new(e))
+    }
+}
+
+impl From<PlotError> for EmpiricalError {
+    fn from(e: PlotError) -> Self {
+        Self::Plot(Box::new(e))
+    }
 }
 
 impl EmpiricalError {

@@ -9,12 +9,10 @@
 //! in a fixed order from a seeded generator, so the same inputs and seed give the same bits.
 
 use rand::seq::SliceRandom;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::error::EmpiricalError;
-use super::train::Matrix;
+use ndarray::{Array2, ArrayView1};
 
 /// Settings of a linear probe.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -83,14 +81,14 @@ impl LinearProbe {
     /// If the sizes disagree, a label is out of range, a feature is not finite, the config is
     /// invalid, or the loss stops being finite.
     pub fn train(
-        features: &Matrix,
+        features: &Array2<f32>,
         labels: &[usize],
         classes: usize,
         cfg: &ProbeConfig,
         seed: u64,
     ) -> Result<Self, EmpiricalError> {
         cfg.validate()?;
-        let (n, dim) = (features.rows, features.cols);
+        let (n, dim) = features.dim();
         let ctx = "linear probe";
         if n == 0 || dim == 0 || classes == 0 {
             return Err(EmpiricalError::invalid(
@@ -110,19 +108,19 @@ impl LinearProbe {
                 format!("label {l} of sample {i} is not below {classes}"),
             ));
         }
-        if features.data.iter().any(|v| !v.is_finite()) {
+        if features.iter().any(|v| !v.is_finite()) {
             return Err(EmpiricalError::invalid(ctx, "a feature is not finite"));
         }
         let mut mean = vec![0f64; dim];
         let mut var = vec![0f64; dim];
-        for i in 0..n {
-            for (m, &v) in mean.iter_mut().zip(features.row(i)) {
+        for row in features.rows() {
+            for (m, &v) in mean.iter_mut().zip(row) {
                 *m += f64::from(v);
             }
         }
         mean.iter_mut().for_each(|m| *m /= n as f64);
-        for i in 0..n {
-            for ((s, &v), m) in var.iter_mut().zip(features.row(i)).zip(&mean) {
+        for row in features.rows() {
+            for ((s, &v), m) in var.iter_mut().zip(row).zip(&mean) {
                 *s += (f64::from(v) - m).powi(2);
             }
         }
@@ -138,10 +136,14 @@ impl LinearProbe {
             weight: vec![0.0; classes * dim],
             bias: vec![0.0; classes],
         };
-        let x: Vec<Vec<f64>> = (0..n).map(|i| probe.standardise(features.row(i))).collect();
+        let x: Vec<Vec<f64>> = features
+            .rows()
+            .into_iter()
+            .map(|r| probe.standardise(r))
+            .collect();
         let mut vel_w = vec![0f64; classes * dim];
         let mut vel_b = vec![0f64; classes];
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut rng = crate::seed::stream(seed, 0);
         let steps_per_epoch = n.div_ceil(cfg.batch_size);
         let total = (cfg.epochs * steps_per_epoch) as f64;
         let mut step = 0usize;
@@ -190,7 +192,7 @@ impl LinearProbe {
         Ok(probe)
     }
 
-    fn standardise(&self, row: &[f32]) -> Vec<f64> {
+    fn standardise(&self, row: ArrayView1<f32>) -> Vec<f64> {
         row.iter()
             .zip(&self.mean)
             .zip(&self.inv_std)
@@ -219,19 +221,20 @@ impl LinearProbe {
     ///
     /// # Errors
     /// If the feature dimension differs from the training features'.
-    pub fn logits(&self, features: &Matrix) -> Result<Matrix, EmpiricalError> {
-        if features.cols != self.dim {
+    pub fn logits(&self, features: &Array2<f32>) -> Result<Array2<f32>, EmpiricalError> {
+        if features.ncols() != self.dim {
             return Err(EmpiricalError::invalid(
                 "linear probe",
                 format!(
                     "features have {} dimensions, the probe was trained on {}",
-                    features.cols, self.dim
+                    features.ncols(),
+                    self.dim
                 ),
             ));
         }
-        let mut data = Vec::with_capacity(features.rows * self.classes);
-        for i in 0..features.rows {
-            let x = self.standardise(features.row(i));
+        let mut data = Vec::with_capacity(features.nrows() * self.classes);
+        for row in features.rows() {
+            let x = self.standardise(row);
             for c in 0..self.classes {
                 let w = &self.weight[c * self.dim..(c + 1) * self.dim];
                 data.push(
@@ -239,21 +242,20 @@ impl LinearProbe {
                 );
             }
         }
-        Ok(Matrix {
-            rows: features.rows,
-            cols: self.classes,
-            data,
-        })
+        Array2::from_shape_vec((features.nrows(), self.classes), data)
+            .map_err(|e| EmpiricalError::invalid("linear probe", e.to_string()))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand::Rng;
+    use crate::empirical::train::accuracy;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
 
-    fn blobs(n: usize, seed: u64) -> (Matrix, Vec<usize>) {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    fn blobs(n: usize, seed: u64) -> (Array2<f32>, Vec<usize>) {
+        let mut rng = crate::seed::stream(seed, 0);
         let centres = [[3.0f32, 0.0, 1.0], [-3.0, 1.0, 0.0], [0.0, -3.0, 5.0]];
         let mut data = Vec::new();
         let mut labels = Vec::new();
@@ -264,14 +266,7 @@ mod tests {
                 data.push(v + rng.gen_range(-1.0f32..1.0));
             }
         }
-        (
-            Matrix {
-                rows: n,
-                cols: 3,
-                data,
-            },
-            labels,
-        )
+        (Array2::from_shape_vec((n, 3), data).unwrap(), labels)
     }
 
     /// Separable blobs are learned (held-out accuracy ~1), and chance-level labels are not; the
@@ -285,7 +280,7 @@ mod tests {
             ..Default::default()
         };
         let p = LinearProbe::train(&x, &y, 3, &cfg, 7).unwrap();
-        let acc = p.logits(&xt).unwrap().accuracy(&yt).unwrap();
+        let acc = accuracy(&p.logits(&xt).unwrap(), &yt).unwrap();
         assert!(acc > 0.97, "{acc}");
         assert_eq!(p, LinearProbe::train(&x, &y, 3, &cfg, 7).unwrap());
         // labels unrelated to the features: held-out accuracy stays near chance (1/3)
@@ -293,7 +288,7 @@ mod tests {
         let noise: Vec<usize> = (0..300).map(|_| rng.gen_range(0..3)).collect();
         let noise_t: Vec<usize> = (0..150).map(|_| rng.gen_range(0..3)).collect();
         let p = LinearProbe::train(&x, &noise, 3, &cfg, 7).unwrap();
-        let acc = p.logits(&xt).unwrap().accuracy(&noise_t).unwrap();
+        let acc = accuracy(&p.logits(&xt).unwrap(), &noise_t).unwrap();
         assert!(acc < 0.5, "{acc}");
     }
 
@@ -309,11 +304,7 @@ mod tests {
             .to_string()
             .contains("probe.lr"));
         let p = LinearProbe::train(&x, &y, 3, &cfg, 0).unwrap();
-        let wrong = Matrix {
-            rows: 1,
-            cols: 2,
-            data: vec![0.0, 0.0],
-        };
+        let wrong = Array2::zeros((1, 2));
         assert!(p.logits(&wrong).is_err());
     }
 }

@@ -18,6 +18,7 @@
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
+use ndarray::Array2;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
@@ -276,85 +277,37 @@ pub fn train_epoch(
     })
 }
 
-/// A row-major matrix with one row per image: logits or features.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Matrix {
-    /// Number of rows (images).
-    pub rows: usize,
-    /// Number of columns (classes or feature dimensions).
-    pub cols: usize,
-    /// `rows * cols` values, row by row.
-    pub data: Vec<f32>,
+/// The column of the largest value of every row of `m` (the first on ties): the predictions
+/// of logits with one row per image.
+pub fn predictions(m: &Array2<f32>) -> Vec<usize> {
+    m.rows()
+        .into_iter()
+        .map(|r| {
+            let mut best = 0;
+            for (j, &v) in r.iter().enumerate() {
+                if v > r[best] {
+                    best = j;
+                }
+            }
+            best
+        })
+        .collect()
 }
 
-impl Matrix {
-    /// Row `i`. Panics if `i >= rows`.
-    pub fn row(&self, i: usize) -> &[f32] {
-        &self.data[i * self.cols..(i + 1) * self.cols]
+/// Fraction of rows of `m` whose [`predictions`] equal `labels` (one per row).
+pub fn accuracy(m: &Array2<f32>, labels: &[usize]) -> Result<f64, EmpiricalError> {
+    if labels.len() != m.nrows() || m.nrows() == 0 {
+        return Err(EmpiricalError::invalid(
+            "accuracy",
+            format!("{} labels for {} rows", labels.len(), m.nrows()),
+        ));
     }
-
-    /// The column of the largest value of every row (the first on ties): the predictions.
-    pub fn argmax(&self) -> Vec<usize> {
-        (0..self.rows)
-            .map(|i| {
-                let r = self.row(i);
-                let mut best = 0;
-                for (j, &v) in r.iter().enumerate() {
-                    if v > r[best] {
-                        best = j;
-                    }
-                }
-                best
-            })
-            .collect()
-    }
-
-    /// Fraction of rows whose [`Matrix::argmax`] equals `labels` (one per row).
-    pub fn accuracy(&self, labels: &[usize]) -> Result<f64, EmpiricalError> {
-        if labels.len() != self.rows || self.rows == 0 {
-            return Err(EmpiricalError::invalid(
-                "accuracy",
-                format!("{} labels for {} rows", labels.len(), self.rows),
-            ));
-        }
-        let hits = self
-            .argmax()
-            .iter()
-            .zip(labels)
-            .filter(|(p, y)| p == y)
-            .count();
-        Ok(hits as f64 / self.rows as f64)
-    }
-
-    /// Sums the columns by group: column `j` adds into output column `group_of[j]` (of
-    /// `groups`). With fine-class logits and the fine-to-coarse map this is the "mapped head"
-    /// (the logit of a superclass is the sum of the logits of its fine classes).
-    pub fn group_sum(&self, group_of: &[usize], groups: usize) -> Result<Matrix, EmpiricalError> {
-        if group_of.len() != self.cols {
-            return Err(EmpiricalError::invalid(
-                "group_sum",
-                format!("{} group indices for {} columns", group_of.len(), self.cols),
-            ));
-        }
-        if let Some(&g) = group_of.iter().find(|&&g| g >= groups) {
-            return Err(EmpiricalError::invalid(
-                "group_sum",
-                format!("group {g} out of range for {groups} groups"),
-            ));
-        }
-        let mut data = vec![0f32; self.rows * groups];
-        for i in 0..self.rows {
-            let out = &mut data[i * groups..(i + 1) * groups];
-            for (&v, &g) in self.row(i).iter().zip(group_of) {
-                out[g] += v;
-            }
-        }
-        Ok(Matrix {
-            rows: self.rows,
-            cols: groups,
-            data,
-        })
-    }
+    let hits = predictions(m)
+        .iter()
+        .zip(labels)
+        .filter(|(p, y)| p == y)
+        .count();
+    Ok(hits as f64 / m.nrows() as f64)
 }
 
 /// Runs `f` (logits or features of a batch) over all of `set` in eval mode, in order.
@@ -366,7 +319,7 @@ fn eval_rows(
     batch_size: usize,
     cols: usize,
     f: impl Fn(&Tensor) -> Result<Tensor, EmpiricalError>,
-) -> Result<Matrix, EmpiricalError> {
+) -> Result<Array2<f32>, EmpiricalError> {
     check_set("evaluate", set, batch_size)?;
     let mut data = Vec::with_capacity(set.len * cols);
     let all: Vec<usize> = (0..set.len).collect();
@@ -379,11 +332,8 @@ fn eval_rows(
             .ctx("evaluate")?;
         data.extend_from_slice(&v);
     }
-    Ok(Matrix {
-        rows: set.len,
-        cols,
-        data,
-    })
+    Array2::from_shape_vec((set.len, cols), data)
+        .map_err(|e| EmpiricalError::invalid("evaluate", e.to_string()))
 }
 
 /// The logits of every image of `set` (rows in image order), in evaluation mode, without
@@ -394,7 +344,7 @@ pub fn evaluate(
     mean: [f32; 3],
     std: [f32; 3],
     batch_size: usize,
-) -> Result<Matrix, EmpiricalError> {
+) -> Result<Array2<f32>, EmpiricalError> {
     eval_rows(
         model,
         set,
@@ -414,7 +364,7 @@ pub fn extract_features(
     mean: [f32; 3],
     std: [f32; 3],
     batch_size: usize,
-) -> Result<Matrix, EmpiricalError> {
+) -> Result<Array2<f32>, EmpiricalError> {
     eval_rows(
         model,
         set,
@@ -527,11 +477,11 @@ pub(crate) mod tests {
             stats.iter().map(|s| s.loss).collect::<Vec<_>>()
         );
         let logits = evaluate(&model, &set, cfg.mean, cfg.std, 5).unwrap();
-        assert_eq!((logits.rows, logits.cols), (32, 4));
+        assert_eq!(logits.dim(), (32, 4));
         assert!(
-            logits.accuracy(&labels).unwrap() > 0.5,
+            accuracy(&logits, &labels).unwrap() > 0.5,
             "{:?}",
-            logits.argmax()
+            predictions(&logits)
         );
     }
 
@@ -581,12 +531,12 @@ pub(crate) mod tests {
         assert_eq!(a, b);
         let direct = model.logits(&x, false).unwrap().to_vec2::<f32>().unwrap();
         for (i, row) in direct.iter().enumerate() {
-            assert_eq!(row.as_slice(), a.row(i));
+            assert_eq!(row, &a.row(i).to_vec());
         }
         let f = extract_features(&model, &set, cfg.mean, cfg.std, 4).unwrap();
-        assert_eq!((f.rows, f.cols), (10, 16));
+        assert_eq!(f.dim(), (10, 16));
         // The head applied to the cached features gives the logits back.
-        let ft = Tensor::from_vec(f.data.clone(), (10, 16), &Device::Cpu).unwrap();
+        let ft = Tensor::from_vec(f.iter().copied().collect(), (10, 16), &Device::Cpu).unwrap();
         let from_f = model
             .logits_from_features(&ft)
             .unwrap()
@@ -600,19 +550,11 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn matrix_helpers() {
-        let m = Matrix {
-            rows: 2,
-            cols: 4,
-            data: vec![1.0, 5.0, 2.0, 2.0, 0.0, -1.0, 3.0, 3.0],
-        };
-        assert_eq!(m.argmax(), vec![1, 2]);
-        assert_eq!(m.accuracy(&[1, 3]).unwrap(), 0.5);
-        assert!(m.accuracy(&[1]).is_err());
-        let g = m.group_sum(&[0, 0, 1, 1], 2).unwrap();
-        assert_eq!(g.data, vec![6.0, 4.0, -1.0, 6.0]);
-        assert!(m.group_sum(&[0, 0, 1], 2).is_err());
-        assert!(m.group_sum(&[0, 0, 1, 2], 2).is_err());
+    fn predictions_and_accuracy() {
+        let m = ndarray::array![[1.0f32, 5.0, 2.0, 2.0], [0.0, -1.0, 3.0, 3.0]];
+        assert_eq!(predictions(&m), vec![1, 2]);
+        assert_eq!(accuracy(&m, &[1, 3]).unwrap(), 0.5);
+        assert!(accuracy(&m, &[1]).is_err());
     }
 
     #[test]

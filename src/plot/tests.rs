@@ -535,14 +535,11 @@ fn error_messages_name_the_figure() {
     assert!(e.to_string().starts_with("figure 'heatmap':"));
 }
 
-/// Writes example figures to `$PLOT_EXAMPLES_DIR` (when set) for looking at them.
+/// Hard cases (many series, log-log, big and annotated heatmaps, long and rotated labels, a
+/// legend that has to move) render as well-formed SVG with their titles; with
+/// `$PLOT_EXAMPLES_DIR` set they are also written there for looking at them.
 #[test]
 fn write_examples() {
-    let Some(dir) = std::env::var_os("PLOT_EXAMPLES_DIR") else {
-        return;
-    };
-    let dir = std::path::PathBuf::from(dir);
-    std::fs::create_dir_all(&dir).unwrap();
     let mut many = sample_line_chart();
     many.title = "Nine series, linear axes".into();
     many.log_x = false;
@@ -693,8 +690,29 @@ fn write_examples() {
         ("bars_wrap", grouped_bars(&wrap_bars).unwrap()),
         ("heatmap_conf", heatmap(&conf).unwrap()),
     ];
-    for (name, svg) in outputs {
-        std::fs::write(dir.join(format!("{name}.svg")), svg).unwrap();
+    let titles = [
+        ("line_many", "Nine series, linear axes"),
+        ("line_log_log", "Log-log"),
+        (
+            "heatmap_big",
+            "Activations of 64 neurons on 40 fine classes",
+        ),
+        ("line_crowded", "Legend has to move"),
+        ("heatmap_conf", "Confusion of fine classes"),
+        ("bars_wrap", "Oxford-IIIT Pets"),
+    ];
+    for (name, svg) in &outputs {
+        assert_well_formed(svg);
+        if let Some((_, t)) = titles.iter().find(|(n, _)| n == name) {
+            assert_contains_all(svg, &[t]);
+        }
+    }
+    if let Some(dir) = std::env::var_os("PLOT_EXAMPLES_DIR") {
+        let dir = std::path::PathBuf::from(dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        for (name, svg) in outputs {
+            std::fs::write(dir.join(format!("{name}.svg")), svg).unwrap();
+        }
     }
 }
 

@@ -11,6 +11,7 @@
 //! - [`study`]: studies over parameter grids, and the built-in ones;
 //! - [`margin`]: the summed head's hard-sample margin explained by the responses (the d axis);
 //! - [`commands`]: the `theory-sim` commands as library functions;
+//! - [`sharding`]: a sweep spread over shards (`--prepare`, `--shard I/N`, `theory-sim merge`);
 //! - [`claims`]: the paper's claims as executable checks (`theory/CLAIMS.md`);
 //! - [`figures`]: the SVG figures made from saved results;
 //! - [`mod@bench`]: the SGD-step benchmark.
@@ -26,6 +27,7 @@ pub mod net;
 pub mod readout;
 pub mod responses;
 pub mod run;
+pub mod sharding;
 pub mod study;
 pub mod train;
 
@@ -55,4 +57,7 @@ pub enum TheoryError {
     /// A study or claim definition is inconsistent.
     #[error("{0}")]
     Study(String),
+    /// A shard or a merge of shards went wrong.
+    #[error(transparent)]
+    Shard(#[from] crate::cluster::ShardError),
 }

@@ -6,7 +6,7 @@
 //! same bits whatever the thread count.
 
 use crate::hierarchy::Relabeling;
-use crate::report::{read_json, write_json, Progress};
+use crate::report::{file_safe, read_json, write_json, Progress};
 use crate::seed;
 use crate::theory::config::TheoryConfig;
 use crate::theory::data::Distribution;
@@ -270,14 +270,16 @@ pub fn run(
     })
 }
 
-/// The file of a saved run.
-fn cell_path(store: &Path, cond: &Condition, seed: u64) -> std::path::PathBuf {
-    store.join(format!("{}-s{}.json", file_safe(&cond.name), seed))
+/// The file name, in a grid's store, of the run of the condition named `condition` at `seed`:
+/// `<condition>-s<seed>.json`. The one place that names it: [`run_grid`]'s store, the shards of
+/// a sweep and their merge ([`crate::theory::sharding`]) all read and write runs under it.
+pub fn cell_file(condition: &str, seed: u64) -> String {
+    format!("{}-s{seed}.json", file_safe(condition))
 }
 
 /// A saved run of `cond` at `seed`, if `store` holds one.
 fn load_saved(store: Option<&Path>, cond: &Condition, seed: u64) -> Option<RunResult> {
-    let p = cell_path(store?, cond, seed);
+    let p = store?.join(cell_file(&cond.name, seed));
     let r = read_json::<RunResult>(&p).ok()?;
     (r.condition == cond.name && r.seed == seed).then_some(r)
 }
@@ -298,11 +300,8 @@ pub fn run_summary(r: &RunResult) -> String {
 }
 
 /// Run every condition at every seed of `base.seeds`, in parallel (one net per thread).
-/// Results come back ordered by condition, then seed. With `store`, each finished run is saved
-/// at once as `<store>/<condition>-s<seed>.json` (atomically), and runs already saved there are
-/// loaded instead of run again, so a killed grid resumes where it was. `progress` counts SGD
-/// steps against each run's `max_steps` (a run that converges early adds the steps it did not
-/// need), says what a resume loaded, and marks a milestone per finished run.
+/// Results come back ordered by condition, then seed. See [`run_jobs`] for the store and the
+/// progress.
 pub fn run_grid(
     base: &TheoryConfig,
     conds: &[Condition],
@@ -314,9 +313,27 @@ pub fn run_grid(
         .iter()
         .flat_map(|c| base.seeds.iter().map(move |&s| (c, s)))
         .collect();
+    run_jobs(base, &jobs, readouts, store, progress)
+}
+
+/// Run the given runs (condition, seed) in parallel (one net per thread), results in the order
+/// of `jobs` (a shard of a sweep runs only its own runs this way). With `store`, each finished
+/// run is saved at once as `<store>/`[`cell_file`] (atomically), and runs already saved there
+/// are loaded instead of run again, so a killed grid resumes where it was. A run's length is
+/// not known in advance (it trains until it converges), so `progress` counts SGD steps against
+/// each remaining run's `train.max_steps`, an upper bound: a run that converges early adds the
+/// steps it did not need when it ends, so the count reaches the bound exactly and the ETA is a
+/// pessimistic one. It also says what a resume loaded and marks a milestone per finished run.
+pub fn run_jobs(
+    base: &TheoryConfig,
+    jobs: &[(&Condition, u64)],
+    readouts: &[Readout],
+    store: Option<&Path>,
+    progress: &Progress,
+) -> Result<Vec<RunResult>, TheoryError> {
     let mut budget = 0u64;
     let mut saved = Vec::with_capacity(jobs.len());
-    for (c, s) in &jobs {
+    for (c, s) in jobs {
         let r = load_saved(store, c, *s);
         if r.is_none() {
             budget += condition_config(base, c)?.train.max_steps as u64;
@@ -345,7 +362,7 @@ pub fn run_grid(
             let cap = condition_config(base, c)?.train.max_steps;
             progress.inc(cap.saturating_sub(r.steps) as u64);
             if let Some(store) = store {
-                write_json(&cell_path(store, c, *s), &r)?;
+                write_json(&store.join(cell_file(&c.name, *s)), &r)?;
             }
             let n = finished.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
             progress.milestone(format!("run {n} of {total} done: {}", run_summary(&r)));
@@ -353,5 +370,3 @@ pub fn run_grid(
         })
         .collect()
 }
-
-use crate::report::file_safe;

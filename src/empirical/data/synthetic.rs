@@ -44,10 +44,11 @@
 //!
 //! # Determinism
 //!
-//! The textures come from a `ChaCha8Rng` seeded with a key derived from `seed`; image `i` of a
-//! split is drawn from its own `ChaCha8Rng` stream (`seed_from_u64(split key)` then
-//! `set_stream(i)`), so the bytes depend only on the configuration and never on the number of
-//! threads (images are rendered in parallel with rayon).
+//! Every draw comes from [`crate::seed`]: the textures from the generator
+//! `["synthetic", "textures"]` of `seed`; image `i` of a split from stream `i` of the key
+//! `["synthetic", split]` ([`crate::seed::stream`]), so the bytes depend only on the
+//! configuration and never on the number of threads (images are rendered in parallel with
+//! rayon).
 //!
 //! ```
 //! use granularity::empirical::data::synthetic::{generate, SyntheticConfig};
@@ -66,7 +67,6 @@ use std::sync::Arc;
 
 use rand::seq::SliceRandom;
 use rand::Rng;
-use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 use rayon::prelude::*;
@@ -323,24 +323,10 @@ impl SyntheticData {
     }
 }
 
-/// SplitMix64: a seed-derived key for each use of the seed.
-fn derive_key(seed: u64, salt: u64) -> u64 {
-    let mut z = seed ^ salt.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-const SALT_TEXTURES: u64 = 1;
-const SALT_TRAIN: u64 = 2;
-const SALT_TEST_EASY: u64 = 3;
-const SALT_TEST_HARD: u64 = 4;
-
 /// The `count` textures of dimension `dim`: N(0, 1), centred, optionally Gram–Schmidt
 /// orthogonalised, scaled to norm √dim.
 fn make_textures(count: usize, dim: usize, orthogonalize: bool, seed: u64) -> Vec<Vec<f32>> {
-    let mut rng = ChaCha8Rng::seed_from_u64(derive_key(seed, SALT_TEXTURES));
+    let mut rng = crate::seed::rng(seed, &["synthetic", "textures"]);
     let mut rows: Vec<Vec<f64>> = (0..count)
         .map(|_| (0..dim).map(|_| rng.sample(StandardNormal)).collect())
         .collect();
@@ -448,20 +434,19 @@ impl Renderer<'_> {
     fn split(
         &self,
         per_leaf: usize,
-        salt: u64,
+        name: &str,
         hard: Option<bool>,
     ) -> (Vec<u8>, Vec<usize>, Vec<bool>) {
         let k = self.parent.len();
         let len = per_leaf * k;
         let per = 3 * self.cfg.image_size * self.cfg.image_size;
-        let key = derive_key(self.cfg.seed, salt);
+        let key = crate::seed::derive(self.cfg.seed, &["synthetic", name]);
         let mut images = vec![0u8; len * per];
         let is_hard: Vec<bool> = images
             .par_chunks_mut(per)
             .enumerate()
             .map(|(i, out)| {
-                let mut rng = ChaCha8Rng::seed_from_u64(key);
-                rng.set_stream(i as u64);
+                let mut rng = crate::seed::stream(key, i as u64);
                 // Always drawn, so that every split uses its stream the same way.
                 let u: f64 = rng.gen();
                 let h = hard.unwrap_or(u < self.cfg.train_hard_fraction);
@@ -507,15 +492,15 @@ pub fn generate(cfg: &SyntheticConfig) -> Result<SyntheticData, DataError> {
             format!("synthetic:{name}"),
         )
     };
-    let train = r.split(cfg.train_per_leaf, SALT_TRAIN, None);
+    let train = r.split(cfg.train_per_leaf, "train", None);
     let train_is_hard = train.2.clone();
     let train = set(train, "train")?;
     let test_easy = set(
-        r.split(cfg.test_easy_per_leaf, SALT_TEST_EASY, Some(false)),
+        r.split(cfg.test_easy_per_leaf, "test_easy", Some(false)),
         "test_easy",
     )?;
     let test_hard = set(
-        r.split(cfg.test_hard_per_leaf, SALT_TEST_HARD, Some(true)),
+        r.split(cfg.test_hard_per_leaf, "test_hard", Some(true)),
         "test_hard",
     )?;
     let mut test_is_hard = vec![false; test_easy.len];

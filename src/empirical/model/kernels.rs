@@ -2,8 +2,6 @@
 //! gradient, weight gradient), training- and evaluation-mode BatchNorm fused with ReLU and with
 //! the residual addition, and their backward passes. [`super::engine`] chains them into a whole
 //! backbone forward and backward pass; [`super::simd`] holds the vectorised inner loops.
-//! Speed: see the module doc of [`super`] (ResNet-20 training at 0.7-0.85x PyTorch's
-//! channels-last throughput on 2 cores, 2.5-4x the previous per-operation NCHW kernels).
 //!
 //! * Convolution: im2col of blocks of about [`BLOCK_PIX`] output pixels of one image (each
 //!   pixel's `k x k x C` patch is a contiguous row; for a stride-1 row the `k` taps are one copy)

@@ -5,7 +5,10 @@
 use serde::{Deserialize, Serialize};
 
 use crate::config::{InvalidField, Validate};
+use crate::empirical::data::breeds::BreedsConfig;
+use crate::empirical::data::inat::InatConfig;
 use crate::empirical::data::synthetic::SyntheticConfig;
+use crate::empirical::data::wordnet::WordnetConfig;
 use crate::empirical::data::Augment;
 use crate::empirical::model::ModelConfig;
 use crate::empirical::optim::{LrSchedule, SgdConfig};
@@ -56,19 +59,32 @@ pub enum DataSource {
     /// The embedded synthetic multi-view images (no download), generated with `data.synthetic`.
     /// Their test set has the theory's easy and hard images, the balanced design's hard subset.
     Synthetic,
+    /// iNaturalist 2021 in its official layout (`train.json` or `train_mini.json`, `val.json`
+    /// and the image folders) in `data.path`; seven taxonomic levels, kingdom to species
+    /// (settings in `data.inat`).
+    #[serde(rename = "inat2021")]
+    Inat2021,
+    /// ImageNet-style folders named by WordNet ids (`train/nXXXXXXXX/`, `val/nXXXXXXXX/`) in
+    /// `data.path`, with the hierarchy of WordNet 3.0's `data.noun` cut at depths
+    /// (`data.wordnet`).
+    Wordnet,
+    /// A BREEDS task (entity13, entity30, living17, nonliving26) over ImageNet-style folders in
+    /// `data.path`, from the BREEDS files (`data.breeds`).
+    Breeds,
 }
 
 /// The data of a study.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataConfig {
-    /// The source: "cifar100", "folder" or "synthetic".
+    /// The source: "cifar100", "folder", "synthetic", "inat2021", "wordnet" or "breeds".
     pub source: DataSource,
-    /// The dataset folder (cifar100, folder); empty: from `--data` (or, for CIFAR-100, the
-    /// environment).
+    /// The dataset folder (every source but synthetic); empty: from `--data` (or, for
+    /// CIFAR-100, the environment).
     #[serde(default)]
     pub path: String,
-    /// Image side for `folder` (images are resized to `size x size`).
+    /// Image side for `folder`, `inat2021`, `wordnet` and `breeds` (images are center-cropped
+    /// and resized to `size x size`).
     #[serde(default = "default_size")]
     pub size: u32,
     /// The generator's settings for `synthetic`.
@@ -88,6 +104,30 @@ pub struct DataConfig {
     /// superclasses).
     #[serde(default)]
     pub target_level: usize,
+    /// iNaturalist 2021: `{ train_split = "train" | "train_mini" }`.
+    #[serde(default)]
+    pub inat: InatConfig,
+    /// WordNet folders: `{ noun = "/usr/share/wordnet/data.noun", depths = [3, 6] }`.
+    #[serde(default)]
+    pub wordnet: WordnetConfig,
+    /// BREEDS: `{ info_dir = "...", task = "living17", subclasses = "all" }`.
+    #[serde(default)]
+    pub breeds: BreedsConfig,
+    /// Keep only the leaves under one class, `"LEVEL=CLASS"` (e.g. `"class=Aves"`); empty: all
+    /// (folder, inat2021, wordnet, breeds).
+    #[serde(default)]
+    pub leaves_under: String,
+    /// Keep at most this many leaves (0 = all), chosen at random with `subset_seed`, before any
+    /// image is decoded (folder, inat2021, wordnet, breeds).
+    #[serde(default)]
+    pub max_leaves: usize,
+    /// Threads decoding images (0 = one per core).
+    #[serde(default)]
+    pub decode_threads: usize,
+    /// Most memory the decoded pixels may take, in GB (10^9 bytes); 0 = the memory the system
+    /// reports available. Checked before anything is allocated.
+    #[serde(default)]
+    pub memory_budget_gb: f64,
 }
 
 /// The training recipe (shared by every network of the study).
@@ -144,39 +184,24 @@ pub struct GranularitySpec {
     pub labels: LabelSpec,
 }
 
-/// How pretraining labels are made: every [`Relabeling`] of the hierarchy, plus k-means
-/// clusters of image embeddings and levels coarser than the target.
+/// How pretraining labels are made: any [`Relabeling`] of the hierarchy (`level`,
+/// `merge_within`, `random_aligned`, `misaligned`, `split_finer`, `per_sample`), or labels made
+/// from the data ([`DataLabels`]: k-means clusters of image embeddings, groups of target
+/// classes). Written as one inline table with a `kind`, e.g. `{ kind = "level", level = 1 }` or
+/// `{ kind = "kmeans_within", k = 5 }`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum LabelSpec {
+    /// A relabeling of the hierarchy.
+    Hierarchy(Relabeling),
+    /// Labels made from the data.
+    Data(DataLabels),
+}
+
+/// Pretraining labels made from the data rather than from the hierarchy alone.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-pub enum LabelSpec {
-    /// The classes of a hierarchy level.
-    Level {
-        /// The level (0 = coarsest).
-        level: usize,
-    },
-    /// Intermediate aligned level: the leaves of each target class merged at random into `groups` groups.
-    MergeWithin {
-        /// Groups per target class.
-        groups: usize,
-    },
-    /// Random labels inside each target class (aligned, meaningless), `per_target` per class.
-    RandomAligned {
-        /// Labels per target class.
-        per_target: usize,
-    },
-    /// Random groups of leaves that cross target classes (misaligned).
-    Misaligned {
-        /// Number of labels.
-        groups: usize,
-    },
-    /// Each leaf split at random into `splits` labels per image (finer than the leaves, no
-    /// visual meaning).
-    SplitFiner {
-        /// Labels per leaf.
-        splits: usize,
-    },
-    /// One label per training image.
-    PerSample,
+pub enum DataLabels {
     /// k-means on image embeddings inside each class of `level` (aligned when `level` is at or
     /// below the target level): `k` clusters per class.
     KmeansWithin {
@@ -200,39 +225,61 @@ pub enum LabelSpec {
     },
 }
 
+impl DataLabels {
+    /// The `kind`s of these labels.
+    const KINDS: [&'static str; 3] = ["kmeans_within", "kmeans_global", "coarser"];
+}
+
+impl<'de> Deserialize<'de> for LabelSpec {
+    /// Dispatches on `kind`: the data's kinds to [`DataLabels`], every other to [`Relabeling`]
+    /// (whose error lists its kinds; the data's are added to it).
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let v = toml::Value::deserialize(d)?;
+        let kind = v.get("kind").and_then(toml::Value::as_str).unwrap_or("");
+        if DataLabels::KINDS.contains(&kind) {
+            DataLabels::deserialize(v)
+                .map(LabelSpec::Data)
+                .map_err(D::Error::custom)
+        } else {
+            Relabeling::deserialize(v)
+                .map(LabelSpec::Hierarchy)
+                .map_err(|e| {
+                    D::Error::custom(format!(
+                        "{e} (or one of the data's kinds: {})",
+                        DataLabels::KINDS.join(", ")
+                    ))
+                })
+        }
+    }
+}
+
 impl LabelSpec {
-    /// The hierarchy relabeling this spec is, if it is one.
-    pub fn relabeling(&self) -> Option<Relabeling> {
-        Some(match *self {
-            LabelSpec::Level { level } => Relabeling::Level { level },
-            LabelSpec::MergeWithin { groups } => Relabeling::MergeWithin { groups },
-            LabelSpec::RandomAligned { per_target } => Relabeling::RandomAligned { per_target },
-            LabelSpec::Misaligned { groups } => Relabeling::Misaligned { groups },
-            LabelSpec::SplitFiner { splits } => Relabeling::SplitFiner { splits },
-            LabelSpec::PerSample => Relabeling::PerSample,
-            _ => return None,
-        })
+    /// The classes of hierarchy level `level`.
+    pub fn level(level: usize) -> Self {
+        LabelSpec::Hierarchy(Relabeling::Level { level })
     }
 
     /// True for the k-means kinds (they need embeddings).
     pub fn needs_embeddings(&self) -> bool {
         matches!(
             self,
-            LabelSpec::KmeansWithin { .. } | LabelSpec::KmeansGlobal { .. }
+            LabelSpec::Data(DataLabels::KmeansWithin { .. } | DataLabels::KmeansGlobal { .. })
         )
     }
 
     /// The family this spec belongs to: one line per family in the granularity figure.
-    pub fn family(&self, target_level: usize) -> &'static str {
+    pub fn family(&self) -> &'static str {
         match self {
-            LabelSpec::Level { level } if *level <= target_level => "manual hierarchy",
-            LabelSpec::Level { .. } | LabelSpec::MergeWithin { .. } => "manual hierarchy",
-            LabelSpec::Coarser { .. } => "manual hierarchy",
-            LabelSpec::RandomAligned { .. } => "random, aligned",
-            LabelSpec::Misaligned { .. } => "random, misaligned",
-            LabelSpec::SplitFiner { .. } | LabelSpec::PerSample => "finer than leaves",
-            LabelSpec::KmeansWithin { .. } => "k-means within class",
-            LabelSpec::KmeansGlobal { .. } => "k-means global",
+            LabelSpec::Hierarchy(Relabeling::Level { .. } | Relabeling::MergeWithin { .. })
+            | LabelSpec::Data(DataLabels::Coarser { .. }) => "manual hierarchy",
+            LabelSpec::Hierarchy(Relabeling::RandomAligned { .. }) => "random, aligned",
+            LabelSpec::Hierarchy(Relabeling::Misaligned { .. }) => "random, misaligned",
+            LabelSpec::Hierarchy(Relabeling::SplitFiner { .. } | Relabeling::PerSample) => {
+                "finer than leaves"
+            }
+            LabelSpec::Data(DataLabels::KmeansWithin { .. }) => "k-means within class",
+            LabelSpec::Data(DataLabels::KmeansGlobal { .. }) => "k-means global",
         }
     }
 }
@@ -379,7 +426,7 @@ impl Validate for StudyConfig {
         if t.readouts.is_empty() || t.readouts.contains(&Readout::Scratch) {
             return Err(field(
                 "train.readouts",
-                "list some of finetune, linear_probe, mapped_head (scratch is the baseline's)",
+                "list some of finetune, linear_probe, summed_head (scratch is the baseline's)",
             ));
         }
         let mut names: Vec<&str> = self.granularities.iter().map(|g| g.name.as_str()).collect();
@@ -392,13 +439,16 @@ impl Validate for StudyConfig {
                 ));
             }
             let zero = match g.labels {
-                LabelSpec::MergeWithin { groups }
-                | LabelSpec::Misaligned { groups }
-                | LabelSpec::Coarser { groups } => groups == 0,
-                LabelSpec::RandomAligned { per_target } => per_target == 0,
-                LabelSpec::SplitFiner { splits } => splits == 0,
-                LabelSpec::KmeansWithin { k, .. } | LabelSpec::KmeansGlobal { k } => k == 0,
-                _ => false,
+                LabelSpec::Hierarchy(
+                    Relabeling::MergeWithin { groups } | Relabeling::Misaligned { groups },
+                )
+                | LabelSpec::Data(DataLabels::Coarser { groups }) => groups == 0,
+                LabelSpec::Hierarchy(Relabeling::RandomAligned { per_target }) => per_target == 0,
+                LabelSpec::Hierarchy(Relabeling::SplitFiner { splits }) => splits == 0,
+                LabelSpec::Data(
+                    DataLabels::KmeansWithin { k, .. } | DataLabels::KmeansGlobal { k },
+                ) => k == 0,
+                LabelSpec::Hierarchy(Relabeling::Level { .. } | Relabeling::PerSample) => false,
             };
             if zero {
                 return Err(field(&format!("{f}.labels"), "counts must be at least 1"));

@@ -14,19 +14,6 @@ use crate::empirical::error::EmpiricalError;
 use crate::plot::{grouped_bars, line_chart, BarSeries, GroupedBars, HBand, LineChart, Series};
 use crate::report::{MeanSd, ResultsDir};
 
-fn plot_err(e: crate::plot::PlotError) -> EmpiricalError {
-    EmpiricalError::invalid("figure", e.to_string())
-}
-
-fn readout_title(r: Readout) -> &'static str {
-    match r {
-        Readout::Scratch => "trained from scratch",
-        Readout::Finetune => "full fine-tuning",
-        Readout::LinearProbe => "linear probe",
-        Readout::SummedHead => "mapped head (no fine-tuning)",
-    }
-}
-
 /// The granularity chart of one design and readout (`hard`: on the hard test images).
 pub fn granularity_chart(
     rows: &[SummaryRow],
@@ -74,7 +61,7 @@ pub fn granularity_chart(
     Some(LineChart {
         title: format!(
             "{design}: {}{}",
-            readout_title(readout),
+            readout.title(),
             if hard { ", hard test images" } else { "" }
         ),
         x_label: "pretraining classes (log scale)".into(),
@@ -106,10 +93,7 @@ pub fn easy_hard_chart(rows: &[SummaryRow], design: &str, readout: Readout) -> O
         return None;
     }
     Some(GroupedBars {
-        title: format!(
-            "{design}: easy vs hard test images ({})",
-            readout_title(readout)
-        ),
+        title: format!("{design}: easy vs hard test images ({})", readout.title()),
         x_label: "pretraining labels (baseline: target labels from scratch)".into(),
         y_label: "target top-1 error (fraction)".into(),
         groups: sel.iter().map(|r| r.condition.clone()).collect(),
@@ -150,13 +134,13 @@ pub fn write_figures(
                         ro.name(),
                         if hard { "_hard" } else { "" }
                     );
-                    dir.write_text(&name, &line_chart(&c).map_err(plot_err)?)?;
+                    dir.write_text(&name, &line_chart(&c)?)?;
                     written.push(name);
                 }
             }
             if let Some(b) = easy_hard_chart(&summary.rows, d, ro) {
                 let name = format!("easy_hard_{d}_{}.svg", ro.name());
-                dir.write_text(&name, &grouped_bars(&b).map_err(plot_err)?)?;
+                dir.write_text(&name, &grouped_bars(&b)?)?;
                 written.push(name);
             }
         }

@@ -1,149 +1,314 @@
 //! Pretraining labels of a study's training set, for every [`LabelSpec`]: the hierarchy's
 //! relabelings, k-means clusters of image embeddings (inside each class of a level, or over the
-//! whole set) and levels coarser than the target; and the mapped head that reads target
+//! whole set) and levels coarser than the target; and the summed head that reads target
 //! predictions off a network trained on labels nested inside the target classes.
 //!
-//! Whatever made them, the labels are summarised the same way, from the data: for each
-//! pretraining class, the target class of its images when they all share one (the class is then
-//! *nested* in that target) or none when they cross targets; a label set is *aligned* when every
-//! class is nested, and its *purity* is the fraction of training images whose class's majority
-//! target is their own target (1 for aligned labels).
+//! Whatever made them, the labels come with their [`LabelRule`]: for each pretraining class, the
+//! target class it lies inside (the class is then *nested* in that target) or none when it
+//! crosses targets. A label set is *aligned* when every class is nested; its *purity* is the
+//! fraction of training images whose class's majority target is their own target (1 for aligned
+//! labels). Relabelings of the hierarchy know their classes' targets from the tree; labels made
+//! from the data (k-means, coarser groups) are a table rule read against the images' targets.
+
+use std::collections::BTreeMap;
 
 use rand::seq::SliceRandom;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::config::LabelSpec;
+use super::config::StudyConfig;
+use super::config::{DataLabels, EmbeddingSource, LabelSpec};
+use super::designs::Design;
+use super::hard::first_member;
+use super::runner::Runner;
 use crate::empirical::cluster::{cluster_global, cluster_within};
 use crate::empirical::data::ImageSet;
 use crate::empirical::error::EmpiricalError;
-use crate::empirical::train::Matrix;
+use crate::hierarchy::LabelRule;
+use crate::report::read_json;
+use ndarray::Array2;
 
 /// The pretraining labels of one granularity on one training set.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PretrainLabels {
-    /// The label of every training image (below `num_classes`).
+    /// The rule the labels were drawn with (classes and their targets).
+    pub rule: LabelRule,
+    /// The label of every training image (below the rule's class count).
     pub labels: Vec<usize>,
-    /// Number of pretraining classes (some may be empty, e.g. random labels of a small set).
-    pub num_classes: usize,
-    /// For each class, the target class all its images share; None if they cross targets or the
-    /// class is empty.
-    pub target_of_class: Vec<Option<usize>>,
-    /// Every non-empty class lies inside one target class.
+    /// Fraction of images whose class's majority target is their own target.
+    pub purity: f64,
+}
+
+/// What a cell records about its training labels.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LabelSummary {
+    /// Classes.
+    pub classes: usize,
+    /// Classes that label at least one image.
+    pub used_classes: usize,
+    /// Every class nested inside one target class.
     pub aligned: bool,
     /// Fraction of images whose class's majority target is their own target.
     pub purity: f64,
 }
 
+impl LabelSummary {
+    /// The target labels themselves (`classes` target classes).
+    pub fn targets(classes: usize) -> Self {
+        LabelSummary {
+            classes,
+            used_classes: classes,
+            aligned: true,
+            purity: 1.0,
+        }
+    }
+}
+
 impl PretrainLabels {
-    /// Summarises `labels` against the images' `targets` (see the module doc).
-    pub fn from_labels(
+    /// The labels drawn with `rule` for the images whose targets are `targets`.
+    pub fn new(
+        rule: LabelRule,
         labels: Vec<usize>,
-        num_classes: usize,
         targets: &[usize],
-        num_targets: usize,
     ) -> Result<Self, EmpiricalError> {
+        let (n, nt) = (rule.num_classes(), rule.num_targets());
         if labels.len() != targets.len() {
             return Err(EmpiricalError::invalid(
                 "pretraining labels",
                 format!("{} labels for {} images", labels.len(), targets.len()),
             ));
         }
-        let mut counts = vec![vec![0usize; num_targets]; num_classes];
+        let mut counts = vec![vec![0usize; nt]; n];
         for (&l, &t) in labels.iter().zip(targets) {
-            if l >= num_classes || t >= num_targets {
+            if l >= n || t >= nt {
                 return Err(EmpiricalError::invalid(
                     "pretraining labels",
-                    format!("label {l} / target {t} out of range ({num_classes} / {num_targets})"),
+                    format!("label {l} / target {t} out of range ({n} / {nt})"),
                 ));
             }
             counts[l][t] += 1;
         }
-        let mut target_of_class = Vec::with_capacity(num_classes);
-        let mut aligned = true;
-        let mut pure = 0usize;
-        for c in &counts {
-            let used: Vec<usize> = (0..num_targets).filter(|&t| c[t] > 0).collect();
-            pure += c.iter().copied().max().unwrap_or(0);
-            match used.len() {
-                0 => target_of_class.push(None),
-                1 => target_of_class.push(Some(used[0])),
-                _ => {
-                    aligned = false;
-                    target_of_class.push(None);
-                }
-            }
-        }
+        let pure: usize = counts
+            .iter()
+            .map(|c| c.iter().copied().max().unwrap_or(0))
+            .sum();
         let purity = if labels.is_empty() {
             f64::NAN
         } else {
             pure as f64 / labels.len() as f64
         };
         Ok(PretrainLabels {
+            rule,
             labels,
-            num_classes,
-            target_of_class,
-            aligned,
             purity,
         })
     }
 
-    /// The mapped head: the target logits as the sum of the logits of the pretraining classes
-    /// nested in each target (empty classes are left out). None when the labels are not aligned.
-    pub fn mapped_logits(
-        &self,
-        logits: &Matrix,
+    /// Labels made from the data (k-means clusters, groups of targets): a table rule whose
+    /// classes' targets are read off the images' `targets`.
+    pub fn from_table(
+        name: &str,
+        labels: Vec<usize>,
+        num_classes: usize,
+        targets: &[usize],
         num_targets: usize,
-    ) -> Result<Option<Matrix>, EmpiricalError> {
-        if !self.aligned {
+    ) -> Result<Self, EmpiricalError> {
+        let rule = LabelRule::from_table(name, labels.clone(), num_classes, targets, num_targets)?;
+        Self::new(rule, labels, targets)
+    }
+
+    /// Number of pretraining classes (some may be empty, e.g. random labels of a small set).
+    pub fn num_classes(&self) -> usize {
+        self.rule.num_classes()
+    }
+
+    /// Every class lies inside one target class.
+    pub fn aligned(&self) -> bool {
+        self.rule.is_aligned()
+    }
+
+    /// The summary a cell records.
+    pub fn summary(&self) -> LabelSummary {
+        LabelSummary {
+            classes: self.num_classes(),
+            used_classes: self.used_classes(),
+            aligned: self.aligned(),
+            purity: self.purity,
+        }
+    }
+
+    /// Whether each class labels at least one image.
+    fn used(&self) -> Vec<bool> {
+        let mut seen = vec![false; self.num_classes()];
+        self.labels.iter().for_each(|&c| seen[c] = true);
+        seen
+    }
+
+    /// Number of classes that label at least one image.
+    pub fn used_classes(&self) -> usize {
+        self.used().iter().filter(|&&s| s).count()
+    }
+
+    /// The summed head: the target logits as the sum of the logits of the pretraining classes
+    /// nested in each target (empty classes are left out). None when the labels are not aligned.
+    pub fn summed_head(
+        &self,
+        logits: &Array2<f32>,
+        num_targets: usize,
+    ) -> Result<Option<Array2<f32>>, EmpiricalError> {
+        if !self.aligned() {
             return Ok(None);
         }
-        let group: Vec<usize> = self
-            .target_of_class
-            .iter()
-            .map(|t| t.unwrap_or(num_targets))
-            .collect();
-        let m = logits.group_sum(&group, num_targets + 1)?;
-        let data = (0..m.rows)
-            .flat_map(|i| m.row(i)[..num_targets].to_vec())
-            .collect();
-        Ok(Some(Matrix {
-            rows: m.rows,
-            cols: num_targets,
-            data,
-        }))
+        if logits.ncols() != self.num_classes() {
+            return Err(EmpiricalError::invalid(
+                "summed head",
+                format!(
+                    "{} logits per image for {} pretraining classes",
+                    logits.ncols(),
+                    self.num_classes()
+                ),
+            ));
+        }
+        let used = self.used();
+        let mut out = Array2::zeros((logits.nrows(), num_targets));
+        for (mut o, row) in out.rows_mut().into_iter().zip(logits.rows()) {
+            for ((&v, t), &u) in row.iter().zip(self.rule.target_of_class()).zip(&used) {
+                if let (Some(t), true) = (*t, u) {
+                    o[t] += v;
+                }
+            }
+        }
+        Ok(Some(out))
     }
 }
 
+/// The pretraining labels of every granularity of a design, by name.
+pub struct DesignLabels(BTreeMap<String, PretrainLabels>);
+
+impl DesignLabels {
+    /// The labels of the granularity `name`.
+    pub fn get(&self, name: &str) -> Result<&PretrainLabels, EmpiricalError> {
+        self.0.get(name).ok_or_else(|| {
+            EmpiricalError::invalid("granularity", format!("no labels for '{name}'"))
+        })
+    }
+}
+
+/// The image embeddings of `set` for the k-means granularities: the features of the first
+/// ensemble member or of a random network (`embedding.source`).
+pub fn embeddings(r: &Runner, set: &ImageSet) -> Result<Array2<f32>, EmpiricalError> {
+    let cfg = r.config();
+    let model = match cfg.embedding.source {
+        EmbeddingSource::Ensemble => first_member(r)?,
+        EmbeddingSource::RandomNet => r.model(
+            r.num_targets(),
+            crate::seed::derive(cfg.embedding.seed, &["embedding", "init"]),
+        )?,
+    };
+    r.features(&model, set)
+}
+
+/// The file, in the study's preparation folder, holding the label sets of `design`.
+pub fn labels_file(design: &str) -> String {
+    format!("labels/{design}.json")
+}
+
+/// The labels of every granularity of `design`: read back if the study's preparation saved
+/// them ([`labels_file`]), else built (in the config's order) and saved, with their summary in
+/// `labels_{design}.json`.
+pub fn for_design(r: &Runner, design: &Design) -> Result<DesignLabels, EmpiricalError> {
+    let saved = r.prep_dir().path(&labels_file(&design.name));
+    if saved.exists() {
+        return Ok(DesignLabels(read_json(&saved)?));
+    }
+    let cfg = r.config();
+    let specs: Vec<_> = cfg
+        .granularities
+        .iter()
+        .filter(|g| design.granularities.contains(&g.name))
+        .collect();
+    let emb = if specs.iter().any(|g| g.labels.needs_embeddings()) {
+        Some(embeddings(r, &design.train)?)
+    } else {
+        None
+    };
+    let mut labels = BTreeMap::new();
+    for g in specs {
+        let l = build_labels(
+            &g.labels,
+            &design.train,
+            cfg.data.target_level,
+            emb.as_ref(),
+            labels_key(cfg, &g.name),
+            cfg.embedding.iters,
+        )
+        .map_err(|e| EmpiricalError::Labels {
+            granularity: g.name.clone(),
+            source: Box::new(e),
+        })?;
+        labels.insert(g.name.clone(), l);
+    }
+    let summary: BTreeMap<&String, serde_json::Value> = labels
+        .iter()
+        .map(|(k, l)| {
+            let v = serde_json::json!({
+                "classes": l.num_classes(),
+                "aligned": l.aligned(),
+                "purity": l.purity,
+            });
+            (k, v)
+        })
+        .collect();
+    r.prep_dir()
+        .write_json(&format!("labels_{}.json", design.name), &summary)?;
+    r.prep_dir()
+        .write_json(&labels_file(&design.name), &labels)?;
+    Ok(DesignLabels(labels))
+}
+
+/// The key of the labels of the granularity `name` (every random choice of its labels, k-means
+/// included, comes from it).
+pub fn labels_key(cfg: &StudyConfig, name: &str) -> u64 {
+    crate::seed::derive(cfg.embedding.seed, &["labels", name])
+}
+
 /// Builds the labels of `spec` for `train` (targets at `target_level`). `embeddings` (one row
-/// per training image) are needed by the k-means kinds; `seed` drives every random choice and
-/// `iters` is the number of k-means iterations.
+/// per training image) are needed by the k-means kinds; every random choice comes from the key
+/// `seed` ([`labels_key`]) and `iters` is the number of k-means iterations.
 pub fn build_labels(
     spec: &LabelSpec,
     train: &ImageSet,
     target_level: usize,
-    embeddings: Option<&Matrix>,
+    embeddings: Option<&Array2<f32>>,
     seed: u64,
     iters: usize,
 ) -> Result<PretrainLabels, EmpiricalError> {
     let h = &train.hierarchy;
     let targets = train.labels_at_level(target_level);
     let num_targets = h.num_classes(target_level);
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut rng = crate::seed::stream(seed, 0);
+    let kmeans_key = crate::seed::derive(seed, &["kmeans"]);
     let bad = |m: String| EmpiricalError::invalid("granularity", m);
-    let need_emb = || -> Result<&Matrix, EmpiricalError> {
+    let need_emb = || -> Result<(&[f32], usize, usize), EmpiricalError> {
         let e = embeddings.ok_or_else(|| bad("k-means labels need embeddings".into()))?;
-        if e.rows != train.len {
+        if e.nrows() != train.len {
             return Err(bad(format!(
                 "{} embeddings for {} training images",
-                e.rows, train.len
+                e.nrows(),
+                train.len
             )));
         }
-        Ok(e)
+        let flat = e
+            .as_slice()
+            .ok_or_else(|| bad("embeddings must be a standard-layout array".into()))?;
+        Ok((flat, e.nrows(), e.ncols()))
     };
-    let (labels, num_classes) = match spec {
-        LabelSpec::KmeansWithin { k, level } => {
+    let (rule, labels) = match spec {
+        LabelSpec::Hierarchy(relabel) => {
+            let rule = relabel.build_for_samples(h, target_level, &train.leaves, &mut rng)?;
+            let labels = rule.label_all(&train.leaves, &mut rng);
+            (rule, labels)
+        }
+        LabelSpec::Data(DataLabels::KmeansWithin { k, level }) => {
             let level = level.unwrap_or(target_level);
             if level >= h.num_levels() {
                 return Err(bad(format!(
@@ -151,37 +316,32 @@ pub fn build_labels(
                     h.num_levels()
                 )));
             }
-            let e = need_emb()?;
+            let (e, rows, cols) = need_emb()?;
             let groups = train.labels_at_level(level);
             let rule = cluster_within(
-                &e.data,
-                e.rows,
-                e.cols,
+                e,
+                rows,
+                cols,
                 &groups,
                 h.num_classes(level),
                 *k,
                 iters,
-                seed,
-            )
-            .map_err(|e| bad(e.to_string()))?;
-            (rule.label_all(&train.leaves, &mut rng), rule.num_classes())
+                kmeans_key,
+            )?;
+            // the clusters' targets are read at the target level (not at `level`)
+            let labels = rule.label_all(&train.leaves, &mut rng);
+            let n = rule.num_classes();
+            let rule =
+                LabelRule::from_table(rule.name(), labels.clone(), n, &targets, num_targets)?;
+            (rule, labels)
         }
-        LabelSpec::KmeansGlobal { k } => {
-            let e = need_emb()?;
-            let rule = cluster_global(
-                &e.data,
-                e.rows,
-                e.cols,
-                &targets,
-                num_targets,
-                *k,
-                iters,
-                seed,
-            )
-            .map_err(|e| bad(e.to_string()))?;
-            (rule.label_all(&train.leaves, &mut rng), rule.num_classes())
+        LabelSpec::Data(DataLabels::KmeansGlobal { k }) => {
+            let (e, rows, cols) = need_emb()?;
+            let rule = cluster_global(e, rows, cols, &targets, num_targets, *k, iters, kmeans_key)?;
+            let labels = rule.label_all(&train.leaves, &mut rng);
+            (rule, labels)
         }
-        LabelSpec::Coarser { groups } => {
+        LabelSpec::Data(DataLabels::Coarser { groups }) => {
             if *groups >= num_targets {
                 return Err(bad(format!(
                     "coarser labels need fewer groups than the {num_targets} target classes, got {groups}"
@@ -193,25 +353,21 @@ pub fn build_labels(
             for (i, &t) in order.iter().enumerate() {
                 group_of[t] = i % groups;
             }
-            (targets.iter().map(|&t| group_of[t]).collect(), *groups)
-        }
-        other => {
-            let relabel = other
-                .relabeling()
-                .ok_or_else(|| bad(format!("unsupported labels {other:?}")))?;
-            let rule = relabel
-                .build_for_samples(h, target_level, &train.leaves, &mut rng)
-                .map_err(|e| bad(e.to_string()))?;
-            (rule.label_all(&train.leaves, &mut rng), rule.num_classes())
+            let labels: Vec<usize> = targets.iter().map(|&t| group_of[t]).collect();
+            let name = format!("coarser_{groups}");
+            let rule =
+                LabelRule::from_table(&name, labels.clone(), *groups, &targets, num_targets)?;
+            (rule, labels)
         }
     };
-    PretrainLabels::from_labels(labels, num_classes, &targets, num_targets)
+    PretrainLabels::new(rule, labels, &targets)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::empirical::data::synthetic::{generate, SyntheticConfig};
+    use crate::empirical::train::predictions;
 
     fn data() -> ImageSet {
         generate(&SyntheticConfig {
@@ -228,58 +384,69 @@ mod tests {
     }
 
     /// Every kind of label nests in the target classes or crosses them as it should.
+    use crate::hierarchy::Relabeling;
+    use LabelSpec::{Data as D, Hierarchy as R};
+
     #[test]
     fn labels_nest_or_cross_as_designed() {
         let train = data();
         let n = train.len;
         let fine = train.labels_at_level(1);
         // embeddings that separate the leaves (so clusters follow leaves) plus a little jitter
-        let emb = Matrix {
-            rows: n,
-            cols: 2,
-            data: (0..n)
-                .flat_map(|i| [fine[i] as f32 * 10.0, (i % 3) as f32 * 0.1])
-                .collect(),
-        };
+        let emb = Array2::from_shape_fn((n, 2), |(i, j)| {
+            [fine[i] as f32 * 10.0, (i % 3) as f32 * 0.1][j]
+        });
         let cases: Vec<(LabelSpec, Option<bool>, Option<usize>)> = vec![
-            (LabelSpec::Level { level: 0 }, Some(true), Some(3)),
-            (LabelSpec::Level { level: 1 }, Some(true), Some(8)),
-            (LabelSpec::MergeWithin { groups: 2 }, Some(true), Some(6)),
+            (LabelSpec::level(0), Some(true), Some(3)),
+            (LabelSpec::level(1), Some(true), Some(8)),
             (
-                LabelSpec::RandomAligned { per_target: 4 },
+                R(Relabeling::MergeWithin { groups: 2 }),
+                Some(true),
+                Some(6),
+            ),
+            (
+                R(Relabeling::RandomAligned { per_target: 4 }),
                 Some(true),
                 Some(12),
             ),
-            (LabelSpec::Misaligned { groups: 3 }, Some(false), Some(3)),
-            (LabelSpec::SplitFiner { splits: 2 }, Some(true), Some(16)),
-            (LabelSpec::PerSample, Some(true), Some(n)),
             (
-                LabelSpec::KmeansWithin { k: 2, level: None },
+                R(Relabeling::Misaligned { groups: 3 }),
+                Some(false),
+                Some(3),
+            ),
+            (
+                R(Relabeling::SplitFiner { splits: 2 }),
+                Some(true),
+                Some(16),
+            ),
+            (R(Relabeling::PerSample), Some(true), Some(n)),
+            (
+                D(DataLabels::KmeansWithin { k: 2, level: None }),
                 Some(true),
                 None,
             ),
             (
-                LabelSpec::KmeansWithin {
+                D(DataLabels::KmeansWithin {
                     k: 2,
                     level: Some(1),
-                },
+                }),
                 Some(true),
                 Some(16),
             ),
-            (LabelSpec::KmeansGlobal { k: 4 }, Some(false), Some(4)),
-            (LabelSpec::Coarser { groups: 2 }, Some(false), Some(2)),
+            (D(DataLabels::KmeansGlobal { k: 4 }), Some(false), Some(4)),
+            (D(DataLabels::Coarser { groups: 2 }), Some(false), Some(2)),
         ];
         for (spec, aligned, classes) in cases {
             let l = build_labels(&spec, &train, 0, Some(&emb), 3, 20).unwrap();
             assert_eq!(l.labels.len(), n);
-            assert!(l.labels.iter().all(|&c| c < l.num_classes), "{spec:?}");
+            assert!(l.labels.iter().all(|&c| c < l.num_classes()), "{spec:?}");
             if let Some(a) = aligned {
-                assert_eq!(l.aligned, a, "{spec:?}");
+                assert_eq!(l.aligned(), a, "{spec:?}");
             }
             if let Some(c) = classes {
-                assert_eq!(l.num_classes, c, "{spec:?}");
+                assert_eq!(l.num_classes(), c, "{spec:?}");
             }
-            if l.aligned {
+            if l.aligned() {
                 assert_eq!(l.purity, 1.0);
             } else {
                 assert!(l.purity < 1.0);
@@ -292,10 +459,10 @@ mod tests {
         }
         // k-means inside each fine class nests inside the leaves too
         let l = build_labels(
-            &LabelSpec::KmeansWithin {
+            &D(DataLabels::KmeansWithin {
                 k: 2,
                 level: Some(1),
-            },
+            }),
             &train,
             0,
             Some(&emb),
@@ -303,32 +470,35 @@ mod tests {
             20,
         )
         .unwrap();
-        let f = PretrainLabels::from_labels(l.labels.clone(), l.num_classes, &fine, 8).unwrap();
-        assert!(f.aligned);
+        let f =
+            PretrainLabels::from_table("km", l.labels.clone(), l.num_classes(), &fine, 8).unwrap();
+        assert!(f.aligned());
         // the k-means kinds without embeddings, and a coarser level that is not coarser, fail
-        assert!(build_labels(&LabelSpec::KmeansGlobal { k: 2 }, &train, 0, None, 0, 5).is_err());
-        assert!(build_labels(&LabelSpec::Coarser { groups: 3 }, &train, 0, None, 0, 5).is_err());
+        assert!(
+            build_labels(&D(DataLabels::KmeansGlobal { k: 2 }), &train, 0, None, 0, 5).is_err()
+        );
+        assert!(
+            build_labels(&D(DataLabels::Coarser { groups: 3 }), &train, 0, None, 0, 5).is_err()
+        );
     }
 
-    /// The mapped head sums the logits of the classes nested in each target and is undefined
+    /// The summed head sums the logits of the classes nested in each target and is undefined
     /// for labels that cross targets.
     #[test]
-    fn mapped_head_sums_nested_classes() {
-        // 4 classes: 0,1 in target 0; 2 in target 1; 3 empty
-        let l = PretrainLabels::from_labels(vec![0, 1, 2, 2], 4, &[0, 0, 1, 1], 2).unwrap();
-        assert!(l.aligned);
-        assert_eq!(l.target_of_class, vec![Some(0), Some(0), Some(1), None]);
-        let logits = Matrix {
-            rows: 2,
-            cols: 4,
-            data: vec![1.0, 2.0, 2.5, 100.0, -1.0, 0.5, 0.0, 0.0],
-        };
-        let m = l.mapped_logits(&logits, 2).unwrap().unwrap();
-        assert_eq!(m.data, vec![3.0, 2.5, -0.5, 0.0]);
-        assert_eq!(m.argmax(), vec![0, 1]);
-        let crossing = PretrainLabels::from_labels(vec![0, 0, 1, 1], 2, &[0, 1, 1, 1], 2).unwrap();
-        assert!(!crossing.aligned);
+    fn summed_head_sums_nested_classes() {
+        // 3 classes: 0,1 in target 0; 2 in target 1
+        let l = PretrainLabels::from_table("t", vec![0, 1, 2, 2], 3, &[0, 0, 1, 1], 2).unwrap();
+        assert!(l.aligned());
+        assert_eq!(l.rule.target_of_class(), &[Some(0), Some(0), Some(1)]);
+        let logits = ndarray::array![[1.0f32, 2.0, 2.5], [-1.0, 0.5, 0.0]];
+        let m = l.summed_head(&logits, 2).unwrap().unwrap();
+        assert_eq!(m, ndarray::array![[3.0f32, 2.5], [-0.5, 0.0]]);
+        assert_eq!(predictions(&m), vec![0, 1]);
+        let crossing =
+            PretrainLabels::from_table("c", vec![0, 0, 1, 1], 2, &[0, 1, 1, 1], 2).unwrap();
+        assert!(!crossing.aligned());
         assert_eq!(crossing.purity, 0.75);
-        assert!(crossing.mapped_logits(&logits, 2).unwrap().is_none());
+        let logits = ndarray::array![[1.0f32, 2.0]];
+        assert!(crossing.summed_head(&logits, 2).unwrap().is_none());
     }
 }

@@ -1,52 +1,26 @@
 //! Single networks from a study config, for interactive use and debugging: `pretrain` trains one
 //! network on one granularity (on the balanced design's training set) and saves its weights;
 //! `finetune` loads a pretrained backbone, fits the linear probe and fine-tunes it on the target
-//! labels. Both write `config.toml`, `epochs.csv` and `result.json` into their folder and resume
-//! from their checkpoint if killed.
+//! labels. Both run on the study's [`Runner`] (the same training phases, checkpoints and scoring),
+//! write `config.toml`, `epochs.csv` and `result.json` into their folder and resume from their
+//! checkpoint if killed.
 
 use std::path::Path;
 
-use candle_core::Device;
-
 use super::config::{EmbeddingSource, LabelSpec, Readout, StudyConfig};
-use super::labels::build_labels;
-use super::{derive, load_data, prepare_dir, progress_bar, CellResult, Runner, EVAL_BATCH};
+use super::designs::load_data;
+use super::labels::{build_labels, embeddings, labels_key, LabelSummary};
+use super::protocol::resolved_config;
+use super::results::{CellResult, ReadoutError};
+use super::runner::{prepare_dir, Phase, RunOptions, Runner, Trainee};
 use crate::empirical::error::EmpiricalError;
-use crate::empirical::model::Model;
 use crate::empirical::probe::LinearProbe;
-use crate::empirical::train::{evaluate, extract_features};
 
-fn runner<'a>(
-    cfg: &'a StudyConfig,
-    out: &Path,
-    data: &'a super::StudyData,
-    device: &Device,
-    what: &str,
-) -> Result<Runner<'a>, EmpiricalError> {
-    let resolved = format!(
-        "# {what}\n{}",
-        crate::config::to_toml(cfg)
-            .map_err(|e| EmpiricalError::invalid("config", e.to_string()))?
-    );
-    let dir = prepare_dir(out, &resolved, false)?;
-    let tl = cfg.data.target_level;
-    Ok(Runner {
-        cfg,
-        dir,
-        device: device.clone(),
-        test: &data.test,
-        test_targets: data.test.labels_at_level(tl),
-        num_targets: data.train.hierarchy.num_classes(tl),
-        mean_std: data.mean_std,
-        bar: progress_bar(true),
-        kernels: crate::empirical::model::Kernels::Fast,
-    })
-}
-
+/// Writes the result of a single run and returns its report.
 fn finish(r: &Runner<'_>, cell: &CellResult) -> Result<String, EmpiricalError> {
-    r.bar.finish();
-    r.dir.write_json("result.json", cell)?;
-    r.dir.write_csv("epochs.csv", &cell.epochs)?;
+    r.progress().finish();
+    r.dir().write_json("result.json", cell)?;
+    r.dir().write_csv("epochs.csv", &cell.epochs)?;
     let mut s = format!(
         "{} (seed {}): {} classes, aligned {}\n",
         cell.condition, cell.seed, cell.classes, cell.aligned
@@ -60,24 +34,46 @@ fn finish(r: &Runner<'_>, cell: &CellResult) -> Result<String, EmpiricalError> {
             ro.hard_error
         ));
     }
-    s.push_str(&format!("results in {}", r.dir.root().display()));
+    s.push_str(&format!("results in {}", r.dir().root().display()));
     Ok(s)
 }
 
+/// The result record of a single run.
+fn single_result(
+    condition: String,
+    family: &str,
+    seed: u64,
+    labels: LabelSummary,
+    readouts: Vec<ReadoutError>,
+    epochs: Vec<super::results::EpochRecord>,
+) -> CellResult {
+    CellResult {
+        design: "balanced".into(),
+        condition,
+        family: family.into(),
+        seed,
+        classes: labels.classes,
+        used_classes: labels.classes,
+        aligned: labels.aligned,
+        purity: labels.purity,
+        readouts,
+        epochs,
+        seconds: 0.0,
+    }
+}
+
 /// Pretrains one network on granularity `name` ("target" for the target labels) and saves
-/// `weights.safetensors` in `out`; returns a short report (with the mapped-head error when the
-/// labels are nested in the targets).
+/// `weights.safetensors` in `opts.out`; returns a short report (with the summed-head error when
+/// the labels are nested in the targets).
 pub fn pretrain(
     cfg: &StudyConfig,
     name: &str,
     seed: u64,
-    out: &Path,
-    data_dir: Option<&Path>,
-    device: &Device,
+    opts: &RunOptions,
 ) -> Result<String, EmpiricalError> {
     let tl = cfg.data.target_level;
     let spec = if name == "target" {
-        LabelSpec::Level { level: tl }
+        LabelSpec::level(tl)
     } else {
         cfg.granularities
             .iter()
@@ -98,29 +94,20 @@ pub fn pretrain(
                 )
             })?
     };
-    let data = load_data(cfg, data_dir)?;
-    let r = runner(
-        cfg,
-        out,
-        &data,
-        device,
-        &format!("pretrain {name}, seed {seed}"),
-    )?;
+    if spec.needs_embeddings() && cfg.embedding.source != EmbeddingSource::RandomNet {
+        return Err(EmpiricalError::invalid(
+            "embedding.source",
+            "a single pretraining run can only embed with 'random_net' (the ensemble belongs to a study): pass --set embedding.source=\"random_net\"",
+        ));
+    }
+    let data = load_data(cfg, opts.data.as_deref())?;
+    let resolved = format!(
+        "# pretrain {name}, seed {seed}\n{}",
+        resolved_config(cfg, opts.kernels)?
+    );
+    let r = Runner::new(cfg, prepare_dir(&opts.out, &resolved, false)?, &data, opts);
     let emb = if spec.needs_embeddings() {
-        if cfg.embedding.source != EmbeddingSource::RandomNet {
-            return Err(EmpiricalError::invalid(
-                "embedding.source",
-                "a single pretraining run can only embed with 'random_net' (the ensemble belongs to a study): pass --set embedding.source=\"random_net\"",
-            ));
-        }
-        let m = Model::new(cfg.model, r.num_targets, cfg.embedding.seed, device)?;
-        Some(extract_features(
-            &m,
-            &data.train,
-            data.mean_std.0,
-            data.mean_std.1,
-            EVAL_BATCH,
-        )?)
+        Some(embeddings(&r, &data.train)?)
     } else {
         None
     };
@@ -129,49 +116,41 @@ pub fn pretrain(
         &data.train,
         tl,
         emb.as_ref(),
-        derive(cfg.embedding.seed, name),
+        labels_key(cfg, name),
         cfg.embedding.iters,
     )?;
-    let model = Model::new(cfg.model, l.num_classes, derive(seed, "init"), device)?;
-    r.bar
-        .set_length((cfg.train.pretrain_epochs * data.train.len) as u64);
-    let epochs = r.train_phase(
-        &model,
-        &data.train,
-        &l.labels,
-        cfg.train.pretrain_epochs,
-        &cfg.train.pretrain_lr,
-        derive(seed, "pretrain"),
-        &r.dir.path("pretrain.ckpt"),
-        ("single", name, seed, "pretrain"),
-    )?;
-    model.save_weights(&r.dir.path("weights.safetensors"))?;
-    r.dir.write_json("labels.json", &l)?;
-    let mut readouts = Vec::new();
-    let logits = evaluate(
-        &model,
-        &data.test,
-        data.mean_std.0,
-        data.mean_std.1,
-        EVAL_BATCH,
-    )?;
-    if let Some(m) = l.mapped_logits(&logits, r.num_targets)? {
-        readouts.push(r.readout(Readout::SummedHead, &m, data.synthetic_hard.as_deref())?);
-    }
-    let _ = std::fs::remove_file(r.dir.path("pretrain.ckpt"));
-    let cell = CellResult {
-        design: "balanced".into(),
-        condition: name.into(),
-        family: spec.family(tl).into(),
+    let who = Trainee {
+        design: "single",
+        condition: name,
         seed,
-        classes: l.num_classes,
-        used_classes: l.num_classes,
-        aligned: l.aligned,
-        purity: l.purity,
+    };
+    let model = r.model(l.num_classes(), who.key("init"))?;
+    r.progress()
+        .set_length((cfg.train.pretrain_epochs * data.train.len) as u64);
+    let phase = Phase {
+        name: "pretrain",
+        set: &data.train,
+        labels: &l.labels,
+        epochs: cfg.train.pretrain_epochs,
+        lr: &cfg.train.pretrain_lr,
+    };
+    let epochs = r.train(&model, &who, &phase)?;
+    model.save_weights(&r.dir().path("weights.safetensors"))?;
+    r.dir().write_json("labels.json", &l)?;
+    let mut readouts = Vec::new();
+    let logits = r.test_logits(&model)?;
+    if let Some(m) = l.summed_head(&logits, r.num_targets())? {
+        readouts.push(r.score(Readout::SummedHead, &m, data.synthetic_hard.as_deref()));
+    }
+    r.drop_checkpoints(&who, &["pretrain"]);
+    let cell = single_result(
+        name.into(),
+        spec.family(),
+        seed,
+        l.summary(),
         readouts,
         epochs,
-        seconds: 0.0,
-    };
+    );
     finish(&r, &cell)
 }
 
@@ -181,61 +160,54 @@ pub fn finetune(
     cfg: &StudyConfig,
     weights: &Path,
     seed: u64,
-    out: &Path,
-    data_dir: Option<&Path>,
-    device: &Device,
+    opts: &RunOptions,
 ) -> Result<String, EmpiricalError> {
-    let data = load_data(cfg, data_dir)?;
-    let r = runner(
-        cfg,
-        out,
-        &data,
-        device,
-        &format!("finetune {}, seed {seed}", weights.display()),
-    )?;
-    let (mean, std) = data.mean_std;
+    let data = load_data(cfg, opts.data.as_deref())?;
+    let resolved = format!(
+        "# finetune {}, seed {seed}\n{}",
+        weights.display(),
+        resolved_config(cfg, opts.kernels)?
+    );
+    let r = Runner::new(cfg, prepare_dir(&opts.out, &resolved, false)?, &data, opts);
     let targets = data.train.labels_at_level(cfg.data.target_level);
-    let model = Model::new(cfg.model, r.num_targets, derive(seed, "head"), device)?;
+    let who = Trainee {
+        design: "single",
+        condition: "finetune",
+        seed,
+    };
+    let model = r.model(r.num_targets(), who.key("head"))?;
     model.load_backbone(weights)?;
     let hard = data.synthetic_hard.as_deref();
-    let ftr = extract_features(&model, &data.train, mean, std, EVAL_BATCH)?;
-    let fte = extract_features(&model, &data.test, mean, std, EVAL_BATCH)?;
-    let p = LinearProbe::train(
-        &ftr,
+    let train_features = r.features(&model, &data.train)?;
+    let test_features = r.features(&model, &data.test)?;
+    let probe = LinearProbe::train(
+        &train_features,
         &targets,
-        r.num_targets,
+        r.num_targets(),
         &cfg.train.probe,
-        derive(seed, "probe"),
+        who.key("probe"),
     )?;
-    let mut readouts = vec![r.readout(Readout::LinearProbe, &p.logits(&fte)?, hard)?];
-    r.bar
+    let mut readouts = vec![r.score(Readout::LinearProbe, &probe.logits(&test_features)?, hard)];
+    r.progress()
         .set_length((cfg.train.finetune_epochs * data.train.len) as u64);
-    let epochs = r.train_phase(
-        &model,
-        &data.train,
-        &targets,
-        cfg.train.finetune_epochs,
-        &cfg.train.finetune_lr,
-        derive(seed, "finetune"),
-        &r.dir.path("finetune.ckpt"),
-        ("single", "finetune", seed, "finetune"),
-    )?;
-    let logits = evaluate(&model, &data.test, mean, std, EVAL_BATCH)?;
-    readouts.push(r.readout(Readout::Finetune, &logits, hard)?);
-    model.save_weights(&r.dir.path("weights.safetensors"))?;
-    let _ = std::fs::remove_file(r.dir.path("finetune.ckpt"));
-    let cell = CellResult {
-        design: "balanced".into(),
-        condition: format!("finetune of {}", weights.display()),
-        family: String::new(),
+    let phase = Phase {
+        name: "finetune",
+        set: &data.train,
+        labels: &targets,
+        epochs: cfg.train.finetune_epochs,
+        lr: &cfg.train.finetune_lr,
+    };
+    let epochs = r.train(&model, &who, &phase)?;
+    readouts.push(r.score(Readout::Finetune, &r.test_logits(&model)?, hard));
+    model.save_weights(&r.dir().path("weights.safetensors"))?;
+    r.drop_checkpoints(&who, &["finetune"]);
+    let cell = single_result(
+        format!("finetune of {}", weights.display()),
+        "",
         seed,
-        classes: r.num_targets,
-        used_classes: r.num_targets,
-        aligned: true,
-        purity: 1.0,
+        LabelSummary::targets(r.num_targets()),
         readouts,
         epochs,
-        seconds: 0.0,
-    };
+    );
     finish(&r, &cell)
 }

@@ -1,0 +1,231 @@
+//! The images of a study and its designs: loading the data of the config, the per-leaf subsets
+//! (`data.train_per_leaf`, `data.test_per_leaf`) and the training set of each design (the
+//! balanced set as configured, and the rare-subclass set).
+
+use std::path::{Path, PathBuf};
+
+use rand::seq::SliceRandom;
+
+use crate::seed;
+
+use super::config::{DataSource, StudyConfig};
+use crate::empirical::data::indexed::keep_per_leaf as keep_per_class;
+use crate::empirical::data::sources::load_indexed;
+use crate::empirical::data::synthetic::generate;
+use crate::empirical::data::{cifar100_dir_from_env, load_cifar100, ImageSet};
+use crate::empirical::error::EmpiricalError;
+
+/// The environment variable naming the CIFAR-100 folder when the config leaves it empty.
+pub const CIFAR100_ENV: &str = "GRANULARITY_CIFAR100_DIR";
+
+/// Loaded data of a study.
+pub struct StudyData {
+    /// Balanced training set (after subsetting).
+    pub train: ImageSet,
+    /// Test set.
+    pub test: ImageSet,
+    /// Hard flags of the synthetic data's test images.
+    pub synthetic_hard: Option<Vec<bool>>,
+    /// Per-channel mean and std of the balanced training set.
+    pub mean_std: ([f32; 3], [f32; 3]),
+}
+
+/// A design: the training set and which test images are hard.
+pub struct Design {
+    /// "balanced" or "rare_subclass".
+    pub name: String,
+    /// The training images.
+    pub train: ImageSet,
+    /// Whether each test image is hard (None: no hard subset in this design).
+    pub test_is_hard: Option<Vec<bool>>,
+    /// The conditions run in this design (granularity names; the baseline is implicit).
+    pub granularities: Vec<String>,
+}
+
+/// The dataset folder of the config: `data_dir` (from `--data`), else `data.path`, else (for
+/// CIFAR-100) the environment.
+fn dataset_folder(
+    cfg: &StudyConfig,
+    data_dir: Option<&Path>,
+    what: &str,
+) -> Result<PathBuf, EmpiricalError> {
+    if let Some(d) = data_dir {
+        return Ok(d.to_path_buf());
+    }
+    if !cfg.data.path.is_empty() {
+        return Ok(PathBuf::from(&cfg.data.path));
+    }
+    let cifar = cfg.data.source == DataSource::Cifar100;
+    if cifar {
+        if let Some(d) = cifar100_dir_from_env(CIFAR100_ENV) {
+            return Ok(d);
+        }
+    }
+    Err(EmpiricalError::invalid(
+        "data.path",
+        format!(
+            "no {what} folder: set data.path in the config, pass --data DIR{}",
+            if cifar {
+                format!(", or set {CIFAR100_ENV}")
+            } else {
+                String::new()
+            }
+        ),
+    ))
+}
+
+/// Loads the study's images (`data_dir` overrides the config's folder) and applies the subsets.
+pub fn load_data(cfg: &StudyConfig, data_dir: Option<&Path>) -> Result<StudyData, EmpiricalError> {
+    let (train, test, synthetic_hard) = match cfg.data.source {
+        DataSource::Cifar100 => {
+            let s = load_cifar100(&dataset_folder(cfg, data_dir, "cifar100")?)?;
+            (s.train, s.test, None)
+        }
+        DataSource::Folder | DataSource::Inat2021 | DataSource::Wordnet | DataSource::Breeds => {
+            let s = load_indexed(&cfg.data, &dataset_folder(cfg, data_dir, "dataset")?)?;
+            (s.train, s.test, None)
+        }
+        DataSource::Synthetic => {
+            let d = generate(&cfg.data.synthetic)?;
+            let test = d.test();
+            (d.train, test, Some(d.test_is_hard))
+        }
+    };
+    let h = &train.hierarchy;
+    if cfg.data.target_level >= h.num_levels() {
+        return Err(EmpiricalError::invalid(
+            "data.target_level",
+            format!(
+                "level {} does not exist (the hierarchy has {} levels)",
+                cfg.data.target_level,
+                h.num_levels()
+            ),
+        ));
+    }
+    let leaf = h.leaf_level();
+    let train = if cfg.data.train_per_leaf > 0 {
+        train.subset(&keep_per_class(
+            &train.indices_by_class(leaf),
+            cfg.data.train_per_leaf,
+            &mut seed::rng(cfg.data.subset_seed, &["subset", "train"]),
+        ))
+    } else {
+        train
+    };
+    let (test, synthetic_hard) = if cfg.data.test_per_leaf > 0 {
+        let keep = keep_per_class(
+            &test.indices_by_class(leaf),
+            cfg.data.test_per_leaf,
+            &mut seed::rng(cfg.data.subset_seed, &["subset", "test"]),
+        );
+        let hard = synthetic_hard.map(|h| keep.iter().map(|&i| h[i]).collect());
+        (test.subset(&keep), hard)
+    } else {
+        (test, synthetic_hard)
+    };
+    let mean_std = train.rgb_mean_std().ok_or_else(|| {
+        EmpiricalError::invalid("data", "the training images need 3 channels (RGB)")
+    })?;
+    Ok(StudyData {
+        train,
+        test,
+        synthetic_hard,
+        mean_std,
+    })
+}
+
+/// The designs of a study by name, each with the granularities it runs, in the order they run:
+/// `balanced` (every granularity) and, with `[hard.rare_subclass]`, `rare_subclass` (its
+/// granularities). Needs only the config ([`designs`] adds the data).
+pub fn design_plan(cfg: &StudyConfig) -> Vec<(String, Vec<String>)> {
+    let mut plan = vec![(
+        "balanced".to_string(),
+        cfg.granularities.iter().map(|g| g.name.clone()).collect(),
+    )];
+    if let Some(r) = &cfg.hard.rare_subclass {
+        plan.push(("rare_subclass".to_string(), r.granularities.clone()));
+    }
+    plan
+}
+
+/// The designs of a study ([`design_plan`]) with their data: `balanced` trains on the balanced
+/// set (hard test images are the synthetic data's, or none until the ensemble defines them),
+/// `rare_subclass` on the rare-subclass set (hard test images are the rare leaves').
+pub fn designs(cfg: &StudyConfig, data: &StudyData) -> Vec<Design> {
+    design_plan(cfg)
+        .into_iter()
+        .map(|(name, granularities)| {
+            let (train, test_is_hard) = match &cfg.hard.rare_subclass {
+                Some(r) if name == "rare_subclass" => {
+                    let (set, rare_leaf) = rare_subclass_set(
+                        &data.train,
+                        cfg.data.target_level,
+                        r.rare_per_leaf,
+                        cfg.data.subset_seed,
+                    );
+                    let hard = data.test.leaves.iter().map(|&l| rare_leaf[l]).collect();
+                    (set, Some(hard))
+                }
+                _ => (data.train.clone(), data.synthetic_hard.clone()),
+            };
+            Design {
+                name,
+                train,
+                test_is_hard,
+                granularities,
+            }
+        })
+        .collect()
+}
+
+/// The rare-subclass training set: inside each target class one leaf (chosen with `seed`)
+/// keeps all its images, the others `rare_per_leaf`. Returns the set and, per leaf, whether it
+/// is rare.
+pub fn rare_subclass_set(
+    train: &ImageSet,
+    target_level: usize,
+    rare_per_leaf: usize,
+    seed: u64,
+) -> (ImageSet, Vec<bool>) {
+    let h = &train.hierarchy;
+    let leaf = h.leaf_level();
+    let mut rng = seed::rng(seed, &["rare_subclass"]);
+    let mut rare = vec![true; h.num_leaves()];
+    for t in 0..h.num_classes(target_level) {
+        let leaves = h.leaves_under(target_level, t);
+        if let Some(&d) = leaves.choose(&mut rng) {
+            rare[d] = false;
+        }
+    }
+    let by = train.indices_by_class(leaf);
+    let mut keep = Vec::new();
+    for (l, idx) in by.iter().enumerate() {
+        let mut idx = idx.clone();
+        if rare[l] && idx.len() > rare_per_leaf {
+            idx.shuffle(&mut rng);
+            idx.truncate(rare_per_leaf);
+        }
+        keep.extend(idx);
+    }
+    keep.sort_unstable();
+    (train.subset(&keep), rare)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::empirical::study::tests::tiny;
+
+    #[test]
+    fn rare_subclass_keeps_one_leaf_whole_per_target() {
+        let data = load_data(&tiny(), None).unwrap();
+        let (set, rare) = rare_subclass_set(&data.train, 0, 4, 3);
+        // 2 targets x 2 leaves: one dominant (16 images) and one rare (4 images) each
+        assert_eq!(rare.iter().filter(|&&r| !r).count(), 2);
+        assert_eq!(set.len, 2 * 16 + 2 * 4);
+        for (l, &r) in rare.iter().enumerate() {
+            let n = set.leaves.iter().filter(|&&x| x == l).count();
+            assert_eq!(n, if r { 4 } else { 16 });
+        }
+    }
+}

@@ -1,0 +1,293 @@
+//! The experiment, top to bottom: what a study runs and in which order.
+//!
+//! For each design (the training set and its easy/hard test split), each seed and each
+//! condition:
+//! * **baseline**: a network trained on the target labels from scratch for `pretrain_epochs +
+//!   finetune_epochs` epochs with the pretraining schedule (readout `scratch`);
+//! * **each granularity**: a network pretrained on its labels for `pretrain_epochs`, then read out
+//!   on the target: the summed head (no training; labels nested in the targets only), a linear
+//!   probe on the frozen features, and fine-tuning (a new head, the whole network trained on the
+//!   target labels for `finetune_epochs`).
+//!
+//! Before the cells, the preparation: the data, the designs, the ensemble that defines the
+//! balanced design's hard test images on real data, and each design's label sets. After them:
+//! the reports. Every cell is saved when it finishes and every training phase checkpoints each
+//! epoch, so a killed study resumes where it stopped ([`Runner`]). A study can also run in
+//! parts: the preparation alone ([`prepare_study`]), then shards that each run the cells they
+//! own ([`run_shard`]), merged by [`super::sharding::merge`].
+
+use super::config::{Readout, StudyConfig};
+use super::designs::{design_plan, designs, load_data, Design};
+use super::hard::{assign_hard_subsets, ensemble, ensemble_epochs, MEMBERS_FILE};
+use super::labels::{self, LabelSummary, PretrainLabels};
+use super::report::write_reports;
+use super::results::EpochRecord;
+use super::runner::{prepare_dir, Cell, CellOutcome, Phase, RunOptions, Runner, Trainee};
+use super::sharding::check_prepared;
+use super::summary::StudySummary;
+use crate::cluster::Shard;
+use crate::empirical::error::EmpiricalError;
+use crate::empirical::model::Kernels;
+use crate::empirical::probe::LinearProbe;
+use std::path::PathBuf;
+
+/// Runs (or resumes) the study `cfg` into `opts.out` and writes its reports.
+pub fn run_study(cfg: &StudyConfig, opts: &RunOptions) -> Result<StudySummary, EmpiricalError> {
+    run(cfg, opts, Part::Whole)?;
+    write_reports(&opts.out)
+}
+
+/// Runs (or resumes) only the study's preparation into `opts.out`: the ensemble, the hard test
+/// images and the label sets of every design, which the shards read.
+pub fn prepare_study(cfg: &StudyConfig, opts: &RunOptions) -> Result<(), EmpiricalError> {
+    run(cfg, opts, Part::Prepare)
+}
+
+/// Runs (or resumes) the cells that `shard` owns into its folder `opts.out/shards/I-of-N`,
+/// reading the preparation from `opts.out` (refused if it has not run). Returns the shard's
+/// folder; [`super::sharding::merge`] makes the study's reports from the shards' cells.
+pub fn run_shard(
+    cfg: &StudyConfig,
+    opts: &RunOptions,
+    shard: Shard,
+) -> Result<PathBuf, EmpiricalError> {
+    run(cfg, opts, Part::Shard(shard))?;
+    Ok(shard.dir(&opts.out))
+}
+
+/// Which part of a study a run does.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Part {
+    /// The preparation and every cell.
+    Whole,
+    /// The preparation only.
+    Prepare,
+    /// The cells of one shard (the preparation must have run).
+    Shard(Shard),
+}
+
+impl Part {
+    /// Whether the run does the cell at `position` among the cells of one seed, at `seed`.
+    fn runs(&self, position: usize, seed: u64) -> bool {
+        match self {
+            Part::Whole => true,
+            Part::Prepare => false,
+            Part::Shard(s) => s.owns(position, seed),
+        }
+    }
+}
+
+fn run(cfg: &StudyConfig, opts: &RunOptions, part: Part) -> Result<(), EmpiricalError> {
+    let data = load_data(cfg, opts.data.as_deref())?;
+    let resolved = resolved_config(cfg, opts.kernels)?;
+    let runner = match part {
+        Part::Shard(shard) => {
+            let prep = check_prepared(cfg, &opts.out, &resolved)?;
+            let dir = prepare_dir(&shard.dir(&opts.out), &resolved, opts.fresh)?;
+            Runner::new(cfg, dir, &data, opts).with_prep_dir(prep)
+        }
+        _ => {
+            let dir = prepare_dir(&opts.out, &resolved, opts.fresh)?;
+            Runner::new(cfg, dir, &data, opts)
+        }
+    };
+    let mut designs = designs(cfg, &data);
+    let plan = cells_by_design(cfg);
+    runner
+        .progress()
+        .set_length(work_left(&runner, &designs, &plan, part));
+
+    // The preparation (read back where saved): the ensemble (hard test images of the balanced
+    // design on real data, k-means encoder), then each design's label sets.
+    let members = ensemble(&runner)?;
+    let hard_subsets = assign_hard_subsets(&runner, &mut designs, members.as_deref());
+    if !matches!(part, Part::Shard(_)) {
+        runner
+            .prep_dir()
+            .write_json("hard_subsets.json", &hard_subsets)?;
+    }
+
+    for (design, (_, cells)) in designs.iter().zip(&plan) {
+        let labels = labels::for_design(&runner, design)?;
+        for &seed in &cfg.seeds {
+            for (position, cell) in cells {
+                if !part.runs(*position, seed) {
+                    continue;
+                }
+                runner.run_cell(design, cell, seed, |who| match cell {
+                    Cell::Baseline => baseline(&runner, design, who),
+                    Cell::Pretrained { granularity } => {
+                        pretrained(&runner, design, labels.get(&granularity.name)?, who)
+                    }
+                })?;
+            }
+        }
+    }
+    runner.progress().finish();
+    Ok(())
+}
+
+/// The cells of one seed, design by design (in [`design_plan`]'s order), each with its
+/// position among all of them (what `--shard` assigns): per design the baseline, then every
+/// granularity of the design in the config's order.
+pub fn cells_by_design(cfg: &StudyConfig) -> Vec<(String, Vec<(usize, Cell<'_>)>)> {
+    let mut position = 0;
+    design_plan(cfg)
+        .into_iter()
+        .map(|(design, granularities)| {
+            let cells = std::iter::once(Cell::Baseline)
+                .chain(
+                    cfg.granularities
+                        .iter()
+                        .filter(|g| granularities.contains(&g.name))
+                        .map(|granularity| Cell::Pretrained { granularity }),
+                )
+                .map(|c| {
+                    position += 1;
+                    (position - 1, c)
+                })
+                .collect();
+            (design, cells)
+        })
+        .collect()
+}
+
+/// The baseline: the target labels from scratch, for the whole schedule.
+fn baseline(r: &Runner, design: &Design, who: &Trainee) -> Result<CellOutcome, EmpiricalError> {
+    let cfg = r.config();
+    let targets = design.train.labels_at_level(cfg.data.target_level);
+    let model = r.model(r.num_targets(), who.key("init"))?;
+    let phase = Phase {
+        name: "baseline",
+        set: &design.train,
+        labels: &targets,
+        epochs: cell_epochs(cfg, &Cell::Baseline),
+        lr: &cfg.train.pretrain_lr,
+    };
+    let epochs = r.train(&model, who, &phase)?;
+    let logits = r.test_logits(&model)?;
+    let hard = design.test_is_hard.as_deref();
+    Ok(CellOutcome {
+        readouts: vec![r.score(Readout::Scratch, &logits, hard)],
+        epochs,
+        labels: LabelSummary::targets(r.num_targets()),
+    })
+}
+
+/// A granularity: pretrain on its labels, then read the network out on the target labels.
+fn pretrained(
+    r: &Runner,
+    design: &Design,
+    labels: &PretrainLabels,
+    who: &Trainee,
+) -> Result<CellOutcome, EmpiricalError> {
+    let cfg = r.config();
+    let t = &cfg.train;
+    let hard = design.test_is_hard.as_deref();
+    let targets = design.train.labels_at_level(cfg.data.target_level);
+    let mut readouts = Vec::new();
+    let model = r.model(labels.num_classes(), who.key("init"))?;
+    let pretrain = Phase {
+        name: "pretrain",
+        set: &design.train,
+        labels: &labels.labels,
+        epochs: t.pretrain_epochs,
+        lr: &t.pretrain_lr,
+    };
+    let mut epochs: Vec<EpochRecord> = r.train(&model, who, &pretrain)?;
+
+    if t.readouts.contains(&Readout::SummedHead) {
+        let logits = r.test_logits(&model)?;
+        if let Some(m) = labels.summed_head(&logits, r.num_targets())? {
+            readouts.push(r.score(Readout::SummedHead, &m, hard));
+        }
+    }
+    if t.readouts.contains(&Readout::LinearProbe) {
+        r.progress().set_message(format!(
+            "{}/{} s{} linear probe",
+            who.design, who.condition, who.seed
+        ));
+        let train_features = r.features(&model, &design.train)?;
+        let test_features = r.features(&model, &r.data().test)?;
+        let probe = LinearProbe::train(
+            &train_features,
+            &targets,
+            r.num_targets(),
+            &t.probe,
+            who.key("probe"),
+        )?;
+        let logits = probe.logits(&test_features)?;
+        readouts.push(r.score(Readout::LinearProbe, &logits, hard));
+    }
+    if t.readouts.contains(&Readout::Finetune) {
+        let mut model = model;
+        model.replace_head(r.num_targets(), who.key("head"))?;
+        let finetune = Phase {
+            name: "finetune",
+            set: &design.train,
+            labels: &targets,
+            epochs: t.finetune_epochs,
+            lr: &t.finetune_lr,
+        };
+        epochs.extend(r.train(&model, who, &finetune)?);
+        let logits = r.test_logits(&model)?;
+        readouts.push(r.score(Readout::Finetune, &logits, hard));
+    }
+    Ok(CellOutcome {
+        readouts,
+        epochs,
+        labels: labels.summary(),
+    })
+}
+
+/// Training epochs of a cell (what the progress display counts).
+fn cell_epochs(cfg: &StudyConfig, cell: &Cell) -> usize {
+    let t = &cfg.train;
+    match cell {
+        Cell::Baseline => t.pretrain_epochs + t.finetune_epochs,
+        Cell::Pretrained { .. } if t.readouts.contains(&Readout::Finetune) => {
+            t.pretrain_epochs + t.finetune_epochs
+        }
+        Cell::Pretrained { .. } => t.pretrain_epochs,
+    }
+}
+
+/// Training images still to process (the ensemble and the unsaved cells the run does), for
+/// the ETA.
+fn work_left(
+    r: &Runner,
+    designs: &[Design],
+    plan: &[(String, Vec<(usize, Cell)>)],
+    part: Part,
+) -> u64 {
+    let cfg = r.config();
+    let mut total = 0;
+    if let (Some(e), Some(epochs)) = (&cfg.hard.ensemble, ensemble_epochs(r)) {
+        if !r.prep_dir().path(MEMBERS_FILE).exists() {
+            total += e.seeds.len() * epochs * r.data().train.len;
+        }
+    }
+    for (design, (_, cells)) in designs.iter().zip(plan) {
+        for &seed in &cfg.seeds {
+            for (position, cell) in cells {
+                if part.runs(*position, seed) && !r.is_done(&design.name, cell.condition(), seed) {
+                    total += cell_epochs(cfg, cell) * design.train.len;
+                }
+            }
+        }
+    }
+    total as u64
+}
+
+/// The config as saved in the results folder: results of other kernels agree only to rounding,
+/// so the kernels are part of it (never mixed in one folder).
+pub(crate) fn resolved_config(
+    cfg: &StudyConfig,
+    kernels: Kernels,
+) -> Result<String, EmpiricalError> {
+    let mut resolved = crate::config::to_toml(cfg)?;
+    if kernels != Kernels::Fast {
+        resolved.push_str(&format!("\n# trained with --kernels {}\n", kernels.name()));
+    }
+    Ok(resolved)
+}

@@ -1,0 +1,74 @@
+//! The reports of a study folder, written from its saved cells (so `empirical plot` can redraw
+//! them at any time): `epochs.csv`, `summary.json`, `results.md` and the figures.
+
+use std::path::Path;
+
+use super::config::StudyConfig;
+use super::figures;
+use super::hard::{HardSubset, MemberOutput, MEMBERS_FILE};
+use super::results::{read_cells, CellResult, EpochRecord};
+use super::summary::{summarize, summary_table, StudySummary};
+use crate::empirical::error::EmpiricalError;
+use crate::report::{read_json, ResultsDir};
+
+/// Writes `epochs.csv`, `summary.json`, `results.md` and the figures of the study in `dir` from
+/// its saved cells. Returns the summary.
+pub fn write_reports(dir: &Path) -> Result<StudySummary, EmpiricalError> {
+    let rd = ResultsDir::create(dir)?;
+    let cfg: StudyConfig = crate::config::load_file(&rd.path("config.toml"), &[])?;
+    let mut cells = read_cells(dir)?;
+    // order: designs as run, baseline first, then the config's granularity order, then seed
+    let pos = |c: &CellResult| {
+        let d = usize::from(c.design != "balanced");
+        let g = if c.condition == "baseline" {
+            0
+        } else {
+            1 + cfg
+                .granularities
+                .iter()
+                .position(|g| g.name == c.condition)
+                .unwrap_or(usize::MAX - 1)
+        };
+        (d, g, c.seed)
+    };
+    cells.sort_by_key(pos);
+    let mut epochs: Vec<EpochRecord> = Vec::new();
+    let hard_subsets: Vec<HardSubset> = rd
+        .path("hard_subsets.json")
+        .exists()
+        .then(|| read_json(&rd.path("hard_subsets.json")))
+        .transpose()?
+        .unwrap_or_default();
+    if let Ok(members) = read_json::<Vec<MemberOutput>>(&rd.path(MEMBERS_FILE)) {
+        for m in members {
+            epochs.extend(m.epochs);
+        }
+    }
+    for c in &cells {
+        epochs.extend(c.epochs.iter().cloned());
+    }
+    rd.write_csv("epochs.csv", &epochs)?;
+    let rows = summarize(&cells);
+    let summary = StudySummary {
+        name: cfg.name.clone(),
+        seeds: cfg.seeds.clone(),
+        rows,
+        hard_subsets,
+    };
+    rd.write_json("summary.json", &summary)?;
+    let mut md = format!(
+        "# Study `{}`\n\nTarget: level {} of the hierarchy. Errors are top-1 on the test set, mean ± sd over seeds; relative error reduction is against the design's from-scratch baseline (positive = better).\n\n",
+        cfg.name, cfg.data.target_level
+    );
+    for h in &summary.hard_subsets {
+        md.push_str(&format!(
+            "* design `{}`: hard test images = {} ({} of {})\n",
+            h.design, h.definition, h.hard, h.total
+        ));
+    }
+    md.push('\n');
+    md.push_str(&summary_table(&summary.rows).to_string());
+    rd.write_text("results.md", &md)?;
+    figures::write_figures(&rd, &summary)?;
+    Ok(summary)
+}

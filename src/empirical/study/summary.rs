@@ -1,0 +1,174 @@
+//! The summary of a study: per design, condition and readout, the mean ± sd over seeds of the
+//! target error (all, easy and hard test images) and the relative error reduction against the
+//! design's from-scratch baseline; and its Markdown table.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::config::Readout;
+use super::hard::HardSubset;
+use super::results::{CellResult, ReadoutError};
+use crate::report::{MarkdownTable, MeanSd};
+
+/// Everything a finished (or partly finished) study produced, as read back from its folder.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StudySummary {
+    /// Study name.
+    pub name: String,
+    /// Seeds.
+    pub seeds: Vec<u64>,
+    /// One row per design, condition and readout.
+    pub rows: Vec<SummaryRow>,
+    /// Hard test images per design (how they were defined and how many).
+    pub hard_subsets: Vec<HardSubset>,
+}
+
+/// Mean +- sd over seeds of one design, condition and readout.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SummaryRow {
+    /// Design.
+    pub design: String,
+    /// Condition.
+    pub condition: String,
+    /// Family.
+    pub family: String,
+    /// Pretraining classes.
+    pub classes: usize,
+    /// Aligned with the target.
+    pub aligned: bool,
+    /// Label purity (see [`CellResult::purity`]).
+    pub purity: f64,
+    /// Readout.
+    pub readout: Readout,
+    /// Seeds with results.
+    pub seeds: Vec<u64>,
+    /// Error on all test images.
+    pub error: MeanSd,
+    /// Error on the easy test images.
+    pub easy_error: MeanSd,
+    /// Error on the hard test images.
+    pub hard_error: MeanSd,
+    /// Relative error reduction against the design's baseline, `(base - err) / base`, from the
+    /// seed means (the paper's metric); positive = better than the baseline.
+    #[serde(deserialize_with = "crate::report::f64_or_nan")]
+    pub rel_error_reduction: f64,
+    /// The same on the hard test images.
+    #[serde(deserialize_with = "crate::report::f64_or_nan")]
+    pub hard_rel_error_reduction: f64,
+}
+
+/// Aggregates cell results into summary rows (mean +- sd over seeds).
+pub fn summarize(cells: &[CellResult]) -> Vec<SummaryRow> {
+    let mut groups: BTreeMap<(String, String, Readout), Vec<&CellResult>> = BTreeMap::new();
+    let mut order: Vec<(String, String, Readout)> = Vec::new();
+    for c in cells {
+        for r in &c.readouts {
+            let key = (c.design.clone(), c.condition.clone(), r.readout);
+            if !groups.contains_key(&key) {
+                order.push(key.clone());
+            }
+            groups.entry(key).or_default().push(c);
+        }
+    }
+    let stat = |cs: &[&CellResult], ro: Readout, f: &dyn Fn(&ReadoutError) -> f64| {
+        let v: Vec<f64> = cs
+            .iter()
+            .filter_map(|c| c.readouts.iter().find(|r| r.readout == ro).map(f))
+            .collect();
+        MeanSd::of(&v)
+    };
+    let mut rows: Vec<SummaryRow> = order
+        .iter()
+        .map(|key| {
+            let cs = &groups[key];
+            let c0 = cs[0];
+            SummaryRow {
+                design: key.0.clone(),
+                condition: key.1.clone(),
+                family: c0.family.clone(),
+                classes: c0.classes,
+                aligned: c0.aligned,
+                purity: c0.purity,
+                readout: key.2,
+                seeds: cs.iter().map(|c| c.seed).collect(),
+                error: stat(cs, key.2, &|r| r.error),
+                easy_error: stat(cs, key.2, &|r| r.easy_error),
+                hard_error: stat(cs, key.2, &|r| r.hard_error),
+                rel_error_reduction: f64::NAN,
+                hard_rel_error_reduction: f64::NAN,
+            }
+        })
+        .collect();
+    let bases: Vec<(String, f64, f64)> = rows
+        .iter()
+        .filter(|r| r.readout == Readout::Scratch)
+        .map(|r| (r.design.clone(), r.error.mean, r.hard_error.mean))
+        .collect();
+    for r in &mut rows {
+        if let Some((_, b, bh)) = bases.iter().find(|(d, _, _)| *d == r.design) {
+            r.rel_error_reduction = (b - r.error.mean) / b;
+            r.hard_rel_error_reduction = (bh - r.hard_error.mean) / bh;
+        }
+    }
+    rows
+}
+
+/// The Markdown table of a summary.
+pub fn summary_table(rows: &[SummaryRow]) -> MarkdownTable {
+    let mut t = MarkdownTable::new([
+        "design",
+        "pretraining",
+        "classes",
+        "aligned",
+        "readout",
+        "error (mean ± sd)",
+        "rel. error reduction",
+        "easy error",
+        "hard error",
+        "hard rel. reduction",
+        "seeds",
+    ]);
+    let pct = |v: f64| {
+        if v.is_nan() {
+            "–".to_string()
+        } else {
+            format!("{:+.1}%", 100.0 * v)
+        }
+    };
+    let ms = |m: &MeanSd| {
+        if m.mean.is_nan() {
+            "–".to_string()
+        } else {
+            format!("{:.3} ± {:.3}", m.mean, m.sd)
+        }
+    };
+    for r in rows {
+        t.row([
+            r.design.clone(),
+            r.condition.clone(),
+            r.classes.to_string(),
+            if r.aligned {
+                "yes".into()
+            } else {
+                format!("no (purity {:.2})", r.purity)
+            },
+            r.readout.name().to_string(),
+            ms(&r.error),
+            if r.readout == Readout::Scratch {
+                "(baseline)".into()
+            } else {
+                pct(r.rel_error_reduction)
+            },
+            ms(&r.easy_error),
+            ms(&r.hard_error),
+            if r.readout == Readout::Scratch {
+                "(baseline)".into()
+            } else {
+                pct(r.hard_rel_error_reduction)
+            },
+            r.seeds.len().to_string(),
+        ]);
+    }
+    t
+}
