@@ -145,9 +145,14 @@ pub fn load_str<T: DeserializeOwned + Validate>(
     } else {
         format!("{origin} (with overrides {})", overrides.join(" "))
     };
-    let cfg: T = serde_path_to_error::deserialize(doc).map_err(|e| {
+    let cfg: T = serde_path_to_error::deserialize(doc.clone()).map_err(|e| {
         let path = e.path().to_string();
-        let inner = e.into_inner();
+        let mut msg = e.into_inner().to_string();
+        if msg.contains("expected internally tagged enum") {
+            if let Some(hint) = tagged_enum_hint::<T>(&doc, &path) {
+                msg = hint;
+            }
+        }
         ConfigError::Field {
             origin: origin_full.clone(),
             field: if path == "." {
@@ -155,7 +160,7 @@ pub fn load_str<T: DeserializeOwned + Validate>(
             } else {
                 path
             },
-            msg: inner.to_string(),
+            msg,
         }
     })?;
     cfg.validate().map_err(|e| ConfigError::Invalid {
@@ -164,6 +169,77 @@ pub fn load_str<T: DeserializeOwned + Validate>(
         msg: e.msg,
     })?;
     Ok(cfg)
+}
+
+/// The value at a serde path such as `net.activation` or `condition[2].labels`.
+fn value_at<'a>(doc: &'a mut toml::Value, path: &str) -> Option<&'a mut toml::Value> {
+    let mut cur = doc;
+    for part in path.split('.') {
+        let (name, index) = match part.split_once('[') {
+            Some((n, rest)) => (n, Some(rest.trim_end_matches(']').parse::<usize>().ok()?)),
+            None => (part, None),
+        };
+        if !name.is_empty() {
+            cur = cur.as_table_mut()?.get_mut(name)?;
+        }
+        if let Some(i) = index {
+            cur = cur.as_array_mut()?.get_mut(i)?;
+        }
+    }
+    Some(cur)
+}
+
+/// A readable message for a value that should be a tagged table (`{ kind = "...", ... }`):
+/// which kinds exist (asked of the type itself, by trying a kind that cannot exist) and how to
+/// write one inline, on the command line and in a file.
+fn tagged_enum_hint<T: DeserializeOwned>(doc: &toml::Value, path: &str) -> Option<String> {
+    let try_kind = |kind: &str| -> Option<String> {
+        let mut d = doc.clone();
+        let mut t = toml::Table::new();
+        t.insert("kind".into(), toml::Value::String(kind.into()));
+        *value_at(&mut d, path)? = toml::Value::Table(t);
+        serde_path_to_error::deserialize::<_, T>(d)
+            .err()
+            .map(|e| e.into_inner().to_string())
+    };
+    // serde names the variants when a kind is unknown: "unknown variant `x`, expected `a`",
+    // "... expected `a` or `b`", "... expected one of `a`, `b`, `c`"
+    let unknown = try_kind("\u{1}")?;
+    let names: Vec<&str> = unknown
+        .split_once("expected")?
+        .1
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .collect();
+    let first = (*names.first()?).to_string();
+    let kinds = names
+        .iter()
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let given = {
+        let mut d = doc.clone();
+        value_at(&mut d, path).cloned()
+    };
+    let key = path.rsplit('.').next().unwrap_or(path);
+    let example = match &given {
+        Some(toml::Value::String(s)) => s.clone(),
+        _ => first,
+    };
+    let mut msg = format!(
+        "expected a table with a `kind` (one of {kinds}), written inline: --set '{path}={{ kind = \"{example}\" }}' on the command line, {key} = {{ kind = \"{example}\" }} in a file"
+    );
+    if let Some(toml::Value::String(s)) = &given {
+        match try_kind(s) {
+            Some(e) if e.contains("unknown variant") => {
+                msg.push_str(&format!("; `{s}` is not one of the kinds"))
+            }
+            Some(e) => msg.push_str(&format!("; kind `{s}` also needs its fields ({e})")),
+            None => {}
+        }
+    }
+    Some(msg)
 }
 
 /// Read a typed config from a TOML file, apply overrides, validate.
@@ -243,6 +319,52 @@ mod tests {
         );
         let e = load_str::<Cfg>("name = 1\n[inner]\nx=1\n", "u.toml", &[]).unwrap_err();
         assert!(e.to_string().contains("'name'"), "{e}");
+    }
+
+    #[derive(Debug, Deserialize, Serialize, PartialEq)]
+    #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+    enum Shape {
+        Dot,
+        Circle { r: f64 },
+    }
+    #[derive(Debug, Deserialize, Serialize, PartialEq)]
+    #[serde(deny_unknown_fields)]
+    struct Drawing {
+        shape: Shape,
+    }
+    impl Validate for Drawing {
+        fn validate(&self) -> Result<(), InvalidField> {
+            Ok(())
+        }
+    }
+
+    /// A tagged table given as a plain word gets an answer that lists the kinds and shows the
+    /// inline syntax, instead of serde's "expected internally tagged enum".
+    #[test]
+    fn tagged_tables_given_as_words_say_which_kinds_exist() {
+        let text = "[shape]\nkind = \"dot\"\n";
+        let ok: Drawing = load_str(
+            text,
+            "d.toml",
+            &["shape={ kind = \"circle\", r = 1 }".into()],
+        )
+        .unwrap();
+        assert_eq!(ok.shape, Shape::Circle { r: 1.0 });
+        let e = load_str::<Drawing>(text, "d.toml", &["shape=dot".into()]).unwrap_err();
+        let s = e.to_string();
+        assert!(!s.contains("internally tagged"), "{s}");
+        assert!(s.contains("`dot`") && s.contains("`circle`"), "{s}");
+        assert!(s.contains("--set 'shape={ kind = \"dot\" }'"), "{s}");
+        let e = load_str::<Drawing>(text, "d.toml", &["shape=circle".into()]).unwrap_err();
+        assert!(
+            e.to_string().contains("needs its fields") && e.to_string().contains('r'),
+            "{e}"
+        );
+        let e = load_str::<Drawing>(text, "d.toml", &["shape=square".into()]).unwrap_err();
+        assert!(
+            e.to_string().contains("`square` is not one of the kinds"),
+            "{e}"
+        );
     }
 
     #[test]

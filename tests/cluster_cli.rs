@@ -396,7 +396,8 @@ fn adding_seeds_keeps_the_cells_already_run() {
 
 const THEORY: &str = env!("CARGO_BIN_EXE_theory-sim");
 
-/// A tiny theory config: 2 seeds, 32 dimensions, 120 steps.
+/// A tiny theory config: 2 seeds, 32 dimensions, at most 120 steps a run (a run stops earlier
+/// when it converges).
 const THEORY_TINY: &[&str] = &[
     "--set",
     "seeds=[0, 1]",
@@ -411,9 +412,11 @@ const THEORY_TINY: &[&str] = &[
     "--set",
     "data.test_hard=200",
     "--set",
-    "train.steps=120",
+    "train.max_steps=120",
     "--set",
-    "train.probe_every=40",
+    "train.record_every=40",
+    "--set",
+    "train.window=40",
     "--set",
     "readout.probe_train=200",
     "--set",
@@ -545,7 +548,7 @@ fn a_killed_theory_shard_resumes_to_the_same_runs() {
     // (a --set after the subcommand would replace the earlier ones: keep them all before it)
     fn sweep_400(out: &Path) -> Vec<&str> {
         let mut args = THEORY_TINY.to_vec();
-        args.extend(["--set", "train.steps=400", "--threads", "1"]);
+        args.extend(["--set", "train.max_steps=400", "--threads", "1"]);
         args.extend([
             "--out",
             out.to_str().unwrap(),

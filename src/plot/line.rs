@@ -222,13 +222,13 @@ fn legend_entries(c: &LineChart) -> Vec<LegendEntry> {
     series
 }
 
-/// Render a line chart.
-pub(crate) fn line_chart(c: &LineChart) -> Result<String, PlotError> {
+/// Render a line chart; `x_ticks` replaces the automatic labelled x ticks.
+pub(crate) fn line_chart(c: &LineChart, x_ticks: Option<&[f64]>) -> Result<String, PlotError> {
     let fig = figure_name(&c.title, "line chart");
     let clean = validate(c, &fig)?;
     let entries = legend_entries(c);
-    let (svg, cost, plot_h) =
-        render(c, &clean, &entries, clean.y).map_err(|e| draw_err(&fig, e))?;
+    let render = |y| render(c, &clean, &entries, y, x_ticks);
+    let (svg, cost, plot_h) = render(clean.y).map_err(|e| draw_err(&fig, e))?;
     if cost == 0 || c.y_range.is_some() || entries.is_empty() {
         return Ok(svg);
     }
@@ -241,7 +241,7 @@ pub(crate) fn line_chart(c: &LineChart) -> Result<String, PlotError> {
     } else {
         (lo, lo + (hi - lo) / (1.0 - frac))
     };
-    let (svg, _, _) = render(c, &clean, &entries, y).map_err(|e| draw_err(&fig, e))?;
+    let (svg, _, _) = render(y).map_err(|e| draw_err(&fig, e))?;
     Ok(svg)
 }
 
@@ -252,8 +252,18 @@ fn render(
     clean: &Clean,
     entries: &[LegendEntry],
     y: (f64, f64),
+    x_ticks: Option<&[f64]>,
 ) -> DrawResult<(String, usize, f64)> {
-    let xa = AxisSpec::numeric(clean.x.0, clean.x.1, c.log_x, &c.x_label, 7);
+    let mut xa = AxisSpec::numeric(clean.x.0, clean.x.1, c.log_x, &c.x_label, 7);
+    if let Some(ticks) = x_ticks {
+        xa.major = ticks
+            .iter()
+            .copied()
+            .filter(|v| xa.frac(*v).is_finite() && (0.0..=1.0).contains(&xa.frac(*v)))
+            .collect();
+        xa.labels = xa.major.iter().map(|v| style::fmt_log_tick(*v)).collect();
+        xa.minor.clear();
+    }
     let ya = AxisSpec::numeric(y.0, y.1, c.log_y, &c.y_label, 6);
     let mut m = Margins::for_axes(&c.title, &xa, &ya, style::line_height(style::TICK_PX));
     let (lw, lh) = draw::legend_size(entries);

@@ -1,11 +1,13 @@
 //! The paper's claims as executable checks. `theory/CLAIMS.md` states each claim in words and,
 //! in its one fenced `toml` block, as data: the conditions to run and, per claim, a quantity
 //! computed per seed, a comparison and a threshold fixed before any run. [`evaluate`] turns a
-//! set of run results into PASS/FAIL verdicts with mean +- sd over seeds.
+//! set of run results into verdicts with mean +- sd over seeds: PASS, FAIL, or NOT CONVERGED
+//! when a run the claim reads stopped at its step cap before converging (a claim about what
+//! training learns is judged at the end of training, not at a step budget).
 
 use crate::report::{MarkdownTable, MeanSd};
 use crate::theory::readout::Readout;
-use crate::theory::study::{Condition, RunResult};
+use crate::theory::run::{Condition, RunResult};
 use crate::theory::TheoryError;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -277,6 +279,29 @@ fn serde_plain<T: Serialize>(v: &T) -> String {
         .unwrap_or_default()
 }
 
+/// What a claim's check found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Every run converged and the mean satisfies the comparison.
+    Pass,
+    /// Every run converged and the mean does not satisfy it (or a seed lacks the value).
+    Fail,
+    /// A run the claim reads hit `train.max_steps` before converging: no verdict.
+    NotConverged,
+}
+
+impl Outcome {
+    /// The word in tables.
+    pub fn word(self) -> &'static str {
+        match self {
+            Outcome::Pass => "PASS",
+            Outcome::Fail => "FAIL",
+            Outcome::NotConverged => "NOT CONVERGED",
+        }
+    }
+}
+
 /// The verdict on one claim.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Verdict {
@@ -294,8 +319,10 @@ pub struct Verdict {
     pub op: String,
     /// The threshold.
     pub threshold: f64,
-    /// Whether the mean satisfies the comparison (false if any seed lacked the value).
-    pub pass: bool,
+    /// PASS, FAIL or NOT CONVERGED.
+    pub outcome: Outcome,
+    /// Runs the claim reads that converged, of all it reads.
+    pub converged_runs: (usize, usize),
 }
 
 type Index<'a> = BTreeMap<(&'a str, u64), &'a RunResult>;
@@ -392,6 +419,24 @@ pub fn evaluate(claims: &ClaimsFile, results: &[RunResult], seeds: &[u64]) -> Ve
                     Op::Ge => stats.mean >= c.threshold,
                     Op::Le => stats.mean <= c.threshold,
                 };
+            let read: Vec<bool> = seeds
+                .iter()
+                .flat_map(|&s| {
+                    let idx = &idx;
+                    c.quantity
+                        .conditions()
+                        .into_iter()
+                        .filter_map(move |cond| idx.get(&(cond, s)).map(|r| r.converged))
+                })
+                .collect();
+            let converged = read.iter().filter(|&&c| c).count();
+            let outcome = if converged < read.len() {
+                Outcome::NotConverged
+            } else if pass {
+                Outcome::Pass
+            } else {
+                Outcome::Fail
+            };
             Verdict {
                 id: c.id.clone(),
                 statement: c.statement.clone(),
@@ -400,7 +445,8 @@ pub fn evaluate(claims: &ClaimsFile, results: &[RunResult], seeds: &[u64]) -> Ve
                 stats,
                 op: c.op.symbol().into(),
                 threshold: c.threshold,
-                pass,
+                outcome,
+                converged_runs: (converged, read.len()),
             }
         })
         .collect()
@@ -414,6 +460,7 @@ pub fn verdict_table(verdicts: &[Verdict]) -> MarkdownTable {
         "quantity",
         "mean ± sd",
         "threshold",
+        "runs converged",
         "result",
     ]);
     for v in verdicts {
@@ -423,11 +470,8 @@ pub fn verdict_table(verdicts: &[Verdict]) -> MarkdownTable {
             v.quantity.clone(),
             format!("{:.3}", v.stats),
             format!("{} {}", v.op, v.threshold),
-            if v.pass {
-                "PASS".into()
-            } else {
-                "FAIL".to_string()
-            },
+            format!("{}/{}", v.converged_runs.0, v.converged_runs.1),
+            v.outcome.word().to_string(),
         ]);
     }
     t
@@ -436,8 +480,8 @@ pub fn verdict_table(verdicts: &[Verdict]) -> MarkdownTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::theory::probe::Responses;
     use crate::theory::readout::Errors;
+    use crate::theory::responses::{Contrasts, Responses};
 
     fn result(cond: &str, seed: u64, hard: f64, fine_max: f64) -> RunResult {
         let mut errors = BTreeMap::new();
@@ -449,6 +493,13 @@ mod tests {
             neurons: 4,
             aligned: true,
             init_level: 0.1,
+            steps: 100,
+            converged: true,
+            contrasts: Contrasts {
+                common: 1.0,
+                fine: 0.0,
+                feature_sq: 4.0,
+            },
             responses: Responses {
                 common_max: 2.0,
                 common_mean: 0.5,
@@ -458,6 +509,8 @@ mod tests {
             curve: vec![],
             errors,
             correlations: vec![],
+            weight_norms: vec![],
+            hard_margin: None,
         }
     }
 
@@ -497,9 +550,11 @@ threshold = 2.0
             result("fine", 1, 0.1, 3.0),
         ];
         let v = evaluate(&f, &res, &[0, 1]);
-        assert!((v[0].stats.mean - 0.35).abs() < 1e-12 && v[0].pass);
+        assert!((v[0].stats.mean - 0.35).abs() < 1e-12 && v[0].outcome == Outcome::Pass);
         // fine_max/init = 1 and 3 -> mean 2 <= 2 passes; push one seed up and it fails
-        assert!((v[1].stats.mean - 2.0).abs() < 1e-9 && v[1].pass);
+        assert!((v[1].stats.mean - 2.0).abs() < 1e-9 && v[1].outcome == Outcome::Pass);
+        assert_eq!(v[0].converged_runs, (4, 4));
+        assert_eq!(v[1].converged_runs, (2, 2));
         let res2 = vec![
             result("coarse", 0, 0.2, 0.1),
             result("coarse", 1, 0.2, 0.5),
@@ -507,10 +562,27 @@ threshold = 2.0
             result("fine", 1, 0.1, 3.0),
         ];
         let v2 = evaluate(&f, &res2, &[0, 1]);
-        assert!(!v2[0].pass && !v2[1].pass);
+        assert!(v2[0].outcome == Outcome::Fail && v2[1].outcome == Outcome::Fail);
         // a missing seed is a failure, never a silent pass
         let v3 = evaluate(&f, &res[..3], &[0, 1]);
-        assert!(!v3[0].pass);
+        assert_eq!(v3[0].outcome, Outcome::Fail);
+        // a run that hit its step cap leaves every claim that reads it without a verdict,
+        // whether its value would pass or fail
+        let mut capped = res.clone();
+        capped[2].converged = false; // fine, seed 0
+        let v4 = evaluate(&f, &capped, &[0, 1]);
+        assert_eq!(v4[0].outcome, Outcome::NotConverged);
+        assert_eq!(v4[0].converged_runs, (3, 4));
+        assert_eq!(
+            v4[1].outcome,
+            Outcome::Pass,
+            "claim 2 reads only the coarse runs"
+        );
+        let table = verdict_table(&v4).to_string();
+        assert!(
+            table.contains("NOT CONVERGED") && table.contains("3/4"),
+            "{table}"
+        );
     }
 
     #[test]

@@ -5,19 +5,20 @@
 //! CSV/JSON/Markdown summaries and SVG figures.
 
 use crate::report::{read_json, MarkdownTable, MeanSd, Progress, ResultsDir};
-use crate::theory::claims::{evaluate, verdict_table, ClaimsFile, Verdict};
+use crate::theory::claims::{evaluate, verdict_table, ClaimsFile, Outcome, Verdict};
 use crate::theory::config::TheoryConfig;
 use crate::theory::figures;
 use crate::theory::readout::Readout;
-use crate::theory::study::{remaining_steps, run_grid, Condition, RunResult};
-use crate::theory::sweep::{Study, SweepRow};
+use crate::theory::run::{run_grid, Condition, RunResult};
+use crate::theory::study::{Study, SweepRow};
 use crate::theory::TheoryError;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-/// Progress over SGD steps with an ETA (a bar on a terminal, plain lines otherwise).
-pub fn progress(total: u64, what: &str) -> Progress {
-    let pb = Progress::new(total, "steps", true);
+/// Progress over SGD steps with an ETA (a bar on a terminal, plain lines otherwise, one per
+/// finished run); its length is set by [`run_grid`].
+pub fn progress(what: &str) -> Progress {
+    let pb = Progress::new(0, "steps", true);
     pb.set_message(what);
     pb
 }
@@ -49,6 +50,10 @@ pub struct ErrorRow {
     pub fine_max: f64,
     /// Init level.
     pub init_level: f64,
+    /// SGD steps taken.
+    pub steps: usize,
+    /// Whether training converged.
+    pub converged: bool,
 }
 
 fn error_rows(results: &[RunResult]) -> Vec<ErrorRow> {
@@ -65,6 +70,8 @@ fn error_rows(results: &[RunResult]) -> Vec<ErrorRow> {
                 common_max: r.responses.common_max,
                 fine_max: r.responses.fine_max,
                 init_level: r.init_level,
+                steps: r.steps,
+                converged: r.converged,
             });
         }
     }
@@ -76,6 +83,8 @@ pub fn summary_table(results: &[RunResult], conds: &[Condition]) -> MarkdownTabl
     let mut header = vec![
         "condition".to_string(),
         "classes".into(),
+        "steps".into(),
+        "converged".into(),
         "common_max".into(),
         "fine_max".into(),
     ];
@@ -98,6 +107,15 @@ pub fn summary_table(results: &[RunResult], conds: &[Condition]) -> MarkdownTabl
         let mut row = vec![
             c.name.clone(),
             runs[0].classes.to_string(),
+            format!(
+                "{:.0}",
+                MeanSd::of(&runs.iter().map(|r| r.steps as f64).collect::<Vec<_>>())
+            ),
+            format!(
+                "{}/{}",
+                runs.iter().filter(|r| r.converged).count(),
+                runs.len()
+            ),
             f(&|r| r.responses.common_max),
             f(&|r| r.responses.fine_max),
         ];
@@ -126,6 +144,17 @@ pub struct VerifyOutcome {
     pub table: String,
 }
 
+impl VerifyOutcome {
+    /// The ids of the claims with the given outcome.
+    pub fn with(&self, outcome: Outcome) -> Vec<&str> {
+        self.verdicts
+            .iter()
+            .filter(|v| v.outcome == outcome)
+            .map(|v| v.id.as_str())
+            .collect()
+    }
+}
+
 /// Run every condition of the claims file at every seed and evaluate the claims.
 pub fn verify(
     cfg: &TheoryConfig,
@@ -146,14 +175,13 @@ pub fn verify(
     let dir = prepare_dir(out, &crate::config::to_toml(cfg)?, fresh)?;
     dir.write_text("claims.md", claims_md)?;
     let cells = dir.path("cells");
-    let total = remaining_steps(cfg, &claims.condition, Some(&cells))?;
-    let pb = progress(total, "verify");
+    let pb = progress("verify");
     let results = run_grid(
         cfg,
         &claims.condition,
         &Readout::PRETRAINED,
         Some(&cells),
-        &|| pb.inc(1),
+        &pb,
     )?;
     pb.finish();
     let verdicts = evaluate(&claims, &results, &cfg.seeds);
@@ -221,13 +249,12 @@ pub fn sweep(
     let jobs = study.jobs()?;
     let conds: Vec<Condition> = jobs.iter().map(|j| j.2.clone()).collect();
     let cells = dir.path("cells");
-    let total = remaining_steps(&base, &conds, Some(&cells))?;
-    let pb = progress(total, &format!("sweep {}", study.name));
-    let results = run_grid(&base, &conds, &study.readouts, Some(&cells), &|| pb.inc(1))?;
+    let pb = progress(&format!("sweep {}", study.name));
+    let results = run_grid(&base, &conds, &study.readouts, Some(&cells), &pb)?;
     pb.finish();
     let rows = study.rows(&jobs, &results);
     dir.write_csv("sweep.csv", &rows)?;
-    write_sweep_outputs(study, &rows, &dir)?;
+    write_sweep_outputs(study, &rows, &base, &dir)?;
     Ok(dir.root().to_path_buf())
 }
 
@@ -250,7 +277,8 @@ pub fn sweep_summary(rows: &[SweepRow]) -> MarkdownTable {
         "hard error",
         "common_max",
         "fine_max",
-        "seeds",
+        "steps",
+        "converged",
     ]);
     for (cell, cond, ro) in keys {
         let sel: Vec<&SweepRow> = rows
@@ -272,7 +300,15 @@ pub fn sweep_summary(rows: &[SweepRow]) -> MarkdownTable {
             f(&|r| r.hard),
             f(&|r| r.common_max),
             f(&|r| r.fine_max),
-            sel.len().to_string(),
+            format!(
+                "{:.0}",
+                MeanSd::of(&sel.iter().map(|r| r.steps as f64).collect::<Vec<_>>())
+            ),
+            format!(
+                "{}/{}",
+                sel.iter().filter(|r| r.converged).count(),
+                sel.len()
+            ),
         ]);
     }
     t
@@ -281,6 +317,7 @@ pub fn sweep_summary(rows: &[SweepRow]) -> MarkdownTable {
 fn write_sweep_outputs(
     study: &Study,
     rows: &[SweepRow],
+    cfg: &TheoryConfig,
     dir: &ResultsDir,
 ) -> Result<Vec<PathBuf>, TheoryError> {
     let mut files = vec![dir.write_text(
@@ -292,7 +329,7 @@ fn write_sweep_outputs(
             sweep_summary(rows)
         ),
     )?];
-    files.extend(figures::sweep_figures(study, rows, dir)?);
+    files.extend(figures::sweep_figures(study, rows, cfg, dir)?);
     Ok(files)
 }
 
@@ -305,7 +342,7 @@ pub fn replot(dir: &Path) -> Result<Vec<PathBuf>, TheoryError> {
             .map_err(|e| TheoryError::Study(format!("{}: {e}", rd.path("study.toml").display())))?;
         let study = Study::from_toml(&text, &rd.path("study.toml").display().to_string())?;
         let rows: Vec<SweepRow> = crate::report::read_csv(&rd.path("sweep.csv"))?;
-        return write_sweep_outputs(&study, &rows, &rd);
+        return write_sweep_outputs(&study, &rows, &cfg, &rd);
     }
     let cells = rd.path("cells");
     let mut results = Vec::new();

@@ -103,12 +103,41 @@ pub struct NetConfig {
     pub activation: ActivationConfig,
 }
 
+/// When pretraining stops.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopRule {
+    /// At convergence (see [`TrainConfig`]), or at `max_steps` if it comes first: the run is then
+    /// marked as not converged.
+    Converged,
+    /// After exactly `max_steps` steps (a run is marked converged when the rule holds at the
+    /// end).
+    MaxSteps,
+}
+
 /// Pretraining parameters.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrainConfig {
-    /// SGD steps.
-    pub steps: usize,
+    /// The most SGD steps a run takes (all of them with `stop = "max_steps"`).
+    #[serde(alias = "steps")]
+    pub max_steps: usize,
+    /// When to stop.
+    #[serde(default = "default_stop")]
+    pub stop: StopRule,
+    /// Converged needs the mean training loss over the last `window` steps to be within
+    /// `loss_tol` of its floor (0 unless the labels are random inside a class; for those, to
+    /// have stopped falling: `crate::theory::train`).
+    #[serde(default = "default_loss_tol")]
+    pub loss_tol: f64,
+    /// ... and every feature response to have changed by at most this fraction between the
+    /// last window and the one before (relative to its value, or to the init level when that
+    /// is larger).
+    #[serde(default = "default_response_tol")]
+    pub response_tol: f64,
+    /// The convergence window in steps (a multiple of `record_every`).
+    #[serde(default = "default_window")]
+    pub window: usize,
     /// Minibatch size.
     pub batch: usize,
     /// Learning rate.
@@ -116,15 +145,42 @@ pub struct TrainConfig {
     /// 0: fresh samples every step (online); N > 0: a fixed pool of N samples.
     #[serde(default)]
     pub pool: usize,
-    /// Record probes every this many steps.
-    pub probe_every: usize,
+    /// Record the feature responses (and test the convergence rule) every this many steps.
+    #[serde(alias = "probe_every")]
+    pub record_every: usize,
     /// Test samples (of each kind) on which the summed-head error is tracked during training.
-    #[serde(default = "default_probe_test")]
-    pub probe_test: usize,
+    #[serde(alias = "probe_test", default = "default_curve_test")]
+    pub curve_test: usize,
 }
 
-fn default_probe_test() -> usize {
+fn default_stop() -> StopRule {
+    StopRule::Converged
+}
+fn default_loss_tol() -> f64 {
+    0.01
+}
+fn default_response_tol() -> f64 {
+    0.02
+}
+fn default_window() -> usize {
     500
+}
+fn default_curve_test() -> usize {
+    300
+}
+
+/// What the linear probe reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProbeInput {
+    /// The pooled activations as they are, all divided by one number (their root mean square
+    /// over the probe's training set and every neuron): no centring, and no per-neuron scale
+    /// that would blow up a dead neuron's noise. Zero activation stays zero.
+    Raw,
+    /// Centred and divided by the standard deviation over the probe's training set (the
+    /// toolkit's earlier probe). A hard sample's missing common-feature response then becomes a
+    /// large negative value that reads as evidence for the other class (`theory/MODEL.md` §7).
+    Standardised,
 }
 
 /// Downstream coarse readout parameters.
@@ -135,14 +191,24 @@ pub struct ReadoutConfig {
     pub probe_train: usize,
     /// Full-batch gradient steps of the linear probe.
     pub probe_steps: usize,
-    /// Learning rate of the linear probe (on standardised features).
+    /// Learning rate of the linear probe (on scaled features).
     pub probe_lr: f64,
     /// L2 penalty of the linear probe.
     pub probe_l2: f64,
+    /// What the probe reads: raw pooled activations (default) or standardised ones.
+    #[serde(default = "default_probe_input")]
+    pub probe_input: ProbeInput,
+    /// Whether the probe fits an intercept (default: no, see `theory/MODEL.md` §7).
+    #[serde(default)]
+    pub probe_intercept: bool,
     /// SGD steps of full fine-tuning (0 disables it).
     pub finetune_steps: usize,
     /// Learning rate of full fine-tuning.
     pub finetune_lr: f64,
+}
+
+fn default_probe_input() -> ProbeInput {
+    ProbeInput::Raw
 }
 
 fn check(cond: bool, field: &str, msg: impl Into<String>) -> Result<(), InvalidField> {
@@ -272,9 +338,21 @@ impl Validate for TheoryConfig {
             "must be > 0",
         )?;
         check(
-            self.train.probe_every >= 1,
-            "train.probe_every",
+            self.train.record_every >= 1,
+            "train.record_every",
             "must be >= 1",
+        )?;
+        check(self.train.max_steps >= 1, "train.max_steps", "must be >= 1")?;
+        finite_nonneg(self.train.loss_tol, "train.loss_tol")?;
+        finite_nonneg(self.train.response_tol, "train.response_tol")?;
+        check(
+            self.train.window >= self.train.record_every
+                && self.train.window.is_multiple_of(self.train.record_every),
+            "train.window",
+            format!(
+                "must be a positive multiple of train.record_every ({}), got {}",
+                self.train.record_every, self.train.window
+            ),
         )?;
         check(
             self.train.pool == 0 || self.train.pool >= self.train.batch,

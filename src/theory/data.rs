@@ -3,60 +3,18 @@
 //! feature per superclass and one fine feature per subclass, plus Gaussian noise. Easy samples
 //! carry both features; hard samples lose (or weaken) the common one.
 //!
-//! Every sample is drawn from its own random stream (`ChaCha8Rng` keyed by the run seed and a
-//! purpose, stream = the sample's index), so a set of samples is the same bits whatever the
-//! number of threads that draw it.
+//! Every sample is drawn from its own random stream ([`crate::seed::stream`] of a key derived from
+//! the run seed and a purpose such as `["train"]`, stream = the sample's index), so a set of
+//! samples is the same bits whatever the number of threads that draw it.
 
 use crate::hierarchy::{Hierarchy, HierarchyError};
+use crate::seed;
 use crate::theory::config::DataConfig;
 use ndarray::Array2;
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 use rayon::prelude::*;
-
-/// What the random streams of a run are used for; mixed into the seed so that streams of
-/// different purposes never overlap.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Purpose {
-    /// The orthonormal features.
-    Features = 1,
-    /// Network initialisation.
-    Init = 2,
-    /// Training samples (online stream or pool).
-    Train = 3,
-    /// Minibatch selection from a fixed pool.
-    Batches = 4,
-    /// Easy test samples.
-    TestEasy = 5,
-    /// Hard test samples.
-    TestHard = 6,
-    /// Linear-probe training samples.
-    Probe = 7,
-    /// Fine-tuning samples.
-    Finetune = 8,
-    /// Building relabelings (random groups).
-    Labels = 9,
-    /// Per-sample random labels (random-aligned, split-finer relabelings).
-    SampleLabels = 10,
-}
-
-/// SplitMix64 finaliser: a well-mixed 64-bit key from a seed and a purpose.
-pub fn derive_key(seed: u64, purpose: Purpose) -> u64 {
-    let mut z = seed
-        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
-        .wrapping_add((purpose as u64).wrapping_mul(0xD1B5_4A32_D192_ED03));
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-/// The random stream of one sample (or one other indexed draw) under `key`.
-pub fn stream_rng(key: u64, index: u64) -> ChaCha8Rng {
-    let mut r = ChaCha8Rng::seed_from_u64(key);
-    r.set_stream(index);
-    r
-}
 
 /// Which kind of sample to draw.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -91,6 +49,15 @@ impl Samples {
     pub fn is_empty(&self) -> bool {
         self.leaves.is_empty()
     }
+    /// Copy the samples `idx` (in that order) into `out` (`idx.len()` samples' floats), in
+    /// parallel: a minibatch gathered from a pool.
+    pub fn gather_into(&self, idx: &[usize], out: &mut [f32]) {
+        let per = self.x.len() / self.len().max(1);
+        out.par_chunks_mut(per)
+            .zip(idx.par_iter())
+            .for_each(|(o, &j)| o.copy_from_slice(&self.x[j * per..(j + 1) * per]));
+    }
+
     /// The first `n` samples (all of them if there are fewer).
     pub fn head(&self, n: usize) -> Samples {
         let n = n.min(self.len());
@@ -150,7 +117,7 @@ impl Distribution {
     /// The config must have been validated (features <= dim).
     pub fn new(cfg: &DataConfig, seed: u64) -> Result<Self, HierarchyError> {
         let hierarchy = Hierarchy::two_level(&cfg.subclasses)?;
-        let mut rng = stream_rng(derive_key(seed, Purpose::Features), 0);
+        let mut rng = seed::rng(seed, &["features"]);
         let f64s = random_orthonormal(cfg.features(), cfg.dim, &mut rng)
             .expect("Gaussian rows with n <= d are independent with probability one");
         let features = f64s.mapv(|v| v as f32);
@@ -305,7 +272,7 @@ impl Distribution {
             .zip(meta.par_iter_mut())
             .enumerate()
             .for_each(|(i, (out, m))| {
-                let mut rng = stream_rng(key, first + i as u64);
+                let mut rng = seed::stream(key, first + i as u64);
                 *m = self.sample_into(&mut rng, kind, out);
             });
     }

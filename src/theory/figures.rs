@@ -1,14 +1,14 @@
 //! The theory simulator's figures, drawn from saved results (never live state) through the
 //! shared [`crate::plot`] style: feature-response curves, neuron x feature heat maps, easy and
-//! hard error per readout and condition, error against the number of subclasses, sweep curves
-//! and phase diagrams.
+//! hard error per readout and condition, error against the number of subclasses, sweep curves,
+//! coarse-fine gaps along an axis (with the §4.4 margin prediction) and phase diagrams.
 
 use crate::plot::{self, BarSeries, GroupedBars, HBand, Heatmap, LineChart, PhaseDiagram, Series};
 use crate::report::{MeanSd, ResultsDir};
 use crate::theory::config::TheoryConfig;
 use crate::theory::readout::Readout;
-use crate::theory::study::RunResult;
-use crate::theory::sweep::{Study, SweepRow};
+use crate::theory::run::RunResult;
+use crate::theory::study::{Study, SweepRow};
 use crate::theory::TheoryError;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -238,17 +238,21 @@ pub fn error_vs_k(
             });
         }
     }
-    Ok(plot::line_chart(&LineChart {
-        title: "Coarse test error (summed head) against subclasses per superclass".into(),
-        x_label: "subclasses per superclass k".into(),
-        y_label: "coarse test error (fraction)".into(),
-        series,
-        bands: vec![],
-        log_x: true,
-        log_y: false,
-        y_range: Some((0.0, 1.0)),
-        error_bars: true,
-    })?)
+    let ticks: Vec<f64> = pairs.iter().map(|p| p.0).collect();
+    Ok(plot::line_chart_x_ticks(
+        &LineChart {
+            title: "Coarse test error (summed head) against subclasses per superclass".into(),
+            x_label: "subclasses per superclass k".into(),
+            y_label: "coarse test error (fraction)".into(),
+            series,
+            bands: vec![],
+            log_x: true,
+            log_y: false,
+            y_range: Some((0.0, 1.0)),
+            error_bars: true,
+        },
+        &ticks,
+    )?)
 }
 
 /// Write the `verify` figures into `dir`; returns the files written.
@@ -335,12 +339,180 @@ fn group(rows: &[SweepRow], f: impl Fn(&SweepRow) -> f64) -> BTreeMap<Key, (f64,
         .collect()
 }
 
+/// Mean ± sd over seeds of `f(coarse row, fine row)` at every x, pairing the rows of the two
+/// conditions by cell and seed, for one readout.
+fn paired(
+    rows: &[SweepRow],
+    coarse: &str,
+    fine: &str,
+    readout: &str,
+    f: impl Fn(&SweepRow, &SweepRow) -> f64,
+) -> Vec<(f64, f64, f64)> {
+    let mut by_x: BTreeMap<u64, (f64, Vec<f64>)> = BTreeMap::new();
+    for c in rows
+        .iter()
+        .filter(|r| r.condition == coarse && r.readout == readout)
+    {
+        if let Some(fr) = rows.iter().find(|r| {
+            r.condition == fine && r.readout == readout && r.cell == c.cell && r.seed == c.seed
+        }) {
+            by_x.entry(c.x.to_bits())
+                .or_insert((c.x, vec![]))
+                .1
+                .push(f(c, fr));
+        }
+    }
+    let mut pts: Vec<(f64, f64, f64)> = by_x
+        .into_values()
+        .map(|(x, v)| {
+            let (m, s) = stats(&v);
+            (x, m, s)
+        })
+        .collect();
+    pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+    pts
+}
+
+fn series_of(label: String, pts: &[(f64, f64, f64)]) -> Series {
+    Series {
+        label,
+        x: pts.iter().map(|p| p.0).collect(),
+        mean: pts.iter().map(|p| p.1).collect(),
+        sd: Some(pts.iter().map(|p| p.2).collect()),
+    }
+}
+
+/// The figures of a one-axis study's coarse-fine pairs: the hard-error gap against the axis
+/// per readout; the coarse net's fine/common contrast ratio (with the plain-ReLU drive ratio
+/// (n_f/n_c)/k of `theory/MODEL.md` §3 as a reference); and the coarse net's measured hard
+/// error beside the one predicted from its weights (§4.4), where that prediction exists.
+fn pair_figures(
+    study: &Study,
+    rows: &[SweepRow],
+    cfg: &TheoryConfig,
+    readouts: &[String],
+    dir: &ResultsDir,
+) -> Result<Vec<PathBuf>, TheoryError> {
+    let ax = &study.axis[0];
+    let log_x = ax.log && rows.iter().all(|r| r.x > 0.0);
+    let mut ticks: Vec<f64> = rows.iter().map(|r| r.x).collect();
+    ticks.sort_by(f64::total_cmp);
+    ticks.dedup();
+    let chart = |title: String, y_label: &str, series, bands, y_range| LineChart {
+        title,
+        x_label: ax.label.clone(),
+        y_label: y_label.into(),
+        series,
+        bands,
+        log_x,
+        log_y: false,
+        y_range,
+        error_bars: true,
+    };
+    let mut out = Vec::new();
+    for ro in readouts {
+        let series: Vec<Series> = study
+            .pair
+            .iter()
+            .map(|p| {
+                series_of(
+                    p.label.clone(),
+                    &paired(rows, &p.coarse, &p.fine, ro, |c, f| c.hard - f.hard),
+                )
+            })
+            .filter(|s| !s.x.is_empty())
+            .collect();
+        if series.is_empty() {
+            continue;
+        }
+        let c = chart(
+            format!(
+                "{}: coarse − fine hard error ({})",
+                study.name,
+                ro.replace('_', " ")
+            ),
+            "coarse − fine hard-sample error (mean ± sd)",
+            series,
+            vec![],
+            None,
+        );
+        out.push(dir.write_text(
+            &format!("gap_{ro}.svg"),
+            &plot::line_chart_x_ticks(&c, &ticks)?,
+        )?);
+    }
+    let Some(ro) = readouts.first() else {
+        return Ok(out);
+    };
+    let ratio: Vec<Series> = study
+        .pair
+        .iter()
+        .map(|p| {
+            series_of(
+                p.label.clone(),
+                &paired(rows, &p.coarse, &p.coarse, ro, |c, _| {
+                    c.fine_contrast / c.common_contrast
+                }),
+            )
+        })
+        .filter(|s| !s.x.is_empty())
+        .collect();
+    if !ratio.is_empty() {
+        let k = cfg.data.subclasses.first().copied().unwrap_or(1) as f64;
+        let drive = cfg.data.fine_patches as f64 / cfg.data.common_patches.max(1) as f64 / k;
+        let c = chart(
+            format!(
+                "{}: what the coarse net learns of the fine features",
+                study.name
+            ),
+            "coarse net: fine / common feature contrast",
+            ratio,
+            vec![HBand {
+                label: "plain-ReLU drive ratio at init (n_f/n_c)/k".into(),
+                mean: drive,
+                sd: 0.0,
+            }],
+            None,
+        );
+        out.push(dir.write_text("contrast_ratio.svg", &plot::line_chart_x_ticks(&c, &ticks)?)?);
+    }
+    let summed = Readout::SummedHead.name();
+    let mut check = Vec::new();
+    for p in &study.pair {
+        let measured = paired(rows, &p.coarse, &p.coarse, summed, |c, _| c.hard);
+        let predicted = paired(rows, &p.coarse, &p.coarse, summed, |c, _| c.predicted_hard);
+        if predicted.iter().all(|q| q.1.is_finite()) && !predicted.is_empty() {
+            check.push(series_of(format!("{}: measured", p.label), &measured));
+            check.push(series_of(
+                format!("{}: predicted from the weights (§4.4)", p.label),
+                &predicted,
+            ));
+        }
+    }
+    if !check.is_empty() {
+        let c = chart(
+            format!(
+                "{}: coarse net's hard error, measured and predicted",
+                study.name
+            ),
+            "coarse net, summed head: hard-sample error",
+            check,
+            vec![],
+            Some((0.0, 0.6)),
+        );
+        out.push(dir.write_text("margin_check.svg", &plot::line_chart_x_ticks(&c, &ticks)?)?);
+    }
+    Ok(out)
+}
+
 /// Write a sweep's figures into `dir`: for a 1-D sweep, easy and hard error against the axis
-/// per readout; for a 2-D sweep, the phase diagram of the coarse-minus-fine hard error (when
-/// conditions named `coarse` and `fine` exist) and of each condition's hard error.
+/// per readout (and the figures of its coarse-fine pairs); for a 2-D sweep, the phase diagram
+/// of the coarse-minus-fine hard error (when conditions named `coarse` and `fine` exist) and of
+/// each condition's hard error.
 pub fn sweep_figures(
     study: &Study,
     rows: &[SweepRow],
+    cfg: &TheoryConfig,
     dir: &ResultsDir,
 ) -> Result<Vec<PathBuf>, TheoryError> {
     let mut out = Vec::new();
@@ -352,6 +524,9 @@ pub fn sweep_figures(
     };
     let ax0 = &study.axis[0];
     if study.axis.len() == 1 {
+        if !study.pair.is_empty() {
+            out.extend(pair_figures(study, rows, cfg, &readouts, dir)?);
+        }
         for ro in &readouts {
             let mut series = Vec::new();
             for hard in [true, false] {

@@ -4,11 +4,12 @@
 //! - [`config`]: the TOML configuration of a run;
 //! - [`data`]: the data distribution (features, easy and hard samples);
 //! - [`net`]: the network and its analytic gradients;
-//! - [`train`]: SGD pretraining with probes;
-//! - [`probe`]: neuron x feature correlations and their summaries;
+//! - [`train`]: SGD pretraining until convergence, recording the feature responses;
+//! - [`responses`]: neuron x feature correlations and their summaries;
 //! - [`readout`]: downstream coarse classifiers (summed head, linear probe, fine-tuning);
-//! - [`study`]: conditions and runs over seeds;
-//! - [`sweep`]: sweeps over parameter grids and the built-in studies;
+//! - [`run`]: conditions, one run per condition and seed, grids of runs;
+//! - [`study`]: studies over parameter grids, and the built-in ones;
+//! - [`margin`]: the summed head's hard-sample margin explained by the responses (the d axis);
 //! - [`commands`]: the `theory-sim` commands as library functions;
 //! - [`sharding`]: a sweep spread over shards (`--prepare`, `--shard I/N`, `theory-sim merge`);
 //! - [`claims`]: the paper's claims as executable checks (`theory/CLAIMS.md`);
@@ -21,12 +22,13 @@ pub mod commands;
 pub mod config;
 pub mod data;
 pub mod figures;
+pub mod margin;
 pub mod net;
-pub mod probe;
 pub mod readout;
+pub mod responses;
+pub mod run;
 pub mod sharding;
 pub mod study;
-pub mod sweep;
 pub mod train;
 
 /// Errors of the theory simulator.

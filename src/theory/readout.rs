@@ -2,15 +2,18 @@
 //! - **summed head** (the theory's readout): the coarse logit of superclass s is the sum of the
 //!   logits of the pretraining classes inside s (for a coarse-trained net, its own logits);
 //! - **linear probe**: a new linear head on the frozen pooled activations, trained on coarse
-//!   labels (features standardised, full-batch gradient descent with an L2 penalty);
+//!   labels by full-batch gradient descent with an L2 penalty. By default it reads the raw
+//!   activations (one scale for all of them, no centring) with no intercept, so that a neuron
+//!   that does not respond contributes nothing (`theory/MODEL.md` §7);
 //! - **fine-tuning**: a new linear coarse head, and all first-layer weights, trained by SGD on
 //!   coarse labels.
 //!
 //! Errors are measured separately on easy and hard test samples. A tie between the top logits
 //! counts as an error (the classifier did not decide).
 
-use crate::theory::config::{ReadoutConfig, TrainConfig};
-use crate::theory::data::{derive_key, Distribution, Purpose, SampleKind, Samples};
+use crate::seed;
+use crate::theory::config::{ProbeInput, ReadoutConfig, TrainConfig};
+use crate::theory::data::{Distribution, SampleKind, Samples};
 use crate::theory::net::{Head, Net, Workspace};
 use crate::theory::TheoryError;
 use ndarray::Array2;
@@ -44,13 +47,13 @@ impl TestSets {
         let c = dist.config();
         TestSets {
             easy: dist.draw(
-                derive_key(seed, Purpose::TestEasy),
+                seed::derive(seed, &["test_easy"]),
                 0,
                 c.test_easy,
                 SampleKind::Easy,
             ),
             hard: dist.draw(
-                derive_key(seed, Purpose::TestHard),
+                seed::derive(seed, &["test_hard"]),
                 0,
                 c.test_hard,
                 SampleKind::Hard,
@@ -134,9 +137,12 @@ pub fn summed_head(net: &Net, map: &[usize], dist: &Distribution, test: &TestSet
     }
 }
 
-/// Linear-probe errors: a softmax classifier on the standardised pooled activations of the
-/// frozen net, trained by full-batch gradient descent on `probe_train` fresh coarse-labelled
-/// samples (with the training hard fraction).
+/// Linear-probe errors: a softmax classifier on the pooled activations of the frozen net,
+/// trained by full-batch gradient descent on `probe_train` fresh coarse-labelled samples (with
+/// the training hard fraction). `cfg.probe_input` says how the activations are scaled (raw: all
+/// divided by one number, their root mean square over the training samples and neurons;
+/// standardised: each centred and divided by its sd) and `cfg.probe_intercept` whether the
+/// classifier has an intercept.
 pub fn linear_probe(
     net: &Net,
     dist: &Distribution,
@@ -147,7 +153,7 @@ pub fn linear_probe(
 ) -> Errors {
     let s_cls = dist.config().superclasses();
     let train = dist.draw(
-        derive_key(seed, Purpose::Probe),
+        seed::derive(seed, &["probe"]),
         0,
         cfg.probe_train,
         SampleKind::Mix(hard_fraction),
@@ -156,12 +162,24 @@ pub fn linear_probe(
     let y = coarse_targets(&train, dist);
     let n_feat = h.ncols();
     let h = h.mapv(f64::from);
-    let mean = h.mean_axis(ndarray::Axis(0)).expect("non-empty");
-    let sd = h
-        .std_axis(ndarray::Axis(0), 0.0)
-        .mapv(|v| if v > 1e-12 { v } else { 1.0 });
-    let standardise = |m: &Array2<f64>| (m - &mean) / &sd;
-    let hs = standardise(&h);
+    let nonzero = |v: f64| if v > 1e-12 { v } else { 1.0 };
+    let (shift, scale) = match cfg.probe_input {
+        // one scale for every neuron: a per-neuron scale would blow a dead neuron's tiny noise
+        // response up to the size of a learned one, and hard samples (more noise) move it most
+        ProbeInput::Raw => (
+            ndarray::Array1::<f64>::zeros(n_feat),
+            ndarray::Array1::<f64>::from_elem(
+                n_feat,
+                nonzero((h.iter().map(|v| v * v).sum::<f64>() / h.len().max(1) as f64).sqrt()),
+            ),
+        ),
+        ProbeInput::Standardised => (
+            h.mean_axis(ndarray::Axis(0)).expect("non-empty"),
+            h.std_axis(ndarray::Axis(0), 0.0).mapv(nonzero),
+        ),
+    };
+    let prepare = |m: &Array2<f64>| (m - &shift) / &scale;
+    let hs = prepare(&h);
     let mut a = Array2::<f64>::zeros((s_cls, n_feat));
     let mut b = vec![0f64; s_cls];
     let n = hs.nrows() as f64;
@@ -181,13 +199,15 @@ pub fn linear_probe(
         }
         let ga = logits.t().dot(&hs) + &(&a * cfg.probe_l2);
         a = a - ga * cfg.probe_lr;
-        for k in 0..s_cls {
-            b[k] -= cfg.probe_lr * gb[k];
+        if cfg.probe_intercept {
+            for k in 0..s_cls {
+                b[k] -= cfg.probe_lr * gb[k];
+            }
         }
     }
     let eval = |set: &Samples| {
         let (h, _) = forward_all(net, set, dist);
-        let mut scores = standardise(&h.mapv(f64::from)).dot(&a.t());
+        let mut scores = prepare(&h.mapv(f64::from)).dot(&a.t());
         for mut row in scores.rows_mut() {
             for (k, v) in row.iter_mut().enumerate() {
                 *v += b[k];
@@ -218,7 +238,7 @@ pub fn finetune(
         a: Array2::zeros((s_cls, net.neurons())),
         c: vec![0.0; s_cls],
     };
-    let key = derive_key(seed, Purpose::Finetune);
+    let key = seed::derive(seed, &["finetune"]);
     let b = train.batch;
     let len = dist.sample_len();
     let mut x = vec![0f32; b * len];
@@ -254,6 +274,29 @@ mod tests {
     use crate::theory::config::TheoryConfig;
     use crate::theory::net::Activation;
 
+    /// A hand-built "fine net": leaf class l has one neuron, 3 (v_s + v_l), along its
+    /// superclass's common feature and its own fine feature.
+    fn mixed_fine_net(dist: &Distribution) -> Net {
+        let f = dist.features();
+        let leaves = dist.leaf_superclass().len();
+        let mut w = Array2::<f32>::zeros((leaves, f.ncols()));
+        for l in 0..leaves {
+            let s = dist.leaf_superclass()[l];
+            let row = &f.row(dist.common_feature(s)) + &f.row(dist.fine_feature(l));
+            w.row_mut(l).assign(&(row * 3.0));
+        }
+        Net {
+            w,
+            act: Activation::Smoothed { q: 3, t: 1.0 },
+            head: Head::Fixed {
+                class_of_neuron: (0..leaves).collect(),
+                classes: leaves,
+            },
+            patches: dist.config().patches,
+            parallel: false,
+        }
+    }
+
     /// A hand-built net whose neurons are exactly feature directions: with fine features the
     /// summed head gets hard samples right, with only common features it cannot (hard samples
     /// carry no common feature, so both superclass logits are ~0 and the decision is noise).
@@ -269,24 +312,7 @@ mod tests {
         let test = TestSets::draw(&dist, 0);
         let f = dist.features();
         let act = Activation::Smoothed { q: 3, t: 1.0 };
-        // fine net: class l has one neuron = 3 * (common of its superclass + its fine feature)
-        let leaves = 6;
-        let mut w = Array2::<f32>::zeros((leaves, 64));
-        for l in 0..leaves {
-            let s = dist.leaf_superclass()[l];
-            let row = &f.row(dist.common_feature(s)) + &f.row(dist.fine_feature(l));
-            w.row_mut(l).assign(&(row * 3.0));
-        }
-        let fine = Net {
-            w,
-            act,
-            head: Head::Fixed {
-                class_of_neuron: (0..leaves).collect(),
-                classes: leaves,
-            },
-            patches: c.data.patches,
-            parallel: false,
-        };
+        let fine = mixed_fine_net(&dist);
         let map: Vec<usize> = dist.leaf_superclass().to_vec();
         let e = summed_head(&fine, &map, &dist, &test);
         assert_eq!((e.easy, e.hard), (0.0, 0.0));
@@ -311,6 +337,53 @@ mod tests {
         // a linear probe on the fine net's activations also separates easy samples
         let p = linear_probe(&fine, &dist, &c.readout, 0.0, 0, &test);
         assert!(p.easy < 0.02, "probe easy error {}", p.easy);
+    }
+
+    /// A net whose fine neurons carry the label, as fine training makes it: each leaf class has
+    /// one neuron along its superclass's common feature plus its own fine feature. A hard sample
+    /// has lost the common feature, so only its leaf's neuron responds to it (through the fine
+    /// patches), more weakly than to any easy sample of its superclass; the summed head
+    /// classifies it by that response. A linear probe trained on easy samples only (the default:
+    /// no hard training samples) must read the same response: on hard samples it must do as
+    /// well as the summed head, for every seed. (A hard sample responds less than the average
+    /// easy sample, so a probe that centres its inputs reads it as evidence against its class.)
+    #[test]
+    fn probe_trained_on_easy_samples_classifies_hard_samples_like_the_summed_head() {
+        let mut c = TheoryConfig::default_config().unwrap();
+        c.data.dim = 64;
+        // unequal superclasses: nothing symmetric cancels what a probe does with an offset
+        c.data.subclasses = vec![2, 4];
+        c.data.test_easy = 400;
+        c.data.test_hard = 400;
+        c.data.train_hard_fraction = 0.0;
+        let mut worst_centred = 0.0f64;
+        for seed in 0..3u64 {
+            let dist = Distribution::new(&c.data, seed).unwrap();
+            let test = TestSets::draw(&dist, seed);
+            let net = mixed_fine_net(&dist);
+            let summed = summed_head(&net, dist.leaf_superclass(), &dist, &test);
+            assert!(summed.hard < 0.02, "seed {seed}: summed head {summed:?}");
+            let probe = linear_probe(&net, &dist, &c.readout, 0.0, seed, &test);
+            assert!(probe.easy < 0.02, "seed {seed}: probe {probe:?}");
+            assert!(
+                probe.hard <= summed.hard + 0.05,
+                "seed {seed}: probe hard error {} vs summed head {}",
+                probe.hard,
+                summed.hard
+            );
+            // the earlier probe (standardised inputs, intercept) is kept under its own setting
+            // and misreads these hard samples, which is why it is not the default
+            let mut old = c.readout.clone();
+            old.probe_input = ProbeInput::Standardised;
+            old.probe_intercept = true;
+            let centred = linear_probe(&net, &dist, &old, 0.0, seed, &test);
+            assert!(centred.easy < 0.02, "seed {seed}: {centred:?}");
+            worst_centred = worst_centred.max(centred.hard);
+        }
+        assert!(
+            worst_centred > 0.25,
+            "the standardised probe was expected to fail here: {worst_centred}"
+        );
     }
 
     #[test]

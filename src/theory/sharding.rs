@@ -6,14 +6,12 @@
 
 use std::path::{Path, PathBuf};
 
-use rayon::prelude::*;
-
 use crate::cluster::{self, Shard, ShardError};
 use crate::report::read_json;
 use crate::theory::commands::{self, open_sweep, progress, sweep_files};
 use crate::theory::config::TheoryConfig;
-use crate::theory::study::{cell_file, remaining_steps, run_grid, Condition, RunResult};
-use crate::theory::sweep::Study;
+use crate::theory::run::{cell_file, run_jobs, Condition, RunResult};
+use crate::theory::study::Study;
 use crate::theory::TheoryError;
 
 /// Writes the sweep's folder (`config.toml`, `study.toml`) without running anything.
@@ -59,31 +57,14 @@ pub fn run_shard(
         }
     }
     let (base, dir) = open_sweep(cfg, study, &shard.dir(out), fresh)?;
-    // one grid per seed, each with the conditions this shard owns at that seed
     let all = runs(&base, study)?;
-    let grids: Vec<(TheoryConfig, Vec<Condition>)> = base
-        .seeds
+    let mine: Vec<(&Condition, u64)> = all
         .iter()
-        .map(|&s| {
-            let mine = all
-                .iter()
-                .filter(|(i, _, seed)| *seed == s && shard.owns(*i, s))
-                .map(|(_, c, _)| c.clone())
-                .collect();
-            let mut one = base.clone();
-            one.seeds = vec![s];
-            (one, mine)
-        })
+        .filter(|(i, _, s)| shard.owns(*i, *s))
+        .map(|(_, c, s)| (c, *s))
         .collect();
-    let cells = dir.path("cells");
-    let mut total = 0;
-    for (one, mine) in &grids {
-        total += remaining_steps(one, mine, Some(&cells))?;
-    }
-    let pb = progress(total, &format!("sweep {} shard {shard}", study.name));
-    grids.par_iter().try_for_each(|(one, mine)| {
-        run_grid(one, mine, &study.readouts, Some(&cells), &|| pb.inc(1)).map(|_| ())
-    })?;
+    let pb = progress(&format!("sweep {} shard {shard}", study.name));
+    run_jobs(&base, &mine, &study.readouts, Some(&dir.path("cells")), &pb)?;
     pb.finish();
     Ok(dir.root().to_path_buf())
 }

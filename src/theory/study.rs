@@ -1,270 +1,455 @@
-//! Conditions and runs: a condition is a pretraining label granularity plus optional config
-//! changes (e.g. a width-matched net or hard training samples); a run is one condition at one
-//! seed, giving its training curve, final feature responses and the coarse test errors of every
-//! readout. Grids of runs (conditions x parameter values x seeds) execute in parallel with rayon,
-//! one network per thread, so results are the same bits whatever the thread count.
+//! Studies: any config parameter (or the pretraining labels) swept over a grid of values, for a
+//! set of conditions, at many seeds (the runs themselves are [`crate::theory::run`]'s). Built-in
+//! studies are TOML files in `experiments/theory/studies/`; `theory-sim sweep --param
+//! key=v1,v2,...` builds one on the fly.
 
 use crate::hierarchy::Relabeling;
-use crate::report::{read_json, write_json};
-use crate::theory::config::TheoryConfig;
-use crate::theory::data::{derive_key, stream_rng, Distribution, Purpose};
-use crate::theory::probe::{correlations, init_level, responses, Responses};
-use crate::theory::readout::{self, Errors, Readout, TestSets};
-use crate::theory::train::{init_net, pretrain, CurvePoint, Source};
+use crate::theory::readout::Readout;
+use crate::theory::run::{Condition, RunResult};
 use crate::theory::TheoryError;
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
-use std::path::Path;
 
-/// One experimental condition.
+/// One axis of a sweep.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Condition {
-    /// Name used in tables and files.
-    pub name: String,
-    /// Pretraining labels.
-    pub labels: Relabeling,
-    /// Give the net as many neurons in total as the fine-label net (K * m), spread over its
-    /// classes: the width-matched control.
+pub struct Axis {
+    /// Dotted config key (e.g. `data.hard_noise`), or `labels` to vary the pretraining labels.
+    pub key: String,
+    /// Axis title for figures, with units.
+    pub label: String,
+    /// Values (TOML values: numbers, arrays, or relabelings for `labels`).
+    pub values: Vec<toml::Value>,
+    /// Numeric position of each value on the figure axis (default: the value itself, or the
+    /// first element of an array; for `labels`, the number of pretraining classes).
     #[serde(default)]
-    pub width_matched: bool,
-    /// Config overrides applied for this condition (`section.field=value`).
+    pub x: Vec<f64>,
+    /// Log-scale axis in figures.
+    #[serde(default)]
+    pub log: bool,
+}
+
+/// A coarse and a fine condition whose hard-error gap a one-axis study draws along its axis.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pair {
+    /// Legend label.
+    pub label: String,
+    /// The coarse condition.
+    pub coarse: String,
+    /// The fine condition.
+    pub fine: String,
+}
+
+/// A sweep study.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Study {
+    /// Name (also the results sub-folder).
+    pub name: String,
+    /// What the study asks.
+    pub description: String,
+    /// Config overrides for the whole study.
     #[serde(default)]
     pub set: Vec<String>,
+    /// Readouts to compute.
+    #[serde(default = "all_readouts")]
+    pub readouts: Vec<Readout>,
+    /// Conditions run at every grid point (a `labels` axis replaces their labels).
+    pub condition: Vec<Condition>,
+    /// One or two axes.
+    pub axis: Vec<Axis>,
+    /// Coarse-fine pairs whose gap is drawn against the axis (one-axis studies).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pair: Vec<Pair>,
 }
 
-impl Condition {
-    /// A condition with labels only.
-    pub fn new(name: &str, labels: Relabeling) -> Self {
-        Condition {
-            name: name.into(),
-            labels,
-            width_matched: false,
-            set: Vec::new(),
-        }
-    }
-    /// The same condition with extra overrides.
-    pub fn with_set(mut self, set: &[&str]) -> Self {
-        self.set.extend(set.iter().map(|s| s.to_string()));
-        self
-    }
+fn all_readouts() -> Vec<Readout> {
+    Readout::PRETRAINED.to_vec()
 }
 
-/// Result of one run.
+/// The built-in studies, embedded from `experiments/theory/studies/`.
+pub const BUILT_IN: &[(&str, &str)] = &[
+    (
+        "subclasses",
+        include_str!("../../experiments/theory/studies/subclasses.toml"),
+    ),
+    (
+        "hardness",
+        include_str!("../../experiments/theory/studies/hardness.toml"),
+    ),
+    (
+        "hard_fraction",
+        include_str!("../../experiments/theory/studies/hard_fraction.toml"),
+    ),
+    (
+        "train_size",
+        include_str!("../../experiments/theory/studies/train_size.toml"),
+    ),
+    (
+        "granularity",
+        include_str!("../../experiments/theory/studies/granularity.toml"),
+    ),
+    (
+        "phase_relu",
+        include_str!("../../experiments/theory/studies/phase_relu.toml"),
+    ),
+    (
+        "phase_smoothed",
+        include_str!("../../experiments/theory/studies/phase_smoothed.toml"),
+    ),
+    (
+        "dim",
+        include_str!("../../experiments/theory/studies/dim.toml"),
+    ),
+];
+
+/// A grid point: the value index along each axis.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct RunResult {
-    /// Condition name.
+pub struct Cell {
+    /// Index of the value along each axis.
+    pub at: Vec<usize>,
+    /// `key=value` for each axis.
+    pub assignment: Vec<String>,
+}
+
+/// One row of a sweep's results: one run (cell, condition, seed) and one readout.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SweepRow {
+    /// Base condition name.
     pub condition: String,
+    /// `key=value;key=value` of the cell.
+    pub cell: String,
+    /// Position on the first axis.
+    pub x: f64,
+    /// Position on the second axis (NaN for a 1-D sweep).
+    pub y: f64,
     /// Seed.
     pub seed: u64,
-    /// Number of pretraining classes.
+    /// Pretraining classes.
     pub classes: usize,
-    /// Neurons in the net.
+    /// Neurons.
     pub neurons: usize,
-    /// Whether the pretraining labels nest inside the superclasses.
-    pub aligned: bool,
-    /// Expected max init correlation sigma_0 sqrt(2 ln N).
+    /// Readout name.
+    pub readout: String,
+    /// Easy-sample coarse error.
+    pub easy: f64,
+    /// Hard-sample coarse error.
+    pub hard: f64,
+    /// Final common_max.
+    pub common_max: f64,
+    /// Final fine_max.
+    pub fine_max: f64,
+    /// Init level.
     pub init_level: f64,
-    /// Feature responses at the end of training.
-    pub responses: Responses,
-    /// Training curve.
-    pub curve: Vec<CurvePoint>,
-    /// Coarse test errors by readout (the summed head only for aligned labels).
-    pub errors: BTreeMap<Readout, Errors>,
-    /// Final neuron x feature correlations (rows = neurons).
-    pub correlations: Vec<Vec<f32>>,
+    /// Common-feature contrast between the superclass's neurons and the others.
+    pub common_contrast: f64,
+    /// Fine-feature contrast between the superclass's neurons and the others.
+    pub fine_contrast: f64,
+    /// Mean squared norm of the neurons' feature parts.
+    pub feature_sq: f64,
+    /// Hard-sample error of the summed head predicted from the weights (NaN where
+    /// [`crate::theory::margin`] does not apply).
+    pub predicted_hard: f64,
+    /// SGD steps taken.
+    pub steps: usize,
+    /// Whether training converged.
+    pub converged: bool,
 }
 
-/// The config of a condition: base config plus the condition's overrides (re-validated).
-pub fn condition_config(
-    base: &TheoryConfig,
-    cond: &Condition,
-) -> Result<TheoryConfig, TheoryError> {
-    Ok(base.with_overrides(&format!("condition '{}'", cond.name), &cond.set)?)
-}
-
-/// Run one condition at one seed. `readouts` selects which readouts to compute (the summed
-/// head is skipped for misaligned labels). `on_step` is called once per SGD step.
-pub fn run(
-    base: &TheoryConfig,
-    cond: &Condition,
-    seed: u64,
-    readouts: &[Readout],
-    parallel: bool,
-    on_step: &(dyn Fn() + Sync),
-) -> Result<RunResult, TheoryError> {
-    let cfg = condition_config(base, cond)?;
-    let dist = Distribution::new(&cfg.data, seed)?;
-    let h = dist.hierarchy();
-    let pool = (cfg.train.pool > 0).then_some(cfg.train.pool);
-    if matches!(cond.labels, Relabeling::PerSample) && pool.is_none() {
-        return Err(TheoryError::Study(format!(
-            "condition '{}': one label per sample needs a fixed pool (set train.pool > 0)",
-            cond.name
-        )));
+fn value_text(v: &toml::Value) -> String {
+    match v {
+        toml::Value::String(s) => format!("{s:?}"),
+        other => other.to_string(),
     }
-    let mut lrng = stream_rng(derive_key(seed, Purpose::Labels), 0);
-    let rule = cond.labels.build(h, 0, pool, &mut lrng)?;
-    let classes = rule.num_classes();
-    let neurons = if cond.width_matched {
-        (cfg.net.neurons * h.num_leaves()).div_ceil(classes)
-    } else {
-        cfg.net.neurons
-    };
-    let mut net = init_net(&dist, &cfg.net, classes, neurons, seed);
-    net.parallel = parallel;
-    let source = Source::new(
-        &dist,
-        &rule,
-        seed,
-        cfg.train.pool,
-        cfg.data.train_hard_fraction,
-    );
-    // per-sample labels on a pool: the class -> superclass map comes from the pool itself
-    let rule = match (&source, &cond.labels) {
-        (Source::Pool { samples, .. }, Relabeling::PerSample) => {
-            let targets: Vec<usize> = samples
-                .leaves
-                .iter()
-                .map(|&l| dist.leaf_superclass()[l])
-                .collect();
-            crate::hierarchy::LabelRule::from_table(
-                "per_sample",
-                (0..samples.len()).collect(),
-                samples.len(),
-                &targets,
-                cfg.data.superclasses(),
-            )?
+}
+
+/// Default numeric axis position of a value.
+fn value_x(v: &toml::Value) -> f64 {
+    match v {
+        toml::Value::Integer(i) => *i as f64,
+        toml::Value::Float(f) => *f,
+        toml::Value::Array(a) => a.first().map(value_x).unwrap_or(f64::NAN),
+        _ => f64::NAN,
+    }
+}
+
+impl Study {
+    /// Parse a study TOML (origin names the file for errors) and check it.
+    pub fn from_toml(text: &str, origin: &str) -> Result<Self, TheoryError> {
+        let doc: toml::Value = text
+            .parse::<toml::Table>()
+            .map(toml::Value::Table)
+            .map_err(|e| TheoryError::Study(format!("{origin}: not valid TOML: {e}")))?;
+        let s: Study = serde_path_to_error::deserialize(doc).map_err(|e| {
+            TheoryError::Study(format!("{origin}: field '{}': {}", e.path(), e.inner()))
+        })?;
+        if s.axis.is_empty() || s.axis.len() > 2 {
+            return Err(TheoryError::Study(format!(
+                "{origin}: field 'axis': a study has one or two axes, found {}",
+                s.axis.len()
+            )));
         }
-        _ => rule,
-    };
-    let test = TestSets::draw(&dist, seed);
-    let probe_sets = TestSets {
-        easy: test.easy.head(cfg.train.probe_test),
-        hard: test.hard.head(cfg.train.probe_test),
-    };
-    let trained = pretrain(
-        net,
-        &dist,
-        &rule,
-        &source,
-        &cfg.train,
-        Some(&probe_sets),
-        on_step,
-    )?;
-    let mut errors = BTreeMap::new();
-    for r in readouts {
-        let e = match r {
-            Readout::Scratch => {
-                return Err(TheoryError::Study(
-                    "readout \"scratch\" is not a readout of a pretrained net: train the coarse condition instead".into(),
-                ))
+        for (i, a) in s.axis.iter().enumerate() {
+            if a.values.is_empty() {
+                return Err(TheoryError::Study(format!(
+                    "{origin}: field 'axis[{i}].values': no values"
+                )));
             }
-            Readout::SummedHead => match rule.summed_head() {
-                Some(map) => readout::summed_head(&trained.net, &map, &dist, &test),
-                None => continue,
-            },
-            Readout::LinearProbe => readout::linear_probe(
-                &trained.net,
-                &dist,
-                &cfg.readout,
-                cfg.data.train_hard_fraction,
-                seed,
-                &test,
-            ),
-            Readout::Finetune => {
-                if cfg.readout.finetune_steps == 0 {
-                    continue;
+            if !a.x.is_empty() && a.x.len() != a.values.len() {
+                return Err(TheoryError::Study(format!(
+                    "{origin}: field 'axis[{i}].x': {} positions for {} values",
+                    a.x.len(),
+                    a.values.len()
+                )));
+            }
+            if a.key == "labels" {
+                for v in &a.values {
+                    Relabeling::deserialize(v.clone()).map_err(|e| {
+                        TheoryError::Study(format!(
+                            "{origin}: field 'axis[{i}].values': {} is not a relabeling: {e}",
+                            value_text(v)
+                        ))
+                    })?;
                 }
-                readout::finetune(
-                    &trained.net,
-                    &dist,
-                    &cfg.readout,
-                    &cfg.train,
-                    cfg.data.train_hard_fraction,
-                    seed,
-                    &test,
-                )?
             }
-        };
-        errors.insert(*r, e);
+        }
+        if s.condition.is_empty() {
+            return Err(TheoryError::Study(format!(
+                "{origin}: field 'condition': no conditions"
+            )));
+        }
+        for (i, p) in s.pair.iter().enumerate() {
+            for c in [&p.coarse, &p.fine] {
+                if !s.condition.iter().any(|x| &x.name == c) {
+                    return Err(TheoryError::Study(format!(
+                        "{origin}: field 'pair[{i}]': no condition named '{c}'"
+                    )));
+                }
+            }
+        }
+        Ok(s)
     }
-    let corr = correlations(&trained.net, &dist);
-    Ok(RunResult {
-        condition: cond.name.clone(),
-        seed,
-        classes,
-        neurons: trained.net.neurons(),
-        aligned: rule.is_aligned(),
-        init_level: init_level(cfg.net.init_scale, trained.net.neurons()),
-        responses: responses(&corr, cfg.data.superclasses()),
-        curve: trained.curve,
-        errors,
-        correlations: corr.rows().into_iter().map(|r| r.to_vec()).collect(),
+
+    /// A built-in study by name.
+    pub fn built_in(name: &str) -> Result<Self, TheoryError> {
+        let (_, text) = BUILT_IN.iter().find(|(n, _)| *n == name).ok_or_else(|| {
+            TheoryError::Study(format!(
+                "no built-in study '{name}'; known: {}",
+                BUILT_IN
+                    .iter()
+                    .map(|(n, _)| *n)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })?;
+        Study::from_toml(text, &format!("experiments/theory/studies/{name}.toml"))
+    }
+
+    /// All grid points, first axis fastest.
+    pub fn cells(&self) -> Vec<Cell> {
+        let mut cells = vec![Cell {
+            at: vec![],
+            assignment: vec![],
+        }];
+        for a in &self.axis {
+            let mut next = Vec::new();
+            for i in 0..a.values.len() {
+                for c in &cells {
+                    let mut at = c.at.clone();
+                    at.push(i);
+                    let mut assignment = c.assignment.clone();
+                    assignment.push(format!("{}={}", a.key, value_text(&a.values[i])));
+                    next.push(Cell { at, assignment });
+                }
+            }
+            cells = next;
+        }
+        // order: first axis fastest
+        cells.sort_by(|a, b| a.at.iter().rev().cmp(b.at.iter().rev()));
+        cells
+    }
+
+    /// The condition run for `cond` at `cell`: the condition's overrides, then the cell's
+    /// values. (The study's own `set` applies to the base config, see [`Study::set`].)
+    pub fn cell_condition(&self, cond: &Condition, cell: &Cell) -> Result<Condition, TheoryError> {
+        let mut c = cond.clone();
+        c.name = format!("{}@{}", cond.name, cell.assignment.join(";"));
+        let mut set: Vec<String> = cond.set.clone();
+        for (ax, &i) in self.axis.iter().zip(&cell.at) {
+            if ax.key == "labels" {
+                c.labels = Relabeling::deserialize(ax.values[i].clone())
+                    .map_err(|e| TheoryError::Study(format!("labels axis value: {e}")))?;
+            } else {
+                set.push(format!("{}={}", ax.key, value_text(&ax.values[i])));
+            }
+        }
+        c.set = set;
+        Ok(c)
+    }
+
+    /// Every (cell, base condition, cell condition).
+    pub fn jobs(&self) -> Result<Vec<(Cell, String, Condition)>, TheoryError> {
+        let mut out = Vec::new();
+        for cell in self.cells() {
+            for cond in &self.condition {
+                out.push((
+                    cell.clone(),
+                    cond.name.clone(),
+                    self.cell_condition(cond, &cell)?,
+                ));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Rows of the results file from finished runs (`runs[i]` belongs to `jobs[i / seeds]`).
+    pub fn rows(&self, jobs: &[(Cell, String, Condition)], runs: &[RunResult]) -> Vec<SweepRow> {
+        let mut rows = Vec::new();
+        for r in runs {
+            let Some((cell, base, _)) = jobs.iter().find(|(_, _, c)| c.name == r.condition) else {
+                continue;
+            };
+            let pos = |k: usize| -> f64 {
+                let Some(a) = self.axis.get(k) else {
+                    return f64::NAN;
+                };
+                let i = cell.at[k];
+                if !a.x.is_empty() {
+                    a.x[i]
+                } else if a.key == "labels" {
+                    r.classes as f64
+                } else {
+                    value_x(&a.values[i])
+                }
+            };
+            for (readout, e) in &r.errors {
+                rows.push(SweepRow {
+                    condition: base.clone(),
+                    cell: cell.assignment.join(";"),
+                    x: pos(0),
+                    y: pos(1),
+                    seed: r.seed,
+                    classes: r.classes,
+                    neurons: r.neurons,
+                    readout: readout.name().into(),
+                    easy: e.easy,
+                    hard: e.hard,
+                    common_max: r.responses.common_max,
+                    fine_max: r.responses.fine_max,
+                    init_level: r.init_level,
+                    common_contrast: r.contrasts.common,
+                    fine_contrast: r.contrasts.fine,
+                    feature_sq: r.contrasts.feature_sq,
+                    predicted_hard: r.hard_margin.map(|m| m.error).unwrap_or(f64::NAN),
+                    steps: r.steps,
+                    converged: r.converged,
+                });
+            }
+        }
+        rows
+    }
+}
+
+/// Split `v1,v2,...` at top-level commas (not inside brackets, braces or quotes).
+pub fn split_values(list: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut depth = 0i32;
+    let mut quote = false;
+    let mut cur = String::new();
+    for ch in list.chars() {
+        match ch {
+            '"' => quote = !quote,
+            '[' | '{' if !quote => depth += 1,
+            ']' | '}' if !quote => depth -= 1,
+            ',' if depth == 0 && !quote => {
+                out.push(cur.trim().to_string());
+                cur.clear();
+                continue;
+            }
+            _ => {}
+        }
+        cur.push(ch);
+    }
+    if !cur.trim().is_empty() {
+        out.push(cur.trim().to_string());
+    }
+    out
+}
+
+/// An axis from a `key=v1,v2,...` command-line argument.
+pub fn axis_from_arg(arg: &str) -> Result<Axis, TheoryError> {
+    let (key, list) = arg
+        .split_once('=')
+        .ok_or_else(|| TheoryError::Study(format!("--param '{arg}': expected key=v1,v2,...")))?;
+    let mut values = Vec::new();
+    for raw in split_values(list) {
+        let v = match format!("v = {raw}").parse::<toml::Table>() {
+            Ok(mut t) => t.remove("v").unwrap_or(toml::Value::String(raw.clone())),
+            Err(_) => toml::Value::String(raw.clone()),
+        };
+        values.push(v);
+    }
+    if values.is_empty() {
+        return Err(TheoryError::Study(format!("--param '{arg}': no values")));
+    }
+    Ok(Axis {
+        key: key.trim().to_string(),
+        label: key.trim().to_string(),
+        values,
+        x: vec![],
+        log: false,
     })
 }
 
-/// Run every condition at every seed of `base.seeds`, in parallel (one net per thread).
-/// Results come back ordered by condition, then seed. With `store`, each finished run is saved
-/// at once as `<store>/<condition>-s<seed>.json` (atomically), and runs already saved there are
-/// loaded instead of run again, so a killed grid resumes where it was.
-pub fn run_grid(
-    base: &TheoryConfig,
-    conds: &[Condition],
-    readouts: &[Readout],
-    store: Option<&Path>,
-    on_step: &(dyn Fn() + Sync),
-) -> Result<Vec<RunResult>, TheoryError> {
-    let jobs: Vec<(&Condition, u64)> = conds
-        .iter()
-        .flat_map(|c| base.seeds.iter().map(move |&s| (c, s)))
-        .collect();
-    jobs.par_iter()
-        .map(|(c, s)| {
-            let path = store.map(|d| d.join(cell_file(&c.name, *s)));
-            if let Some(p) = &path {
-                if p.exists() {
-                    if let Ok(r) = read_json::<RunResult>(p) {
-                        if r.condition == c.name && r.seed == *s {
-                            return Ok(r);
-                        }
-                    }
-                }
-            }
-            let r = run(base, c, *s, readouts, false, on_step)?;
-            if let Some(p) = &path {
-                write_json(p, &r)?;
-            }
-            Ok(r)
-        })
-        .collect()
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// The file, in a grid's store, of the run of the condition named `condition` at `seed`.
-pub fn cell_file(condition: &str, seed: u64) -> String {
-    format!("{}-s{seed}.json", file_safe(condition))
-}
-
-/// Steps still to run for a grid whose finished runs are saved in `store`.
-pub fn remaining_steps(
-    base: &TheoryConfig,
-    conds: &[Condition],
-    store: Option<&Path>,
-) -> Result<u64, TheoryError> {
-    let mut total = 0u64;
-    for c in conds {
-        let cfg = condition_config(base, c)?;
-        for s in &base.seeds {
-            let done = store
-                .map(|d| d.join(cell_file(&c.name, *s)).exists())
-                .unwrap_or(false);
-            if !done {
-                total += cfg.train.steps as u64;
-            }
+    #[test]
+    fn built_in_studies_parse() {
+        for (name, _) in BUILT_IN {
+            let s = Study::built_in(name).unwrap();
+            assert_eq!(&s.name, name);
+            assert!(!s.jobs().unwrap().is_empty());
         }
     }
-    Ok(total)
-}
 
-pub use crate::report::file_safe;
+    #[test]
+    fn values_split_at_top_level_commas() {
+        assert_eq!(split_values("1, 2,3"), vec!["1", "2", "3"]);
+        assert_eq!(split_values("[1, 1],[2,2]"), vec!["[1, 1]", "[2,2]"]);
+        assert_eq!(
+            split_values("{ kind = \"level\", level = 0 },{ kind = \"per_sample\" }").len(),
+            2
+        );
+        let a = axis_from_arg("data.hard_noise=0.5,1,2").unwrap();
+        assert_eq!(a.values.len(), 3);
+        assert!(axis_from_arg("nokey").is_err());
+    }
+
+    #[test]
+    fn grid_cells_cover_the_product() {
+        let text = r#"
+name = "t"
+description = "d"
+[[condition]]
+name = "coarse"
+labels = { kind = "level", level = 0 }
+[[axis]]
+key = "data.hard_noise"
+label = "h"
+values = [0.5, 1.0, 2.0]
+[[axis]]
+key = "labels"
+label = "l"
+values = [{ kind = "level", level = 1 }, { kind = "split_finer", splits = 2 }]
+"#;
+        let s = Study::from_toml(text, "t.toml").unwrap();
+        let jobs = s.jobs().unwrap();
+        assert_eq!(jobs.len(), 6);
+        assert!(jobs[0].2.set.contains(&"data.hard_noise=0.5".to_string()));
+        assert_eq!(jobs[4].2.labels, Relabeling::SplitFiner { splits: 2 });
+        let bad = text.replace("splits = 2", "splits = \"x\"");
+        assert!(Study::from_toml(&bad, "t.toml").is_err());
+    }
+}
