@@ -120,9 +120,9 @@ finished() {
 
 # --- a theory sweep: 12 runs (3 noise levels x 2 labelings x 2 seeds), 3 shards
 THEORY=(--set 'seeds=[0, 1]' --set data.dim=32 --set data.patches=8 --set 'data.subclasses=[2, 2]'
-    --set data.test_easy=200 --set data.test_hard=200 --set train.steps=120
-    --set train.probe_every=40 --set readout.probe_train=200 --set readout.probe_steps=50
-    --set readout.finetune_steps=20)
+    --set data.test_easy=200 --set data.test_hard=200 --set train.max_steps=120
+    --set train.record_every=40 --set train.window=40 --set readout.probe_train=200
+    --set readout.probe_steps=50 --set readout.finetune_steps=20)
 SWEEP=(--param data.hard_noise=0.5,1,2)
 "$bin/theory-sim" "${THEORY[@]}" --out "$work/theory-single" sweep "${SWEEP[@]}" >/dev/null 2>&1 ||
     fail "the single-process theory sweep failed"
