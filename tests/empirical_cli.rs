@@ -68,10 +68,23 @@ fn synthetic_study_runs_resumes_and_replots() {
     ] {
         assert!(out.join(f).exists(), "{f}");
     }
+    // stderr is not a terminal here: plain progress lines, one per epoch and per cell
+    let log = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        log.contains("balanced/fine s0 pretrain epoch 2/2: loss"),
+        "{log}"
+    );
+    assert!(
+        log.contains("balanced/baseline s0 done: error scratch"),
+        "{log}"
+    );
     let summary = std::fs::read_to_string(out.join("summary.json")).unwrap();
-    // resume: everything is saved, so a rerun trains nothing and reports the same
+    // resume: everything is saved, so a rerun trains nothing, says so, and reports the same
     let o = run(&args);
     assert!(o.status.success(), "{}", text(&o));
+    let log = String::from_utf8_lossy(&o.stderr);
+    assert!(log.contains("loaded 3 of 3 cells; 0 cells to run"), "{log}");
+    assert!(!log.contains("epoch 1/"), "{log}");
     assert_eq!(
         summary,
         std::fs::read_to_string(out.join("summary.json")).unwrap()

@@ -107,6 +107,13 @@ pub enum EmpiricalError {
     /// A figure could not be drawn.
     #[error(transparent)]
     Plot(Box<PlotError>),
+    /// The run stopped on request after this many training epochs (each checkpointed), as if
+    /// killed: running it again resumes.
+    #[error("stopped on request after {epochs} training epochs; run again to resume")]
+    Interrupted {
+        /// Training epochs run.
+        epochs: usize,
+    },
 }
 
 impl From<ConfigError> for EmpiricalError {

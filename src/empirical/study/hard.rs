@@ -8,8 +8,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::designs::Design;
+use super::phase::{Phase, Trainee};
 use super::results::EpochRecord;
-use super::runner::{Phase, Runner, Trainee};
+use super::runner::Runner;
 use crate::empirical::error::EmpiricalError;
 use crate::empirical::model::Model;
 use crate::report::read_json;
@@ -97,6 +98,7 @@ pub fn ensemble(r: &Runner) -> Result<Option<Vec<MemberOutput>>, EmpiricalError>
             epochs,
         });
     }
+    r.write_timings("ensemble")?;
     r.dir().write_json(MEMBERS_FILE, &out)?;
     Ok(Some(out))
 }

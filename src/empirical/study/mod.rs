@@ -7,7 +7,8 @@
 //! * [`config`]: the TOML config; [`designs`]: the data, its subsets and the designs;
 //! * [`labels`]: the pretraining labels of each granularity and the summed head;
 //! * [`hard`]: hard test images (the ensemble, the rare-subclass design);
-//! * [`runner`]: training phases with checkpoints and resume, scoring, running a cell once;
+//! * [`phase`]: training phases with checkpoints and resume; [`runner`]: networks on the run's
+//!   device, scoring, running a cell once;
 //! * [`results`]: the files of a cell; [`summary`]: statistics over seeds and the table;
 //!   [`report`]: `summary.json`, `results.md`, `epochs.csv`; [`figures`]: the SVG figures;
 //! * [`single`]: one network at a time (`empirical pretrain`, `empirical finetune`).
@@ -18,13 +19,15 @@
 //! checkpoints of the running cell: model, optimizer, epoch, generator; deleted when the cell
 //! finishes), `ensemble/` (the ensemble's test probabilities and weights), `labels_*.json`,
 //! `hard_subsets.json`, `epochs.csv` (every training epoch), `summary.json`, `results.md` and
-//! the figures (see [`figures`]).
+//! the figures (see [`figures`]): the same bytes however often the study was interrupted and
+//! resumed. Wall-clock times alone are kept apart, in `timings/` and `timings.csv`.
 
 pub mod config;
 pub mod designs;
 pub mod figures;
 pub mod hard;
 pub mod labels;
+pub mod phase;
 pub mod protocol;
 pub mod report;
 pub mod results;

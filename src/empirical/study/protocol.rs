@@ -18,9 +18,10 @@ use super::config::{Readout, StudyConfig};
 use super::designs::{designs, load_data, Design};
 use super::hard::{assign_hard_subsets, ensemble, ensemble_epochs, MEMBERS_FILE};
 use super::labels::{self, LabelSummary, PretrainLabels};
+use super::phase::{Phase, Trainee};
 use super::report::write_reports;
 use super::results::EpochRecord;
-use super::runner::{prepare_dir, Cell, CellOutcome, Phase, RunOptions, Runner, Trainee};
+use super::runner::{prepare_dir, Cell, CellOutcome, RunOptions, Runner};
 use super::summary::StudySummary;
 use crate::empirical::error::EmpiricalError;
 use crate::empirical::model::Kernels;
@@ -32,7 +33,7 @@ pub fn run_study(cfg: &StudyConfig, opts: &RunOptions) -> Result<StudySummary, E
     let dir = prepare_dir(&opts.out, &resolved_config(cfg, opts.kernels)?, opts.fresh)?;
     let runner = Runner::new(cfg, dir, &data, opts);
     let mut designs = designs(cfg, &data);
-    runner.progress().set_length(work_left(&runner, &designs));
+    announce_work(&runner, &designs);
 
     // The ensemble: hard test images of the balanced design on real data, k-means encoder.
     let members = ensemble(&runner)?;
@@ -171,25 +172,44 @@ fn cell_epochs(cfg: &StudyConfig, cell: &Cell) -> usize {
     }
 }
 
-/// Training images still to process (the ensemble and the unsaved cells), for the ETA.
-fn work_left(r: &Runner, designs: &[Design]) -> u64 {
+/// Sets the progress display to the work left (the ensemble and the unsaved cells, in training
+/// images) and, when something was saved before, says what was loaded and what remains.
+fn announce_work(r: &Runner, designs: &[Design]) {
     let cfg = r.config();
-    let mut total = 0;
+    let mut images = 0;
+    let (mut cells_total, mut cells_saved) = (0, 0);
+    let mut ensemble_saved = false;
     if let (Some(e), Some(epochs)) = (&cfg.hard.ensemble, ensemble_epochs(r)) {
-        if !r.dir().path(MEMBERS_FILE).exists() {
-            total += e.seeds.len() * epochs * r.data().train.len;
+        ensemble_saved = r.dir().path(MEMBERS_FILE).exists();
+        if !ensemble_saved {
+            images += e.seeds.len() * epochs * r.data().train.len;
         }
     }
     for design in designs {
         for &seed in &cfg.seeds {
             for cell in cells(cfg, design) {
-                if !r.is_done(&design.name, cell.condition(), seed) {
-                    total += cell_epochs(cfg, &cell) * design.train.len;
+                cells_total += 1;
+                if r.is_done(&design.name, cell.condition(), seed) {
+                    cells_saved += 1;
+                } else {
+                    images += cell_epochs(cfg, &cell) * design.train.len;
                 }
             }
         }
     }
-    total as u64
+    if cells_saved > 0 || ensemble_saved {
+        r.progress().note(format!(
+            "resuming {}: loaded {cells_saved} of {cells_total} cells{}; {} cells to run",
+            r.dir().root().display(),
+            if ensemble_saved {
+                " and the ensemble"
+            } else {
+                ""
+            },
+            cells_total - cells_saved
+        ));
+    }
+    r.progress().set_length(images as u64);
 }
 
 /// The config as saved in the results folder: results of other kernels agree only to rounding,

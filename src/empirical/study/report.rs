@@ -6,7 +6,7 @@ use std::path::Path;
 use super::config::StudyConfig;
 use super::figures;
 use super::hard::{HardSubset, MemberOutput, MEMBERS_FILE};
-use super::results::{read_cells, CellResult, EpochRecord};
+use super::results::{read_cells, read_timings, CellResult, EpochRecord};
 use super::summary::{summarize, summary_table, StudySummary};
 use crate::empirical::error::EmpiricalError;
 use crate::report::{read_json, ResultsDir};
@@ -48,6 +48,7 @@ pub fn write_reports(dir: &Path) -> Result<StudySummary, EmpiricalError> {
         epochs.extend(c.epochs.iter().cloned());
     }
     rd.write_csv("epochs.csv", &epochs)?;
+    rd.write_csv("timings.csv", &read_timings(dir)?)?;
     let rows = summarize(&cells);
     let summary = StudySummary {
         name: cfg.name.clone(),

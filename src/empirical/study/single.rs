@@ -10,15 +10,17 @@ use std::path::Path;
 use super::config::{EmbeddingSource, LabelSpec, Readout, StudyConfig};
 use super::designs::load_data;
 use super::labels::{build_labels, embeddings, labels_key, LabelSummary};
+use super::phase::{Phase, Trainee};
 use super::protocol::resolved_config;
 use super::results::{CellResult, ReadoutError};
-use super::runner::{prepare_dir, Phase, RunOptions, Runner, Trainee};
+use super::runner::{prepare_dir, RunOptions, Runner};
 use crate::empirical::error::EmpiricalError;
 use crate::empirical::probe::LinearProbe;
 
 /// Writes the result of a single run and returns its report.
 fn finish(r: &Runner<'_>, cell: &CellResult) -> Result<String, EmpiricalError> {
     r.progress().finish();
+    r.write_timings("single")?;
     r.dir().write_json("result.json", cell)?;
     r.dir().write_csv("epochs.csv", &cell.epochs)?;
     let mut s = format!(
@@ -58,7 +60,6 @@ fn single_result(
         purity: labels.purity,
         readouts,
         epochs,
-        seconds: 0.0,
     }
 }
 
