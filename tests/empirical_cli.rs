@@ -176,6 +176,41 @@ fn single_pretrain_then_finetune() {
     assert!(text(&o).contains("fine-10"), "{}", text(&o));
 }
 
+/// A run that fails its checks (a level that does not exist, too many misaligned groups, a
+/// training step larger than memory) names the field and leaves no results folder behind; the
+/// corrected run is then accepted in the same folder.
+#[test]
+fn failed_checks_leave_no_folder_and_the_corrected_run_is_accepted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("x");
+    let out_s = out.to_str().unwrap();
+    for (set, want) in [
+        (
+            "granularity=[{name = \"deep\", labels = {kind = \"level\", level = 5}}]",
+            "granularity 'deep'",
+        ),
+        (
+            "granularity=[{name = \"mis\", labels = {kind = \"misaligned\", groups = 3}}]",
+            "granularity 'mis'",
+        ),
+        (
+            "train.batch_size=1000000000",
+            "train.batch_size: this run needs about",
+        ),
+    ] {
+        let mut args = TINY.to_vec();
+        args.extend(["--set", set, "synthetic", "--out", out_s]);
+        let o = run(&args);
+        assert!(!o.status.success(), "{set}");
+        assert!(text(&o).contains(want), "{set}: {}", text(&o));
+        assert!(!out.exists(), "{set}: left {}", out.display());
+    }
+    let mut args = TINY.to_vec();
+    args.extend(["synthetic", "--out", out_s]);
+    let o = run(&args);
+    assert!(o.status.success(), "{}", text(&o));
+}
+
 #[test]
 fn bad_configs_and_devices_are_clear_errors() {
     let tmp = tempfile::tempdir().unwrap();

@@ -200,13 +200,14 @@ impl<'de> Deserialize<'de> for LabelSpec {
         if DataLabels::KINDS.contains(&kind) {
             DataLabels::deserialize(v)
                 .map(LabelSpec::Data)
-                .map_err(D::Error::custom)
+                .map_err(|e| D::Error::custom(e.message()))
         } else {
             Relabeling::deserialize(v)
                 .map(LabelSpec::Hierarchy)
                 .map_err(|e| {
                     D::Error::custom(format!(
-                        "{e} (or one of the data's kinds: {})",
+                        "{} (or one of the data's kinds: {})",
+                        e.message(),
                         DataLabels::KINDS.join(", ")
                     ))
                 })

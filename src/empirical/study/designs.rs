@@ -10,6 +10,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::seed;
 
 use super::config::{DataSource, StudyConfig};
+use super::memory;
 use crate::empirical::data::synthetic::generate;
 use crate::empirical::data::{cifar100_dir_from_env, load_cifar100, load_image_folder, ImageSet};
 use crate::empirical::error::EmpiricalError;
@@ -100,6 +101,7 @@ pub fn load_data(cfg: &StudyConfig, data_dir: Option<&Path>) -> Result<StudyData
             (s.train, s.test, None)
         }
         DataSource::Synthetic => {
+            memory::check(&memory::synthetic_needs(cfg), memory::available_bytes())?;
             let d = generate(&cfg.data.synthetic)?;
             let test = d.test();
             (d.train, test, Some(d.test_is_hard))

@@ -252,6 +252,54 @@ pub fn for_design(r: &Runner, design: &Design) -> Result<DesignLabels, Empirical
     Ok(DesignLabels(labels))
 }
 
+/// Checks that every granularity of `design` can be built on its training set, before any
+/// network is trained: labels from the hierarchy are built (and dropped); for k-means, the
+/// level and the number of clusters are checked (the embeddings come later).
+pub fn check_buildable(cfg: &StudyConfig, design: &Design) -> Result<(), EmpiricalError> {
+    let h = &design.train.hierarchy;
+    for g in &cfg.granularities {
+        if !design.granularities.contains(&g.name) {
+            continue;
+        }
+        let bad = |message: String| EmpiricalError::Labels {
+            granularity: g.name.clone(),
+            source: Box::new(EmpiricalError::invalid("labels", message)),
+        };
+        match &g.labels {
+            LabelSpec::Data(DataLabels::KmeansWithin { level: Some(l), .. })
+                if *l >= h.num_levels() =>
+            {
+                return Err(bad(format!(
+                    "level {l} does not exist (the hierarchy has {} levels)",
+                    h.num_levels()
+                )));
+            }
+            LabelSpec::Data(DataLabels::KmeansGlobal { k }) if *k > design.train.len => {
+                return Err(bad(format!(
+                    "{k} clusters of {} training images (design {})",
+                    design.train.len, design.name
+                )));
+            }
+            LabelSpec::Data(DataLabels::KmeansWithin { .. } | DataLabels::KmeansGlobal { .. }) => {}
+            spec => {
+                build_labels(
+                    spec,
+                    &design.train,
+                    cfg.data.target_level,
+                    None,
+                    labels_key(cfg, &g.name),
+                    cfg.embedding.iters,
+                )
+                .map_err(|e| EmpiricalError::Labels {
+                    granularity: g.name.clone(),
+                    source: Box::new(e),
+                })?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The key of the labels of the granularity `name` (every random choice of its labels, k-means
 /// included, comes from it).
 pub fn labels_key(cfg: &StudyConfig, name: &str) -> u64 {

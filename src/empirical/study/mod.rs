@@ -6,7 +6,8 @@
 //! file:
 //! * [`config`]: the TOML config; [`designs`]: the data, its subsets and the designs;
 //! * [`labels`]: the pretraining labels of each granularity and the summed head;
-//! * [`hard`]: hard test images (the ensemble, the rare-subclass design);
+//! * [`hard`]: hard test images (the ensemble, the rare-subclass design); [`memory`]: the
+//!   allocation guard;
 //! * [`phase`]: training phases with checkpoints and resume; [`runner`]: networks on the run's
 //!   device, scoring, running a cell once;
 //! * [`results`]: the files of a cell; [`summary`]: statistics over seeds and the table;
@@ -27,6 +28,7 @@ pub mod designs;
 pub mod figures;
 pub mod hard;
 pub mod labels;
+pub mod memory;
 pub mod phase;
 pub mod protocol;
 pub mod report;

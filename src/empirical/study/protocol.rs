@@ -15,9 +15,10 @@
 //! ([`Runner`]).
 
 use super::config::{Readout, StudyConfig};
-use super::designs::{designs, load_data, Design};
+use super::designs::{designs, load_data, Design, StudyData};
 use super::hard::{assign_hard_subsets, ensemble, ensemble_epochs, MEMBERS_FILE};
 use super::labels::{self, LabelSummary, PretrainLabels};
+use super::memory::{available_bytes, check, study_needs};
 use super::phase::{Phase, Trainee};
 use super::report::write_reports;
 use super::results::EpochRecord;
@@ -29,10 +30,12 @@ use crate::empirical::probe::LinearProbe;
 
 /// Runs (or resumes) the study `cfg` into `opts.out` and writes its reports.
 pub fn run_study(cfg: &StudyConfig, opts: &RunOptions) -> Result<StudySummary, EmpiricalError> {
+    // Everything is checked before the results folder is touched.
     let data = load_data(cfg, opts.data.as_deref())?;
+    let mut designs = designs(cfg, &data);
+    check_run(cfg, &data, &designs)?;
     let dir = prepare_dir(&opts.out, &resolved_config(cfg, opts.kernels)?, opts.fresh)?;
     let runner = Runner::new(cfg, dir, &data, opts);
-    let mut designs = designs(cfg, &data);
     announce_work(&runner, &designs);
 
     // The ensemble: hard test images of the balanced design on real data, k-means encoder.
@@ -57,6 +60,20 @@ pub fn run_study(cfg: &StudyConfig, opts: &RunOptions) -> Result<StudySummary, E
     }
     runner.progress().finish();
     write_reports(runner.dir().root())
+}
+
+/// Checks what can be checked before training: the memory the run needs, and that every label
+/// set can be built on its design's training set.
+pub fn check_run(
+    cfg: &StudyConfig,
+    data: &StudyData,
+    designs: &[Design],
+) -> Result<(), EmpiricalError> {
+    check(&study_needs(cfg, data), available_bytes())?;
+    for design in designs {
+        labels::check_buildable(cfg, design)?;
+    }
+    Ok(())
 }
 
 /// The cells of `design` for one seed, in the order they run: the baseline, then every

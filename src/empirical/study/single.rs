@@ -10,6 +10,7 @@ use std::path::Path;
 use super::config::{EmbeddingSource, LabelSpec, Readout, StudyConfig};
 use super::designs::load_data;
 use super::labels::{build_labels, embeddings, labels_key, LabelSummary};
+use super::memory::{available_bytes, check, study_needs};
 use super::phase::{Phase, Trainee};
 use super::protocol::resolved_config;
 use super::results::{CellResult, ReadoutError};
@@ -102,24 +103,26 @@ pub fn pretrain(
         ));
     }
     let data = load_data(cfg, opts.data.as_deref())?;
+    check(&study_needs(cfg, &data), available_bytes())?;
     let resolved = format!(
         "# pretrain {name}, seed {seed}\n{}",
         resolved_config(cfg, opts.kernels)?
     );
-    let r = Runner::new(cfg, prepare_dir(&opts.out, &resolved, false)?, &data, opts);
-    let emb = if spec.needs_embeddings() {
-        Some(embeddings(&r, &data.train)?)
-    } else {
-        None
+    let build = |emb: Option<&ndarray::Array2<f32>>| {
+        let key = labels_key(cfg, name);
+        build_labels(&spec, &data.train, tl, emb, key, cfg.embedding.iters)
     };
-    let l = build_labels(
-        &spec,
-        &data.train,
-        tl,
-        emb.as_ref(),
-        labels_key(cfg, name),
-        cfg.embedding.iters,
-    )?;
+    // labels from the hierarchy are built (and checked) before the folder is made
+    let built = if spec.needs_embeddings() {
+        None
+    } else {
+        Some(build(None)?)
+    };
+    let r = Runner::new(cfg, prepare_dir(&opts.out, &resolved, false)?, &data, opts);
+    let l = match built {
+        Some(l) => l,
+        None => build(Some(&embeddings(&r, &data.train)?))?,
+    };
     let who = Trainee {
         design: "single",
         condition: name,
@@ -164,6 +167,7 @@ pub fn finetune(
     opts: &RunOptions,
 ) -> Result<String, EmpiricalError> {
     let data = load_data(cfg, opts.data.as_deref())?;
+    check(&study_needs(cfg, &data), available_bytes())?;
     let resolved = format!(
         "# finetune {}, seed {seed}\n{}",
         weights.display(),
