@@ -16,7 +16,7 @@ use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
 use super::config::StudyConfig;
-use super::config::{DataLabels, EmbeddingSource, LabelSpec};
+use super::config::{DataLabels, EmbeddingSource, GranularitySpec, LabelSpec};
 use super::designs::Design;
 use super::hard::first_member;
 use super::runner::Runner;
@@ -222,18 +222,7 @@ pub fn for_design(r: &Runner, design: &Design) -> Result<DesignLabels, Empirical
     };
     let mut labels = BTreeMap::new();
     for g in specs {
-        let l = build_labels(
-            &g.labels,
-            &design.train,
-            cfg.data.target_level,
-            emb.as_ref(),
-            labels_key(cfg, &g.name),
-            cfg.embedding.iters,
-        )
-        .map_err(|e| EmpiricalError::Labels {
-            granularity: g.name.clone(),
-            source: Box::new(e),
-        })?;
+        let l = build_granularity(cfg, g, &design.train, emb.as_ref())?;
         labels.insert(g.name.clone(), l);
     }
     let summary: BTreeMap<&String, serde_json::Value> = labels
@@ -281,23 +270,33 @@ pub fn check_buildable(cfg: &StudyConfig, design: &Design) -> Result<(), Empiric
                 )));
             }
             LabelSpec::Data(DataLabels::KmeansWithin { .. } | DataLabels::KmeansGlobal { .. }) => {}
-            spec => {
-                build_labels(
-                    spec,
-                    &design.train,
-                    cfg.data.target_level,
-                    None,
-                    labels_key(cfg, &g.name),
-                    cfg.embedding.iters,
-                )
-                .map_err(|e| EmpiricalError::Labels {
-                    granularity: g.name.clone(),
-                    source: Box::new(e),
-                })?;
+            _ => {
+                build_granularity(cfg, g, &design.train, None)?;
             }
         }
     }
     Ok(())
+}
+
+/// The labels of the granularity `g` on `train` (an error names the granularity).
+pub fn build_granularity(
+    cfg: &StudyConfig,
+    g: &GranularitySpec,
+    train: &ImageSet,
+    embeddings: Option<&Array2<f32>>,
+) -> Result<PretrainLabels, EmpiricalError> {
+    build_labels(
+        &g.labels,
+        train,
+        cfg.data.target_level,
+        embeddings,
+        labels_key(cfg, &g.name),
+        cfg.embedding.iters,
+    )
+    .map_err(|e| EmpiricalError::Labels {
+        granularity: g.name.clone(),
+        source: Box::new(e),
+    })
 }
 
 /// The key of the labels of the granularity `name` (every random choice of its labels, k-means
