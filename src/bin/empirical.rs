@@ -7,11 +7,15 @@ use anyhow::{bail, Context, Result};
 use candle_core::Device;
 use clap::{Parser, Subcommand};
 use granularity::empirical::bench::{run_cli as run_bench, BenchArgs};
-use granularity::empirical::data::{load_cifar100, load_image_folder};
+use granularity::empirical::data::breeds::{BreedsSubclasses, BreedsTask};
+use granularity::empirical::data::cifar100_dir_from_env;
+use granularity::empirical::data::inat::InatTrainSplit;
+use granularity::empirical::data::inspect::{data_config, inspect_data, InspectOptions};
+use granularity::empirical::data::sources::decode_options;
 use granularity::empirical::model::Kernels;
-use granularity::empirical::study::config::StudyConfig;
+use granularity::empirical::study::config::{DataSource, StudyConfig};
 use granularity::empirical::study::{
-    run_study, single, summary_table, synthetic_default, write_reports, RunOptions,
+    run_study, single, summary_table, synthetic_default, write_reports, RunOptions, CIFAR100_ENV,
 };
 use std::path::{Path, PathBuf};
 
@@ -95,17 +99,56 @@ enum Command {
         #[arg(long)]
         data: Option<PathBuf>,
     },
-    /// Load a dataset, check it, and print its sizes and label hierarchy.
+    /// Load a dataset, check it, and print its label hierarchy (levels, tree, images per class
+    /// and per leaf), the parents chosen where the source is not a tree, what decoding does to
+    /// the images (resizing, cropping, conversion to RGB) and the memory a study will need.
     Inspect {
+        /// A study config: inspect the dataset of its data section, with its selection.
+        #[arg(long, conflicts_with_all = ["cifar100", "folder", "inat", "imagenet"])]
+        config: Option<PathBuf>,
+        /// The dataset folder for --config (overrides data.path).
+        #[arg(long, requires = "config")]
+        data: Option<PathBuf>,
         /// A CIFAR-100 binary folder (train.bin / test.bin or .gz, label-name files).
-        #[arg(long, conflicts_with = "folder")]
+        #[arg(long, conflicts_with_all = ["folder", "inat", "imagenet"])]
         cifar100: Option<PathBuf>,
         /// An image folder with hierarchy.csv, train/LEAF/ and test/LEAF/ (see the README).
-        #[arg(long)]
+        #[arg(long, conflicts_with_all = ["inat", "imagenet"])]
         folder: Option<PathBuf>,
-        /// Image size for --folder.
-        #[arg(long, default_value_t = 32)]
-        size: u32,
+        /// iNaturalist 2021 in its official layout (train.json, val.json, image folders).
+        #[arg(long, conflicts_with = "imagenet")]
+        inat: Option<PathBuf>,
+        /// The training split of --inat.
+        #[arg(long, value_enum, default_value = "train")]
+        inat_split: InatTrainSplit,
+        /// ImageNet-style folders named by WordNet ids (train/nXXXXXXXX/, val/nXXXXXXXX/), with
+        /// --wordnet and --depths, or with --breeds and --task.
+        #[arg(long)]
+        imagenet: Option<PathBuf>,
+        /// WordNet 3.0's data.noun, for --imagenet (e.g. /usr/share/wordnet/data.noun).
+        #[arg(long, conflicts_with = "breeds")]
+        wordnet: Option<PathBuf>,
+        /// Depths at which WordNet is cut, for --wordnet (e.g. 3,6).
+        #[arg(long, value_delimiter = ',')]
+        depths: Vec<usize>,
+        /// The BREEDS information folder, for --imagenet.
+        #[arg(long)]
+        breeds: Option<PathBuf>,
+        /// The BREEDS task, for --breeds.
+        #[arg(long, value_enum)]
+        task: Option<BreedsTask>,
+        /// Which classes of each BREEDS superclass, for --breeds.
+        #[arg(long, value_enum, default_value = "all")]
+        subclasses: BreedsSubclasses,
+        /// Image size (default: data.size with --config, else 32).
+        #[arg(long)]
+        size: Option<u32>,
+        /// Images per split decoded to check them, spread evenly (0 = all).
+        #[arg(long, default_value_t = 1000)]
+        check: usize,
+        /// Lines of the tree to print (0 = all).
+        #[arg(long, default_value_t = 60)]
+        tree_lines: usize,
     },
     /// Redraw summary.json, results.md, epochs.csv and the figures of a study folder.
     Plot {
@@ -245,16 +288,72 @@ fn main() -> Result<()> {
             Ok(())
         }
         Some(Command::Inspect {
+            config,
+            data,
             cifar100,
             folder,
+            inat,
+            inat_split,
+            imagenet,
+            wordnet,
+            depths,
+            breeds,
+            task,
+            subclasses,
             size,
+            check,
+            tree_lines,
         }) => {
-            let splits = match (cifar100, folder) {
-                (Some(d), _) => load_cifar100(&d)?,
-                (None, Some(d)) => load_image_folder(&d, size)?,
-                (None, None) => bail!("inspect needs --cifar100 DIR or --folder DIR"),
+            let (mut d, dir) = match (config, cifar100, folder, inat, imagenet) {
+                (Some(c), ..) => {
+                    let d = load(&c, &cli.set)?.data;
+                    let env = (d.source == DataSource::Cifar100 && d.path.is_empty())
+                        .then(|| cifar100_dir_from_env(CIFAR100_ENV))
+                        .flatten();
+                    let dir = data.or(env).unwrap_or_else(|| PathBuf::from(&d.path));
+                    (d, dir)
+                }
+                (_, Some(p), ..) => (data_config(DataSource::Cifar100, &p), p),
+                (_, _, Some(p), ..) => (data_config(DataSource::Folder, &p), p),
+                (_, _, _, Some(p), _) => {
+                    let mut d = data_config(DataSource::Inat2021, &p);
+                    d.inat.train_split = inat_split;
+                    (d, p)
+                }
+                (_, _, _, _, Some(p)) => {
+                    let mut d = data_config(DataSource::Wordnet, &p);
+                    if let Some(b) = breeds {
+                        d.source = DataSource::Breeds;
+                        d.breeds.info_dir = b.display().to_string();
+                        d.breeds.task = task;
+                        d.breeds.subclasses = subclasses;
+                    } else {
+                        let noun = wordnet.context("--imagenet needs --wordnet DATA_NOUN (with --depths) or --breeds DIR (with --task)")?;
+                        d.wordnet.noun = noun.display().to_string();
+                        d.wordnet.depths = depths;
+                    }
+                    (d, p)
+                }
+                _ => {
+                    bail!("inspect needs one of --config, --cifar100, --folder, --inat, --imagenet")
+                }
             };
-            println!("{}", splits.summary());
+            if let Some(s) = size {
+                d.size = s;
+            }
+            let mut decode = decode_options(&d);
+            decode.size_field = if size.is_some() {
+                "--size"
+            } else {
+                "data.size (or --size)"
+            }
+            .into();
+            let opts = InspectOptions {
+                decode,
+                check,
+                tree_lines,
+            };
+            print!("{}", inspect_data(&d, &dir, &opts)?);
             Ok(())
         }
         Some(Command::Plot { dir }) => {

@@ -120,10 +120,10 @@ pub enum HierarchyError {
         superclass: usize,
     },
     /// [`Hierarchy::from_leaf_paths`] got no paths.
-    #[error("from_leaf_paths: `paths` is empty; at least one leaf is needed")]
+    #[error("no leaves were given; at least one leaf is needed")]
     NoPaths,
     /// A leaf path whose length differs from the number of levels.
-    #[error("from_leaf_paths: path {path} has {len} names but there are {expected} levels")]
+    #[error("leaf {path} (counted from 0) has {len} names but there are {expected} levels")]
     RaggedPath {
         /// Index of the path.
         path: usize,
@@ -134,8 +134,9 @@ pub enum HierarchyError {
     },
     /// A class name appears under two different parents.
     #[error(
-        "from_leaf_paths: level {level} ({level_name:?}): class {class_name:?} appears under two \
-         different parents, {first_parent:?} (path {first_path}) and {second_parent:?} (path {second_path})"
+        "level {level} ({level_name:?}): class {class_name:?} appears under two different parents, \
+         {first_parent:?} (for leaf {first_path}) and {second_parent:?} (for leaf {second_path}, \
+         counted from 0)"
     )]
     ConflictingParent {
         /// Index of the level.
@@ -154,7 +155,7 @@ pub enum HierarchyError {
         second_path: usize,
     },
     /// A leaf name appears in two paths.
-    #[error("from_leaf_paths: leaf {leaf_name:?} appears in paths {first} and {second}; leaf names must be unique")]
+    #[error("leaf {leaf_name:?} is listed twice (leaves {first} and {second}, counted from 0); leaf names must be unique")]
     DuplicateLeaf {
         /// The repeated leaf name.
         leaf_name: String,

@@ -17,6 +17,7 @@
 
 mod error;
 mod relabel;
+mod restrict;
 mod rule;
 #[cfg(test)]
 mod test_util;

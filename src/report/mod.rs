@@ -3,6 +3,7 @@
 //! leaves a half-written file behind; plus the small statistics (mean +- sd over seeds) that
 //! every table and figure of the toolkit reports.
 
+mod latex;
 mod progress;
 
 pub use progress::Progress;

@@ -101,9 +101,9 @@ pub fn load_cifar100(dir: &Path) -> Result<Splits, DataError> {
             parent,
         },
     ])
-    .map_err(|source| DataError::Hierarchy {
+    .map_err(|e| DataError::Hierarchy {
         path: dir.to_path_buf(),
-        source: Box::new(source),
+        error: Box::new(e),
     })?;
     let hierarchy = Arc::new(hierarchy);
     let make = |r: Records, path: &Path| {
@@ -311,7 +311,7 @@ fn read_records(path: &Path, seen: &mut [Option<FirstSeen>]) -> Result<Records, 
                 DataError::CorruptGzip {
                     path: path.to_path_buf(),
                     decoded: done,
-                    source,
+                    error: source,
                 }
             } else {
                 DataError::io(path, source)

@@ -28,15 +28,32 @@
 //!
 //! Fields are trimmed and may be quoted (standard CSV). Leaf `i` of the [`Hierarchy`] is the
 //! `i`-th row; classes of the upper levels are numbered in order of first appearance. A class name
-//! that appears under two different parents, or a repeated leaf, is an error.
+//! that appears under two different parents, or a repeated leaf, is an error naming both CSV
+//! lines and the leaf.
+//!
+//! # Leaf names that cannot be folder names
+//!
+//! A leaf name containing `/` or `\` (Fashion-MNIST's `T-shirt/top`), or one that is `.` or
+//! `..`, cannot name a folder. Give such leaves their folder in an extra last column whose header
+//! is `folder` (the one reserved column name; it is not a level):
+//!
+//! ```text
+//! group,item,folder
+//! tops,T-shirt/top,T-shirt_top
+//! tops,Pullover,Pullover
+//! ```
+//!
+//! An empty `folder` cell means "the leaf name". Folder names must be unique. Without the column,
+//! such a leaf name is an error that names its line and suggests the column.
 //!
 //! Images are the files ending in `.png`, `.jpg` or `.jpeg` (any case) directly inside
 //! `<split>/<leaf>/`; the format is detected from the content. Other files in a leaf folder, and
 //! files or hidden (`.`-prefixed) entries directly inside a split folder, are ignored. Each image
-//! is decoded, converted to 8-bit RGB (alpha dropped), center-cropped to a square (the largest
-//! one) and resized to `size` x `size` with a triangle (bilinear) filter, unless it is already
-//! that size. Images are ordered by leaf (CSV row order), then by file name, so loading is
-//! deterministic.
+//! is decoded in parallel, converted to 8-bit RGB (alpha dropped), center-cropped to a square
+//! (the largest one) and resized to `size` x `size` with a triangle (bilinear) filter, unless it
+//! is already that size ([`super::decode`]; [`load_image_folder_report`] says what was done).
+//! Images are ordered by leaf (CSV row order), then by file name, so loading is deterministic.
+//! The pixels' memory is checked before anything is allocated.
 //!
 //! # Checks
 //!
@@ -44,23 +61,28 @@
 //! malformed CSV (ragged row, empty field, no rows, duplicate level name); a hierarchy that is
 //! not a tree; a folder in `train/` or `test/` that is not a leaf of the CSV; a leaf with no
 //! training images (no folder, or no image files in it); an image that cannot be decoded; a
-//! split with no images at all. A leaf with no *test* images is allowed and gives a warning
-//! ([`load_image_folder_with_warnings`] returns them; [`load_image_folder`] prints them to
-//! stderr).
+//! split with no images at all; pixels that would not fit in memory. A leaf with no *test* images
+//! is allowed and gives a warning ([`load_image_folder_with_warnings`] returns them;
+//! [`load_image_folder`] prints them to stderr).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use image::imageops::{self, FilterType};
-
-use super::{DataError, ImageSet, Splits};
-use crate::hierarchy::Hierarchy;
+use super::decode::{decode_into, DecodeOptions, DecodeStats};
+use super::index::IndexBuilder;
+use super::indexed::IndexedSplits;
+use super::{DataError, Splits};
+use crate::hierarchy::{Hierarchy, HierarchyError};
 
 /// Name of the hierarchy file inside the dataset folder.
 pub const HIERARCHY_FILE: &str = "hierarchy.csv";
 /// Extensions (lower case) of the files read as images.
 pub const IMAGE_EXTENSIONS: [&str; 3] = ["png", "jpg", "jpeg"];
+/// Header of the optional last column of `hierarchy.csv` that gives each leaf's folder.
+pub const FOLDER_COLUMN: &str = "folder";
+/// The setting that sets the image size of this loader, named in errors.
+const SIZE_FIELD: &str = "the image size (data.size, or --size of inspect)";
 
 /// Loads `dir` (see the module doc), resizing every image to `size` x `size`. Warnings (leaves
 /// with no test images) are printed to stderr.
@@ -77,12 +99,44 @@ pub fn load_image_folder_with_warnings(
     dir: &Path,
     size: u32,
 ) -> Result<(Splits, Vec<String>), DataError> {
-    if size == 0 {
+    let r = load_image_folder_report(dir, &DecodeOptions::new(size, SIZE_FIELD))?;
+    Ok((r.splits, r.warnings))
+}
+
+/// A loaded image folder and what loading it did.
+#[derive(Clone, Debug)]
+pub struct FolderLoad {
+    /// The decoded splits.
+    pub splits: Splits,
+    /// Leaves without test images.
+    pub warnings: Vec<String>,
+    /// What decoding did to the training images (resized, cropped, converted).
+    pub train_stats: DecodeStats,
+    /// The same for the test images.
+    pub test_stats: DecodeStats,
+}
+
+/// Loads `dir` with explicit decoding options, and says what decoding did to the images.
+pub fn load_image_folder_report(dir: &Path, opts: &DecodeOptions) -> Result<FolderLoad, DataError> {
+    if opts.size == 0 {
         return Err(DataError::Invalid {
             context: dir.display().to_string(),
             message: "image size must be at least 1".into(),
         });
     }
+    let indexed = index_image_folder(dir)?;
+    let (splits, train_stats, test_stats) = indexed.decode(opts)?;
+    Ok(FolderLoad {
+        splits,
+        warnings: indexed.warnings,
+        train_stats,
+        test_stats,
+    })
+}
+
+/// The image folder `dir` as indexed splits (paths and leaves; nothing decoded), with the
+/// checks of the module doc.
+pub fn index_image_folder(dir: &Path) -> Result<IndexedSplits, DataError> {
     super::require_dir(dir)?;
     let csv_path = dir.join(HIERARCHY_FILE);
     if !csv_path.is_file() {
@@ -91,9 +145,10 @@ pub fn load_image_folder_with_warnings(
             looked_for: vec![HIERARCHY_FILE.into()],
         });
     }
-    let hierarchy = Arc::new(read_hierarchy_csv(&csv_path)?);
+    let (hierarchy, folders) = read_hierarchy_csv(&csv_path)?;
+    let hierarchy = Arc::new(hierarchy);
     let leaf_names = &hierarchy.level(hierarchy.leaf_level()).class_names;
-    let leaf_index: HashMap<&str, usize> = leaf_names
+    let leaf_index: HashMap<&str, usize> = folders
         .iter()
         .enumerate()
         .map(|(i, n)| (n.as_str(), i))
@@ -111,7 +166,7 @@ pub fn load_image_folder_with_warnings(
         files.push(scan_split(
             &split_dir,
             &leaf_index,
-            leaf_names.len(),
+            folders.len(),
             &csv_path,
         )?);
     }
@@ -120,9 +175,10 @@ pub fn load_image_folder_with_warnings(
 
     let mut warnings = Vec::new();
     for (leaf, name) in leaf_names.iter().enumerate() {
+        let folder = &folders[leaf];
         if train_files[leaf].is_empty() {
             return Err(DataError::LeafWithoutTrainImages {
-                path: dir.join("train").join(name),
+                path: dir.join("train").join(folder),
                 leaf: name.clone(),
                 hierarchy: csv_path,
             });
@@ -130,23 +186,59 @@ pub fn load_image_folder_with_warnings(
         if test_files[leaf].is_empty() {
             warnings.push(format!(
                 "{}: leaf class `{name}` has no test images",
-                dir.join("test").join(name).display()
+                dir.join("test").join(folder).display()
             ));
         }
     }
-
-    let train = decode_split(&dir.join("train"), &train_files, size, &hierarchy)?;
-    let test = decode_split(&dir.join("test"), &test_files, size, &hierarchy)?;
-    Ok((Splits { train, test }, warnings))
+    let index = |split: &str, files: &[Vec<String>]| {
+        let mut b = IndexBuilder::new(dir, None);
+        for (leaf, names) in files.iter().enumerate() {
+            for name in names {
+                b.push(&format!("{split}/{}/{name}", folders[leaf]), leaf)?;
+            }
+        }
+        if b.is_empty() {
+            return Err(DataError::EmptySplit {
+                path: dir.join(split),
+            });
+        }
+        b.finish(Arc::clone(&hierarchy))
+    };
+    Ok(IndexedSplits {
+        train: index("train", &train_files)?,
+        test: index("test", &test_files)?,
+        split_names: ("train".into(), "test".into()),
+        description: format!("image folder {} with {}", dir.display(), HIERARCHY_FILE),
+        notes: Vec::new(),
+        warnings,
+    })
 }
 
-/// Reads and validates `hierarchy.csv`.
-fn read_hierarchy_csv(path: &Path) -> Result<Hierarchy, DataError> {
+/// Why `name` cannot be a folder name, if it cannot.
+fn not_a_folder_name(name: &str) -> Option<&'static str> {
+    if name.contains('/') || name.contains('\\') {
+        Some("contains a slash")
+    } else if name == "." || name == ".." {
+        Some("is `.` or `..`")
+    } else if name.contains('\0') {
+        Some("contains a NUL character")
+    } else {
+        None
+    }
+}
+
+/// Reads and validates `hierarchy.csv`: the hierarchy, and each leaf's folder name.
+fn read_hierarchy_csv(path: &Path) -> Result<(Hierarchy, Vec<String>), DataError> {
     let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
     let csv_err = |e: csv::Error| DataError::Format {
         path: path.to_path_buf(),
         line: e.position().map_or(0, |p| p.line()),
         message: e.to_string(),
+    };
+    let format = |line: u64, message: String| DataError::Format {
+        path: path.to_path_buf(),
+        line,
+        message,
     };
     let mut rdr = csv::ReaderBuilder::new()
         .has_headers(true)
@@ -161,59 +253,157 @@ fn read_hierarchy_csv(path: &Path) -> Result<Hierarchy, DataError> {
         });
     }
     let header_line = header.position().map_or(1, |p| p.line());
-    let level_names: Vec<String> = header.iter().map(str::to_string).collect();
+    let mut level_names: Vec<String> = header.iter().map(str::to_string).collect();
+    let has_folder =
+        level_names.len() > 1 && level_names.last().is_some_and(|n| n == FOLDER_COLUMN);
+    if has_folder {
+        level_names.pop();
+    }
     for (i, name) in level_names.iter().enumerate() {
         if name.is_empty() {
-            return Err(DataError::Format {
-                path: path.to_path_buf(),
-                line: header_line,
-                message: format!("header column {} (a level name) is empty", i + 1),
-            });
+            return Err(format(
+                header_line,
+                format!("header column {} (a level name) is empty", i + 1),
+            ));
         }
         if level_names[..i].contains(name) {
-            return Err(DataError::Format {
-                path: path.to_path_buf(),
-                line: header_line,
-                message: format!("level name `{name}` appears twice in the header"),
-            });
+            return Err(format(
+                header_line,
+                format!("level name `{name}` appears twice in the header"),
+            ));
+        }
+        if name == FOLDER_COLUMN {
+            return Err(format(
+                header_line,
+                format!("`{FOLDER_COLUMN}` is reserved for the last column (each leaf's folder)"),
+            ));
         }
     }
+    let width = level_names.len() + usize::from(has_folder);
     let mut paths = Vec::new();
+    let mut folders: Vec<String> = Vec::new();
+    let mut lines: Vec<u64> = Vec::new();
     for rec in rdr.records() {
         let rec = rec.map_err(csv_err)?;
         let line = rec.position().map_or(0, |p| p.line());
-        if rec.len() != level_names.len() {
+        if rec.len() != width {
             return Err(DataError::RaggedRow {
                 path: path.to_path_buf(),
                 line,
-                expected: level_names.len(),
+                expected: width,
                 found: rec.len(),
             });
         }
-        if let Some(i) = rec.iter().position(str::is_empty) {
-            return Err(DataError::Format {
-                path: path.to_path_buf(),
+        let names: Vec<String> = rec
+            .iter()
+            .take(level_names.len())
+            .map(str::to_string)
+            .collect();
+        if let Some(i) = names.iter().position(String::is_empty) {
+            return Err(format(
                 line,
-                message: format!("empty name in column {} (`{}`)", i + 1, level_names[i]),
-            });
+                format!("empty name in column {} (`{}`)", i + 1, level_names[i]),
+            ));
         }
-        paths.push(rec.iter().map(str::to_string).collect::<Vec<_>>());
+        let leaf = names.last().expect("at least one level").clone();
+        let folder = match rec.get(level_names.len()).filter(|f| !f.is_empty()) {
+            Some(f) => {
+                if let Some(why) = not_a_folder_name(f) {
+                    return Err(format(
+                        line,
+                        format!("leaf `{leaf}`: folder name `{f}` {why}"),
+                    ));
+                }
+                f.to_string()
+            }
+            None => {
+                if let Some(why) = not_a_folder_name(&leaf) {
+                    return Err(format(
+                        line,
+                        format!(
+                            "leaf `{leaf}` {why}, so it cannot be a folder name; add a last \
+                             column `{FOLDER_COLUMN}` to the header and give this leaf's folder \
+                             there (e.g. `{}`)",
+                            leaf.replace(['/', '\\'], "_")
+                        ),
+                    ));
+                }
+                leaf.clone()
+            }
+        };
+        paths.push(names);
+        folders.push(folder);
+        lines.push(line);
     }
     if paths.is_empty() {
-        return Err(DataError::Format {
-            path: path.to_path_buf(),
-            line: header_line,
-            message: "no leaf rows after the header".into(),
-        });
+        return Err(format(header_line, "no leaf rows after the header".into()));
     }
-    Hierarchy::from_leaf_paths(&level_names, &paths).map_err(|source| DataError::Hierarchy {
-        path: path.to_path_buf(),
-        source: Box::new(source),
-    })
+    let leaf_level = level_names.len() - 1;
+    let h = Hierarchy::from_leaf_paths(&level_names, &paths).map_err(|e| match e {
+        HierarchyError::ConflictingParent {
+            level,
+            class_name,
+            first_path,
+            second_path,
+            ..
+        } if level == leaf_level => format(
+            lines[second_path],
+            format!(
+                "leaf `{class_name}` is already listed on line {}",
+                lines[first_path]
+            ),
+        ),
+        HierarchyError::ConflictingParent {
+            level_name,
+            class_name,
+            first_parent,
+            first_path,
+            second_parent,
+            second_path,
+            ..
+        } => format(
+            lines[second_path],
+            format!(
+                "leaf `{}`: {level_name} `{class_name}` is under `{second_parent}` here but \
+                 under `{first_parent}` on line {}; a class has one parent",
+                paths[second_path].last().map_or("", String::as_str),
+                lines[first_path]
+            ),
+        ),
+        HierarchyError::DuplicateLeaf {
+            leaf_name,
+            first,
+            second,
+        } => format(
+            lines[second],
+            format!(
+                "leaf `{leaf_name}` is already listed on line {}",
+                lines[first]
+            ),
+        ),
+        e => DataError::Hierarchy {
+            path: path.to_path_buf(),
+            error: Box::new(e),
+        },
+    })?;
+    let mut folder_line: HashMap<&str, u64> = HashMap::new();
+    for ((folder, &line), names) in folders.iter().zip(&lines).zip(&paths) {
+        if let Some(&first) = folder_line.get(folder.as_str()) {
+            return Err(format(
+                line,
+                format!(
+                    "leaf `{}`: folder `{folder}` is already the folder of line {first}",
+                    names[leaf_level]
+                ),
+            ));
+        }
+        folder_line.insert(folder, line);
+    }
+    Ok((h, folders))
 }
 
 /// Sorted entries of a folder.
-fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
+pub(crate) fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(|e| DataError::io(dir, e))? {
         out.push(entry.map_err(|e| DataError::io(dir, e))?.path());
@@ -222,19 +412,33 @@ fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
     Ok(out)
 }
 
-/// The image files of each leaf in one split folder.
+/// The name of the last component of `p`, lossily as UTF-8.
+pub(crate) fn file_name(p: &Path) -> String {
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// The image file names (sorted) directly inside `leaf_dir`.
+pub(crate) fn image_files(leaf_dir: &Path) -> Result<Vec<String>, DataError> {
+    Ok(sorted_entries(leaf_dir)?
+        .into_iter()
+        .filter(|p| is_image_name(p) && p.is_file())
+        .map(|p| file_name(&p))
+        .collect())
+}
+
+/// The image file names of each leaf in one split folder (leaf folders looked up in
+/// `leaf_index`; any other folder is an error naming `csv_path`).
 fn scan_split(
     split_dir: &Path,
     leaf_index: &HashMap<&str, usize>,
     num_leaves: usize,
     csv_path: &Path,
-) -> Result<Vec<Vec<PathBuf>>, DataError> {
+) -> Result<Vec<Vec<String>>, DataError> {
     let mut files = vec![Vec::new(); num_leaves];
     for leaf_dir in sorted_entries(split_dir)? {
-        let name = leaf_dir
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let name = file_name(&leaf_dir);
         if name.starts_with('.') || !leaf_dir.is_dir() {
             continue;
         }
@@ -245,408 +449,25 @@ fn scan_split(
                 hierarchy: csv_path.to_path_buf(),
             });
         };
-        files[leaf] = sorted_entries(&leaf_dir)?
-            .into_iter()
-            .filter(|p| is_image_name(p) && p.is_file())
-            .collect();
+        files[leaf] = image_files(&leaf_dir)?;
     }
     Ok(files)
 }
 
-fn is_image_name(p: &Path) -> bool {
+/// True when the file name ends in one of [`IMAGE_EXTENSIONS`] (any case).
+pub(crate) fn is_image_name(p: &Path) -> bool {
     p.extension()
         .and_then(|e| e.to_str())
         .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
 }
 
-/// Decodes every image of a split into one [`ImageSet`].
-fn decode_split(
-    split_dir: &Path,
-    files: &[Vec<PathBuf>],
-    size: u32,
-    hierarchy: &Arc<Hierarchy>,
-) -> Result<ImageSet, DataError> {
-    let n: usize = files.iter().map(Vec::len).sum();
-    if n == 0 {
-        return Err(DataError::EmptySplit {
-            path: split_dir.to_path_buf(),
-        });
-    }
-    let side = size as usize;
-    let per = 3 * side * side;
-    let mut images = Vec::with_capacity(n.checked_mul(per).unwrap_or(0).min(1 << 30));
-    let mut leaves = Vec::with_capacity(n);
-    for (leaf, paths) in files.iter().enumerate() {
-        for path in paths {
-            load_image_chw(path, size, &mut images)?;
-            leaves.push(leaf);
-        }
-    }
-    ImageSet::new(
-        images,
-        3,
-        side,
-        side,
-        leaves,
-        Arc::clone(hierarchy),
-        split_dir.display().to_string(),
-    )
-}
-
 /// Decodes one image file, center-crops it to a square, resizes it to `size` x `size` and
-/// appends its RGB pixels in CHW order to `out`.
+/// appends its RGB pixels in CHW order to `out` (see [`decode_into`]).
 pub fn load_image_chw(path: &Path, size: u32, out: &mut Vec<u8>) -> Result<(), DataError> {
-    let undecodable = |message: String| DataError::UndecodableImage {
-        path: path.to_path_buf(),
-        message,
-    };
-    let reader = image::ImageReader::open(path)
-        .map_err(|e| DataError::io(path, e))?
-        .with_guessed_format()
-        .map_err(|e| DataError::io(path, e))?;
-    let img = reader.decode().map_err(|e| undecodable(e.to_string()))?;
-    let rgb = img.to_rgb8();
-    let (w, h) = rgb.dimensions();
-    if w == 0 || h == 0 {
-        return Err(undecodable(format!("image is {w}x{h}")));
-    }
-    let side = w.min(h);
-    let square = if w == h {
-        rgb
-    } else {
-        imageops::crop_imm(&rgb, (w - side) / 2, (h - side) / 2, side, side).to_image()
-    };
-    let resized = if side == size {
-        square
-    } else {
-        imageops::resize(&square, size, size, FilterType::Triangle)
-    };
-    let raw = resized.as_raw();
-    for ch in 0..3 {
-        out.extend(raw.iter().skip(ch).step_by(3));
-    }
-    Ok(())
+    let start = out.len();
+    out.resize(start + 3 * size as usize * size as usize, 0);
+    decode_into(path, size, &mut out[start..], None).map(|_| ())
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use image::{Rgb, RgbImage};
-
-    fn tiny_dir() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/tiny_folder")
-    }
-
-    /// (superclass, leaf, RGB colour) of the tiny example, in CSV order.
-    const TINY: [(&str, &str, [u8; 3]); 4] = [
-        ("warm", "red", [200, 30, 30]),
-        ("warm", "yellow", [220, 200, 40]),
-        ("cool", "blue", [30, 60, 200]),
-        ("cool", "green", [40, 170, 60]),
-    ];
-
-    /// Train image `i` of a leaf with colour `c`: 0 solid, 1 vertical stripes (odd columns at
-    /// half intensity), 2 left half `c`, right half white.
-    fn tiny_train_image(c: [u8; 3], i: usize) -> RgbImage {
-        RgbImage::from_fn(8, 8, |x, _| match i {
-            0 => Rgb(c),
-            1 if x % 2 == 1 => Rgb(c.map(|v| v / 2)),
-            1 => Rgb(c),
-            _ if x < 4 => Rgb(c),
-            _ => Rgb([255; 3]),
-        })
-    }
-
-    /// Regenerates `tests/data/tiny_folder` after a change here: run
-    /// `GRANULARITY_REGENERATE_TINY_FOLDER=1 cargo test regenerate_tiny_folder -- --ignored`.
-    /// Test images: `blue` gets a 12x8 image (2 black columns each side, solid colour in the
-    /// middle 8x8), `green` a solid 8x8 JPEG, the others a solid 8x8 PNG.
-    #[test]
-    #[ignore = "writes tests/data/tiny_folder; needs GRANULARITY_REGENERATE_TINY_FOLDER=1"]
-    fn regenerate_tiny_folder() {
-        if std::env::var_os("GRANULARITY_REGENERATE_TINY_FOLDER").is_none() {
-            println!("skipped: GRANULARITY_REGENERATE_TINY_FOLDER not set");
-            return;
-        }
-        let dir = tiny_dir();
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut csv = String::from(
-            "# Tiny example dataset for granularity's image-folder loader (see folder.rs).\n\
-             superclass,leaf\n",
-        );
-        for (sup, leaf, _) in TINY {
-            csv += &format!("{sup},{leaf}\n");
-        }
-        std::fs::write(dir.join(HIERARCHY_FILE), csv).unwrap();
-        for (_, leaf, c) in TINY {
-            let train = dir.join("train").join(leaf);
-            let test = dir.join("test").join(leaf);
-            std::fs::create_dir_all(&train).unwrap();
-            std::fs::create_dir_all(&test).unwrap();
-            for i in 0..3 {
-                tiny_train_image(c, i)
-                    .save(train.join(format!("{leaf}_{i}.png")))
-                    .unwrap();
-            }
-            match leaf {
-                "blue" => RgbImage::from_fn(12, 8, |x, _| {
-                    if (2..10).contains(&x) {
-                        Rgb(c)
-                    } else {
-                        Rgb([0; 3])
-                    }
-                })
-                .save(test.join("blue_wide.png"))
-                .unwrap(),
-                "green" => RgbImage::from_pixel(8, 8, Rgb(c))
-                    .save(test.join("green_0.jpg"))
-                    .unwrap(),
-                _ => RgbImage::from_pixel(8, 8, Rgb(c))
-                    .save(test.join(format!("{leaf}_0.png")))
-                    .unwrap(),
-            }
-        }
-    }
-
-    fn plane_values(set: &ImageSet, i: usize, ch: usize) -> Vec<u8> {
-        let hw = set.height * set.width;
-        set.image(i)[ch * hw..(ch + 1) * hw].to_vec()
-    }
-
-    #[test]
-    fn tiny_folder_loads() {
-        let (s, warnings) = load_image_folder_with_warnings(&tiny_dir(), 8).unwrap();
-        assert!(warnings.is_empty(), "{warnings:?}");
-        let h = &s.train.hierarchy;
-        assert_eq!(h.num_levels(), 2);
-        assert_eq!(h.level(0).name, "superclass");
-        assert_eq!(h.level(1).name, "leaf");
-        assert_eq!(h.level(0).class_names, vec!["warm", "cool"]);
-        assert_eq!(
-            h.level(1).class_names,
-            vec!["red", "yellow", "blue", "green"]
-        );
-        assert_eq!(h.children(0, 1), vec![2, 3]);
-        assert_eq!((s.train.len, s.test.len), (12, 4));
-        assert_eq!((s.train.channels, s.train.height, s.train.width), (3, 8, 8));
-        assert_eq!(s.train.class_counts(1), vec![3; 4]);
-        assert_eq!(s.train.class_counts(0), vec![6, 6]);
-        assert_eq!(s.test.class_counts(1), vec![1; 4]);
-        assert_eq!(s.train.leaves, vec![0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]);
-        assert_eq!(s.test.labels_at_level(0), vec![0, 0, 1, 1]);
-        assert!(s.train.source.ends_with("train"));
-
-        // Pixels are exact for PNGs already at the target size.
-        for (leaf, &(_, _, c)) in TINY.iter().enumerate() {
-            for i in 0..3 {
-                let img = tiny_train_image(c, i);
-                for ch in 0..3 {
-                    let want: Vec<u8> = img.pixels().map(|p| p.0[ch]).collect();
-                    assert_eq!(plane_values(&s.train, 3 * leaf + i, ch), want);
-                }
-            }
-        }
-        // The 12x8 blue test image is center-cropped to its solid middle.
-        for ch in 0..3 {
-            assert_eq!(plane_values(&s.test, 2, ch), vec![TINY[2].2[ch]; 64]);
-        }
-        // The green JPEG decodes close to its colour.
-        for ch in 0..3 {
-            for v in plane_values(&s.test, 3, ch) {
-                assert!(v.abs_diff(TINY[3].2[ch]) <= 4, "{v}");
-            }
-        }
-    }
-
-    #[test]
-    fn tiny_folder_resizes() {
-        let s = load_image_folder(&tiny_dir(), 4).unwrap();
-        assert_eq!(
-            (s.train.height, s.train.width, s.train.images.len()),
-            (4, 4, 12 * 48)
-        );
-        // A solid image stays solid after resizing; the wide one after crop and resize too.
-        assert_eq!(plane_values(&s.train, 0, 0), vec![200; 16]);
-        assert_eq!(plane_values(&s.test, 2, 2), vec![200; 16]);
-        let s = load_image_folder(&tiny_dir(), 16).unwrap();
-        assert_eq!(plane_values(&s.test, 0, 1), vec![30; 256]);
-    }
-
-    fn copy_dir(from: &Path, to: &Path) {
-        std::fs::create_dir_all(to).unwrap();
-        for e in std::fs::read_dir(from).unwrap() {
-            let p = e.unwrap().path();
-            let dst = to.join(p.file_name().unwrap());
-            if p.is_dir() {
-                copy_dir(&p, &dst);
-            } else {
-                std::fs::copy(&p, &dst).unwrap();
-            }
-        }
-    }
-
-    fn tiny_copy() -> tempfile::TempDir {
-        let t = tempfile::tempdir().unwrap();
-        copy_dir(&tiny_dir(), t.path());
-        t
-    }
-
-    fn err(dir: &Path) -> (DataError, String) {
-        let e = load_image_folder_with_warnings(dir, 8).unwrap_err();
-        let msg = e.to_string();
-        (e, msg)
-    }
-
-    #[test]
-    fn missing_hierarchy_and_splits() {
-        let t = tiny_copy();
-        std::fs::remove_file(t.path().join(HIERARCHY_FILE)).unwrap();
-        let (e, msg) = err(t.path());
-        assert!(matches!(e, DataError::MissingFile { .. }));
-        assert!(msg.contains("hierarchy.csv"), "{msg}");
-
-        let t = tiny_copy();
-        std::fs::remove_dir_all(t.path().join("test")).unwrap();
-        let (_, msg) = err(t.path());
-        assert!(msg.contains("looked for test/"), "{msg}");
-    }
-
-    #[test]
-    fn bad_csv() {
-        let t = tiny_copy();
-        let csv = t.path().join(HIERARCHY_FILE);
-        std::fs::write(
-            &csv,
-            "# c\nsuperclass,leaf\n\nwarm,red\nwarm,yellow,extra\n",
-        )
-        .unwrap();
-        let (e, msg) = err(t.path());
-        assert!(matches!(
-            e,
-            DataError::RaggedRow {
-                line: 5,
-                expected: 2,
-                found: 3,
-                ..
-            }
-        ));
-        assert!(msg.contains("hierarchy.csv: line 5: ragged row"), "{msg}");
-
-        std::fs::write(&csv, "superclass,leaf\nwarm, \n").unwrap();
-        let (_, msg) = err(t.path());
-        assert!(
-            msg.contains("line 2") && msg.contains("empty name"),
-            "{msg}"
-        );
-
-        std::fs::write(&csv, "superclass,leaf\n").unwrap();
-        let (_, msg) = err(t.path());
-        assert!(msg.contains("no leaf rows"), "{msg}");
-
-        std::fs::write(&csv, "").unwrap();
-        let (e, _) = err(t.path());
-        assert!(matches!(e, DataError::EmptyFile { .. }), "{e}");
-
-        std::fs::write(&csv, "a,a\nwarm,red\n").unwrap();
-        let (_, msg) = err(t.path());
-        assert!(msg.contains("appears twice"), "{msg}");
-
-        // `red` listed under two superclasses.
-        std::fs::write(
-            &csv,
-            "superclass,leaf\nwarm,red\nwarm,yellow\ncool,blue\ncool,green\ncool,red\n",
-        )
-        .unwrap();
-        let (e, msg) = err(t.path());
-        assert!(matches!(e, DataError::Hierarchy { .. }), "{msg}");
-        assert!(msg.contains("hierarchy.csv"), "{msg}");
-    }
-
-    #[test]
-    fn three_levels_and_quoting() {
-        let t = tiny_copy();
-        std::fs::write(
-            t.path().join(HIERARCHY_FILE),
-            "kingdom,family,species\n\"K, one\",warmish,red\nK2,warmish2,yellow\n\
-             K2,coolish,blue\nK2,coolish,green\n",
-        )
-        .unwrap();
-        let s = load_image_folder(t.path(), 8).unwrap();
-        let h = &s.train.hierarchy;
-        assert_eq!(h.num_levels(), 3);
-        assert_eq!(h.level(0).class_names, vec!["K, one", "K2"]);
-        assert_eq!(s.train.class_counts(0), vec![3, 9]);
-        assert_eq!(s.train.class_counts(1), vec![3, 3, 6]);
-    }
-
-    #[test]
-    fn folder_problems() {
-        let t = tiny_copy();
-        std::fs::create_dir_all(t.path().join("train/purple")).unwrap();
-        let (e, msg) = err(t.path());
-        assert!(matches!(e, DataError::UnknownLeafFolder { .. }));
-        assert!(
-            msg.contains("train/purple") && msg.contains("hierarchy.csv"),
-            "{msg}"
-        );
-
-        let t = tiny_copy();
-        std::fs::remove_dir_all(t.path().join("train/yellow")).unwrap();
-        let (e, msg) = err(t.path());
-        assert!(matches!(e, DataError::LeafWithoutTrainImages { .. }));
-        assert!(
-            msg.contains("train/yellow") && msg.contains("no training images"),
-            "{msg}"
-        );
-
-        // A leaf folder holding only non-images counts as empty.
-        let t = tiny_copy();
-        let yellow = t.path().join("train/yellow");
-        std::fs::remove_dir_all(&yellow).unwrap();
-        std::fs::create_dir_all(&yellow).unwrap();
-        std::fs::write(yellow.join("notes.txt"), "hi").unwrap();
-        let (e, _) = err(t.path());
-        assert!(matches!(e, DataError::LeafWithoutTrainImages { .. }), "{e}");
-
-        // Missing test images for one leaf: a warning; for all leaves: an error.
-        let t = tiny_copy();
-        std::fs::remove_dir_all(t.path().join("test/red")).unwrap();
-        std::fs::write(t.path().join("test/README"), "stray file, ignored").unwrap();
-        let (s, w) = load_image_folder_with_warnings(t.path(), 8).unwrap();
-        assert_eq!(s.test.len, 3);
-        assert_eq!(w.len(), 1);
-        assert!(
-            w[0].contains("test/red") && w[0].contains("no test images"),
-            "{w:?}"
-        );
-        for leaf in ["yellow", "blue", "green"] {
-            std::fs::remove_dir_all(t.path().join("test").join(leaf)).unwrap();
-        }
-        let (e, msg) = err(t.path());
-        assert!(matches!(e, DataError::EmptySplit { .. }));
-        assert!(msg.contains("test: split has no images"), "{msg}");
-    }
-
-    #[test]
-    fn undecodable_image() {
-        let t = tiny_copy();
-        let bad = t.path().join("train/blue/blue_9.PNG");
-        std::fs::write(&bad, b"\x89PNG\r\n\x1a\nnot really").unwrap();
-        let (e, msg) = err(t.path());
-        assert!(matches!(e, DataError::UndecodableImage { .. }));
-        assert!(msg.contains("blue_9.PNG: cannot decode image"), "{msg}");
-
-        std::fs::write(&bad, b"plain text").unwrap();
-        let (e, _) = err(t.path());
-        assert!(matches!(e, DataError::UndecodableImage { .. }), "{e}");
-    }
-
-    #[test]
-    fn zero_size_and_missing_dir_rejected() {
-        assert!(load_image_folder(&tiny_dir(), 0).is_err());
-        let msg = load_image_folder(&tiny_dir().join("nope"), 8)
-            .unwrap_err()
-            .to_string();
-        assert!(msg.contains("tiny_folder/nope: not a folder"), "{msg}");
-    }
-}
+mod tests;

@@ -28,229 +28,32 @@
 //! ```
 
 pub mod augment;
+pub mod breeds;
 pub mod cifar;
+pub mod decode;
+mod error;
+pub mod fetch;
+pub mod fixtures;
 pub mod folder;
+pub mod imagenet;
+pub mod inat;
+pub mod index;
+pub mod indexed;
+pub mod inspect;
+pub mod numpy_rng;
+pub mod sources;
 pub mod synthetic;
+pub mod wordnet;
 
 use std::fmt;
-use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::hierarchy::{Hierarchy, HierarchyError};
+use crate::hierarchy::Hierarchy;
 
 pub use augment::{batch_f32, shuffled_batches, Augment};
 pub use cifar::{cifar100_dir_from_env, load_cifar100};
+pub use error::{human_bytes, DataError};
 pub use folder::{load_image_folder, load_image_folder_with_warnings};
-
-/// Errors from loading or building image sets. Every message names the file or folder at fault.
-#[derive(Debug, thiserror::Error)]
-pub enum DataError {
-    /// An I/O error while opening or reading a file or folder.
-    #[error("{}: {source}", .path.display())]
-    Io {
-        /// The file or folder.
-        path: PathBuf,
-        /// The underlying error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The dataset path is not an existing folder.
-    #[error("{}: not a folder", .path.display())]
-    NotADirectory {
-        /// The path given.
-        path: PathBuf,
-    },
-    /// A required file is missing; `looked_for` lists every name that was tried in `dir`.
-    #[error("{}: missing file: looked for {}", .dir.display(), .looked_for.join(", "))]
-    MissingFile {
-        /// The folder searched.
-        dir: PathBuf,
-        /// The file names tried, in order of preference.
-        looked_for: Vec<String>,
-    },
-    /// A file (after decompression) holds no bytes.
-    #[error("{}: file is empty", .path.display())]
-    EmptyFile {
-        /// The file.
-        path: PathBuf,
-    },
-    /// A record file whose size is not a whole number of records.
-    #[error(
-        "{}: truncated or wrong format: {bytes} bytes is not a multiple of the {record_size}-byte \
-         record size ({records} whole records, then {leftover} stray bytes)",
-        .path.display()
-    )]
-    Truncated {
-        /// The file.
-        path: PathBuf,
-        /// Its size in bytes (decompressed size for gzip files).
-        bytes: u64,
-        /// The size of one record.
-        record_size: usize,
-        /// How many whole records those bytes hold.
-        records: u64,
-        /// The bytes left over after the whole records.
-        leftover: u64,
-    },
-    /// A gzip stream that cannot be decompressed (corrupt, or cut off).
-    #[error(
-        "{}: corrupt gzip stream (after {decoded} decompressed bytes): {source}",
-        .path.display()
-    )]
-    CorruptGzip {
-        /// The file.
-        path: PathBuf,
-        /// Bytes successfully decompressed before the error.
-        decoded: u64,
-        /// The decoder's error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// A label byte outside the range of its names file.
-    #[error(
-        "{}: record {record}: {field} label {value} out of range (expected 0..{limit})",
-        .path.display()
-    )]
-    LabelOutOfRange {
-        /// The file.
-        path: PathBuf,
-        /// The 0-based record index.
-        record: u64,
-        /// Which label ("coarse" or "fine").
-        field: &'static str,
-        /// The value found.
-        value: u8,
-        /// The number of classes (valid labels are `0..limit`).
-        limit: usize,
-    },
-    /// A fine label that appears with two different coarse labels.
-    #[error(
-        "fine label {fine} has coarse label {first_coarse} in {} record {first_record} but \
-         coarse label {coarse} in {} record {record}",
-        .first_path.display(),
-        .path.display()
-    )]
-    InconsistentCoarse {
-        /// The fine label.
-        fine: usize,
-        /// The file of the first record seen with this fine label.
-        first_path: PathBuf,
-        /// Its record index.
-        first_record: u64,
-        /// Its coarse label.
-        first_coarse: usize,
-        /// The file of the conflicting record.
-        path: PathBuf,
-        /// Its record index.
-        record: u64,
-        /// Its coarse label.
-        coarse: usize,
-    },
-    /// A names file with the wrong number of names.
-    #[error("{}: expected {expected} names (one per line), found {found}", .path.display())]
-    NameCount {
-        /// The names file.
-        path: PathBuf,
-        /// The number of names required.
-        expected: usize,
-        /// The number found.
-        found: usize,
-    },
-    /// A malformed line of a text or CSV file.
-    #[error("{}: line {line}: {message}", .path.display())]
-    Format {
-        /// The file.
-        path: PathBuf,
-        /// The 1-based line number.
-        line: u64,
-        /// What is wrong.
-        message: String,
-    },
-    /// A CSV row whose number of fields differs from the header's.
-    #[error(
-        "{}: line {line}: ragged row: {found} fields, but the header has {expected}",
-        .path.display()
-    )]
-    RaggedRow {
-        /// The CSV file.
-        path: PathBuf,
-        /// The 1-based line number.
-        line: u64,
-        /// Fields in the header.
-        expected: usize,
-        /// Fields in this row.
-        found: usize,
-    },
-    /// An image folder whose name is not a leaf class of the hierarchy file.
-    #[error(
-        "{}: folder `{leaf}` is not a leaf class listed in {}",
-        .path.display(),
-        .hierarchy.display()
-    )]
-    UnknownLeafFolder {
-        /// The folder.
-        path: PathBuf,
-        /// Its name.
-        leaf: String,
-        /// The hierarchy file.
-        hierarchy: PathBuf,
-    },
-    /// A leaf class of the hierarchy file with no training images.
-    #[error(
-        "{}: leaf class `{leaf}` (listed in {}) has no training images",
-        .path.display(),
-        .hierarchy.display()
-    )]
-    LeafWithoutTrainImages {
-        /// The folder where its training images should be.
-        path: PathBuf,
-        /// The leaf name.
-        leaf: String,
-        /// The hierarchy file.
-        hierarchy: PathBuf,
-    },
-    /// An image file that cannot be decoded.
-    #[error("{}: cannot decode image: {message}", .path.display())]
-    UndecodableImage {
-        /// The image file.
-        path: PathBuf,
-        /// The decoder's message.
-        message: String,
-    },
-    /// A split (folder) with no images at all.
-    #[error("{}: split has no images", .path.display())]
-    EmptySplit {
-        /// The split's folder.
-        path: PathBuf,
-    },
-    /// The labels read from `path` do not form a valid hierarchy.
-    #[error("{}: invalid label hierarchy: {source}", .path.display())]
-    Hierarchy {
-        /// The file or folder the labels came from.
-        path: PathBuf,
-        /// The hierarchy error (boxed: it is large).
-        #[source]
-        source: Box<HierarchyError>,
-    },
-    /// An invalid argument or an inconsistent in-memory set.
-    #[error("{context}: {message}")]
-    Invalid {
-        /// What was being built (a source name or a function).
-        context: String,
-        /// What is wrong.
-        message: String,
-    },
-}
-
-impl DataError {
-    /// An [`DataError::Io`] for `path`.
-    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        DataError::Io {
-            path: path.into(),
-            source,
-        }
-    }
-}
 
 /// `Ok` when `dir` is a folder, else an error naming it.
 fn require_dir(dir: &std::path::Path) -> Result<(), DataError> {

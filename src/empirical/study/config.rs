@@ -5,7 +5,10 @@
 use serde::{Deserialize, Serialize};
 
 use crate::config::{InvalidField, Validate};
+use crate::empirical::data::breeds::BreedsConfig;
+use crate::empirical::data::inat::InatConfig;
 use crate::empirical::data::synthetic::SyntheticConfig;
+use crate::empirical::data::wordnet::WordnetConfig;
 use crate::empirical::data::Augment;
 use crate::empirical::model::ModelConfig;
 use crate::empirical::optim::{LrSchedule, SgdConfig};
@@ -56,19 +59,32 @@ pub enum DataSource {
     /// The embedded synthetic multi-view images (no download), generated with `data.synthetic`.
     /// Their test set has the theory's easy and hard images, the balanced design's hard subset.
     Synthetic,
+    /// iNaturalist 2021 in its official layout (`train.json` or `train_mini.json`, `val.json`
+    /// and the image folders) in `data.path`; seven taxonomic levels, kingdom to species
+    /// (settings in `data.inat`).
+    #[serde(rename = "inat2021")]
+    Inat2021,
+    /// ImageNet-style folders named by WordNet ids (`train/nXXXXXXXX/`, `val/nXXXXXXXX/`) in
+    /// `data.path`, with the hierarchy of WordNet 3.0's `data.noun` cut at depths
+    /// (`data.wordnet`).
+    Wordnet,
+    /// A BREEDS task (entity13, entity30, living17, nonliving26) over ImageNet-style folders in
+    /// `data.path`, from the BREEDS files (`data.breeds`).
+    Breeds,
 }
 
 /// The data of a study.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataConfig {
-    /// The source: "cifar100", "folder" or "synthetic".
+    /// The source: "cifar100", "folder", "synthetic", "inat2021", "wordnet" or "breeds".
     pub source: DataSource,
-    /// The dataset folder (cifar100, folder); empty: from `--data` (or, for CIFAR-100, the
-    /// environment).
+    /// The dataset folder (every source but synthetic); empty: from `--data` (or, for
+    /// CIFAR-100, the environment).
     #[serde(default)]
     pub path: String,
-    /// Image side for `folder` (images are resized to `size x size`).
+    /// Image side for `folder`, `inat2021`, `wordnet` and `breeds` (images are center-cropped
+    /// and resized to `size x size`).
     #[serde(default = "default_size")]
     pub size: u32,
     /// The generator's settings for `synthetic`.
@@ -88,6 +104,30 @@ pub struct DataConfig {
     /// superclasses).
     #[serde(default)]
     pub target_level: usize,
+    /// iNaturalist 2021: `{ train_split = "train" | "train_mini" }`.
+    #[serde(default)]
+    pub inat: InatConfig,
+    /// WordNet folders: `{ noun = "/usr/share/wordnet/data.noun", depths = [3, 6] }`.
+    #[serde(default)]
+    pub wordnet: WordnetConfig,
+    /// BREEDS: `{ info_dir = "...", task = "living17", subclasses = "all" }`.
+    #[serde(default)]
+    pub breeds: BreedsConfig,
+    /// Keep only the leaves under one class, `"LEVEL=CLASS"` (e.g. `"class=Aves"`); empty: all
+    /// (folder, inat2021, wordnet, breeds).
+    #[serde(default)]
+    pub leaves_under: String,
+    /// Keep at most this many leaves (0 = all), chosen at random with `subset_seed`, before any
+    /// image is decoded (folder, inat2021, wordnet, breeds).
+    #[serde(default)]
+    pub max_leaves: usize,
+    /// Threads decoding images (0 = one per core).
+    #[serde(default)]
+    pub decode_threads: usize,
+    /// Most memory the decoded pixels may take, in GB (10^9 bytes); 0 = the memory the system
+    /// reports available. Checked before anything is allocated.
+    #[serde(default)]
+    pub memory_budget_gb: f64,
 }
 
 /// The training recipe (shared by every network of the study).

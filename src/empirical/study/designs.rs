@@ -5,14 +5,15 @@
 use std::path::{Path, PathBuf};
 
 use rand::seq::SliceRandom;
-use rand_chacha::ChaCha8Rng;
 
 use crate::seed;
 
 use super::config::{DataSource, StudyConfig};
 use super::memory;
+use crate::empirical::data::indexed::keep_per_leaf as keep_per_class;
+use crate::empirical::data::sources::load_indexed;
 use crate::empirical::data::synthetic::generate;
-use crate::empirical::data::{cifar100_dir_from_env, load_cifar100, load_image_folder, ImageSet};
+use crate::empirical::data::{cifar100_dir_from_env, load_cifar100, ImageSet};
 use crate::empirical::error::EmpiricalError;
 
 /// The environment variable naming the CIFAR-100 folder when the config leaves it empty.
@@ -40,21 +41,6 @@ pub struct Design {
     pub test_is_hard: Option<Vec<bool>>,
     /// The conditions run in this design (granularity names; the baseline is implicit).
     pub granularities: Vec<String>,
-}
-
-/// Up to `cap` indices of each class (all when `cap` is 0), chosen at random, ascending.
-fn keep_per_class(by: &[Vec<usize>], cap: usize, rng: &mut ChaCha8Rng) -> Vec<usize> {
-    let mut keep = Vec::new();
-    for idx in by {
-        let mut idx = idx.clone();
-        if cap > 0 && idx.len() > cap {
-            idx.shuffle(rng);
-            idx.truncate(cap);
-        }
-        keep.extend(idx);
-    }
-    keep.sort_unstable();
-    keep
 }
 
 /// The dataset folder of the config: `data_dir` (from `--data`), else `data.path`, else (for
@@ -96,8 +82,8 @@ pub fn load_data(cfg: &StudyConfig, data_dir: Option<&Path>) -> Result<StudyData
             let s = load_cifar100(&dataset_folder(cfg, data_dir, "cifar100")?)?;
             (s.train, s.test, None)
         }
-        DataSource::Folder => {
-            let s = load_image_folder(&dataset_folder(cfg, data_dir, "image")?, cfg.data.size)?;
+        DataSource::Folder | DataSource::Inat2021 | DataSource::Wordnet | DataSource::Breeds => {
+            let s = load_indexed(&cfg.data, &dataset_folder(cfg, data_dir, "dataset")?)?;
             (s.train, s.test, None)
         }
         DataSource::Synthetic => {
