@@ -87,7 +87,7 @@ pub fn load_data(cfg: &StudyConfig, data_dir: Option<&Path>) -> Result<StudyData
             (s.train, s.test, None)
         }
         DataSource::Synthetic => {
-            memory::check(&memory::synthetic_needs(cfg), memory::available_bytes())?;
+            memory::check(&memory::synthetic_needs(cfg), &memory::budget(cfg))?;
             let d = generate(&cfg.data.synthetic)?;
             let test = d.test();
             (d.train, test, Some(d.test_is_hard))

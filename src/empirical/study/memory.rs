@@ -10,6 +10,7 @@
 
 use super::config::{DataSource, LabelSpec, StudyConfig};
 use super::designs::StudyData;
+use crate::empirical::data::decode::MemoryBudget;
 use crate::empirical::error::EmpiricalError;
 use crate::empirical::model::ModelConfig;
 use crate::hierarchy::Relabeling;
@@ -21,12 +22,9 @@ const F32: f64 = 4.0;
 /// Images per evaluation batch (as the runner evaluates).
 const EVAL_BATCH: f64 = 256.0;
 
-/// Memory available to this process, in bytes (Linux: `MemAvailable`); None where unknown.
-pub fn available_bytes() -> Option<f64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024.0)
+/// The memory a study may use: `data.memory_budget_gb`, or what the system reports available.
+pub fn budget(cfg: &StudyConfig) -> MemoryBudget {
+    MemoryBudget::from_gb(cfg.data.memory_budget_gb, "data.memory_budget_gb")
 }
 
 /// One thing a run allocates: the config field that sets its size, and how many bytes.
@@ -44,11 +42,9 @@ fn gib(bytes: f64) -> String {
     format!("{:.1} GiB", bytes / (1u64 << 30) as f64)
 }
 
-/// Rejects `needs` when together they exceed `available` bytes, naming the largest.
-pub fn check(needs: &[Need], available: Option<f64>) -> Result<(), EmpiricalError> {
-    let Some(available) = available else {
-        return Ok(());
-    };
+/// Rejects `needs` when together they exceed the budget, naming the largest.
+pub fn check(needs: &[Need], budget: &MemoryBudget) -> Result<(), EmpiricalError> {
+    let available = budget.bytes as f64;
     let total: f64 = needs.iter().map(|n| n.bytes).sum();
     let Some(big) = needs.iter().max_by(|a, b| a.bytes.total_cmp(&b.bytes)) else {
         return Ok(());
@@ -59,11 +55,12 @@ pub fn check(needs: &[Need], available: Option<f64>) -> Result<(), EmpiricalErro
     Err(EmpiricalError::invalid(
         big.field.clone(),
         format!(
-            "this run needs about {} of memory ({}: {}), more than the {} available; lower it",
+            "this run needs about {} of memory ({}: {}), more than the {} available ({}); lower it",
             gib(total),
             big.what,
             gib(big.bytes),
-            gib(available)
+            gib(available),
+            budget.source
         ),
     ))
 }
@@ -238,17 +235,17 @@ mod tests {
         let mut cfg = tiny();
         let data = load_data(&cfg, None).unwrap();
         let needs = study_needs(&cfg, &data);
-        assert!(check(&needs, Some(1e9)).is_ok());
+        let gb = |g: f64| MemoryBudget::from_gb(g, "test");
+        assert!(check(&needs, &gb(1.0)).is_ok());
         cfg.train.batch_size = 1 << 30;
-        let e = check(&study_needs(&cfg, &data), Some(64e9)).unwrap_err();
+        let e = check(&study_needs(&cfg, &data), &gb(64.0)).unwrap_err();
         assert!(e.to_string().starts_with("train.batch_size: "), "{e}");
         let mut cfg = tiny();
         cfg.data.synthetic.train_per_leaf = 1 << 30;
-        let e = check(&synthetic_needs(&cfg), Some(64e9)).unwrap_err();
+        let e = check(&synthetic_needs(&cfg), &gb(64.0)).unwrap_err();
         assert!(
             e.to_string().starts_with("data.synthetic.train_per_leaf: "),
             "{e}"
         );
-        assert!(check(&needs, None).is_ok());
     }
 }

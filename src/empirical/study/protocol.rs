@@ -18,7 +18,7 @@ use super::config::{Readout, StudyConfig};
 use super::designs::{designs, load_data, Design, StudyData};
 use super::hard::{assign_hard_subsets, ensemble, ensemble_epochs, MEMBERS_FILE};
 use super::labels::{self, LabelSummary, PretrainLabels};
-use super::memory::{available_bytes, check, study_needs};
+use super::memory::{budget, check, study_needs};
 use super::phase::{Phase, Trainee};
 use super::report::write_reports;
 use super::results::EpochRecord;
@@ -69,7 +69,7 @@ pub fn check_run(
     data: &StudyData,
     designs: &[Design],
 ) -> Result<(), EmpiricalError> {
-    check(&study_needs(cfg, data), available_bytes())?;
+    check(&study_needs(cfg, data), &budget(cfg))?;
     for design in designs {
         labels::check_buildable(cfg, design)?;
     }

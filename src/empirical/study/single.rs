@@ -10,7 +10,7 @@ use std::path::Path;
 use super::config::{EmbeddingSource, LabelSpec, Readout, StudyConfig};
 use super::designs::load_data;
 use super::labels::{build_labels, embeddings, labels_key, LabelSummary};
-use super::memory::{available_bytes, check, study_needs};
+use super::memory::{budget, check, study_needs};
 use super::phase::{Phase, Trainee};
 use super::protocol::resolved_config;
 use super::results::{CellResult, ReadoutError};
@@ -103,7 +103,7 @@ pub fn pretrain(
         ));
     }
     let data = load_data(cfg, opts.data.as_deref())?;
-    check(&study_needs(cfg, &data), available_bytes())?;
+    check(&study_needs(cfg, &data), &budget(cfg))?;
     let resolved = format!(
         "# pretrain {name}, seed {seed}\n{}",
         resolved_config(cfg, opts.kernels)?
@@ -167,7 +167,7 @@ pub fn finetune(
     opts: &RunOptions,
 ) -> Result<String, EmpiricalError> {
     let data = load_data(cfg, opts.data.as_deref())?;
-    check(&study_needs(cfg, &data), available_bytes())?;
+    check(&study_needs(cfg, &data), &budget(cfg))?;
     let resolved = format!(
         "# finetune {}, seed {seed}\n{}",
         weights.display(),
