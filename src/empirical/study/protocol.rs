@@ -5,7 +5,8 @@
 //! * **baseline**: a network trained on the target labels from scratch for `pretrain_epochs +
 //!   finetune_epochs` epochs with the pretraining schedule (readout `scratch`);
 //! * **each granularity**: a network pretrained on its labels for `pretrain_epochs`, then read out
-//!   on the target: the summed head (no training; labels nested in the targets only), a linear
+//!   on the target: the summed head (the summed probability of the classes nested in each target;
+//!   no training; labels nested in the targets only), a linear
 //!   probe on the frozen features, and fine-tuning (a new head, the whole network trained on the
 //!   target labels for `finetune_epochs`).
 //!
