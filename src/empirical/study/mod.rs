@@ -11,6 +11,7 @@
 //! * [`phase`]: training phases with checkpoints and resume; [`runner`]: networks on the run's
 //!   device, scoring, running a cell once;
 //! * [`results`]: the files of a cell; [`summary`]: statistics over seeds and the table;
+//!   [`stats`]: paired comparisons with the baseline (95% intervals, verdicts);
 //!   [`report`]: `summary.json`, `results.md`, `epochs.csv`; [`figures`]: the SVG figures;
 //! * [`single`]: one network at a time (`empirical pretrain`, `empirical finetune`).
 //!
@@ -35,6 +36,7 @@ pub mod report;
 pub mod results;
 pub mod runner;
 pub mod single;
+pub mod stats;
 pub mod summary;
 
 #[cfg(test)]

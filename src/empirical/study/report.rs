@@ -67,9 +67,20 @@ pub fn write_reports(dir: &Path) -> Result<StudySummary, EmpiricalError> {
             h.design, h.definition, h.hard, h.total
         ));
     }
-    md.push('\n');
-    md.push_str(&summary_table(&summary.rows).to_string());
+    md.push_str("\nThe paired column is, over the seeds that have both, the mean of the per-seed difference of the error and the baseline's (same seed, same design; negative = lower error), with its 95% t-interval; the verdict is read from the interval: helps (all below 0), hurts (all above 0), or no detectable difference.\n\n");
+    let table = summary_table(&summary.rows);
+    md.push_str(&table.to_string());
     rd.write_text("results.md", &md)?;
+    rd.write_text(
+        "results.tex",
+        &table.to_latex_table(
+            &format!(
+                "Study {}: target error (mean $\\pm$ sd over seeds) and the paired difference with the baseline (95\\% interval).",
+                cfg.name
+            ),
+            &format!("tab:{}", crate::report::file_safe(&cfg.name)),
+        ),
+    )?;
     figures::write_figures(&rd, &summary)?;
     Ok(summary)
 }
