@@ -157,6 +157,11 @@ pub struct TrainConfig {
     /// The linear probe on frozen pretrained features.
     #[serde(default)]
     pub probe: ProbeConfig,
+    /// Also run the direct arm of every granularity: a network trained on its labels for the
+    /// baseline's whole schedule (`pretrain_epochs + finetune_epochs`, the pretraining
+    /// schedule), read out with the summed head and the linear probe (condition `NAME direct`).
+    #[serde(default)]
+    pub direct: bool,
     /// Readouts of each pretrained network: any of "finetune", "linear_probe", "summed_head"
     /// (the summed head only exists for labels nested inside the target classes; "mapped_head"
     /// is accepted as its old name).

@@ -45,7 +45,7 @@ impl Trainee<'_> {
 
 /// One training phase of a network.
 pub struct Phase<'a> {
-    /// "baseline", "pretrain", "finetune" or "ensemble" (in `epochs.csv` and checkpoint names).
+    /// "baseline", "pretrain", "finetune", "direct" or "ensemble" (in `epochs.csv` and checkpoint names).
     pub name: &'a str,
     /// The training images.
     pub set: &'a ImageSet,

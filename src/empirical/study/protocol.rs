@@ -22,11 +22,11 @@ use super::labels::{self, LabelSummary, PretrainLabels};
 use super::memory::{budget, check, study_needs};
 use super::phase::{Phase, Trainee};
 use super::report::write_reports;
-use super::results::EpochRecord;
+use super::results::{EpochRecord, ReadoutError};
 use super::runner::{prepare_dir, Cell, CellOutcome, RunOptions, Runner};
 use super::summary::StudySummary;
 use crate::empirical::error::EmpiricalError;
-use crate::empirical::model::Kernels;
+use crate::empirical::model::{Kernels, Model};
 use crate::empirical::probe::LinearProbe;
 
 /// Runs (or resumes) the study `cfg` into `opts.out` and writes its reports.
@@ -55,6 +55,9 @@ pub fn run_study(cfg: &StudyConfig, opts: &RunOptions) -> Result<StudySummary, E
                     Cell::Pretrained { granularity } => {
                         pretrained(&runner, design, labels.get(&granularity.name)?, who)
                     }
+                    Cell::Direct { granularity, .. } => {
+                        direct(&runner, design, labels.get(&granularity.name)?, who)
+                    }
                 })?;
             }
         }
@@ -78,16 +81,20 @@ pub fn check_run(
 }
 
 /// The cells of `design` for one seed, in the order they run: the baseline, then every
-/// granularity of the design in the config's order.
+/// granularity of the design in the config's order (pretrained, then, with `train.direct`,
+/// trained directly).
 pub fn cells<'c>(cfg: &'c StudyConfig, design: &Design) -> Vec<Cell<'c>> {
-    std::iter::once(Cell::Baseline)
-        .chain(
-            cfg.granularities
-                .iter()
-                .filter(|g| design.granularities.contains(&g.name))
-                .map(|granularity| Cell::Pretrained { granularity }),
-        )
-        .collect()
+    let mut cells = vec![Cell::Baseline];
+    for granularity in cfg.granularities.iter() {
+        if design.granularities.contains(&granularity.name) {
+            cells.push(Cell::Pretrained { granularity });
+            if cfg.train.direct {
+                let name = format!("{} direct", granularity.name);
+                cells.push(Cell::Direct { granularity, name });
+            }
+        }
+    }
+    cells
 }
 
 /// The baseline: the target labels from scratch, for the whole schedule.
@@ -133,30 +140,7 @@ fn pretrained(
         lr: &t.pretrain_lr,
     };
     let mut epochs: Vec<EpochRecord> = r.train(&model, who, &pretrain)?;
-
-    if t.readouts.contains(&Readout::SummedHead) {
-        let logits = r.test_logits(&model)?;
-        if let Some(m) = labels.summed_head(&logits, r.num_targets())? {
-            readouts.push(r.score(Readout::SummedHead, &m, hard));
-        }
-    }
-    if t.readouts.contains(&Readout::LinearProbe) {
-        r.progress().set_message(format!(
-            "{}/{} s{} linear probe",
-            who.design, who.condition, who.seed
-        ));
-        let train_features = r.features(&model, &design.train)?;
-        let test_features = r.features(&model, &r.data().test)?;
-        let probe = LinearProbe::train(
-            &train_features,
-            &targets,
-            r.num_targets(),
-            &t.probe,
-            who.key("probe"),
-        )?;
-        let logits = probe.logits(&test_features)?;
-        readouts.push(r.score(Readout::LinearProbe, &logits, hard));
-    }
+    readouts.extend(frozen_readouts(r, design, labels, &model, who)?);
     if t.readouts.contains(&Readout::Finetune) {
         let mut model = model;
         model.replace_head(r.num_targets(), who.key("head"))?;
@@ -178,11 +162,73 @@ fn pretrained(
     })
 }
 
+/// The direct arm: the network trained on a granularity's labels for the baseline's whole
+/// schedule, read out without further training (summed head, linear probe).
+fn direct(
+    r: &Runner,
+    design: &Design,
+    labels: &PretrainLabels,
+    who: &Trainee,
+) -> Result<CellOutcome, EmpiricalError> {
+    let t = &r.config().train;
+    let model = r.model(labels.num_classes(), who.key("init"))?;
+    let phase = Phase {
+        name: "direct",
+        set: &design.train,
+        labels: &labels.labels,
+        epochs: t.pretrain_epochs + t.finetune_epochs,
+        lr: &t.pretrain_lr,
+    };
+    let epochs = r.train(&model, who, &phase)?;
+    Ok(CellOutcome {
+        readouts: frozen_readouts(r, design, labels, &model, who)?,
+        epochs,
+        labels: labels.summary(),
+    })
+}
+
+/// The readouts of a network trained on `labels` that train nothing of it: the summed head and
+/// the linear probe on its frozen features (those the config asks for).
+fn frozen_readouts(
+    r: &Runner,
+    design: &Design,
+    labels: &PretrainLabels,
+    model: &Model,
+    who: &Trainee,
+) -> Result<Vec<ReadoutError>, EmpiricalError> {
+    let t = &r.config().train;
+    let hard = design.test_is_hard.as_deref();
+    let mut readouts = Vec::new();
+    if t.readouts.contains(&Readout::SummedHead) {
+        let logits = r.test_logits(model)?;
+        if let Some(m) = labels.summed_head(&logits, r.num_targets())? {
+            readouts.push(r.score(Readout::SummedHead, &m, hard));
+        }
+    }
+    if t.readouts.contains(&Readout::LinearProbe) {
+        r.progress()
+            .set_message(format!("{} linear probe", who.label()));
+        let targets = design.train.labels_at_level(r.config().data.target_level);
+        let train_features = r.features(model, &design.train)?;
+        let test_features = r.features(model, &r.data().test)?;
+        let probe = LinearProbe::train(
+            &train_features,
+            &targets,
+            r.num_targets(),
+            &t.probe,
+            who.key("probe"),
+        )?;
+        let logits = probe.logits(&test_features)?;
+        readouts.push(r.score(Readout::LinearProbe, &logits, hard));
+    }
+    Ok(readouts)
+}
+
 /// Training epochs of a cell (what the progress display counts).
 fn cell_epochs(cfg: &StudyConfig, cell: &Cell) -> usize {
     let t = &cfg.train;
     match cell {
-        Cell::Baseline => t.pretrain_epochs + t.finetune_epochs,
+        Cell::Baseline | Cell::Direct { .. } => t.pretrain_epochs + t.finetune_epochs,
         Cell::Pretrained { .. } if t.readouts.contains(&Readout::Finetune) => {
             t.pretrain_epochs + t.finetune_epochs
         }

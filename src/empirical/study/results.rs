@@ -20,7 +20,7 @@ pub struct EpochRecord {
     pub condition: String,
     /// Seed.
     pub seed: u64,
-    /// "baseline", "pretrain", "finetune" or "ensemble".
+    /// "baseline", "pretrain", "finetune", "direct" or "ensemble".
     pub phase: String,
     /// 0-based epoch.
     pub epoch: usize,

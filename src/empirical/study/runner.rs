@@ -73,6 +73,14 @@ pub enum Cell<'a> {
         /// The granularity.
         granularity: &'a GranularitySpec,
     },
+    /// The direct arm: a network trained on a granularity's labels for the baseline's whole
+    /// schedule, read out with the summed head and the linear probe (condition `NAME direct`).
+    Direct {
+        /// The granularity.
+        granularity: &'a GranularitySpec,
+        /// The condition's name.
+        name: String,
+    },
 }
 
 impl Cell<'_> {
@@ -81,6 +89,7 @@ impl Cell<'_> {
         match self {
             Cell::Baseline => "baseline",
             Cell::Pretrained { granularity, .. } => &granularity.name,
+            Cell::Direct { name, .. } => name,
         }
     }
 }
@@ -288,13 +297,16 @@ impl<'a> Runner<'a> {
         };
         let out = body(&who)?;
         let family = match cell {
-            Cell::Baseline => "baseline",
-            Cell::Pretrained { granularity } => granularity.labels.family(),
+            Cell::Baseline => "baseline".to_string(),
+            Cell::Pretrained { granularity } => granularity.labels.family().to_string(),
+            Cell::Direct { granularity, .. } => {
+                format!("direct, {}", granularity.labels.family())
+            }
         };
         let result = CellResult {
             design: design.name.clone(),
             condition: condition.to_string(),
-            family: family.to_string(),
+            family,
             seed,
             classes: out.labels.classes,
             used_classes: out.labels.used_classes,
@@ -316,7 +328,7 @@ impl<'a> Runner<'a> {
         self.write_timings(&name)?;
         self.dir
             .write_json(&format!("cells/{name}.json"), &result)?;
-        self.drop_checkpoints(&who, &["baseline", "pretrain", "finetune"]);
+        self.drop_checkpoints(&who, &["baseline", "pretrain", "finetune", "direct"]);
         let errors: Vec<String> = result
             .readouts
             .iter()

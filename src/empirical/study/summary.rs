@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::config::Readout;
 use super::hard::HardSubset;
-use super::results::{CellResult, ReadoutError};
+use super::results::{CellResult, EpochRecord, ReadoutError};
 use super::stats::Paired;
 use crate::report::{MarkdownTable, MeanSd};
 
@@ -58,11 +58,40 @@ pub struct SummaryRow {
     /// The same on the hard test images.
     #[serde(deserialize_with = "crate::report::f64_or_nan")]
     pub hard_rel_error_reduction: f64,
+    /// Training accuracy in the last epoch of the phase the readout reads (baseline, pretraining,
+    /// direct training or fine-tuning), on that phase's own labels (augmented images, during the
+    /// epoch): whether the network converged.
+    pub train_acc: MeanSd,
+    /// The training loss of that epoch.
+    pub train_loss: MeanSd,
     /// The per-seed paired difference of the error and the baseline's (same seed, same design),
     /// its 95% interval and verdict; none for the baseline itself.
     pub vs_baseline: Option<Paired>,
     /// The same on the hard test images.
     pub hard_vs_baseline: Option<Paired>,
+}
+
+/// `f` of the last training epoch of the phase that `readout` reads, in each cell.
+fn last_epochs(
+    cells: &[&CellResult],
+    readout: Readout,
+    f: impl Fn(&EpochRecord) -> f64,
+) -> Vec<f64> {
+    let phases: &[&str] = match readout {
+        Readout::Scratch => &["baseline"],
+        Readout::Finetune => &["finetune"],
+        Readout::SummedHead | Readout::LinearProbe => &["pretrain", "direct"],
+    };
+    cells
+        .iter()
+        .filter_map(|c| {
+            c.epochs
+                .iter()
+                .rev()
+                .find(|e| phases.contains(&e.phase.as_str()))
+                .map(&f)
+        })
+        .collect()
 }
 
 /// Aggregates cell results into summary rows (mean +- sd over seeds).
@@ -102,6 +131,8 @@ pub fn summarize(cells: &[CellResult]) -> Vec<SummaryRow> {
                 error: stat(cs, key.2, &|r| r.error),
                 easy_error: stat(cs, key.2, &|r| r.easy_error),
                 hard_error: stat(cs, key.2, &|r| r.hard_error),
+                train_acc: MeanSd::of(&last_epochs(cs, key.2, |e| e.train_acc)),
+                train_loss: MeanSd::of(&last_epochs(cs, key.2, |e| e.loss)),
                 rel_error_reduction: f64::NAN,
                 hard_rel_error_reduction: f64::NAN,
                 vs_baseline: None,
@@ -154,6 +185,7 @@ pub fn summary_table(rows: &[SummaryRow]) -> MarkdownTable {
         "aligned",
         "readout",
         "error (mean ± sd)",
+        "final train acc / loss (own labels)",
         "rel. error reduction",
         "easy error",
         "hard error",
@@ -188,6 +220,7 @@ pub fn summary_table(rows: &[SummaryRow]) -> MarkdownTable {
             },
             r.readout.name().to_string(),
             ms(&r.error),
+            format!("{:.3} / {:.3}", r.train_acc.mean, r.train_loss.mean),
             if r.readout == Readout::Scratch {
                 "(baseline)".into()
             } else {

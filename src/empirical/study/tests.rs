@@ -31,6 +31,7 @@ pub(crate) fn tiny() -> StudyConfig {
         "hard.ensemble={seeds = [50]}".into(),
         "hard.rare_subclass={rare_per_leaf = 4, granularities = [\"fine\"]}".into(),
         "embedding.source=\"ensemble\"".into(),
+        "train.direct=true".into(),
     ])
     .unwrap()
 }
@@ -64,6 +65,15 @@ fn study_runs_resumes_and_reports() {
         assert!(has("rare_subclass", "fine", r), "{r:?}");
     }
     assert!(has("balanced", "misaligned", Readout::Finetune));
+    for r in [Readout::LinearProbe, Readout::SummedHead] {
+        assert!(has("balanced", "fine direct", r), "{r:?}");
+    }
+    assert!(!has("balanced", "fine direct", Readout::Finetune));
+    for r in s.rows.iter().filter(|r| r.readout != Readout::Scratch) {
+        let p = r.vs_baseline.as_ref().unwrap();
+        assert_eq!(p.seeds, vec![0], "{r:?}");
+        assert!((0.0..=1.0).contains(&r.train_acc.mean), "{r:?}");
+    }
     assert!(!has("balanced", "misaligned", Readout::SummedHead));
     assert!(!has("rare_subclass", "km", Readout::Finetune));
     for r in &s.rows {
@@ -82,8 +92,8 @@ fn study_runs_resumes_and_reports() {
         assert!(out.join(f).exists(), "{f}");
     }
     let epochs = std::fs::read_to_string(out.join("epochs.csv")).unwrap();
-    // ensemble 3 + balanced (baseline 3, 3 granularities x 3) + rare (3 + 3) epochs
-    assert_eq!(epochs.lines().count(), 1 + 3 + 3 + 9 + 6, "{epochs}");
+    // ensemble 3 + balanced (baseline 3, 3 granularities x 3, 3 direct x 3) + rare (3 + 3 + 3)
+    assert_eq!(epochs.lines().count(), 1 + 3 + 3 + 9 + 9 + 9, "{epochs}");
     // resume: drop a finished cell and run again
     let cell = cell_path(&out, "balanced", "fine", 0);
     let before: CellResult = read_json(&cell).unwrap();
