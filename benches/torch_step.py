@@ -8,10 +8,11 @@
   shape (batch, 3, 32, 32) and random labels; cross-entropy; SGD with momentum 0.9 and weight
   decay 5e-4.
 
-The step is timed in NCHW and in channels_last memory format, with torch.set_num_threads(N).
+The step is timed in NCHW and in channels_last memory format, with torch.set_num_threads(N), on
+the CPU or, with --device cuda, on the first GPU (each step ends with torch.cuda.synchronize()).
 Prints one line `RESULT {json}` with images/s per format (keys nchw, channels_last, torch,
-threads, arch, batch). Without PyTorch it prints `PyTorch not installed` and a RESULT line with
-an "error" key, and exits with status 0.
+threads, arch, batch, device). Without PyTorch (or without a GPU for --device cuda) it prints
+why and a RESULT line with an "error" key, and exits with status 0.
 
 With --serve it builds both models, runs the warm-up steps, prints `READY {json}` and then
 runs one step per line read from stdin (`nchw` or `channels_last`), answering `TIME seconds`,
@@ -31,6 +32,7 @@ def main():
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--serve", action="store_true")
     args = ap.parse_args()
     try:
@@ -42,6 +44,12 @@ def main():
         print("RESULT " + json.dumps({"arch": args.arch, "error": "PyTorch not installed"}))
         return 0
 
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("no CUDA device for PyTorch")
+        print("RESULT " + json.dumps({"arch": args.arch, "error": "PyTorch sees no CUDA device"}))
+        return 0
+    device = torch.device(args.device)
+    sync = torch.cuda.synchronize if args.device == "cuda" else (lambda: None)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
 
@@ -90,9 +98,9 @@ def main():
     }[args.arch]
 
     def make_step(channels_last):
-        model = ResNet(stages, width)
-        x = torch.randn(args.batch, 3, 32, 32)
-        y = torch.randint(0, 10, (args.batch,))
+        model = ResNet(stages, width).to(device)
+        x = torch.randn(args.batch, 3, 32, 32, device=device)
+        y = torch.randint(0, 10, (args.batch,), device=device)
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
             x = x.contiguous(memory_format=torch.channels_last)
@@ -100,11 +108,13 @@ def main():
         model.train()
 
         def step():
+            sync()
             t = time.perf_counter()
             opt.zero_grad(set_to_none=True)
             loss = F.cross_entropy(model(x), y)
             loss.backward()
             opt.step()
+            sync()
             return time.perf_counter() - t
 
         for _ in range(args.warmup):
@@ -121,6 +131,7 @@ def main():
         "batch": args.batch,
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
+        "device": args.device,
     }
     if args.serve:
         steps = {"nchw": make_step(False), "channels_last": make_step(True)}

@@ -11,6 +11,7 @@
 //! network on hierarchical multi-view data, and the real-image fine-to-coarse transfer
 //! experiments (`empirical`).
 
+pub mod cluster;
 pub mod config;
 pub mod empirical;
 pub mod hierarchy;

@@ -1,21 +1,28 @@
 //! `empirical`: fine-to-coarse transfer on real images. With no arguments it runs the embedded
 //! default study (the transfer protocol on synthetic multi-view images); `study` runs a study
-//! from a TOML config (`experiments/empirical/`), `pretrain` / `finetune` a single network,
-//! `inspect` checks a dataset, `plot` redraws a study's reports, `bench` times training steps.
+//! from a TOML config (`experiments/empirical/`) (or its preparation, or one shard of it),
+//! `merge` gathers a study's shards, `slurm` writes (and submits) a study as Slurm jobs,
+//! `pretrain` / `finetune` a single network, `inspect` checks a dataset, `plot` redraws a
+//! study's reports, `bench` times training steps.
 
 use anyhow::{bail, Context, Result};
 use candle_core::Device;
 use clap::{Parser, Subcommand};
+use granularity::cluster::slurm::{absolute, write_scripts, JobSet};
+use granularity::cluster::{Shard, SlurmArgs};
 use granularity::empirical::bench::{run_cli as run_bench, BenchArgs};
 use granularity::empirical::data::breeds::{BreedsSubclasses, BreedsTask};
 use granularity::empirical::data::cifar100_dir_from_env;
 use granularity::empirical::data::inat::InatTrainSplit;
 use granularity::empirical::data::inspect::{data_config, inspect_data, InspectOptions};
 use granularity::empirical::data::sources::decode_options;
+use granularity::empirical::device::DeviceSpec;
+use granularity::empirical::gpucheck::{run_cli as run_gpu_check, GpuCheckArgs};
 use granularity::empirical::model::Kernels;
 use granularity::empirical::study::config::{DataSource, StudyConfig};
 use granularity::empirical::study::{
-    run_study, single, summary_table, synthetic_default, write_reports, RunOptions, CIFAR100_ENV,
+    prepare_study, run_shard, run_study, sharding, single, summary_table, synthetic_default,
+    write_reports, RunOptions, StudySummary, CIFAR100_ENV,
 };
 use std::path::{Path, PathBuf};
 
@@ -28,7 +35,7 @@ use std::path::{Path, PathBuf};
 struct Cli {
     /// Where networks run: "cpu", or "cuda:N" (needs a build with `--features cuda`).
     #[arg(long, global = true, default_value = "cpu")]
-    device: String,
+    device: DeviceSpec,
     /// Override a config value, e.g. --set train.pretrain_epochs=3 (repeatable).
     #[arg(long = "set", global = true, value_name = "KEY=VALUE")]
     set: Vec<String>,
@@ -64,6 +71,34 @@ enum Command {
         /// Discard saved results of a different config in --out.
         #[arg(long)]
         fresh: bool,
+        /// Run only the preparation (ensemble, hard test images, label sets) that the shards
+        /// read from --out.
+        #[arg(long, conflicts_with = "shard")]
+        prepare: bool,
+        /// Run only the cells of shard I of N, into OUT/shards/I-of-N (after --prepare).
+        #[arg(long, value_name = "I/N")]
+        shard: Option<Shard>,
+    },
+    /// Merge the shards of a study folder (OUT/shards/*, and any shard folders named) into it
+    /// and write its reports: the same tables, JSON and figures as a single-process run.
+    Merge {
+        /// The study folder (the --out of the preparation and the shards).
+        dir: PathBuf,
+        /// More shard folders to merge (e.g. copied from machines without a shared disk).
+        shards: Vec<PathBuf>,
+    },
+    /// Write a study as Slurm jobs (prepare, an array of shards, merge) and optionally submit.
+    Slurm {
+        /// The study config.
+        config: PathBuf,
+        /// Results folder (default: results/empirical/NAME).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// The dataset folder, as the compute nodes see it.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        #[command(flatten)]
+        slurm: SlurmArgs,
     },
     /// Pretrain one network on one granularity of a study config and save its weights.
     Pretrain {
@@ -157,26 +192,17 @@ enum Command {
     },
     /// Time a training step: our CPU kernels vs candle's stock ops vs PyTorch.
     Bench(BenchArgs),
-}
-
-fn device(spec: &str) -> Result<Device> {
-    if spec == "cpu" {
-        return Ok(Device::Cpu);
-    }
-    if let Some(n) = spec.strip_prefix("cuda:") {
-        let n: usize = n
-            .parse()
-            .with_context(|| format!("--device {spec}: expected cuda:N with N a GPU index"))?;
-        if !cfg!(feature = "cuda") {
-            bail!("--device {spec}: this build has no CUDA support; rebuild with `cargo build --release --features cuda` on a machine with the CUDA toolkit");
-        }
-        return Device::new_cuda(n).with_context(|| format!("--device {spec}"));
-    }
-    bail!("--device {spec}: expected \"cpu\" or \"cuda:N\"")
+    /// Check --device against the CPU (one training step, checkpoints), or time it there.
+    GpuCheck(GpuCheckArgs),
 }
 
 fn load(config: &Path, set: &[String]) -> Result<StudyConfig> {
     Ok(granularity::config::load_file(config, set)?)
+}
+
+/// The results folder of a study when --out is not given.
+fn default_out(cfg: &StudyConfig) -> PathBuf {
+    PathBuf::from("results/empirical").join(&cfg.name)
 }
 
 /// The options of a run from the command line (progress always shown).
@@ -194,26 +220,58 @@ fn run_options(
     }
 }
 
-fn study(
-    cfg: &StudyConfig,
-    out: PathBuf,
-    data: Option<PathBuf>,
-    fresh: bool,
-    dev: Device,
-    kernels: Kernels,
-) -> Result<()> {
+/// Which part of a study the `study` command runs.
+#[derive(Clone, Copy)]
+enum Part {
+    Whole,
+    Prepare,
+    Shard(Shard),
+}
+
+fn study(cfg: &StudyConfig, opts: &RunOptions, part: Part) -> Result<()> {
     let t = std::time::Instant::now();
+    let what = match part {
+        Part::Whole => String::new(),
+        Part::Prepare => " (preparation only)".into(),
+        Part::Shard(s) => format!(" (shard {s})"),
+    };
     eprintln!(
-        "study '{}': {} granularities, seeds {:?}, {} ({}), results in {}",
+        "study '{}'{what}: {} granularities, seeds {:?}, {} ({}), results in {}",
         cfg.name,
         cfg.granularities.len(),
         cfg.seeds,
         cfg.model.arch.name(),
-        if dev.is_cpu() { "cpu" } else { "gpu" },
+        if opts.device.is_cpu() { "cpu" } else { "gpu" },
+        opts.out.display()
+    );
+    let out = match part {
+        Part::Whole => {
+            print_summary(&run_study(cfg, opts)?);
+            opts.out.clone()
+        }
+        Part::Prepare => {
+            prepare_study(cfg, opts)?;
+            println!("prepared: the shards can run (--shard I/N)");
+            opts.out.clone()
+        }
+        Part::Shard(s) => {
+            let dir = run_shard(cfg, opts, s)?;
+            println!(
+                "shard {s} done; once every shard is: empirical merge {}",
+                opts.out.display()
+            );
+            dir
+        }
+    };
+    println!(
+        "{:.0} s; results in {}",
+        t.elapsed().as_secs_f64(),
         out.display()
     );
-    let opts = run_options(out.clone(), data, fresh, dev, kernels);
-    let summary = run_study(cfg, &opts)?;
+    Ok(())
+}
+
+fn print_summary(summary: &StudySummary) {
     println!("{}", summary_table(&summary.rows));
     for h in &summary.hard_subsets {
         println!(
@@ -221,45 +279,130 @@ fn study(
             h.design, h.definition, h.hard, h.total
         );
     }
-    println!(
-        "{:.0} s; results, figures and per-epoch metrics in {}",
-        t.elapsed().as_secs_f64(),
-        out.display()
-    );
-    Ok(())
+}
+
+/// The global options every Slurm job repeats.
+struct Global<'a> {
+    device: DeviceSpec,
+    set: &'a [String],
+    kernels: Kernels,
+}
+
+/// The Slurm jobs of the study `config`: every job runs this binary with the same global
+/// options and absolute paths.
+fn slurm_jobs(
+    cli: &Global,
+    config: &Path,
+    out: &Path,
+    data: Option<&Path>,
+    args: &SlurmArgs,
+) -> Result<JobSet> {
+    let cfg = load(config, cli.set)?;
+    let bin = args.binary()?.to_string_lossy().into_owned();
+    let path = |p: &Path| -> Result<String> { Ok(absolute(p)?.to_string_lossy().into_owned()) };
+    let mut study = vec![
+        bin.clone(),
+        "--device".into(),
+        cli.device.to_string(),
+        "--kernels".into(),
+        cli.kernels.name().into(),
+    ];
+    for s in cli.set {
+        study.extend(["--set".into(), s.clone()]);
+    }
+    study.extend(["study".into(), path(config)?, "--out".into(), path(out)?]);
+    if let Some(d) = data {
+        study.extend(["--data".into(), path(d)?]);
+    }
+    let mut prepare = study.clone();
+    prepare.push("--prepare".into());
+    Ok(JobSet {
+        name: cfg.name,
+        workdir: absolute(Path::new("."))?,
+        prepare,
+        shard: study,
+        merge: vec![bin, "merge".into(), path(out)?],
+    })
 }
 
 fn main() -> Result<()> {
     granularity::runtime::tune_allocator();
     let cli = Cli::parse();
-    let dev = device(&cli.device)?;
+    let dev = cli.device.open()?;
     let kernels = cli.kernels;
     match cli.command {
         None => study(
             &synthetic_default(&cli.set)?,
-            PathBuf::from("results/empirical/synthetic"),
-            None,
-            false,
-            dev,
-            kernels,
+            &run_options(
+                "results/empirical/synthetic".into(),
+                None,
+                false,
+                dev,
+                kernels,
+            ),
+            Part::Whole,
         ),
         Some(Command::Synthetic { out, fresh }) => study(
             &synthetic_default(&cli.set)?,
-            out,
-            None,
-            fresh,
-            dev,
-            kernels,
+            &run_options(out, None, fresh, dev, kernels),
+            Part::Whole,
         ),
         Some(Command::Study {
             config,
             out,
             data,
             fresh,
+            prepare,
+            shard,
         }) => {
             let cfg = load(&config, &cli.set)?;
-            let out = out.unwrap_or_else(|| PathBuf::from("results/empirical").join(&cfg.name));
-            study(&cfg, out, data, fresh, dev, kernels)
+            let out = out.unwrap_or_else(|| default_out(&cfg));
+            let part = match (prepare, shard) {
+                (true, _) => Part::Prepare,
+                (false, Some(s)) => Part::Shard(s),
+                (false, None) => Part::Whole,
+            };
+            study(&cfg, &run_options(out, data, fresh, dev, kernels), part)
+        }
+        Some(Command::Merge { dir, shards }) => {
+            let s = sharding::merge(&dir, &shards)?;
+            print_summary(&s);
+            println!("shards merged; reports and figures in {}", dir.display());
+            Ok(())
+        }
+        Some(Command::Slurm {
+            config,
+            out,
+            data,
+            slurm,
+        }) => {
+            let cfg = load(&config, &cli.set)?;
+            let out = out.unwrap_or_else(|| default_out(&cfg));
+            let global = Global {
+                device: cli.device,
+                set: &cli.set,
+                kernels,
+            };
+            let jobs = slurm_jobs(&global, &config, &out, data.as_deref(), &slurm)?;
+            let dir = slurm.scripts_dir(&out)?;
+            let scripts = write_scripts(&jobs, &slurm, &dir)?;
+            println!(
+                "Slurm jobs of study '{}' in {}: submit them with\n  {}",
+                cfg.name,
+                dir.display(),
+                scripts.submit.display()
+            );
+            if slurm.submit {
+                let ids = granularity::cluster::slurm::submit(&scripts)?;
+                println!(
+                    "submitted: prepare job {}, shards array job {}, merge job {}; results in {}",
+                    ids.prepare,
+                    ids.shards,
+                    ids.merge,
+                    out.display()
+                );
+            }
+            Ok(())
         }
         Some(Command::Pretrain {
             config,
@@ -362,9 +505,15 @@ fn main() -> Result<()> {
             println!("reports and figures rewritten in {}", dir.display());
             Ok(())
         }
-        Some(Command::Bench(args)) => {
+        Some(Command::Bench(mut args)) => {
+            args.device = dev;
+            args.kernels = kernels;
             let table = run_bench(&args, &mut |l| eprintln!("  {l}"))?;
             println!("{table}");
+            Ok(())
+        }
+        Some(Command::GpuCheck(args)) => {
+            println!("{}", run_gpu_check(&dev, &args)?);
             Ok(())
         }
     }

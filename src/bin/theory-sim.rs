@@ -2,15 +2,17 @@
 //! on the embedded default config and writes its results and figures. See `--help`.
 
 use anyhow::{bail, Context, Result};
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use granularity::cluster::slurm::{absolute, write_scripts, JobSet};
+use granularity::cluster::{Shard, SlurmArgs};
 use granularity::hierarchy::Relabeling;
 use granularity::theory::claims::CLAIMS_MD;
 use granularity::theory::commands;
 use granularity::theory::config::{TheoryConfig, DEFAULT_TOML};
 use granularity::theory::study::Condition;
 use granularity::theory::sweep::{axis_from_arg, Study, BUILT_IN};
-use granularity::theory::{bench, readout::Readout};
-use std::path::PathBuf;
+use granularity::theory::{bench, readout::Readout, sharding};
+use std::path::{Path, PathBuf};
 
 #[derive(Parser)]
 #[command(
@@ -51,15 +53,29 @@ enum Command {
     },
     /// Sweep parameters over a grid: a built-in study, a study file, or --param axes.
     Sweep {
-        /// Built-in study name (see `theory-sim studies`).
-        #[arg(long, conflicts_with_all = ["study_file", "param"])]
-        study: Option<String>,
-        /// Study TOML file.
-        #[arg(long, conflicts_with = "param")]
-        study_file: Option<PathBuf>,
-        /// An axis KEY=V1,V2,... (one or two), e.g. --param data.hard_noise=0.5,1,2.
-        #[arg(long)]
-        param: Vec<String>,
+        #[command(flatten)]
+        spec: SweepSpec,
+        /// Only write the sweep's folder (config and study) that the shards and the merge check.
+        #[arg(long, conflicts_with = "shard")]
+        prepare: bool,
+        /// Run only the runs of shard I of N, into OUT/shards/I-of-N.
+        #[arg(long, value_name = "I/N")]
+        shard: Option<Shard>,
+    },
+    /// Merge the shards of a sweep folder (OUT/shards/*, and any shard folders named) into it
+    /// and write its results and figures: the same bits as a single-process sweep.
+    Merge {
+        /// The sweep folder (the --out of the shards).
+        dir: PathBuf,
+        /// More shard folders to merge (e.g. copied from machines without a shared disk).
+        shards: Vec<PathBuf>,
+    },
+    /// Write a sweep as Slurm jobs (prepare, an array of shards, merge) and optionally submit.
+    Slurm {
+        #[command(flatten)]
+        spec: SweepSpec,
+        #[command(flatten)]
+        slurm: SlurmArgs,
     },
     /// List the built-in sweep studies.
     Studies,
@@ -80,6 +96,118 @@ enum Command {
         #[arg(long, default_value = "benches/numpy_step.py")]
         script: PathBuf,
     },
+}
+
+/// Which sweep to run.
+#[derive(Args, Clone, Debug)]
+struct SweepSpec {
+    /// Built-in study name (see `theory-sim studies`).
+    #[arg(long, conflicts_with_all = ["study_file", "param"])]
+    study: Option<String>,
+    /// Study TOML file.
+    #[arg(long, conflicts_with = "param")]
+    study_file: Option<PathBuf>,
+    /// An axis KEY=V1,V2,... (one or two), e.g. --param data.hard_noise=0.5,1,2.
+    #[arg(long)]
+    param: Vec<String>,
+}
+
+impl SweepSpec {
+    /// The study it names.
+    fn study(&self) -> Result<Study> {
+        Ok(if let Some(name) = &self.study {
+            Study::built_in(name)?
+        } else if let Some(p) = &self.study_file {
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            Study::from_toml(&text, &p.display().to_string())?
+        } else if !self.param.is_empty() {
+            if self.param.len() > 2 {
+                bail!("--param: at most two axes");
+            }
+            let axis = self
+                .param
+                .iter()
+                .map(|p| axis_from_arg(p))
+                .collect::<Result<Vec<_>, _>>()?;
+            let name = axis
+                .iter()
+                .map(|a| a.key.clone())
+                .collect::<Vec<_>>()
+                .join("_x_");
+            Study {
+                name: granularity::theory::study::file_safe(&name),
+                description: format!("sweep of {}", self.param.join(" and ")),
+                set: vec![],
+                readouts: Readout::PRETRAINED.to_vec(),
+                condition: vec![
+                    Condition::new("coarse", Relabeling::Level { level: 0 }),
+                    Condition::new("fine", Relabeling::Level { level: 1 }),
+                ],
+                axis,
+            }
+        } else {
+            bail!("sweep needs --study NAME, --study-file FILE or --param KEY=V1,V2,...");
+        })
+    }
+
+    /// The same options as arguments (paths made absolute).
+    fn args(&self) -> Result<Vec<String>> {
+        let mut a = Vec::new();
+        if let Some(n) = &self.study {
+            a.extend(["--study".into(), n.clone()]);
+        }
+        if let Some(p) = &self.study_file {
+            a.extend(["--study-file".into(), path_arg(p)?]);
+        }
+        for p in &self.param {
+            a.extend(["--param".into(), p.clone()]);
+        }
+        Ok(a)
+    }
+}
+
+fn path_arg(p: &Path) -> Result<String> {
+    Ok(absolute(p)?.to_string_lossy().into_owned())
+}
+
+/// The results folder of the sweep `st`: --out, else the config's out_dir/sweeps/NAME.
+fn sweep_out(cli: &Cli, cfg: &TheoryConfig, st: &Study) -> PathBuf {
+    cli.out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(&cfg.out_dir).join("sweeps").join(&st.name))
+}
+
+/// The Slurm jobs of a sweep: every job runs this binary with the same global options, the
+/// same sweep and absolute paths.
+fn slurm_jobs(
+    cli: &Cli,
+    spec: &SweepSpec,
+    out: &Path,
+    st: &Study,
+    args: &SlurmArgs,
+) -> Result<JobSet> {
+    let bin = args.binary()?.to_string_lossy().into_owned();
+    let mut global = vec![bin.clone()];
+    if let Some(c) = &cli.config {
+        global.extend(["--config".into(), path_arg(c)?]);
+    }
+    for s in &cli.set {
+        global.extend(["--set".into(), s.clone()]);
+    }
+    global.extend(["--out".into(), path_arg(out)?]);
+    let mut shard = global.clone();
+    shard.push("sweep".into());
+    shard.extend(spec.args()?);
+    let mut prepare = shard.clone();
+    prepare.push("--prepare".into());
+    Ok(JobSet {
+        name: st.name.clone(),
+        workdir: absolute(Path::new("."))?,
+        prepare,
+        shard,
+        merge: vec![bin, "merge".into(), path_arg(out)?],
+    })
 }
 
 fn load_config(cli: &Cli) -> Result<TheoryConfig> {
@@ -146,54 +274,64 @@ fn main() -> Result<()> {
             }
         }
         Command::Sweep {
-            study,
-            study_file,
-            param,
+            spec,
+            prepare,
+            shard,
         } => {
             let cfg = load_config(&cli)?;
-            let st = if let Some(name) = study {
-                Study::built_in(name)?
-            } else if let Some(p) = study_file {
-                let text = std::fs::read_to_string(p)
-                    .with_context(|| format!("reading {}", p.display()))?;
-                Study::from_toml(&text, &p.display().to_string())?
-            } else if !param.is_empty() {
-                if param.len() > 2 {
-                    bail!("--param: at most two axes");
-                }
-                let axis = param
-                    .iter()
-                    .map(|p| axis_from_arg(p))
-                    .collect::<Result<Vec<_>, _>>()?;
-                let name = axis
-                    .iter()
-                    .map(|a| a.key.clone())
-                    .collect::<Vec<_>>()
-                    .join("_x_");
-                Study {
-                    name: granularity::theory::study::file_safe(&name),
-                    description: format!("sweep of {}", param.join(" and ")),
-                    set: vec![],
-                    readouts: Readout::PRETRAINED.to_vec(),
-                    condition: vec![
-                        Condition::new("coarse", Relabeling::Level { level: 0 }),
-                        Condition::new("fine", Relabeling::Level { level: 1 }),
-                    ],
-                    axis,
-                }
+            let st = spec.study()?;
+            let out = sweep_out(&cli, &cfg, &st);
+            if *prepare {
+                let dir = sharding::prepare(&cfg, &st, &out, cli.fresh)?;
+                println!(
+                    "sweep '{}' prepared in {}: the shards can run (--shard I/N)",
+                    st.name,
+                    dir.display()
+                );
+            } else if let Some(s) = shard {
+                let dir = sharding::run_shard(&cfg, &st, &out, cli.fresh, *s)?;
+                println!(
+                    "sweep '{}' shard {s} done in {}; once every shard is: theory-sim merge {}",
+                    st.name,
+                    dir.display(),
+                    out.display()
+                );
             } else {
-                bail!("sweep needs --study NAME, --study-file FILE or --param KEY=V1,V2,...");
-            };
-            let out = cli
-                .out
-                .clone()
-                .unwrap_or_else(|| PathBuf::from(&cfg.out_dir).join("sweeps").join(&st.name));
-            let dir = commands::sweep(&cfg, &st, &out, cli.fresh)?;
+                let dir = commands::sweep(&cfg, &st, &out, cli.fresh)?;
+                println!(
+                    "sweep '{}' done: results and figures in {}",
+                    st.name,
+                    dir.display()
+                );
+            }
+        }
+        Command::Merge { dir, shards } => {
+            let dir = sharding::merge(dir, shards)?;
+            println!("shards merged: results and figures in {}", dir.display());
+        }
+        Command::Slurm { spec, slurm } => {
+            let cfg = load_config(&cli)?;
+            let st = spec.study()?;
+            let out = sweep_out(&cli, &cfg, &st);
+            let jobs = slurm_jobs(&cli, spec, &out, &st, slurm)?;
+            let dir = slurm.scripts_dir(&out)?;
+            let scripts = write_scripts(&jobs, slurm, &dir)?;
             println!(
-                "sweep '{}' done: results and figures in {}",
+                "Slurm jobs of sweep '{}' in {}: submit them with\n  {}",
                 st.name,
-                dir.display()
+                dir.display(),
+                scripts.submit.display()
             );
+            if slurm.submit {
+                let ids = granularity::cluster::slurm::submit(&scripts)?;
+                println!(
+                    "submitted: prepare job {}, shards array job {}, merge job {}; results in {}",
+                    ids.prepare,
+                    ids.shards,
+                    ids.merge,
+                    out.display()
+                );
+            }
         }
         Command::Studies => {
             for (name, _) in BUILT_IN {

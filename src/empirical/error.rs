@@ -8,6 +8,7 @@
 
 use std::path::PathBuf;
 
+use crate::cluster::ShardError;
 use crate::config::ConfigError;
 use crate::empirical::cluster::ClusterError;
 use crate::empirical::data::DataError;
@@ -114,6 +115,18 @@ pub enum EmpiricalError {
         /// Training epochs run.
         epochs: usize,
     },
+    /// A shard, its preparation or a merge of shards went wrong.
+    #[error(transparent)]
+    Shard(Box<ShardError>),
+    /// The vector instructions asked for (`GRANULARITY_SIMD`) are unknown or missing.
+    #[error(transparent)]
+    Simd(#[from] crate::empirical::model::SimdError),
+}
+
+impl From<ShardError> for EmpiricalError {
+    fn from(e: ShardError) -> Self {
+        Self::Shard(Box::new(e))
+    }
 }
 
 impl From<ConfigError> for EmpiricalError {

@@ -8,13 +8,17 @@
 //!   [`probe`]: linear probes on frozen features; [`cluster`]: k-means label granularities;
 //! * [`study`]: the transfer protocol over granularities, seeds and hard-sample designs, with
 //!   its results, tables and figures;
-//! * [`bench`](mod@bench): the training-step benchmark against candle's stock operations and PyTorch.
+//! * [`bench`](mod@bench): the training-step benchmark against candle's stock operations and PyTorch;
+//! * [`device`]: the `--device` flag (CPU or a CUDA GPU); [`gpucheck`]: a device's training step
+//!   checked against the CPU, and its speed.
 
 pub mod bench;
 pub mod checkpoint;
 pub mod cluster;
 pub mod data;
+pub mod device;
 pub mod error;
+pub mod gpucheck;
 pub mod model;
 pub mod optim;
 pub mod probe;

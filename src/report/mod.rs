@@ -294,7 +294,8 @@ impl ResultsDir {
     /// `results` names the entries (files or folders) that hold computed results. If `out`
     /// holds a `config.toml` that differs from `resolved` and any of those entries is non-empty,
     /// the call fails with [`ReportError::OtherConfig`] unless `fresh`, which deletes them; a
-    /// folder with a config but no results counts as empty. Temporary files left by writes that
+    /// folder with a config but no results counts as empty. A config that only adds seeds to
+    /// the saved one ([`adds_seeds`]) is the same study extended: its results are kept. Temporary files left by writes that
     /// were interrupted (`.NAME.tmpPID`) are deleted. Writes `config.toml` last, so call this
     /// only after everything the run needs has been checked: a run that fails its checks then
     /// leaves no folder behind.
@@ -311,7 +312,10 @@ impl ResultsDir {
             .map(|r| dir.path(r))
             .filter(|p| !is_empty_entry(p))
             .collect();
-        if old.as_deref().is_some_and(|o| o != resolved) && !held.is_empty() {
+        let other = old
+            .as_deref()
+            .is_some_and(|o| o != resolved && !adds_seeds(o, resolved));
+        if other && !held.is_empty() {
             if !fresh {
                 return Err(ReportError::OtherConfig {
                     path: out.to_path_buf(),
@@ -329,6 +333,35 @@ impl ResultsDir {
         remove_stale_temporaries(dir.root())?;
         dir.write_text("config.toml", resolved)?;
         Ok(dir)
+    }
+}
+
+/// Whether the resolved config `new` is `old` with more seeds: the top-level `seeds` of `new`
+/// hold every seed of `old` and more, and everything else (comments included) is the same.
+/// Every result is keyed by its seed, so the results of `old` are results of `new`.
+pub fn adds_seeds(old: &str, new: &str) -> bool {
+    fn parse(t: &str) -> Option<(toml::Table, Vec<i64>, Vec<&str>)> {
+        let mut table = t.parse::<toml::Table>().ok()?;
+        let seeds: Vec<i64> = table
+            .remove("seeds")?
+            .as_array()?
+            .iter()
+            .map(toml::Value::as_integer)
+            .collect::<Option<_>>()?;
+        let comments: Vec<&str> = t
+            .lines()
+            .filter(|l| l.trim_start().starts_with('#'))
+            .collect();
+        Some((table, seeds, comments))
+    }
+    match (parse(old), parse(new)) {
+        (Some((a, old_seeds, ca)), Some((b, new_seeds, cb))) => {
+            a == b
+                && ca == cb
+                && new_seeds.len() > old_seeds.len()
+                && old_seeds.iter().all(|s| new_seeds.contains(s))
+        }
+        _ => false,
     }
 }
 
@@ -431,6 +464,45 @@ mod tests {
             fs::read_to_string(out.join("config.toml")).unwrap(),
             "a = 3\n"
         );
+    }
+
+    #[test]
+    fn more_seeds_keep_the_results_other_changes_do_not() {
+        let cfg = |seeds: &str, lr: &str| format!("seeds = {seeds}\n\n[train]\nlr = {lr}\n");
+        assert!(adds_seeds(&cfg("[0, 1]", "0.1"), &cfg("[0, 1, 2]", "0.1")));
+        assert!(adds_seeds(&cfg("[3]", "0.1"), &cfg("[0, 3]", "0.1")));
+        assert!(
+            !adds_seeds(&cfg("[0, 1]", "0.1"), &cfg("[0, 1]", "0.1")),
+            "same"
+        );
+        assert!(
+            !adds_seeds(&cfg("[0, 1]", "0.1"), &cfg("[0]", "0.1")),
+            "fewer"
+        );
+        assert!(
+            !adds_seeds(&cfg("[0, 1]", "0.1"), &cfg("[0, 2, 3]", "0.1")),
+            "dropped 1"
+        );
+        assert!(
+            !adds_seeds(&cfg("[0]", "0.1"), &cfg("[0, 1]", "0.2")),
+            "other lr"
+        );
+        let stock = format!("{}\n# trained with --kernels stock\n", cfg("[0, 1]", "0.1"));
+        assert!(!adds_seeds(&cfg("[0]", "0.1"), &stock), "comments differ");
+        assert!(!adds_seeds("not toml", &cfg("[0]", "0.1")));
+
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("run");
+        let d = ResultsDir::prepare(&out, &cfg("[0]", "0.1"), false, &["cells"]).unwrap();
+        d.write_json("cells/s0.json", &1).unwrap();
+        ResultsDir::prepare(&out, &cfg("[0, 1]", "0.1"), false, &["cells"]).unwrap();
+        assert!(out.join("cells/s0.json").exists());
+        assert_eq!(
+            fs::read_to_string(out.join("config.toml")).unwrap(),
+            cfg("[0, 1]", "0.1")
+        );
+        let e = ResultsDir::prepare(&out, &cfg("[1]", "0.1"), false, &["cells"]).unwrap_err();
+        assert!(e.to_string().contains("--fresh"), "{e}");
     }
 
     #[test]

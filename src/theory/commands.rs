@@ -180,6 +180,36 @@ pub fn verify(
     })
 }
 
+/// Opens the results folder `out` of the sweep `study`: saves the resolved config (the study's
+/// own overrides, e.g. its seeds, applied to `cfg`) and `study.toml`. Returns the config the
+/// runs use and the folder.
+pub fn open_sweep(
+    cfg: &TheoryConfig,
+    study: &Study,
+    out: &Path,
+    fresh: bool,
+) -> Result<(TheoryConfig, ResultsDir), TheoryError> {
+    let (base, [(_, config), (study_file, study)]) = sweep_files(cfg, study)?;
+    let dir = prepare_dir(out, &config, fresh)?;
+    dir.write_text(study_file, &study)?;
+    Ok((base, dir))
+}
+
+/// The files that identify a sweep, by name with their text: `config.toml` and `study.toml`.
+pub type SweepFiles = [(&'static str, String); 2];
+
+/// The config the runs of the sweep `study` use (the study's own overrides applied to `cfg`),
+/// and the files that identify the sweep.
+pub fn sweep_files(
+    cfg: &TheoryConfig,
+    study: &Study,
+) -> Result<(TheoryConfig, SweepFiles), TheoryError> {
+    let base = cfg.with_overrides(&format!("study '{}'", study.name), &study.set)?;
+    let config = crate::config::to_toml(&base)?;
+    let study = toml::to_string_pretty(study).map_err(|e| TheoryError::Study(e.to_string()))?;
+    Ok((base, [("config.toml", config), ("study.toml", study)]))
+}
+
 /// Run a sweep study; returns the results folder.
 pub fn sweep(
     cfg: &TheoryConfig,
@@ -187,13 +217,7 @@ pub fn sweep(
     out: &Path,
     fresh: bool,
 ) -> Result<PathBuf, TheoryError> {
-    // the study's own overrides apply to the base config (e.g. its seeds)
-    let base = cfg.with_overrides(&format!("study '{}'", study.name), &study.set)?;
-    let dir = prepare_dir(out, &crate::config::to_toml(&base)?, fresh)?;
-    dir.write_text(
-        "study.toml",
-        &toml::to_string_pretty(study).map_err(|e| TheoryError::Study(e.to_string()))?,
-    )?;
+    let (base, dir) = open_sweep(cfg, study, out, fresh)?;
     let jobs = study.jobs()?;
     let conds: Vec<Condition> = jobs.iter().map(|j| j.2.clone()).collect();
     let cells = dir.path("cells");

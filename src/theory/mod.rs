@@ -10,6 +10,7 @@
 //! - [`study`]: conditions and runs over seeds;
 //! - [`sweep`]: sweeps over parameter grids and the built-in studies;
 //! - [`commands`]: the `theory-sim` commands as library functions;
+//! - [`sharding`]: a sweep spread over shards (`--prepare`, `--shard I/N`, `theory-sim merge`);
 //! - [`claims`]: the paper's claims as executable checks (`theory/CLAIMS.md`);
 //! - [`figures`]: the SVG figures made from saved results;
 //! - [`mod@bench`]: the SGD-step benchmark.
@@ -23,6 +24,7 @@ pub mod figures;
 pub mod net;
 pub mod probe;
 pub mod readout;
+pub mod sharding;
 pub mod study;
 pub mod sweep;
 pub mod train;
@@ -53,4 +55,7 @@ pub enum TheoryError {
     /// A study or claim definition is inconsistent.
     #[error("{0}")]
     Study(String),
+    /// A shard or a merge of shards went wrong.
+    #[error(transparent)]
+    Shard(#[from] crate::cluster::ShardError),
 }

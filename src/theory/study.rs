@@ -222,7 +222,7 @@ pub fn run_grid(
         .collect();
     jobs.par_iter()
         .map(|(c, s)| {
-            let path = store.map(|d| d.join(format!("{}-s{}.json", file_safe(&c.name), s)));
+            let path = store.map(|d| d.join(cell_file(&c.name, *s)));
             if let Some(p) = &path {
                 if p.exists() {
                     if let Ok(r) = read_json::<RunResult>(p) {
@@ -241,6 +241,11 @@ pub fn run_grid(
         .collect()
 }
 
+/// The file, in a grid's store, of the run of the condition named `condition` at `seed`.
+pub fn cell_file(condition: &str, seed: u64) -> String {
+    format!("{}-s{seed}.json", file_safe(condition))
+}
+
 /// Steps still to run for a grid whose finished runs are saved in `store`.
 pub fn remaining_steps(
     base: &TheoryConfig,
@@ -252,10 +257,7 @@ pub fn remaining_steps(
         let cfg = condition_config(base, c)?;
         for s in &base.seeds {
             let done = store
-                .map(|d| {
-                    d.join(format!("{}-s{}.json", file_safe(&c.name), s))
-                        .exists()
-                })
+                .map(|d| d.join(cell_file(&c.name, *s)).exists())
                 .unwrap_or(false);
             if !done {
                 total += cfg.train.steps as u64;

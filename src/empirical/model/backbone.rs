@@ -12,6 +12,8 @@ use super::blocks::{BasicBlock, BatchNorm, ConvBn, BN_EPS};
 use super::config::{Kernels, ModelConfig, IN_CHANNELS};
 use super::engine;
 use super::init::{Init, Param, BACKBONE_STREAM};
+use super::isa::Simd;
+use super::profile::{Profile, Profiler};
 use crate::empirical::error::EmpiricalError;
 
 /// Everything up to the feature vector: stem, residual stages, global average pooling.
@@ -25,6 +27,7 @@ pub struct Backbone {
     plan: Arc<engine::Plan>,
     plan_bns: Vec<BatchNorm>,
     pool: Arc<engine::Pool>,
+    prof: Arc<Profiler>,
 }
 
 impl std::fmt::Debug for Backbone {
@@ -68,7 +71,7 @@ impl Backbone {
             }
         }
         let params = init.params;
-        let (plan, plan_bns) = Self::plan(&stem, &blocks, &params)?;
+        let (plan, plan_bns) = Self::plan(&stem, &blocks, &params, Simd::from_env()?)?;
         Ok(Self {
             config,
             kernels,
@@ -78,6 +81,7 @@ impl Backbone {
             plan: Arc::new(plan),
             plan_bns,
             pool: Arc::default(),
+            prof: Arc::default(),
         })
     }
 
@@ -87,6 +91,7 @@ impl Backbone {
         stem: &ConvBn,
         blocks: &[BasicBlock],
         params: &[Param],
+        simd: Simd,
     ) -> Result<(engine::Plan, Vec<BatchNorm>), EmpiricalError> {
         let mut offsets = HashMap::new();
         let mut n_params = 0;
@@ -133,6 +138,7 @@ impl Backbone {
             n_params,
             n_running,
             eps: BN_EPS,
+            simd,
         };
         Ok((plan, bns))
     }
@@ -151,8 +157,9 @@ impl Backbone {
             running.push(bn.running_var.as_detached_tensor());
         }
         let running = Tensor::cat(&running, 0)?;
-        let (features, stats) =
-            engine::forward(&self.plan, &self.pool, x, &params, &running, train)?;
+        let (features, stats) = engine::forward(
+            &self.plan, &self.pool, &self.prof, x, &params, &running, train,
+        )?;
         if train {
             for (bn, st) in self.plan_bns.iter().zip(&stats) {
                 bn.update_running(&st.mean, &st.var, st.count)?;
@@ -171,6 +178,29 @@ impl Backbone {
             h = b.forward_t(&h, train)?;
         }
         h.mean((2, 3))
+    }
+
+    /// The vector instructions of the fast kernels.
+    pub fn simd(&self) -> Simd {
+        self.plan.simd
+    }
+
+    /// Runs the fast kernels on `simd` from now on (every path gives the same bits; see
+    /// [`Simd`]); an error if this processor lacks it.
+    pub fn set_simd(&mut self, simd: Simd) -> Result<(), EmpiricalError> {
+        simd.check()?;
+        Arc::make_mut(&mut self.plan).simd = simd;
+        Ok(())
+    }
+
+    /// Starts (or stops) recording the time of every pass of the fast kernels.
+    pub fn set_profiling(&self, on: bool) {
+        self.prof.set(on);
+    }
+
+    /// The times recorded since the last call (see [`Backbone::set_profiling`]).
+    pub fn take_profile(&self) -> Profile {
+        self.prof.take()
     }
 
     /// The kernels running the layers.

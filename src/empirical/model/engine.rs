@@ -15,11 +15,13 @@ use std::sync::{Arc, Mutex};
 
 use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 
+use super::conv::{ConvGeom, ConvOp};
+use super::isa::Simd;
 use super::kernels::{
     bn_add_relu, bn_backward_apply, bn_backward_apply_inplace, bn_backward_coefs, bn_relu,
-    conv_forward, conv_grad_input, conv_grad_weight, pack_kernel, pack_kernel_flipped,
-    relu_mask_reduce, to_nhwc, unpack_kernel, BnAffine, ConvGeom, Skip,
+    relu_mask_reduce, to_nhwc, BnAffine, Skip,
 };
+use super::profile::{Pass, Profiler};
 
 /// A convolution of the plan: offset of its weight in the packed parameters and its shape.
 #[derive(Clone, Copy, Debug)]
@@ -60,6 +62,8 @@ pub(super) struct Plan {
     pub n_params: usize,
     pub n_running: usize,
     pub eps: f64,
+    /// The vector instructions of the kernels.
+    pub simd: Simd,
 }
 
 impl Plan {
@@ -140,23 +144,19 @@ impl std::ops::DerefMut for Buf {
     }
 }
 
-/// A convolution's kernels, packed.
-struct Kern {
-    geom: ConvGeom,
-    wr: Vec<f32>,
-    wf: Vec<f32>,
-}
+/// Profile names of the passes that are not convolutions.
+const BN: &str = "batchnorm, relu, shortcut";
+const LAYOUT: &str = "layout, pooling";
+const PACK: &str = "weight packing";
 
-impl Kern {
-    fn new(c: &ConvP, params: &[f32], h: usize, w: usize) -> Result<Self> {
-        let geom = ConvGeom::new(h, w, c.ci, c.co, c.k, c.stride, c.pad)?;
-        let wt = &params[c.off..c.off + c.co * c.ci * c.k * c.k];
-        Ok(Self {
-            geom,
-            wr: pack_kernel(wt, c.co, c.ci, c.k),
-            wf: pack_kernel_flipped(wt, c.co, c.ci, c.k),
-        })
-    }
+/// A convolution of the plan for one step: its shape and packed weights.
+type Kern = ConvOp;
+
+/// The convolution `c` of the plan over `h x w` images with its weights from `params`.
+fn kern(c: &ConvP, params: &[f32], h: usize, w: usize, simd: Simd) -> Result<Kern> {
+    let geom = ConvGeom::new(h, w, c.ci, c.co, c.k, c.stride, c.pad)?;
+    let wt = &params[c.off..c.off + c.co * c.ci * c.k * c.k];
+    Ok(ConvOp::new(geom, wt, simd))
 }
 
 /// What the forward pass keeps of one block.
@@ -194,6 +194,7 @@ pub(super) struct BackboneOp {
     train: bool,
     saved: Mutex<Option<Saved>>,
     stats: Arc<Mutex<Vec<BnAffine>>>,
+    prof: Arc<Profiler>,
 }
 
 /// The features of `x` (N, 3, H, W) and, in training mode, the batch statistics of every
@@ -201,6 +202,7 @@ pub(super) struct BackboneOp {
 pub(super) fn forward(
     plan: &Arc<Plan>,
     pool: &Arc<Pool>,
+    prof: &Arc<Profiler>,
     x: &Tensor,
     params: &Tensor,
     running: &Tensor,
@@ -213,6 +215,7 @@ pub(super) fn forward(
         train,
         saved: Mutex::new(None),
         stats: Arc::clone(&stats),
+        prof: Arc::clone(prof),
     };
     let f = x.contiguous()?.apply_op3(params, running, op)?;
     let s = std::mem::take(&mut *stats.lock().unwrap_or_else(|e| e.into_inner()));
@@ -263,8 +266,32 @@ impl BackboneOp {
     /// training mode.
     fn conv(&self, k: &Kern, n: usize, x: &[f32]) -> (Buf, Vec<f64>) {
         let mut out = self.pool.take(n * k.geom.out_len());
-        let sums = conv_forward(&k.geom, x, &k.wr, &mut out, self.train);
+        let sums = self.timed_conv(k, Pass::Forward, n, || k.forward(x, &mut out, self.train));
         (out, sums)
+    }
+
+    /// The input gradient of convolution `k`: `dx = [dx +] conv^T(dy)`.
+    fn conv_dx(&self, k: &Kern, dy: &[f32], dx: &mut [f32], accumulate: bool) {
+        let n = dy.len() / k.geom.out_len();
+        self.timed_conv(k, Pass::InputGrad, n, || k.grad_input(dy, dx, accumulate));
+    }
+
+    /// Runs `f`, pass `pass` of convolution `k` over `n` images, timed when profiling.
+    fn timed_conv<R>(&self, k: &Kern, pass: Pass, n: usize, f: impl FnOnce() -> R) -> R {
+        let g = &k.geom;
+        let flops = 2.0 * (n * g.ho * g.wo * g.co * g.ci * g.k * g.k) as f64;
+        let name = || {
+            format!(
+                "conv {}x{} {}->{} s{} {}x{}",
+                g.k, g.k, g.ci, g.co, g.s, g.h, g.w
+            )
+        };
+        self.prof.time(name, pass, flops, f)
+    }
+
+    /// Runs `f`, an element-wise or layout pass named `what`, timed when profiling.
+    fn timed<R>(&self, what: &str, pass: Pass, f: impl FnOnce() -> R) -> R {
+        self.prof.time(|| what.to_string(), pass, 0.0, f)
     }
 }
 
@@ -306,9 +333,13 @@ impl CustomOp3 for BackboneOp {
             )
         }
         let mut x = self.pool.take(x_nchw.len());
-        to_nhwc(x_nchw, c_in, h * w, &mut x);
+        self.timed(LAYOUT, Pass::Forward, || {
+            to_nhwc(x_nchw, c_in, h * w, &mut x)
+        });
 
-        let stem = Kern::new(&plan.stem.0, params, h, w)?;
+        let stem = self.timed(PACK, Pass::Forward, || {
+            kern(&plan.stem.0, params, h, w, plan.simd)
+        })?;
         let (h0, sums) = self.conv(&stem, n, &x);
         let bn0 = self.affine(
             &plan.stem.1,
@@ -318,36 +349,49 @@ impl CustomOp3 for BackboneOp {
             n * stem.geom.ho * stem.geom.wo,
         )?;
         let mut a0 = self.pool.take(h0.len());
-        bn_relu(&h0, &bn0, stem.geom.co, &mut a0);
+        self.timed(BN, Pass::Forward, || {
+            bn_relu(&h0, &bn0, stem.geom.co, &mut a0)
+        });
         let (mut hh, mut ww) = (stem.geom.ho, stem.geom.wo);
 
         let mut blocks: Vec<SavedBlock> = Vec::with_capacity(plan.blocks.len());
         for bp in &plan.blocks {
             let input: &[f32] = blocks.last().map_or(&a0, |b| &b.out);
-            let conv1 = Kern::new(&bp.conv1, params, hh, ww)?;
+            let conv1 = self.timed(PACK, Pass::Forward, || {
+                kern(&bp.conv1, params, hh, ww, plan.simd)
+            })?;
             let (ho, wo) = (conv1.geom.ho, conv1.geom.wo);
             let count = n * ho * wo;
             let (h1, s1) = self.conv(&conv1, n, input);
             let bn1 = self.affine(&bp.bn1, params, running, &s1, count)?;
             let mut a1 = self.pool.take(h1.len());
-            bn_relu(&h1, &bn1, bp.conv1.co, &mut a1);
-            let conv2 = Kern::new(&bp.conv2, params, ho, wo)?;
+            self.timed(BN, Pass::Forward, || {
+                bn_relu(&h1, &bn1, bp.conv1.co, &mut a1)
+            });
+            let conv2 = self.timed(PACK, Pass::Forward, || {
+                kern(&bp.conv2, params, ho, wo, plan.simd)
+            })?;
             let (h2, s2) = self.conv(&conv2, n, &a1);
             let bn2 = self.affine(&bp.bn2, params, running, &s2, count)?;
             let mut out = self.pool.take(h2.len());
             let (short, hs, bns) = match &bp.short {
                 Some((cp, bp_s)) => {
-                    let k = Kern::new(cp, params, hh, ww)?;
+                    let k =
+                        self.timed(PACK, Pass::Forward, || kern(cp, params, hh, ww, plan.simd))?;
                     let (hs, ss) = self.conv(&k, n, input);
                     let bns = self.affine(bp_s, params, running, &ss, count)?;
-                    bn_add_relu(&h2, &bn2, Skip::Bn(&hs, &bns), bp.conv2.co, &mut out);
+                    self.timed(BN, Pass::Forward, || {
+                        bn_add_relu(&h2, &bn2, Skip::Bn(&hs, &bns), bp.conv2.co, &mut out)
+                    });
                     (Some(k), Some(hs), Some(bns))
                 }
                 None => {
                     if input.len() != out.len() {
                         bail!("backbone: identity shortcut with a change of shape")
                     }
-                    bn_add_relu(&h2, &bn2, Skip::Identity(input), bp.conv2.co, &mut out);
+                    self.timed(BN, Pass::Forward, || {
+                        bn_add_relu(&h2, &bn2, Skip::Identity(input), bp.conv2.co, &mut out)
+                    });
                     (None, None, None)
                 }
             };
@@ -433,9 +477,10 @@ impl CustomOp3 for BackboneOp {
             dp[bn.beta..bn.beta + bn.c].copy_from_slice(db);
         };
         let conv_grad = |dp: &mut [f32], c: &ConvP, k: &Kern, input: &[f32], dy: &[f32]| {
-            let dwr = conv_grad_weight(&k.geom, n, input, dy);
             let len = c.co * c.ci * c.k * c.k;
-            unpack_kernel(&dwr, c.co, c.ci, c.k, &mut dp[c.off..c.off + len]);
+            self.timed_conv(k, Pass::WeightGrad, n, || {
+                k.grad_weight(n, input, dy, &mut dp[c.off..c.off + len])
+            });
         };
 
         // The BatchNorm weights, stem first, then per block bn1, bn2 and the shortcut's.
@@ -476,34 +521,35 @@ impl CustomOp3 for BackboneOp {
             if let (Some(hs), Some(bns)) = (&sb.hs, &sb.bns) {
                 norms.push((hs, bns));
             }
-            let sums = relu_mask_reduce(&mut d, &sb.out, &norms, co, img);
+            let sums = self.timed(BN, Pass::InputGrad, || {
+                relu_mask_reduce(&mut d, &sb.out, &norms, co, img)
+            });
             let ((dg2, db2), c2) = bn_backward_coefs(&sums[0], &sb.bn2, g2, train);
             bn_grads(&mut dp, &bp.bn2, &dg2, &db2);
             let mut dh2 = self.pool.take(d.len());
-            bn_backward_apply(&d, &sb.h2, &c2, co, &mut dh2);
+            self.timed(BN, Pass::InputGrad, || {
+                bn_backward_apply(&d, &sb.h2, &c2, co, &mut dh2)
+            });
             // conv2.
             conv_grad(&mut dp, &bp.conv2, &sb.conv2, &sb.a1, &dh2);
             let mut da1 = self.pool.take(sb.a1.len());
-            conv_grad_input(
-                &sb.conv2.geom,
-                &dh2,
-                &sb.conv2.wr,
-                &sb.conv2.wf,
-                &mut da1,
-                false,
-            );
+            self.conv_dx(&sb.conv2, &dh2, &mut da1, false);
             drop(dh2);
             // bn1 and its ReLU.
-            let s1 = relu_mask_reduce(
-                &mut da1,
-                &sb.a1,
-                &[(&sb.h1, &sb.bn1)],
-                bp.bn1.c,
-                sb.conv1.geom.out_len(),
-            );
+            let s1 = self.timed(BN, Pass::InputGrad, || {
+                relu_mask_reduce(
+                    &mut da1,
+                    &sb.a1,
+                    &[(&sb.h1, &sb.bn1)],
+                    bp.bn1.c,
+                    sb.conv1.geom.out_len(),
+                )
+            });
             let ((dg1, db1), c1) = bn_backward_coefs(&s1[0], &sb.bn1, g1, train);
             bn_grads(&mut dp, &bp.bn1, &dg1, &db1);
-            bn_backward_apply_inplace(&mut da1, &sb.h1, &c1, bp.bn1.c);
+            self.timed(BN, Pass::InputGrad, || {
+                bn_backward_apply_inplace(&mut da1, &sb.h1, &c1, bp.bn1.c)
+            });
             // conv1.
             conv_grad(&mut dp, &bp.conv1, &sb.conv1, input, &da1);
             d = match (&bp.short, &sb.short, &sb.hs, &sb.bns, gs) {
@@ -511,30 +557,18 @@ impl CustomOp3 for BackboneOp {
                     let ((dgs, dbs), cfs) = bn_backward_coefs(&sums[1], bns, gs, train);
                     bn_grads(&mut dp, bs, &dgs, &dbs);
                     let mut dhs = self.pool.take(d.len());
-                    bn_backward_apply(&d, hs, &cfs, co, &mut dhs);
+                    self.timed(BN, Pass::InputGrad, || {
+                        bn_backward_apply(&d, hs, &cfs, co, &mut dhs)
+                    });
                     conv_grad(&mut dp, cs, ks, input, &dhs);
                     let mut din = self.pool.take(input.len());
-                    conv_grad_input(
-                        &sb.conv1.geom,
-                        &da1,
-                        &sb.conv1.wr,
-                        &sb.conv1.wf,
-                        &mut din,
-                        false,
-                    );
-                    conv_grad_input(&ks.geom, &dhs, &ks.wr, &ks.wf, &mut din, true);
+                    self.conv_dx(&sb.conv1, &da1, &mut din, false);
+                    self.conv_dx(ks, &dhs, &mut din, true);
                     din
                 }
                 _ => {
                     // Identity shortcut: the block input's gradient starts as dz.
-                    conv_grad_input(
-                        &sb.conv1.geom,
-                        &da1,
-                        &sb.conv1.wr,
-                        &sb.conv1.wf,
-                        &mut d,
-                        true,
-                    );
+                    self.conv_dx(&sb.conv1, &da1, &mut d, true);
                     d
                 }
             };
@@ -542,16 +576,20 @@ impl CustomOp3 for BackboneOp {
 
         // Stem.
         let co = sv.stem.geom.co;
-        let s0 = relu_mask_reduce(
-            &mut d,
-            &sv.a0,
-            &[(&sv.h0, &sv.bn0)],
-            co,
-            sv.stem.geom.out_len(),
-        );
+        let s0 = self.timed(BN, Pass::InputGrad, || {
+            relu_mask_reduce(
+                &mut d,
+                &sv.a0,
+                &[(&sv.h0, &sv.bn0)],
+                co,
+                sv.stem.geom.out_len(),
+            )
+        });
         let ((dg0, db0), c0) = bn_backward_coefs(&s0[0], &sv.bn0, g0, train);
         bn_grads(&mut dp, &plan.stem.1, &dg0, &db0);
-        bn_backward_apply_inplace(&mut d, &sv.h0, &c0, co);
+        self.timed(BN, Pass::InputGrad, || {
+            bn_backward_apply_inplace(&mut d, &sv.h0, &c0, co)
+        });
         conv_grad(&mut dp, &plan.stem.0, &sv.stem, &sv.x, &d);
         let dp = Tensor::from_vec(dp, plan.n_params, x.device())?;
         Ok((None, Some(dp), None))

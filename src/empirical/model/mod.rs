@@ -71,11 +71,15 @@
 mod backbone;
 mod blocks;
 mod config;
+mod conv;
 mod engine;
 mod head;
 mod init;
 mod io;
+mod isa;
 mod kernels;
+mod micro;
+mod profile;
 mod simd;
 #[cfg(test)]
 mod tests;
@@ -89,6 +93,8 @@ pub use config::{Arch, Kernels, ModelConfig, IN_CHANNELS};
 pub use head::{argmax_rows, Head};
 pub use init::Param;
 pub(crate) use io::{read_safetensors, safetensors_bytes};
+pub use isa::{Simd, SimdError, SIMD_ENV};
+pub use profile::{LayerTime, Pass, Profile};
 
 use super::error::{EmpiricalError, TensorContext};
 
@@ -276,6 +282,12 @@ impl Model {
     /// The backbone.
     pub fn backbone(&self) -> &Backbone {
         &self.backbone
+    }
+
+    /// Runs the backbone's fast CPU kernels on `simd` (by default the fastest this processor
+    /// has, or [`SIMD_ENV`]); every path gives the same bits. An error if the processor lacks it.
+    pub fn set_simd(&mut self, simd: Simd) -> Result<(), EmpiricalError> {
+        self.backbone.set_simd(simd)
     }
 
     /// The head.

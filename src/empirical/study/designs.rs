@@ -136,31 +136,48 @@ pub fn load_data(cfg: &StudyConfig, data_dir: Option<&Path>) -> Result<StudyData
     })
 }
 
-/// The designs of a study: `balanced` (every granularity; hard test images are the synthetic
-/// data's, or none until the ensemble defines them) and, with `[hard.rare_subclass]`,
-/// `rare_subclass` (its granularities; hard test images are the rare leaves').
-pub fn designs(cfg: &StudyConfig, data: &StudyData) -> Vec<Design> {
-    let mut designs = vec![Design {
-        name: "balanced".into(),
-        train: data.train.clone(),
-        test_is_hard: data.synthetic_hard.clone(),
-        granularities: cfg.granularities.iter().map(|g| g.name.clone()).collect(),
-    }];
+/// The designs of a study by name, each with the granularities it runs, in the order they run:
+/// `balanced` (every granularity) and, with `[hard.rare_subclass]`, `rare_subclass` (its
+/// granularities). Needs only the config ([`designs`] adds the data).
+pub fn design_plan(cfg: &StudyConfig) -> Vec<(String, Vec<String>)> {
+    let mut plan = vec![(
+        "balanced".to_string(),
+        cfg.granularities.iter().map(|g| g.name.clone()).collect(),
+    )];
     if let Some(r) = &cfg.hard.rare_subclass {
-        let (set, rare_leaf) = rare_subclass_set(
-            &data.train,
-            cfg.data.target_level,
-            r.rare_per_leaf,
-            cfg.data.subset_seed,
-        );
-        designs.push(Design {
-            name: "rare_subclass".into(),
-            train: set,
-            test_is_hard: Some(data.test.leaves.iter().map(|&l| rare_leaf[l]).collect()),
-            granularities: r.granularities.clone(),
-        });
+        plan.push(("rare_subclass".to_string(), r.granularities.clone()));
     }
-    designs
+    plan
+}
+
+/// The designs of a study ([`design_plan`]) with their data: `balanced` trains on the balanced
+/// set (hard test images are the synthetic data's, or none until the ensemble defines them),
+/// `rare_subclass` on the rare-subclass set (hard test images are the rare leaves').
+pub fn designs(cfg: &StudyConfig, data: &StudyData) -> Vec<Design> {
+    design_plan(cfg)
+        .into_iter()
+        .map(|(name, granularities)| {
+            let (train, test_is_hard) = match &cfg.hard.rare_subclass {
+                Some(r) if name == "rare_subclass" => {
+                    let (set, rare_leaf) = rare_subclass_set(
+                        &data.train,
+                        cfg.data.target_level,
+                        r.rare_per_leaf,
+                        cfg.data.subset_seed,
+                    );
+                    let hard = data.test.leaves.iter().map(|&l| rare_leaf[l]).collect();
+                    (set, Some(hard))
+                }
+                _ => (data.train.clone(), data.synthetic_hard.clone()),
+            };
+            Design {
+                name,
+                train,
+                test_is_hard,
+                granularities,
+            }
+        })
+        .collect()
 }
 
 /// The rare-subclass training set: inside each target class one leaf (chosen with `seed`)

@@ -71,7 +71,7 @@ pub fn ensemble(r: &Runner) -> Result<Option<Vec<MemberOutput>>, EmpiricalError>
     let (Some(e), Some(epochs)) = (&r.config().hard.ensemble, ensemble_epochs(r)) else {
         return Ok(None);
     };
-    let path = r.dir().path(MEMBERS_FILE);
+    let path = r.prep_dir().path(MEMBERS_FILE);
     if path.exists() {
         return Ok(Some(read_json(&path)?));
     }
@@ -90,7 +90,7 @@ pub fn ensemble(r: &Runner) -> Result<Option<Vec<MemberOutput>>, EmpiricalError>
         };
         let epochs = r.train(&model, &who, &phase)?;
         let logits = r.test_logits(&model)?;
-        model.save_weights(&r.dir().path(&member_weights(s)))?;
+        model.save_weights(&r.prep_dir().path(&member_weights(s)))?;
         r.drop_checkpoints(&who, &["ensemble"]);
         out.push(MemberOutput {
             seed: s,
@@ -99,7 +99,7 @@ pub fn ensemble(r: &Runner) -> Result<Option<Vec<MemberOutput>>, EmpiricalError>
         });
     }
     r.write_timings("ensemble")?;
-    r.dir().write_json(MEMBERS_FILE, &out)?;
+    r.prep_dir().write_json(MEMBERS_FILE, &out)?;
     Ok(Some(out))
 }
 
@@ -108,7 +108,7 @@ pub fn ensemble(r: &Runner) -> Result<Option<Vec<MemberOutput>>, EmpiricalError>
 pub fn first_member(r: &Runner) -> Result<Model, EmpiricalError> {
     let s = r.config().hard.ensemble.as_ref().map_or(0, |e| e.seeds[0]);
     let m = r.model(r.num_targets(), member(s).key("init"))?;
-    m.load_weights(&r.dir().path(&member_weights(s)))?;
+    m.load_weights(&r.prep_dir().path(&member_weights(s)))?;
     Ok(m)
 }
 

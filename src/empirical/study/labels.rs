@@ -24,6 +24,7 @@ use crate::empirical::cluster::{cluster_global, cluster_within};
 use crate::empirical::data::ImageSet;
 use crate::empirical::error::EmpiricalError;
 use crate::hierarchy::LabelRule;
+use crate::report::read_json;
 use ndarray::Array2;
 
 /// The pretraining labels of one granularity on one training set.
@@ -215,9 +216,19 @@ pub fn embeddings(r: &Runner, set: &ImageSet) -> Result<Array2<f32>, EmpiricalEr
     r.features(&model, set)
 }
 
-/// Builds the labels of every granularity of `design` (in the config's order) and writes their
-/// summary to `labels_{design}.json`.
+/// The file, in the study's preparation folder, holding the label sets of `design`.
+pub fn labels_file(design: &str) -> String {
+    format!("labels/{design}.json")
+}
+
+/// The labels of every granularity of `design`: read back if the study's preparation saved
+/// them ([`labels_file`]), else built (in the config's order) and saved, with their summary in
+/// `labels_{design}.json`.
 pub fn for_design(r: &Runner, design: &Design) -> Result<DesignLabels, EmpiricalError> {
+    let saved = r.prep_dir().path(&labels_file(&design.name));
+    if saved.exists() {
+        return Ok(DesignLabels(read_json(&saved)?));
+    }
     let cfg = r.config();
     let specs: Vec<_> = cfg
         .granularities
@@ -245,8 +256,10 @@ pub fn for_design(r: &Runner, design: &Design) -> Result<DesignLabels, Empirical
             (k, v)
         })
         .collect();
-    r.dir()
+    r.prep_dir()
         .write_json(&format!("labels_{}.json", design.name), &summary)?;
+    r.prep_dir()
+        .write_json(&labels_file(&design.name), &labels)?;
     Ok(DesignLabels(labels))
 }
 

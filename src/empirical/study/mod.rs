@@ -13,16 +13,19 @@
 //! * [`results`]: the files of a cell; [`summary`]: statistics over seeds and the table;
 //!   [`stats`]: paired comparisons with the baseline (95% intervals, verdicts);
 //!   [`report`]: `summary.json`, `results.md`, `epochs.csv`; [`figures`]: the SVG figures;
-//! * [`single`]: one network at a time (`empirical pretrain`, `empirical finetune`).
+//! * [`single`]: one network at a time (`empirical pretrain`, `empirical finetune`);
+//! * [`sharding`]: a study spread over shards (`--prepare`, `--shard I/N`, `empirical merge`).
 //!
 //! # Files (in the study folder)
 //! `config.toml` (the resolved config), `cells/*.json` (one per design, condition and seed,
 //! written when it finishes: a killed study resumes from them), `checkpoints/` (per-epoch
 //! checkpoints of the running cell: model, optimizer, epoch, generator; deleted when the cell
-//! finishes), `ensemble/` (the ensemble's test probabilities and weights), `labels_*.json`,
-//! `hard_subsets.json`, `epochs.csv` (every training epoch), `summary.json`, `results.md` and
-//! the figures (see [`figures`]): the same bytes however often the study was interrupted and
-//! resumed. Wall-clock times alone are kept apart, in `timings/` and `timings.csv`.
+//! finishes), `ensemble/` (the ensemble's test probabilities and weights), `labels/*.json` (the
+//! label sets of each design) and their summaries `labels_*.json`, `hard_subsets.json`,
+//! `epochs.csv` (every training epoch), `summary.json`, `results.md` and the figures (see
+//! [`figures`]): the same bytes however often the study was interrupted and resumed.
+//! Wall-clock times alone are kept apart, in `timings/` and `timings.csv`. `shards/I-of-N/` (a
+//! shard's own config, cells, checkpoints and timings) when the study ran in shards.
 
 pub mod config;
 pub mod designs;
@@ -35,6 +38,7 @@ pub mod protocol;
 pub mod report;
 pub mod results;
 pub mod runner;
+pub mod sharding;
 pub mod single;
 pub mod stats;
 pub mod summary;
@@ -43,7 +47,7 @@ pub mod summary;
 pub(crate) mod tests;
 
 pub use designs::{load_data, CIFAR100_ENV};
-pub use protocol::run_study;
+pub use protocol::{prepare_study, run_shard, run_study};
 pub use report::write_reports;
 pub use results::{read_cells, CellResult, EpochRecord, ReadoutError};
 pub use runner::{prepare_dir, RunOptions};

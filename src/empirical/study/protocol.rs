@@ -10,13 +10,15 @@
 //!   probe on the frozen features, and fine-tuning (a new head, the whole network trained on the
 //!   target labels for `finetune_epochs`).
 //!
-//! Before the cells: the data, the designs, and the ensemble that defines the balanced design's
-//! hard test images on real data. After them: the reports. Every cell is saved when it finishes
-//! and every training phase checkpoints each epoch, so a killed study resumes where it stopped
-//! ([`Runner`]).
+//! Before the cells, the preparation: the data, the designs, the ensemble that defines the
+//! balanced design's hard test images on real data, and each design's label sets. After them:
+//! the reports. Every cell is saved when it finishes and every training phase checkpoints each
+//! epoch, so a killed study resumes where it stopped ([`Runner`]). A study can also run in
+//! parts: the preparation alone ([`prepare_study`]), then shards that each run the cells they
+//! own ([`run_shard`]), merged by [`super::sharding::merge`].
 
 use super::config::{Readout, StudyConfig};
-use super::designs::{designs, load_data, Design, StudyData};
+use super::designs::{design_plan, designs, load_data, Design, StudyData};
 use super::hard::{assign_hard_subsets, ensemble, ensemble_epochs, MEMBERS_FILE};
 use super::labels::{self, LabelSummary, PretrainLabels};
 use super::memory::{budget, check, study_needs};
@@ -24,33 +26,99 @@ use super::phase::{Phase, Trainee};
 use super::report::write_reports;
 use super::results::{EpochRecord, ReadoutError};
 use super::runner::{prepare_dir, Cell, CellOutcome, RunOptions, Runner};
+use super::sharding::check_prepared;
 use super::summary::StudySummary;
+use crate::cluster::Shard;
 use crate::empirical::error::EmpiricalError;
 use crate::empirical::model::{Kernels, Model};
 use crate::empirical::probe::LinearProbe;
+use std::path::PathBuf;
 
 /// Runs (or resumes) the study `cfg` into `opts.out` and writes its reports.
 pub fn run_study(cfg: &StudyConfig, opts: &RunOptions) -> Result<StudySummary, EmpiricalError> {
+    run(cfg, opts, Part::Whole)?;
+    write_reports(&opts.out)
+}
+
+/// Runs (or resumes) only the study's preparation into `opts.out`: the ensemble, the hard test
+/// images and the label sets of every design, which the shards read.
+pub fn prepare_study(cfg: &StudyConfig, opts: &RunOptions) -> Result<(), EmpiricalError> {
+    run(cfg, opts, Part::Prepare)
+}
+
+/// Runs (or resumes) the cells that `shard` owns into its folder `opts.out/shards/I-of-N`,
+/// reading the preparation from `opts.out` (refused if it has not run). Returns the shard's
+/// folder; [`super::sharding::merge`] makes the study's reports from the shards' cells.
+pub fn run_shard(
+    cfg: &StudyConfig,
+    opts: &RunOptions,
+    shard: Shard,
+) -> Result<PathBuf, EmpiricalError> {
+    run(cfg, opts, Part::Shard(shard))?;
+    Ok(shard.dir(&opts.out))
+}
+
+/// Which part of a study a run does.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Part {
+    /// The preparation and every cell.
+    Whole,
+    /// The preparation only.
+    Prepare,
+    /// The cells of one shard (the preparation must have run).
+    Shard(Shard),
+}
+
+impl Part {
+    /// Whether the run does the cell at `position` among the cells of one seed, at `seed`.
+    fn runs(&self, position: usize, seed: u64) -> bool {
+        match self {
+            Part::Whole => true,
+            Part::Prepare => false,
+            Part::Shard(s) => s.owns(position, seed),
+        }
+    }
+}
+
+/// Runs `part` of the study `cfg`.
+fn run(cfg: &StudyConfig, opts: &RunOptions, part: Part) -> Result<(), EmpiricalError> {
     // Everything is checked before the results folder is touched.
     let data = load_data(cfg, opts.data.as_deref())?;
     let mut designs = designs(cfg, &data);
     check_run(cfg, &data, &designs)?;
-    let dir = prepare_dir(&opts.out, &resolved_config(cfg, opts.kernels)?, opts.fresh)?;
-    let runner = Runner::new(cfg, dir, &data, opts);
-    announce_work(&runner, &designs);
+    let resolved = resolved_config(cfg, opts.kernels)?;
+    let runner = match part {
+        Part::Shard(shard) => {
+            let prep = check_prepared(cfg, &opts.out, &resolved)?;
+            let dir = prepare_dir(&shard.dir(&opts.out), &resolved, opts.fresh)?;
+            Runner::new(cfg, dir, &data, opts).with_prep_dir(prep)
+        }
+        _ => {
+            let dir = prepare_dir(&opts.out, &resolved, opts.fresh)?;
+            Runner::new(cfg, dir, &data, opts)
+        }
+    };
+    let plan = cells_by_design(cfg);
+    announce_work(&runner, &designs, &plan, part);
 
-    // The ensemble: hard test images of the balanced design on real data, k-means encoder.
+    // The preparation (read back where saved): the ensemble (hard test images of the balanced
+    // design on real data, k-means encoder), then each design's label sets.
     let members = ensemble(&runner)?;
     let hard_subsets = assign_hard_subsets(&runner, &mut designs, members.as_deref());
-    runner
-        .dir()
-        .write_json("hard_subsets.json", &hard_subsets)?;
+    if !matches!(part, Part::Shard(_)) {
+        runner
+            .prep_dir()
+            .write_json("hard_subsets.json", &hard_subsets)?;
+    }
 
-    for design in &designs {
+    for (design, (_, cells)) in designs.iter().zip(&plan) {
         let labels = labels::for_design(&runner, design)?;
         for &seed in &cfg.seeds {
-            for cell in cells(cfg, design) {
-                runner.run_cell(design, &cell, seed, |who| match &cell {
+            for (position, cell) in cells {
+                if !part.runs(*position, seed) {
+                    continue;
+                }
+                runner.run_cell(design, cell, seed, |who| match cell {
                     Cell::Baseline => baseline(&runner, design, who),
                     Cell::Pretrained { granularity } => {
                         pretrained(&runner, design, labels.get(&granularity.name)?, who)
@@ -63,7 +131,7 @@ pub fn run_study(cfg: &StudyConfig, opts: &RunOptions) -> Result<StudySummary, E
         }
     }
     runner.progress().finish();
-    write_reports(runner.dir().root())
+    Ok(())
 }
 
 /// Checks what can be checked before training: the memory the run needs, and that every label
@@ -80,21 +148,35 @@ pub fn check_run(
     Ok(())
 }
 
-/// The cells of `design` for one seed, in the order they run: the baseline, then every
+/// The cells of one seed, design by design (in [`design_plan`]'s order), each with its
+/// position among all of them (what `--shard` assigns): per design the baseline, then every
 /// granularity of the design in the config's order (pretrained, then, with `train.direct`,
 /// trained directly).
-pub fn cells<'c>(cfg: &'c StudyConfig, design: &Design) -> Vec<Cell<'c>> {
-    let mut cells = vec![Cell::Baseline];
-    for granularity in cfg.granularities.iter() {
-        if design.granularities.contains(&granularity.name) {
-            cells.push(Cell::Pretrained { granularity });
-            if cfg.train.direct {
-                let name = format!("{} direct", granularity.name);
-                cells.push(Cell::Direct { granularity, name });
+pub fn cells_by_design(cfg: &StudyConfig) -> Vec<(String, Vec<(usize, Cell<'_>)>)> {
+    let mut position = 0;
+    design_plan(cfg)
+        .into_iter()
+        .map(|(design, granularities)| {
+            let mut cells = vec![Cell::Baseline];
+            for granularity in &cfg.granularities {
+                if granularities.contains(&granularity.name) {
+                    cells.push(Cell::Pretrained { granularity });
+                    if cfg.train.direct {
+                        let name = format!("{} direct", granularity.name);
+                        cells.push(Cell::Direct { granularity, name });
+                    }
+                }
             }
-        }
-    }
-    cells
+            let cells = cells
+                .into_iter()
+                .map(|c| {
+                    position += 1;
+                    (position - 1, c)
+                })
+                .collect();
+            (design, cells)
+        })
+        .collect()
 }
 
 /// The baseline: the target labels from scratch, for the whole schedule.
@@ -236,27 +318,36 @@ fn cell_epochs(cfg: &StudyConfig, cell: &Cell) -> usize {
     }
 }
 
-/// Sets the progress display to the work left (the ensemble and the unsaved cells, in training
-/// images) and, when something was saved before, says what was loaded and what remains.
-fn announce_work(r: &Runner, designs: &[Design]) {
+/// Sets the progress display to the work left (the ensemble and the unsaved cells the run does,
+/// in training images) and, when something was saved before, says what was loaded and what
+/// remains.
+fn announce_work(
+    r: &Runner,
+    designs: &[Design],
+    plan: &[(String, Vec<(usize, Cell)>)],
+    part: Part,
+) {
     let cfg = r.config();
     let mut images = 0;
     let (mut cells_total, mut cells_saved) = (0, 0);
     let mut ensemble_saved = false;
     if let (Some(e), Some(epochs)) = (&cfg.hard.ensemble, ensemble_epochs(r)) {
-        ensemble_saved = r.dir().path(MEMBERS_FILE).exists();
+        ensemble_saved = r.prep_dir().path(MEMBERS_FILE).exists();
         if !ensemble_saved {
             images += e.seeds.len() * epochs * r.data().train.len;
         }
     }
-    for design in designs {
+    for (design, (_, cells)) in designs.iter().zip(plan) {
         for &seed in &cfg.seeds {
-            for cell in cells(cfg, design) {
+            for (position, cell) in cells {
+                if !part.runs(*position, seed) {
+                    continue;
+                }
                 cells_total += 1;
                 if r.is_done(&design.name, cell.condition(), seed) {
                     cells_saved += 1;
                 } else {
-                    images += cell_epochs(cfg, &cell) * design.train.len;
+                    images += cell_epochs(cfg, cell) * design.train.len;
                 }
             }
         }

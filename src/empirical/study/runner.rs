@@ -117,6 +117,7 @@ pub struct Runner<'a> {
     stop_after_epochs: Option<usize>,
     epochs_run: Counter<usize>,
     timings: RefCell<Vec<Timing>>,
+    prep: ResultsDir,
 }
 
 impl<'a> Runner<'a> {
@@ -130,6 +131,7 @@ impl<'a> Runner<'a> {
         let tl = cfg.data.target_level;
         Runner {
             cfg,
+            prep: dir.clone(),
             dir,
             device: opts.device.clone(),
             kernels: opts.kernels,
@@ -151,6 +153,20 @@ impl<'a> Runner<'a> {
     /// The results folder.
     pub fn dir(&self) -> &ResultsDir {
         &self.dir
+    }
+
+    /// The same runner reading the study's preparation (the ensemble, the label sets) from
+    /// `prep` instead of its results folder: a shard's runner writes its cells into the shard's
+    /// folder and reads what every cell needs from the study folder.
+    pub fn with_prep_dir(mut self, prep: ResultsDir) -> Self {
+        self.prep = prep;
+        self
+    }
+
+    /// The folder of the study's preparation (the results folder unless
+    /// [`Runner::with_prep_dir`] said otherwise).
+    pub fn prep_dir(&self) -> &ResultsDir {
+        &self.prep
     }
 
     /// The study's data.
@@ -351,6 +367,8 @@ pub fn prepare_dir(out: &Path, resolved: &str, fresh: bool) -> Result<ResultsDir
             "checkpoints",
             "ensemble",
             "timings",
+            "labels",
+            "shards",
             "weights.safetensors",
             "result.json",
         ],
