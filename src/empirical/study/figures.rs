@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 
 use super::config::Readout;
+use super::designs::DesignInfo;
 use super::summary::{StudySummary, SummaryRow};
 use crate::empirical::error::EmpiricalError;
 use crate::plot::{grouped_bars, line_chart, BarSeries, GroupedBars, HBand, LineChart, Series};
@@ -186,6 +187,127 @@ pub fn write_figures(
         }
     }
     Ok(written)
+}
+
+/// One point of `gain_vs_size.svg` (a row of `gain_vs_size.csv`).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct GainPoint {
+    /// The design (`n50`, ...).
+    pub design: String,
+    /// Training images per leaf.
+    pub per_leaf: usize,
+    /// Training images.
+    pub train_images: usize,
+    /// Epochs of the baseline (the whole schedule) in this design.
+    pub baseline_epochs: usize,
+    /// The condition.
+    pub condition: String,
+    /// The readout.
+    pub readout: Readout,
+    /// Seeds paired with the baseline.
+    pub seeds: usize,
+    /// Mean over seeds of baseline error minus the arm's (positive: the arm helps).
+    pub gain: f64,
+    /// Lower end of its 95% t-interval.
+    pub lo: f64,
+    /// Upper end.
+    pub hi: f64,
+    /// The baseline's mean error.
+    pub baseline_error: f64,
+    /// Relative error reduction (gain over the baseline's error).
+    pub rel_error_reduction: f64,
+    /// The verdict of the interval.
+    pub verdict: String,
+}
+
+/// The data-size figure: for every condition and readout, the paired error difference with the
+/// baseline (baseline minus arm: positive = helps) against the design's training images (log
+/// x), the 95% interval as error bars; and its points. None without two designs of the size
+/// axis.
+pub fn gain_vs_size(
+    rows: &[SummaryRow],
+    infos: &[DesignInfo],
+) -> Option<(LineChart, Vec<GainPoint>)> {
+    let sized: Vec<&DesignInfo> = infos.iter().filter(|i| i.per_leaf.is_some()).collect();
+    if sized.len() < 2 {
+        return None;
+    }
+    let mut points = Vec::new();
+    for i in &sized {
+        let base = rows
+            .iter()
+            .find(|r| r.design == i.design && r.readout == Readout::Scratch);
+        for r in rows.iter().filter(|r| r.design == i.design) {
+            let (Some(p), Some(b)) = (&r.vs_baseline, base) else {
+                continue;
+            };
+            points.push(GainPoint {
+                design: i.design.clone(),
+                per_leaf: i.per_leaf.unwrap_or(0),
+                train_images: i.train_images,
+                baseline_epochs: i.baseline_epochs,
+                condition: r.condition.clone(),
+                readout: r.readout,
+                seeds: p.seeds.len(),
+                gain: -p.mean,
+                lo: -p.hi,
+                hi: -p.lo,
+                baseline_error: b.error.mean,
+                rel_error_reduction: r.rel_error_reduction,
+                verdict: format!("{:?}", p.verdict),
+            });
+        }
+    }
+    let mut lines: Vec<(String, Readout)> = Vec::new();
+    for p in &points {
+        if !lines.contains(&(p.condition.clone(), p.readout)) {
+            lines.push((p.condition.clone(), p.readout));
+        }
+    }
+    let series = lines
+        .iter()
+        .map(|(c, ro)| {
+            let mut pts: Vec<&GainPoint> = points
+                .iter()
+                .filter(|p| &p.condition == c && p.readout == *ro)
+                .collect();
+            pts.sort_by_key(|p| p.train_images);
+            Series {
+                label: format!("{c}, {}", ro.name()),
+                x: pts.iter().map(|p| p.train_images as f64).collect(),
+                mean: pts.iter().map(|p| p.gain).collect(),
+                sd: Some(
+                    pts.iter()
+                        .map(|p| {
+                            let h = (p.hi - p.lo) / 2.0;
+                            if h.is_finite() {
+                                h
+                            } else {
+                                f64::NAN
+                            }
+                        })
+                        .collect(),
+                ),
+            }
+        })
+        .collect();
+    Some((
+        LineChart {
+            title: "Gain over the from-scratch baseline against training-set size (paired over seeds; bars: 95% interval)".into(),
+            x_label: "training images (log scale)".into(),
+            y_label: "baseline error minus the arm's (positive = helps)".into(),
+            series,
+            bands: vec![HBand {
+                label: "no difference".into(),
+                mean: 0.0,
+                sd: 0.0,
+            }],
+            log_x: true,
+            error_bars: true,
+            ..Default::default()
+        },
+        points,
+    ))
 }
 
 #[cfg(test)]

@@ -18,7 +18,9 @@
 //! own ([`run_shard`]), merged by [`super::sharding::merge`].
 
 use super::config::{Readout, StudyConfig};
-use super::designs::{design_plan, designs, load_data, Design, StudyData};
+use super::designs::{
+    design_plan, designs, load_data, Design, DesignInfo, StudyData, DESIGNS_FILE,
+};
 use super::hard::{assign_hard_subsets, ensemble, ensemble_epochs, MEMBERS_FILE};
 use super::labels::{self, LabelSummary, PretrainLabels};
 use super::memory::{budget, check, study_needs};
@@ -109,6 +111,8 @@ fn run(cfg: &StudyConfig, opts: &RunOptions, part: Part) -> Result<(), Empirical
         runner
             .prep_dir()
             .write_json("hard_subsets.json", &hard_subsets)?;
+        let infos: Vec<DesignInfo> = designs.iter().map(|d| DesignInfo::of(cfg, d)).collect();
+        runner.prep_dir().write_json(DESIGNS_FILE, &infos)?;
     }
 
     for (design, (_, cells)) in designs.iter().zip(&plan) {
@@ -188,7 +192,7 @@ fn baseline(r: &Runner, design: &Design, who: &Trainee) -> Result<CellOutcome, E
         name: "baseline",
         set: &design.train,
         labels: &targets,
-        epochs: cell_epochs(cfg, &Cell::Baseline),
+        epochs: cell_epochs(cfg, design, &Cell::Baseline),
         lr: &cfg.train.pretrain_lr,
     };
     let epochs = r.train(&model, who, &phase)?;
@@ -218,7 +222,7 @@ fn pretrained(
         name: "pretrain",
         set: &design.train,
         labels: &labels.labels,
-        epochs: t.pretrain_epochs,
+        epochs: design.epochs(cfg, t.pretrain_epochs),
         lr: &t.pretrain_lr,
     };
     let mut epochs: Vec<EpochRecord> = r.train(&model, who, &pretrain)?;
@@ -230,7 +234,7 @@ fn pretrained(
             name: "finetune",
             set: &design.train,
             labels: &targets,
-            epochs: t.finetune_epochs,
+            epochs: design.epochs(cfg, t.finetune_epochs),
             lr: &t.finetune_lr,
         };
         epochs.extend(r.train(&model, who, &finetune)?);
@@ -252,13 +256,14 @@ fn direct(
     labels: &PretrainLabels,
     who: &Trainee,
 ) -> Result<CellOutcome, EmpiricalError> {
-    let t = &r.config().train;
+    let cfg = r.config();
+    let t = &cfg.train;
     let model = r.model(labels.num_classes(), who.key("init"))?;
     let phase = Phase {
         name: "direct",
         set: &design.train,
         labels: &labels.labels,
-        epochs: t.pretrain_epochs + t.finetune_epochs,
+        epochs: cell_epochs(cfg, design, &Cell::Baseline),
         lr: &t.pretrain_lr,
     };
     let epochs = r.train(&model, who, &phase)?;
@@ -306,15 +311,18 @@ fn frozen_readouts(
     Ok(readouts)
 }
 
-/// Training epochs of a cell (what the progress display counts).
-fn cell_epochs(cfg: &StudyConfig, cell: &Cell) -> usize {
+/// Training epochs of a cell in `design` (the baseline's and the direct arm's: the whole
+/// schedule; see [`Design::epochs`]).
+fn cell_epochs(cfg: &StudyConfig, design: &Design, cell: &Cell) -> usize {
     let t = &cfg.train;
+    let (pre, fine) = (
+        design.epochs(cfg, t.pretrain_epochs),
+        design.epochs(cfg, t.finetune_epochs),
+    );
     match cell {
-        Cell::Baseline | Cell::Direct { .. } => t.pretrain_epochs + t.finetune_epochs,
-        Cell::Pretrained { .. } if t.readouts.contains(&Readout::Finetune) => {
-            t.pretrain_epochs + t.finetune_epochs
-        }
-        Cell::Pretrained { .. } => t.pretrain_epochs,
+        Cell::Baseline | Cell::Direct { .. } => pre + fine,
+        Cell::Pretrained { .. } if t.readouts.contains(&Readout::Finetune) => pre + fine,
+        Cell::Pretrained { .. } => pre,
     }
 }
 
@@ -347,7 +355,7 @@ fn announce_work(
                 if r.is_done(&design.name, cell.condition(), seed) {
                     cells_saved += 1;
                 } else {
-                    images += cell_epochs(cfg, cell) * design.train.len;
+                    images += cell_epochs(cfg, design, cell) * design.train.len;
                 }
             }
         }

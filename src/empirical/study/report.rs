@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use super::config::StudyConfig;
+use super::designs::{design_plan, DesignInfo, DESIGNS_FILE};
 use super::figures;
 use super::hard::{HardSubset, MemberOutput, MEMBERS_FILE};
 use super::results::{read_cells, read_timings, CellResult, EpochRecord};
@@ -17,9 +18,13 @@ pub fn write_reports(dir: &Path) -> Result<StudySummary, EmpiricalError> {
     let rd = ResultsDir::create(dir)?;
     let cfg: StudyConfig = crate::config::load_file(&rd.path("config.toml"), &[])?;
     let mut cells = read_cells(dir)?;
+    let plan = design_plan(&cfg);
     // order: designs as run, baseline first, then the config's granularity order, then seed
     let pos = |c: &CellResult| {
-        let d = usize::from(c.design != "balanced");
+        let d = plan
+            .iter()
+            .position(|(d, _)| *d == c.design)
+            .unwrap_or(usize::MAX);
         let g = if c.condition == "baseline" {
             0
         } else {
@@ -82,5 +87,11 @@ pub fn write_reports(dir: &Path) -> Result<StudySummary, EmpiricalError> {
         ),
     )?;
     figures::write_figures(&rd, &summary)?;
+    if let Ok(infos) = read_json::<Vec<DesignInfo>>(&rd.path(DESIGNS_FILE)) {
+        if let Some((chart, points)) = figures::gain_vs_size(&summary.rows, &infos) {
+            rd.write_text("gain_vs_size.svg", &crate::plot::line_chart(&chart)?)?;
+            rd.write_csv("gain_vs_size.csv", &points)?;
+        }
+    }
     Ok(summary)
 }
