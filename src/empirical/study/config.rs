@@ -572,6 +572,10 @@ mod tests {
                 "full",
                 include_str!("../../../experiments/empirical/full.toml"),
             ),
+            (
+                "converged",
+                include_str!("../../../experiments/empirical/converged.toml"),
+            ),
         ] {
             let c: StudyConfig = load_str(text, name, &[]).unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(c.name, name);

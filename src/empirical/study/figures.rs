@@ -254,7 +254,7 @@ pub fn gain_vs_size(
                 hi: -p.lo,
                 baseline_error: b.error.mean,
                 rel_error_reduction: r.rel_error_reduction,
-                verdict: format!("{:?}", p.verdict),
+                verdict: p.verdict.words().to_string(),
             });
         }
     }
