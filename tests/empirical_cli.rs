@@ -68,10 +68,23 @@ fn synthetic_study_runs_resumes_and_replots() {
     ] {
         assert!(out.join(f).exists(), "{f}");
     }
+    // stderr is not a terminal here: plain progress lines, one per epoch and per cell
+    let log = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        log.contains("balanced/fine s0 pretrain epoch 2/2: loss"),
+        "{log}"
+    );
+    assert!(
+        log.contains("balanced/baseline s0 done: error scratch"),
+        "{log}"
+    );
     let summary = std::fs::read_to_string(out.join("summary.json")).unwrap();
-    // resume: everything is saved, so a rerun trains nothing and reports the same
+    // resume: everything is saved, so a rerun trains nothing, says so, and reports the same
     let o = run(&args);
     assert!(o.status.success(), "{}", text(&o));
+    let log = String::from_utf8_lossy(&o.stderr);
+    assert!(log.contains("loaded 3 of 3 cells; 0 cells to run"), "{log}");
+    assert!(!log.contains("epoch 1/"), "{log}");
     assert_eq!(
         summary,
         std::fs::read_to_string(out.join("summary.json")).unwrap()
@@ -161,6 +174,41 @@ fn single_pretrain_then_finetune() {
     let o = run(&a);
     assert!(!o.status.success());
     assert!(text(&o).contains("fine-10"), "{}", text(&o));
+}
+
+/// A run that fails its checks (a level that does not exist, too many misaligned groups, a
+/// training step larger than memory) names the field and leaves no results folder behind; the
+/// corrected run is then accepted in the same folder.
+#[test]
+fn failed_checks_leave_no_folder_and_the_corrected_run_is_accepted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("x");
+    let out_s = out.to_str().unwrap();
+    for (set, want) in [
+        (
+            "granularity=[{name = \"deep\", labels = {kind = \"level\", level = 5}}]",
+            "granularity 'deep'",
+        ),
+        (
+            "granularity=[{name = \"mis\", labels = {kind = \"misaligned\", groups = 3}}]",
+            "granularity 'mis'",
+        ),
+        (
+            "train.batch_size=1000000000",
+            "train.batch_size: this run needs about",
+        ),
+    ] {
+        let mut args = TINY.to_vec();
+        args.extend(["--set", set, "synthetic", "--out", out_s]);
+        let o = run(&args);
+        assert!(!o.status.success(), "{set}");
+        assert!(text(&o).contains(want), "{set}: {}", text(&o));
+        assert!(!out.exists(), "{set}: left {}", out.display());
+    }
+    let mut args = TINY.to_vec();
+    args.extend(["synthetic", "--out", out_s]);
+    let o = run(&args);
+    assert!(o.status.success(), "{}", text(&o));
 }
 
 #[test]

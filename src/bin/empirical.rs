@@ -214,12 +214,9 @@ fn run_options(
     kernels: Kernels,
 ) -> RunOptions {
     RunOptions {
-        out,
         data,
         fresh,
-        device,
-        progress: true,
-        kernels,
+        ..RunOptions::new(out, device, kernels)
     }
 }
 

@@ -108,6 +108,13 @@ pub enum EmpiricalError {
     /// A figure could not be drawn.
     #[error(transparent)]
     Plot(Box<PlotError>),
+    /// The run stopped on request after this many training epochs (each checkpointed), as if
+    /// killed: running it again resumes.
+    #[error("stopped on request after {epochs} training epochs; run again to resume")]
+    Interrupted {
+        /// Training epochs run.
+        epochs: usize,
+    },
     /// A shard, its preparation or a merge of shards went wrong.
     #[error(transparent)]
     Shard(Box<ShardError>),

@@ -98,7 +98,7 @@ impl Margins {
         let top = if title.is_empty() {
             16.0
         } else {
-            12.0 + style::line_height(style::TITLE_PX) + 10.0
+            12.0 + title_lines(title).len() as f64 * style::line_height(style::TITLE_PX) + 10.0
         };
         let x_title_h = if x.title.is_empty() {
             0.0
@@ -203,6 +203,16 @@ impl Ranged for LinAxis {
     }
 }
 
+/// The lines of a title: wrapped at spaces (up to three lines) when it is wider than a figure of
+/// the default width.
+pub(crate) fn title_lines(title: &str) -> Vec<String> {
+    let room = f64::from(style::WIDTH) - 40.0;
+    if style::text_width(title, style::TITLE_PX) <= room {
+        return vec![title.to_string()];
+    }
+    draw::wrap(title, style::TITLE_PX, room, 3).unwrap_or_else(|| vec![title.to_string()])
+}
+
 /// Draw title, grid, axes, ticks and axis titles; return the pixel mapping.
 pub(crate) fn draw_axes(
     root: &Root,
@@ -213,16 +223,21 @@ pub(crate) fn draw_axes(
 ) -> DrawResult<PixMap> {
     let (w, _) = root.dim_in_pixel();
     if !title.is_empty() {
-        draw::text(
-            root,
-            title,
-            (f64::from(w) / 2.0, 12.0),
-            style::TITLE_PX,
-            plotters::style::text_anchor::HPos::Center,
-            plotters::style::text_anchor::VPos::Top,
-            false,
-            &style::TEXT,
-        )?;
+        for (k, line) in title_lines(title).iter().enumerate() {
+            draw::text(
+                root,
+                line,
+                (
+                    f64::from(w) / 2.0,
+                    12.0 + k as f64 * style::line_height(style::TITLE_PX),
+                ),
+                style::TITLE_PX,
+                plotters::style::text_anchor::HPos::Center,
+                plotters::style::text_anchor::VPos::Top,
+                false,
+                &style::TEXT,
+            )?;
+        }
     }
     let xr = x.lo..x.hi;
     let yr = y.lo..y.hi;

@@ -279,6 +279,26 @@ fn draw_bars(root: &Root, b: &GroupedBars, map: &PixMap) -> DrawResult<Vec<Pt>> 
                 draw::fill_rect(root, r, &color)?;
                 draw::stroke_rect(root, r, &edge, 1.0)?;
                 draw::sample_rect(&r, 6.0, &mut obstacles);
+            } else {
+                // a bar too low to see (a zero): a mark on the axis and its value above it
+                let (cx, yb) = ((px0 + px1) / 2.0, r.y0);
+                draw::polyline(root, &[(px0, yb), (px1, yb)], &edge, 3)?;
+                let value = if mean == 0.0 {
+                    "0".to_string()
+                } else {
+                    format!("{mean:.2e}")
+                };
+                draw::text(
+                    root,
+                    &value,
+                    (cx, yb - 4.0),
+                    style::TICK_PX,
+                    HPos::Center,
+                    VPos::Bottom,
+                    false,
+                    &style::TEXT,
+                )?;
+                obstacles.push((cx, yb - 10.0));
             }
             let sd = s.sd[gi];
             if sd.is_finite() && sd > 0.0 {

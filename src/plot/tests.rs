@@ -815,3 +815,34 @@ fn edge_cases_render() {
         }
     }
 }
+
+/// A bar of height zero is drawn as a mark on the axis with its value, so it does not look
+/// missing.
+#[test]
+fn zero_bars_show_their_value() {
+    let zero_texts = |b: &GroupedBars| {
+        let svg = grouped_bars(b).unwrap();
+        assert_well_formed(&svg);
+        svg.matches(">\n0\n</text>").count()
+    };
+    let mut b = sample_bars();
+    b.bars[0].mean = vec![0.5, 0.01, 0.3];
+    b.bars[1].mean = vec![0.2, 0.4, 0.02];
+    b.bars[1].sd = vec![0.0; 3];
+    let base = zero_texts(&b);
+    b.bars[0].mean[1] = 0.0;
+    b.bars[1].mean[2] = 0.0;
+    assert_eq!(zero_texts(&b), base + 2);
+}
+
+/// A title wider than the figure is wrapped onto more lines instead of running off the page.
+#[test]
+fn long_titles_wrap() {
+    let mut c = sample_line_chart();
+    c.title = "balanced design (every leaf keeps all its training images): full fine-tuning, hard test images".into();
+    let svg = line_chart(&c).unwrap();
+    assert_well_formed(&svg);
+    assert!(!svg.contains(&esc(&c.title)), "not wrapped");
+    assert!(svg.contains("balanced design"), "first line missing");
+    assert!(svg.contains("hard test images"), "last line missing");
+}

@@ -58,7 +58,7 @@ impl Arch {
     }
 
     /// Blocks per stage.
-    pub(super) fn stages(self) -> &'static [usize] {
+    pub(crate) fn stages(self) -> &'static [usize] {
         match self {
             Arch::ResNet20 => &[3, 3, 3],
             Arch::ResNet8 => &[1, 1, 1],

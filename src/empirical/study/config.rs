@@ -97,6 +97,17 @@ pub struct DataConfig {
     /// Keep at most this many test images per leaf class (0 = all).
     #[serde(default)]
     pub test_per_leaf: usize,
+    /// Keep only the images under these classes of `target_level` (their names; empty = all),
+    /// in both splits, before the per-leaf subsets; class indices are renumbered at every level
+    /// (5 CIFAR-100 superclasses: 5 targets, 25 leaves).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub target_classes: Vec<String>,
+    /// The data-size axis: training images per leaf of each balanced design (`n50`, `n100`,
+    /// ...; they replace the single balanced design; empty = off). Each is drawn from the same
+    /// per-leaf order as `train_per_leaf`, so smaller sets are nested in larger ones; the test
+    /// set is shared.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sizes: Vec<usize>,
     /// Seed of the subsets and of the rare-subclass design's choices.
     #[serde(default)]
     pub subset_seed: u64,
@@ -157,6 +168,16 @@ pub struct TrainConfig {
     /// The linear probe on frozen pretrained features.
     #[serde(default)]
     pub probe: ProbeConfig,
+    /// Also run the direct arm of every granularity: a network trained on its labels for the
+    /// baseline's whole schedule (`pretrain_epochs + finetune_epochs`, the pretraining
+    /// schedule), read out with the summed head and the linear probe (condition `NAME direct`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub direct: bool,
+    /// Equal SGD steps across `data.sizes` (Chen et al. 2019): the configured epochs are those
+    /// at `data.train_per_leaf` images per leaf, and a design with n per leaf trains
+    /// `round(epochs * train_per_leaf / n)` epochs (at least 1) in every phase.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub equal_steps: bool,
     /// Readouts of each pretrained network: any of "finetune", "linear_probe", "summed_head"
     /// (the summed head only exists for labels nested inside the target classes; "mapped_head"
     /// is accepted as its old name).
@@ -240,13 +261,14 @@ impl<'de> Deserialize<'de> for LabelSpec {
         if DataLabels::KINDS.contains(&kind) {
             DataLabels::deserialize(v)
                 .map(LabelSpec::Data)
-                .map_err(D::Error::custom)
+                .map_err(|e| D::Error::custom(e.message()))
         } else {
             Relabeling::deserialize(v)
                 .map(LabelSpec::Hierarchy)
                 .map_err(|e| {
                     D::Error::custom(format!(
-                        "{e} (or one of the data's kinds: {})",
+                        "{} (or one of the data's kinds: {})",
+                        e.message(),
                         DataLabels::KINDS.join(", ")
                     ))
                 })
@@ -410,6 +432,25 @@ impl Validate for StudyConfig {
             ));
         }
         check_schedule("train.pretrain_lr", &t.pretrain_lr, t.pretrain_epochs)?;
+        let d = &self.data;
+        if d.sizes.contains(&0) {
+            return Err(field(
+                "data.sizes",
+                "every size must be at least 1 image per leaf",
+            ));
+        }
+        let mut sizes = d.sizes.clone();
+        sizes.sort_unstable();
+        sizes.dedup();
+        if sizes.len() != d.sizes.len() {
+            return Err(field("data.sizes", "sizes must be distinct"));
+        }
+        if t.equal_steps && d.train_per_leaf == 0 {
+            return Err(field(
+                "train.equal_steps",
+                "needs data.train_per_leaf > 0 (the size at which the configured epochs hold)",
+            ));
+        }
         check_schedule("train.finetune_lr", &t.finetune_lr, t.finetune_epochs)?;
         t.sgd
             .validate()
@@ -530,6 +571,10 @@ mod tests {
             (
                 "full",
                 include_str!("../../../experiments/empirical/full.toml"),
+            ),
+            (
+                "converged",
+                include_str!("../../../experiments/empirical/converged.toml"),
             ),
         ] {
             let c: StudyConfig = load_str(text, name, &[]).unwrap_or_else(|e| panic!("{e}"));

@@ -9,6 +9,7 @@ use rand::seq::SliceRandom;
 use crate::seed;
 
 use super::config::{DataSource, StudyConfig};
+use super::memory;
 use crate::empirical::data::indexed::keep_per_leaf as keep_per_class;
 use crate::empirical::data::sources::load_indexed;
 use crate::empirical::data::synthetic::generate;
@@ -20,8 +21,12 @@ pub const CIFAR100_ENV: &str = "GRANULARITY_CIFAR100_DIR";
 
 /// Loaded data of a study.
 pub struct StudyData {
-    /// Balanced training set (after subsetting).
+    /// Balanced training set (after subsetting: `data.train_per_leaf`): the ensemble's, and
+    /// the balanced design's.
     pub train: ImageSet,
+    /// With `data.sizes`: the training images before the per-leaf subset, from which each
+    /// size's design is drawn.
+    pub train_pool: Option<ImageSet>,
     /// Test set.
     pub test: ImageSet,
     /// Hard flags of the synthetic data's test images.
@@ -40,6 +45,121 @@ pub struct Design {
     pub test_is_hard: Option<Vec<bool>>,
     /// The conditions run in this design (granularity names; the baseline is implicit).
     pub granularities: Vec<String>,
+    /// Training images per leaf of a design of the data-size axis (`data.sizes`).
+    pub per_leaf: Option<usize>,
+}
+
+impl Design {
+    /// The epochs this design trains where the config says `epochs`: the same, unless
+    /// `train.equal_steps` scales them to equal SGD steps (`round(epochs * train_per_leaf / n)`,
+    /// at least 1, for a design with n images per leaf).
+    pub fn epochs(&self, cfg: &StudyConfig, epochs: usize) -> usize {
+        scaled_epochs(cfg, self.per_leaf, epochs)
+    }
+}
+
+/// See [`Design::epochs`].
+pub fn scaled_epochs(cfg: &StudyConfig, per_leaf: Option<usize>, epochs: usize) -> usize {
+    match per_leaf {
+        Some(n) if cfg.train.equal_steps && epochs > 0 => {
+            let e = epochs as f64 * cfg.data.train_per_leaf as f64 / n as f64;
+            (e.round() as usize).max(1)
+        }
+        _ => epochs,
+    }
+}
+
+/// What a design trained on, as written to `designs.json`: its training images and the epochs
+/// of each phase (scaled with `train.equal_steps`).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DesignInfo {
+    /// The design's name.
+    pub design: String,
+    /// Training images per leaf (designs of `data.sizes`; none otherwise).
+    pub per_leaf: Option<usize>,
+    /// Training images.
+    pub train_images: usize,
+    /// Pretraining epochs.
+    pub pretrain_epochs: usize,
+    /// Fine-tuning epochs.
+    pub finetune_epochs: usize,
+    /// Epochs of the baseline and of the direct arm (the whole schedule).
+    pub baseline_epochs: usize,
+}
+
+impl DesignInfo {
+    /// The record of `design`.
+    pub fn of(cfg: &StudyConfig, design: &Design) -> Self {
+        let t = &cfg.train;
+        let (pre, fine) = (
+            design.epochs(cfg, t.pretrain_epochs),
+            design.epochs(cfg, t.finetune_epochs),
+        );
+        DesignInfo {
+            design: design.name.clone(),
+            per_leaf: design.per_leaf,
+            train_images: design.train.len,
+            pretrain_epochs: pre,
+            finetune_epochs: fine,
+            baseline_epochs: pre + fine,
+        }
+    }
+}
+
+/// The file of the designs' records ([`DesignInfo`]) in the study folder.
+pub const DESIGNS_FILE: &str = "designs.json";
+
+/// The name of the design with `n` training images per leaf (`data.sizes`).
+pub fn size_design(n: usize) -> String {
+    format!("n{n}")
+}
+
+/// Keeps only the images under the classes `names` of level `level` (both splits; one
+/// hierarchy, cut down with [`crate::hierarchy::Hierarchy::restrict`], so class indices are
+/// contiguous at every level). Unknown names: an error naming `data.target_classes`.
+pub fn keep_target_classes(
+    train: ImageSet,
+    test: ImageSet,
+    synthetic_hard: Option<Vec<bool>>,
+    level: usize,
+    names: &[String],
+) -> Result<(ImageSet, ImageSet, Option<Vec<bool>>), EmpiricalError> {
+    let h = train.hierarchy.clone();
+    let valid = &h.level(level).class_names;
+    let mut leaves = Vec::new();
+    for name in names {
+        let Some(c) = valid.iter().position(|v| v == name) else {
+            return Err(EmpiricalError::invalid(
+                "data.target_classes",
+                format!(
+                    "no class '{name}' at level {level} ({}); valid names: {}",
+                    h.level(level).name,
+                    valid.join(", ")
+                ),
+            ));
+        };
+        leaves.extend(h.leaves_under(level, c));
+    }
+    leaves.sort_unstable();
+    leaves.dedup();
+    let restricted = std::sync::Arc::new(h.restrict(&leaves)?);
+    let mut new_leaf = vec![usize::MAX; h.num_leaves()];
+    for (i, &l) in leaves.iter().enumerate() {
+        new_leaf[l] = i;
+    }
+    let cut = |set: &ImageSet| -> (ImageSet, Vec<usize>) {
+        let keep: Vec<usize> = (0..set.len)
+            .filter(|&i| new_leaf[set.leaves[i]] != usize::MAX)
+            .collect();
+        let mut out = set.subset(&keep);
+        out.leaves = out.leaves.iter().map(|&l| new_leaf[l]).collect();
+        out.hierarchy = restricted.clone();
+        (out, keep)
+    };
+    let (train, _) = cut(&train);
+    let (test, kept) = cut(&test);
+    let hard = synthetic_hard.map(|h| kept.iter().map(|&i| h[i]).collect());
+    Ok((train, test, hard))
 }
 
 /// The dataset folder of the config: `data_dir` (from `--data`), else `data.path`, else (for
@@ -86,6 +206,7 @@ pub fn load_data(cfg: &StudyConfig, data_dir: Option<&Path>) -> Result<StudyData
             (s.train, s.test, None)
         }
         DataSource::Synthetic => {
+            memory::check(&memory::synthetic_needs(cfg), &memory::budget(cfg))?;
             let d = generate(&cfg.data.synthetic)?;
             let test = d.test();
             (d.train, test, Some(d.test_is_hard))
@@ -102,7 +223,19 @@ pub fn load_data(cfg: &StudyConfig, data_dir: Option<&Path>) -> Result<StudyData
             ),
         ));
     }
-    let leaf = h.leaf_level();
+    let (train, test, synthetic_hard) = if cfg.data.target_classes.is_empty() {
+        (train, test, synthetic_hard)
+    } else {
+        keep_target_classes(
+            train,
+            test,
+            synthetic_hard,
+            cfg.data.target_level,
+            &cfg.data.target_classes,
+        )?
+    };
+    let leaf = train.hierarchy.leaf_level();
+    let train_pool = (!cfg.data.sizes.is_empty()).then(|| train.clone());
     let train = if cfg.data.train_per_leaf > 0 {
         train.subset(&keep_per_class(
             &train.indices_by_class(leaf),
@@ -128,6 +261,7 @@ pub fn load_data(cfg: &StudyConfig, data_dir: Option<&Path>) -> Result<StudyData
     })?;
     Ok(StudyData {
         train,
+        train_pool,
         test,
         synthetic_hard,
         mean_std,
@@ -135,13 +269,20 @@ pub fn load_data(cfg: &StudyConfig, data_dir: Option<&Path>) -> Result<StudyData
 }
 
 /// The designs of a study by name, each with the granularities it runs, in the order they run:
-/// `balanced` (every granularity) and, with `[hard.rare_subclass]`, `rare_subclass` (its
-/// granularities). Needs only the config ([`designs`] adds the data).
+/// `balanced` (every granularity; with `data.sizes`, one such design per size instead, `n50`,
+/// `n100`, ...) and, with `[hard.rare_subclass]`, `rare_subclass` (its granularities). Needs
+/// only the config ([`designs`] adds the data).
 pub fn design_plan(cfg: &StudyConfig) -> Vec<(String, Vec<String>)> {
-    let mut plan = vec![(
-        "balanced".to_string(),
-        cfg.granularities.iter().map(|g| g.name.clone()).collect(),
-    )];
+    let all: Vec<String> = cfg.granularities.iter().map(|g| g.name.clone()).collect();
+    let mut plan: Vec<(String, Vec<String>)> = if cfg.data.sizes.is_empty() {
+        vec![("balanced".to_string(), all)]
+    } else {
+        cfg.data
+            .sizes
+            .iter()
+            .map(|&n| (size_design(n), all.clone()))
+            .collect()
+    };
     if let Some(r) = &cfg.hard.rare_subclass {
         plan.push(("rare_subclass".to_string(), r.granularities.clone()));
     }
@@ -150,12 +291,29 @@ pub fn design_plan(cfg: &StudyConfig) -> Vec<(String, Vec<String>)> {
 
 /// The designs of a study ([`design_plan`]) with their data: `balanced` trains on the balanced
 /// set (hard test images are the synthetic data's, or none until the ensemble defines them),
-/// `rare_subclass` on the rare-subclass set (hard test images are the rare leaves').
+/// `rare_subclass` on the rare-subclass set (hard test images are the rare leaves'), a size's
+/// design on `n` images per leaf of the pool (in the order of `data.train_per_leaf`'s subset).
 pub fn designs(cfg: &StudyConfig, data: &StudyData) -> Vec<Design> {
     design_plan(cfg)
         .into_iter()
         .map(|(name, granularities)| {
+            let size = cfg
+                .data
+                .sizes
+                .iter()
+                .copied()
+                .find(|&n| size_design(n) == name);
             let (train, test_is_hard) = match &cfg.hard.rare_subclass {
+                _ if size.is_some() => {
+                    let pool = data.train_pool.as_ref().unwrap_or(&data.train);
+                    let leaf = pool.hierarchy.leaf_level();
+                    let keep = keep_per_class(
+                        &pool.indices_by_class(leaf),
+                        size.unwrap_or(0),
+                        &mut seed::rng(cfg.data.subset_seed, &["subset", "train"]),
+                    );
+                    (pool.subset(&keep), data.synthetic_hard.clone())
+                }
                 Some(r) if name == "rare_subclass" => {
                     let (set, rare_leaf) = rare_subclass_set(
                         &data.train,
@@ -173,6 +331,7 @@ pub fn designs(cfg: &StudyConfig, data: &StudyData) -> Vec<Design> {
                 train,
                 test_is_hard,
                 granularities,
+                per_leaf: size,
             }
         })
         .collect()

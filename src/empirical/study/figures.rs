@@ -9,10 +9,26 @@
 use std::collections::BTreeMap;
 
 use super::config::Readout;
-use super::{StudySummary, SummaryRow};
+use super::designs::DesignInfo;
+use super::summary::{StudySummary, SummaryRow};
 use crate::empirical::error::EmpiricalError;
 use crate::plot::{grouped_bars, line_chart, BarSeries, GroupedBars, HBand, LineChart, Series};
 use crate::report::{MeanSd, ResultsDir};
+
+/// Shift, in decades of the log x axis, between points of different families at the same
+/// number of classes.
+const DODGE: f64 = 0.02;
+
+/// A design's name with what it is, for titles.
+pub fn design_title(design: &str) -> String {
+    match design {
+        "balanced" => "balanced design (every leaf keeps all its training images)".into(),
+        "rare_subclass" => {
+            "rare-subclass design (per target class one leaf whole, the others few images)".into()
+        }
+        other => other.to_string(),
+    }
+}
 
 /// The granularity chart of one design and readout (`hard`: on the hard test images).
 pub fn granularity_chart(
@@ -44,6 +60,22 @@ pub fn granularity_chart(
     if fams.is_empty() || !pick(base).mean.is_finite() {
         return None;
     }
+    // families with a point at the same class count: each shifted a little apart (log x)
+    let mut sharing: BTreeMap<usize, Vec<&str>> = BTreeMap::new();
+    for f in &order {
+        for &(c, _) in &fams[f] {
+            let at = sharing.entry(c).or_default();
+            if !at.contains(f) {
+                at.push(f);
+            }
+        }
+    }
+    let shift = |f: &str, c: usize| {
+        let at = &sharing[&c];
+        let j = at.iter().position(|g| *g == f).unwrap_or(0) as f64;
+        10f64.powf(DODGE * (j - (at.len() as f64 - 1.0) / 2.0))
+    };
+    let dodged = sharing.values().any(|at| at.len() > 1);
     let series = order
         .iter()
         .map(|f| {
@@ -51,7 +83,7 @@ pub fn granularity_chart(
             pts.sort_by_key(|p| p.0);
             Series {
                 label: f.to_string(),
-                x: pts.iter().map(|p| p.0 as f64).collect(),
+                x: pts.iter().map(|p| p.0 as f64 * shift(f, p.0)).collect(),
                 mean: pts.iter().map(|p| p.1.mean).collect(),
                 sd: Some(pts.iter().map(|p| p.1.sd).collect()),
             }
@@ -60,11 +92,16 @@ pub fn granularity_chart(
     let b = pick(base);
     Some(LineChart {
         title: format!(
-            "{design}: {}{}",
+            "{}: {}{}",
+            design_title(design),
             readout.title(),
             if hard { ", hard test images" } else { "" }
         ),
-        x_label: "pretraining classes (log scale)".into(),
+        x_label: if dodged {
+            "pretraining classes (log scale; points at one count shifted apart)".into()
+        } else {
+            "pretraining classes (log scale)".into()
+        },
         y_label: format!(
             "target top-1 error{} (fraction)",
             if hard { " on hard images" } else { "" }
@@ -93,7 +130,11 @@ pub fn easy_hard_chart(rows: &[SummaryRow], design: &str, readout: Readout) -> O
         return None;
     }
     Some(GroupedBars {
-        title: format!("{design}: easy vs hard test images ({})", readout.title()),
+        title: format!(
+            "{}: easy vs hard test images ({})",
+            design_title(design),
+            readout.title()
+        ),
         x_label: "pretraining labels (baseline: target labels from scratch)".into(),
         y_label: "target top-1 error (fraction)".into(),
         groups: sel.iter().map(|r| r.condition.clone()).collect(),
@@ -146,4 +187,175 @@ pub fn write_figures(
         }
     }
     Ok(written)
+}
+
+/// One point of `gain_vs_size.svg` (a row of `gain_vs_size.csv`).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct GainPoint {
+    /// The design (`n50`, ...).
+    pub design: String,
+    /// Training images per leaf.
+    pub per_leaf: usize,
+    /// Training images.
+    pub train_images: usize,
+    /// Epochs of the baseline (the whole schedule) in this design.
+    pub baseline_epochs: usize,
+    /// The condition.
+    pub condition: String,
+    /// The readout.
+    pub readout: Readout,
+    /// Seeds paired with the baseline.
+    pub seeds: usize,
+    /// Mean over seeds of baseline error minus the arm's (positive: the arm helps).
+    pub gain: f64,
+    /// Lower end of its 95% t-interval.
+    pub lo: f64,
+    /// Upper end.
+    pub hi: f64,
+    /// The baseline's mean error.
+    pub baseline_error: f64,
+    /// Relative error reduction (gain over the baseline's error).
+    pub rel_error_reduction: f64,
+    /// The verdict of the interval.
+    pub verdict: String,
+}
+
+/// The data-size figure: for every condition and readout, the paired error difference with the
+/// baseline (baseline minus arm: positive = helps) against the design's training images (log
+/// x), the 95% interval as error bars; and its points. None without two designs of the size
+/// axis.
+pub fn gain_vs_size(
+    rows: &[SummaryRow],
+    infos: &[DesignInfo],
+) -> Option<(LineChart, Vec<GainPoint>)> {
+    let sized: Vec<&DesignInfo> = infos.iter().filter(|i| i.per_leaf.is_some()).collect();
+    if sized.len() < 2 {
+        return None;
+    }
+    let mut points = Vec::new();
+    for i in &sized {
+        let base = rows
+            .iter()
+            .find(|r| r.design == i.design && r.readout == Readout::Scratch);
+        for r in rows.iter().filter(|r| r.design == i.design) {
+            let (Some(p), Some(b)) = (&r.vs_baseline, base) else {
+                continue;
+            };
+            points.push(GainPoint {
+                design: i.design.clone(),
+                per_leaf: i.per_leaf.unwrap_or(0),
+                train_images: i.train_images,
+                baseline_epochs: i.baseline_epochs,
+                condition: r.condition.clone(),
+                readout: r.readout,
+                seeds: p.seeds.len(),
+                gain: -p.mean,
+                lo: -p.hi,
+                hi: -p.lo,
+                baseline_error: b.error.mean,
+                rel_error_reduction: r.rel_error_reduction,
+                verdict: p.verdict.words().to_string(),
+            });
+        }
+    }
+    let mut lines: Vec<(String, Readout)> = Vec::new();
+    for p in &points {
+        if !lines.contains(&(p.condition.clone(), p.readout)) {
+            lines.push((p.condition.clone(), p.readout));
+        }
+    }
+    let series = lines
+        .iter()
+        .map(|(c, ro)| {
+            let mut pts: Vec<&GainPoint> = points
+                .iter()
+                .filter(|p| &p.condition == c && p.readout == *ro)
+                .collect();
+            pts.sort_by_key(|p| p.train_images);
+            Series {
+                label: format!("{c}, {}", ro.name()),
+                x: pts.iter().map(|p| p.train_images as f64).collect(),
+                mean: pts.iter().map(|p| p.gain).collect(),
+                sd: Some(
+                    pts.iter()
+                        .map(|p| {
+                            let h = (p.hi - p.lo) / 2.0;
+                            if h.is_finite() {
+                                h
+                            } else {
+                                f64::NAN
+                            }
+                        })
+                        .collect(),
+                ),
+            }
+        })
+        .collect();
+    Some((
+        LineChart {
+            title: "Gain over the from-scratch baseline against training-set size (paired over seeds; bars: 95% interval)".into(),
+            x_label: "training images (log scale)".into(),
+            y_label: "baseline error minus the arm's (positive = helps)".into(),
+            series,
+            bands: vec![HBand {
+                label: "no difference".into(),
+                mean: 0.0,
+                sd: 0.0,
+            }],
+            log_x: true,
+            error_bars: true,
+            ..Default::default()
+        },
+        points,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::empirical::study::results::{CellResult, ReadoutError};
+    use crate::empirical::study::summary::summarize;
+
+    fn cell(condition: &str, family: &str, classes: usize, error: f64) -> CellResult {
+        CellResult {
+            design: "balanced".into(),
+            condition: condition.into(),
+            family: family.into(),
+            seed: 0,
+            classes,
+            used_classes: classes,
+            aligned: true,
+            purity: 1.0,
+            readouts: vec![ReadoutError {
+                readout: if condition == "baseline" {
+                    Readout::Scratch
+                } else {
+                    Readout::Finetune
+                },
+                error,
+                easy_error: f64::NAN,
+                hard_error: f64::NAN,
+            }],
+            epochs: Vec::new(),
+        }
+    }
+
+    /// Label sets of different families with the same class count are drawn apart, and the
+    /// title says what the design is.
+    #[test]
+    fn points_at_one_class_count_are_dodged() {
+        let rows = summarize(&[
+            cell("baseline", "baseline", 2, 0.3),
+            cell("fine", "manual hierarchy", 10, 0.2),
+            cell("km", "k-means within class", 10, 0.25),
+            cell("coarse", "manual hierarchy", 2, 0.28),
+        ]);
+        let c = granularity_chart(&rows, "balanced", Readout::Finetune, false).unwrap();
+        assert!(c.title.contains("every leaf keeps all its training images"));
+        let x: Vec<f64> = c.series.iter().flat_map(|s| s.x.clone()).collect();
+        assert_eq!(x.len(), 3);
+        assert_eq!(x[0], 2.0, "a class count of one family alone stays put");
+        assert!(x[1] < 10.0 && x[2] > 10.0, "{x:?}");
+        assert!(c.x_label.contains("shifted apart"));
+    }
 }

@@ -8,8 +8,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::designs::Design;
+use super::phase::{Phase, Trainee};
 use super::results::EpochRecord;
-use super::runner::{Phase, Runner, Trainee};
+use super::runner::Runner;
 use crate::empirical::error::EmpiricalError;
 use crate::empirical::model::Model;
 use crate::report::read_json;
@@ -97,6 +98,7 @@ pub fn ensemble(r: &Runner) -> Result<Option<Vec<MemberOutput>>, EmpiricalError>
             epochs,
         });
     }
+    r.write_timings("ensemble")?;
     r.prep_dir().write_json(MEMBERS_FILE, &out)?;
     Ok(Some(out))
 }
@@ -120,31 +122,39 @@ pub fn assign_hard_subsets(
     let cfg = r.config();
     let test = &r.data().test;
     let mut subsets = Vec::new();
+    let balanced = |d: &Design| d.name != "rare_subclass";
     if let Some(h) = &r.data().synthetic_hard {
-        subsets.push(HardSubset {
-            design: "balanced".into(),
-            definition: "the synthetic data's hard images (common features missing)".into(),
-            hard: h.iter().filter(|&&x| x).count(),
-            total: h.len(),
-        });
+        for d in designs.iter().filter(|d| balanced(d)) {
+            subsets.push(HardSubset {
+                design: d.name.clone(),
+                definition: "the synthetic data's hard images (common features missing)".into(),
+                hard: h.iter().filter(|&&x| x).count(),
+                total: h.len(),
+            });
+        }
     }
     if let (Some(members), Some(e)) = (members, &cfg.hard.ensemble) {
         let wrong = ensemble_mistakes(members, r.test_targets(), r.num_targets());
-        if designs[0].test_is_hard.is_none() {
+        for d in designs
+            .iter_mut()
+            .filter(|d| balanced(d) && d.test_is_hard.is_none())
+        {
             subsets.push(HardSubset {
-                design: "balanced".into(),
+                design: d.name.clone(),
                 definition: format!(
-                    "misclassified by an ensemble of {} target-only networks (seeds {:?}, not used elsewhere)",
+                    "misclassified by an ensemble of {} target-only networks (seeds {:?}, not used elsewhere; trained on {} images)",
                     members.len(),
-                    e.seeds
+                    e.seeds,
+                    r.data().train.len
                 ),
                 hard: wrong.iter().filter(|&&w| w).count(),
                 total: test.len,
             });
-            designs[0].test_is_hard = Some(wrong);
+            d.test_is_hard = Some(wrong.clone());
         }
     }
-    if let (Some(rs), Some(d)) = (&cfg.hard.rare_subclass, designs.get(1)) {
+    let rare = designs.iter().find(|d| d.name == "rare_subclass");
+    if let (Some(rs), Some(d)) = (&cfg.hard.rare_subclass, rare) {
         subsets.push(HardSubset {
             design: "rare_subclass".into(),
             definition: format!(

@@ -16,7 +16,7 @@ use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
 use super::config::StudyConfig;
-use super::config::{DataLabels, EmbeddingSource, LabelSpec};
+use super::config::{DataLabels, EmbeddingSource, GranularitySpec, LabelSpec};
 use super::designs::Design;
 use super::hard::first_member;
 use super::runner::Runner;
@@ -148,8 +148,11 @@ impl PretrainLabels {
         self.used().iter().filter(|&&s| s).count()
     }
 
-    /// The summed head: the target logits as the sum of the logits of the pretraining classes
-    /// nested in each target (empty classes are left out). None when the labels are not aligned.
+    /// The summed head: the score of a target is the log of the summed softmax probabilities
+    /// of the pretraining classes nested in it (the log-sum-exp of their logits, up to the
+    /// normaliser every target shares), so a target's score is the network's probability that
+    /// the image is in it, however many classes it holds. A target with no nested class scores
+    /// minus infinity. None when the labels are not aligned.
     pub fn summed_head(
         &self,
         logits: &Array2<f32>,
@@ -168,12 +171,18 @@ impl PretrainLabels {
                 ),
             ));
         }
-        let used = self.used();
-        let mut out = Array2::zeros((logits.nrows(), num_targets));
+        let mut out = Array2::from_elem((logits.nrows(), num_targets), f32::NEG_INFINITY);
         for (mut o, row) in out.rows_mut().into_iter().zip(logits.rows()) {
-            for ((&v, t), &u) in row.iter().zip(self.rule.target_of_class()).zip(&used) {
-                if let (Some(t), true) = (*t, u) {
-                    o[t] += v;
+            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let mut sums = vec![0f64; num_targets];
+            for (&v, t) in row.iter().zip(self.rule.target_of_class()) {
+                if let Some(t) = *t {
+                    sums[t] += f64::from(v - max).exp();
+                }
+            }
+            for (o, s) in o.iter_mut().zip(sums) {
+                if s > 0.0 {
+                    *o = (s.ln() + f64::from(max)) as f32;
                 }
             }
         }
@@ -233,18 +242,7 @@ pub fn for_design(r: &Runner, design: &Design) -> Result<DesignLabels, Empirical
     };
     let mut labels = BTreeMap::new();
     for g in specs {
-        let l = build_labels(
-            &g.labels,
-            &design.train,
-            cfg.data.target_level,
-            emb.as_ref(),
-            labels_key(cfg, &g.name),
-            cfg.embedding.iters,
-        )
-        .map_err(|e| EmpiricalError::Labels {
-            granularity: g.name.clone(),
-            source: Box::new(e),
-        })?;
+        let l = build_granularity(cfg, g, &design.train, emb.as_ref())?;
         labels.insert(g.name.clone(), l);
     }
     let summary: BTreeMap<&String, serde_json::Value> = labels
@@ -263,6 +261,64 @@ pub fn for_design(r: &Runner, design: &Design) -> Result<DesignLabels, Empirical
     r.prep_dir()
         .write_json(&labels_file(&design.name), &labels)?;
     Ok(DesignLabels(labels))
+}
+
+/// Checks that every granularity of `design` can be built on its training set, before any
+/// network is trained: labels from the hierarchy are built (and dropped); for k-means, the
+/// level and the number of clusters are checked (the embeddings come later).
+pub fn check_buildable(cfg: &StudyConfig, design: &Design) -> Result<(), EmpiricalError> {
+    let h = &design.train.hierarchy;
+    for g in &cfg.granularities {
+        if !design.granularities.contains(&g.name) {
+            continue;
+        }
+        let bad = |message: String| EmpiricalError::Labels {
+            granularity: g.name.clone(),
+            source: Box::new(EmpiricalError::invalid("labels", message)),
+        };
+        match &g.labels {
+            LabelSpec::Data(DataLabels::KmeansWithin { level: Some(l), .. })
+                if *l >= h.num_levels() =>
+            {
+                return Err(bad(format!(
+                    "level {l} does not exist (the hierarchy has {} levels)",
+                    h.num_levels()
+                )));
+            }
+            LabelSpec::Data(DataLabels::KmeansGlobal { k }) if *k > design.train.len => {
+                return Err(bad(format!(
+                    "{k} clusters of {} training images (design {})",
+                    design.train.len, design.name
+                )));
+            }
+            LabelSpec::Data(DataLabels::KmeansWithin { .. } | DataLabels::KmeansGlobal { .. }) => {}
+            _ => {
+                build_granularity(cfg, g, &design.train, None)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The labels of the granularity `g` on `train` (an error names the granularity).
+pub fn build_granularity(
+    cfg: &StudyConfig,
+    g: &GranularitySpec,
+    train: &ImageSet,
+    embeddings: Option<&Array2<f32>>,
+) -> Result<PretrainLabels, EmpiricalError> {
+    build_labels(
+        &g.labels,
+        train,
+        cfg.data.target_level,
+        embeddings,
+        labels_key(cfg, &g.name),
+        cfg.embedding.iters,
+    )
+    .map_err(|e| EmpiricalError::Labels {
+        granularity: g.name.clone(),
+        source: Box::new(e),
+    })
 }
 
 /// The key of the labels of the granularity `name` (every random choice of its labels, k-means
@@ -486,14 +542,31 @@ mod tests {
     /// for labels that cross targets.
     #[test]
     fn summed_head_sums_nested_classes() {
-        // 3 classes: 0,1 in target 0; 2 in target 1
-        let l = PretrainLabels::from_table("t", vec![0, 1, 2, 2], 3, &[0, 0, 1, 1], 2).unwrap();
+        // 4 classes: 0, 1, 2 in target 0 (three children), 3 in target 1 (one child)
+        let l = PretrainLabels::from_table("t", vec![0, 1, 2, 3], 4, &[0, 0, 0, 1], 2).unwrap();
         assert!(l.aligned());
-        assert_eq!(l.rule.target_of_class(), &[Some(0), Some(0), Some(1)]);
-        let logits = ndarray::array![[1.0f32, 2.0, 2.5], [-1.0, 0.5, 0.0]];
+        assert_eq!(
+            l.rule.target_of_class(),
+            &[Some(0), Some(0), Some(0), Some(1)]
+        );
+        // Two children of target 0 are likely, one very unlikely; target 1's child is a bit
+        // less likely than either. The probability of target 0 is larger (2 e^2 > e^2.5), so the
+        // summed head picks it; a sum of logits (-6 vs 2.5) would pick target 1.
+        let logits = ndarray::array![[2.0f32, 2.0, -10.0, 2.5], [0.0, 0.0, 0.0, 5.0]];
         let m = l.summed_head(&logits, 2).unwrap().unwrap();
-        assert_eq!(m, ndarray::array![[3.0f32, 2.5], [-0.5, 0.0]]);
+        let lse = |v: &[f64]| v.iter().map(|x| x.exp()).sum::<f64>().ln();
+        let want = [[lse(&[2.0, 2.0, -10.0]), 2.5], [lse(&[0.0, 0.0, 0.0]), 5.0]];
+        for i in 0..2 {
+            for t in 0..2 {
+                assert!((f64::from(m[[i, t]]) - want[i][t]).abs() < 1e-5, "{m}");
+            }
+        }
         assert_eq!(predictions(&m), vec![0, 1]);
+        let logit_sum = [2.0 + 2.0 - 10.0, 2.5];
+        assert!(
+            logit_sum[1] > logit_sum[0],
+            "the case must tell the two readouts apart"
+        );
         let crossing =
             PretrainLabels::from_table("c", vec![0, 0, 1, 1], 2, &[0, 1, 1, 1], 2).unwrap();
         assert!(!crossing.aligned());

@@ -6,9 +6,12 @@
 //! file:
 //! * [`config`]: the TOML config; [`designs`]: the data, its subsets and the designs;
 //! * [`labels`]: the pretraining labels of each granularity and the summed head;
-//! * [`hard`]: hard test images (the ensemble, the rare-subclass design);
-//! * [`runner`]: training phases with checkpoints and resume, scoring, running a cell once;
+//! * [`hard`]: hard test images (the ensemble, the rare-subclass design); [`memory`]: the
+//!   allocation guard;
+//! * [`phase`]: training phases with checkpoints and resume; [`runner`]: networks on the run's
+//!   device, scoring, running a cell once;
 //! * [`results`]: the files of a cell; [`summary`]: statistics over seeds and the table;
+//!   [`stats`]: paired comparisons with the baseline (95% intervals, verdicts);
 //!   [`report`]: `summary.json`, `results.md`, `epochs.csv`; [`figures`]: the SVG figures;
 //! * [`single`]: one network at a time (`empirical pretrain`, `empirical finetune`);
 //! * [`sharding`]: a study spread over shards (`--prepare`, `--shard I/N`, `empirical merge`).
@@ -20,20 +23,24 @@
 //! finishes), `ensemble/` (the ensemble's test probabilities and weights), `labels/*.json` (the
 //! label sets of each design) and their summaries `labels_*.json`, `hard_subsets.json`,
 //! `epochs.csv` (every training epoch), `summary.json`, `results.md` and the figures (see
-//! [`figures`]); `shards/I-of-N/` (a shard's own config, cells and checkpoints) when the study
-//! ran in shards.
+//! [`figures`]): the same bytes however often the study was interrupted and resumed.
+//! Wall-clock times alone are kept apart, in `timings/` and `timings.csv`. `shards/I-of-N/` (a
+//! shard's own config, cells, checkpoints and timings) when the study ran in shards.
 
 pub mod config;
 pub mod designs;
 pub mod figures;
 pub mod hard;
 pub mod labels;
+pub mod memory;
+pub mod phase;
 pub mod protocol;
 pub mod report;
 pub mod results;
 pub mod runner;
 pub mod sharding;
 pub mod single;
+pub mod stats;
 pub mod summary;
 
 #[cfg(test)]

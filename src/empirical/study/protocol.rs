@@ -5,7 +5,8 @@
 //! * **baseline**: a network trained on the target labels from scratch for `pretrain_epochs +
 //!   finetune_epochs` epochs with the pretraining schedule (readout `scratch`);
 //! * **each granularity**: a network pretrained on its labels for `pretrain_epochs`, then read out
-//!   on the target: the summed head (no training; labels nested in the targets only), a linear
+//!   on the target: the summed head (the summed probability of the classes nested in each target;
+//!   no training; labels nested in the targets only), a linear
 //!   probe on the frozen features, and fine-tuning (a new head, the whole network trained on the
 //!   target labels for `finetune_epochs`).
 //!
@@ -17,17 +18,21 @@
 //! own ([`run_shard`]), merged by [`super::sharding::merge`].
 
 use super::config::{Readout, StudyConfig};
-use super::designs::{design_plan, designs, load_data, Design};
+use super::designs::{
+    design_plan, designs, load_data, Design, DesignInfo, StudyData, DESIGNS_FILE,
+};
 use super::hard::{assign_hard_subsets, ensemble, ensemble_epochs, MEMBERS_FILE};
 use super::labels::{self, LabelSummary, PretrainLabels};
+use super::memory::{budget, check, study_needs};
+use super::phase::{Phase, Trainee};
 use super::report::write_reports;
-use super::results::EpochRecord;
-use super::runner::{prepare_dir, Cell, CellOutcome, Phase, RunOptions, Runner, Trainee};
+use super::results::{EpochRecord, ReadoutError};
+use super::runner::{prepare_dir, Cell, CellOutcome, RunOptions, Runner};
 use super::sharding::check_prepared;
 use super::summary::StudySummary;
 use crate::cluster::Shard;
 use crate::empirical::error::EmpiricalError;
-use crate::empirical::model::Kernels;
+use crate::empirical::model::{Kernels, Model};
 use crate::empirical::probe::LinearProbe;
 use std::path::PathBuf;
 
@@ -77,8 +82,12 @@ impl Part {
     }
 }
 
+/// Runs `part` of the study `cfg`.
 fn run(cfg: &StudyConfig, opts: &RunOptions, part: Part) -> Result<(), EmpiricalError> {
+    // Everything is checked before the results folder is touched.
     let data = load_data(cfg, opts.data.as_deref())?;
+    let mut designs = designs(cfg, &data);
+    check_run(cfg, &data, &designs)?;
     let resolved = resolved_config(cfg, opts.kernels)?;
     let runner = match part {
         Part::Shard(shard) => {
@@ -91,11 +100,8 @@ fn run(cfg: &StudyConfig, opts: &RunOptions, part: Part) -> Result<(), Empirical
             Runner::new(cfg, dir, &data, opts)
         }
     };
-    let mut designs = designs(cfg, &data);
     let plan = cells_by_design(cfg);
-    runner
-        .progress()
-        .set_length(work_left(&runner, &designs, &plan, part));
+    announce_work(&runner, &designs, &plan, part);
 
     // The preparation (read back where saved): the ensemble (hard test images of the balanced
     // design on real data, k-means encoder), then each design's label sets.
@@ -105,6 +111,8 @@ fn run(cfg: &StudyConfig, opts: &RunOptions, part: Part) -> Result<(), Empirical
         runner
             .prep_dir()
             .write_json("hard_subsets.json", &hard_subsets)?;
+        let infos: Vec<DesignInfo> = designs.iter().map(|d| DesignInfo::of(cfg, d)).collect();
+        runner.prep_dir().write_json(DESIGNS_FILE, &infos)?;
     }
 
     for (design, (_, cells)) in designs.iter().zip(&plan) {
@@ -119,6 +127,9 @@ fn run(cfg: &StudyConfig, opts: &RunOptions, part: Part) -> Result<(), Empirical
                     Cell::Pretrained { granularity } => {
                         pretrained(&runner, design, labels.get(&granularity.name)?, who)
                     }
+                    Cell::Direct { granularity, .. } => {
+                        direct(&runner, design, labels.get(&granularity.name)?, who)
+                    }
                 })?;
             }
         }
@@ -127,21 +138,41 @@ fn run(cfg: &StudyConfig, opts: &RunOptions, part: Part) -> Result<(), Empirical
     Ok(())
 }
 
+/// Checks what can be checked before training: the memory the run needs, and that every label
+/// set can be built on its design's training set.
+pub fn check_run(
+    cfg: &StudyConfig,
+    data: &StudyData,
+    designs: &[Design],
+) -> Result<(), EmpiricalError> {
+    check(&study_needs(cfg, data), &budget(cfg))?;
+    for design in designs {
+        labels::check_buildable(cfg, design)?;
+    }
+    Ok(())
+}
+
 /// The cells of one seed, design by design (in [`design_plan`]'s order), each with its
 /// position among all of them (what `--shard` assigns): per design the baseline, then every
-/// granularity of the design in the config's order.
+/// granularity of the design in the config's order (pretrained, then, with `train.direct`,
+/// trained directly).
 pub fn cells_by_design(cfg: &StudyConfig) -> Vec<(String, Vec<(usize, Cell<'_>)>)> {
     let mut position = 0;
     design_plan(cfg)
         .into_iter()
         .map(|(design, granularities)| {
-            let cells = std::iter::once(Cell::Baseline)
-                .chain(
-                    cfg.granularities
-                        .iter()
-                        .filter(|g| granularities.contains(&g.name))
-                        .map(|granularity| Cell::Pretrained { granularity }),
-                )
+            let mut cells = vec![Cell::Baseline];
+            for granularity in &cfg.granularities {
+                if granularities.contains(&granularity.name) {
+                    cells.push(Cell::Pretrained { granularity });
+                    if cfg.train.direct {
+                        let name = format!("{} direct", granularity.name);
+                        cells.push(Cell::Direct { granularity, name });
+                    }
+                }
+            }
+            let cells = cells
+                .into_iter()
                 .map(|c| {
                     position += 1;
                     (position - 1, c)
@@ -161,7 +192,7 @@ fn baseline(r: &Runner, design: &Design, who: &Trainee) -> Result<CellOutcome, E
         name: "baseline",
         set: &design.train,
         labels: &targets,
-        epochs: cell_epochs(cfg, &Cell::Baseline),
+        epochs: cell_epochs(cfg, design, &Cell::Baseline),
         lr: &cfg.train.pretrain_lr,
     };
     let epochs = r.train(&model, who, &phase)?;
@@ -191,34 +222,11 @@ fn pretrained(
         name: "pretrain",
         set: &design.train,
         labels: &labels.labels,
-        epochs: t.pretrain_epochs,
+        epochs: design.epochs(cfg, t.pretrain_epochs),
         lr: &t.pretrain_lr,
     };
     let mut epochs: Vec<EpochRecord> = r.train(&model, who, &pretrain)?;
-
-    if t.readouts.contains(&Readout::SummedHead) {
-        let logits = r.test_logits(&model)?;
-        if let Some(m) = labels.summed_head(&logits, r.num_targets())? {
-            readouts.push(r.score(Readout::SummedHead, &m, hard));
-        }
-    }
-    if t.readouts.contains(&Readout::LinearProbe) {
-        r.progress().set_message(format!(
-            "{}/{} s{} linear probe",
-            who.design, who.condition, who.seed
-        ));
-        let train_features = r.features(&model, &design.train)?;
-        let test_features = r.features(&model, &r.data().test)?;
-        let probe = LinearProbe::train(
-            &train_features,
-            &targets,
-            r.num_targets(),
-            &t.probe,
-            who.key("probe"),
-        )?;
-        let logits = probe.logits(&test_features)?;
-        readouts.push(r.score(Readout::LinearProbe, &logits, hard));
-    }
+    readouts.extend(frozen_readouts(r, design, labels, &model, who)?);
     if t.readouts.contains(&Readout::Finetune) {
         let mut model = model;
         model.replace_head(r.num_targets(), who.key("head"))?;
@@ -226,7 +234,7 @@ fn pretrained(
             name: "finetune",
             set: &design.train,
             labels: &targets,
-            epochs: t.finetune_epochs,
+            epochs: design.epochs(cfg, t.finetune_epochs),
             lr: &t.finetune_lr,
         };
         epochs.extend(r.train(&model, who, &finetune)?);
@@ -240,43 +248,131 @@ fn pretrained(
     })
 }
 
-/// Training epochs of a cell (what the progress display counts).
-fn cell_epochs(cfg: &StudyConfig, cell: &Cell) -> usize {
+/// The direct arm: the network trained on a granularity's labels for the baseline's whole
+/// schedule, read out without further training (summed head, linear probe).
+fn direct(
+    r: &Runner,
+    design: &Design,
+    labels: &PretrainLabels,
+    who: &Trainee,
+) -> Result<CellOutcome, EmpiricalError> {
+    let cfg = r.config();
     let t = &cfg.train;
-    match cell {
-        Cell::Baseline => t.pretrain_epochs + t.finetune_epochs,
-        Cell::Pretrained { .. } if t.readouts.contains(&Readout::Finetune) => {
-            t.pretrain_epochs + t.finetune_epochs
+    let model = r.model(labels.num_classes(), who.key("init"))?;
+    let phase = Phase {
+        name: "direct",
+        set: &design.train,
+        labels: &labels.labels,
+        epochs: cell_epochs(cfg, design, &Cell::Baseline),
+        lr: &t.pretrain_lr,
+    };
+    let epochs = r.train(&model, who, &phase)?;
+    Ok(CellOutcome {
+        readouts: frozen_readouts(r, design, labels, &model, who)?,
+        epochs,
+        labels: labels.summary(),
+    })
+}
+
+/// The readouts of a network trained on `labels` that train nothing of it: the summed head and
+/// the linear probe on its frozen features (those the config asks for).
+fn frozen_readouts(
+    r: &Runner,
+    design: &Design,
+    labels: &PretrainLabels,
+    model: &Model,
+    who: &Trainee,
+) -> Result<Vec<ReadoutError>, EmpiricalError> {
+    let t = &r.config().train;
+    let hard = design.test_is_hard.as_deref();
+    let mut readouts = Vec::new();
+    if t.readouts.contains(&Readout::SummedHead) {
+        let logits = r.test_logits(model)?;
+        if let Some(m) = labels.summed_head(&logits, r.num_targets())? {
+            readouts.push(r.score(Readout::SummedHead, &m, hard));
         }
-        Cell::Pretrained { .. } => t.pretrain_epochs,
+    }
+    if t.readouts.contains(&Readout::LinearProbe) {
+        r.progress()
+            .set_message(format!("{} linear probe", who.label()));
+        let targets = design.train.labels_at_level(r.config().data.target_level);
+        let train_features = r.features(model, &design.train)?;
+        let test_features = r.features(model, &r.data().test)?;
+        let probe = LinearProbe::train(
+            &train_features,
+            &targets,
+            r.num_targets(),
+            &t.probe,
+            who.key("probe"),
+        )?;
+        let logits = probe.logits(&test_features)?;
+        readouts.push(r.score(Readout::LinearProbe, &logits, hard));
+    }
+    Ok(readouts)
+}
+
+/// Training epochs of a cell in `design` (the baseline's and the direct arm's: the whole
+/// schedule; see [`Design::epochs`]).
+fn cell_epochs(cfg: &StudyConfig, design: &Design, cell: &Cell) -> usize {
+    let t = &cfg.train;
+    let (pre, fine) = (
+        design.epochs(cfg, t.pretrain_epochs),
+        design.epochs(cfg, t.finetune_epochs),
+    );
+    match cell {
+        Cell::Baseline | Cell::Direct { .. } => pre + fine,
+        Cell::Pretrained { .. } if t.readouts.contains(&Readout::Finetune) => pre + fine,
+        Cell::Pretrained { .. } => pre,
     }
 }
 
-/// Training images still to process (the ensemble and the unsaved cells the run does), for
-/// the ETA.
-fn work_left(
+/// Sets the progress display to the work left (the ensemble and the unsaved cells the run does,
+/// in training images) and, when something was saved before, says what was loaded and what
+/// remains.
+fn announce_work(
     r: &Runner,
     designs: &[Design],
     plan: &[(String, Vec<(usize, Cell)>)],
     part: Part,
-) -> u64 {
+) {
     let cfg = r.config();
-    let mut total = 0;
+    let mut images = 0;
+    let (mut cells_total, mut cells_saved) = (0, 0);
+    let mut ensemble_saved = false;
     if let (Some(e), Some(epochs)) = (&cfg.hard.ensemble, ensemble_epochs(r)) {
-        if !r.prep_dir().path(MEMBERS_FILE).exists() {
-            total += e.seeds.len() * epochs * r.data().train.len;
+        ensemble_saved = r.prep_dir().path(MEMBERS_FILE).exists();
+        if !ensemble_saved {
+            images += e.seeds.len() * epochs * r.data().train.len;
         }
     }
     for (design, (_, cells)) in designs.iter().zip(plan) {
         for &seed in &cfg.seeds {
             for (position, cell) in cells {
-                if part.runs(*position, seed) && !r.is_done(&design.name, cell.condition(), seed) {
-                    total += cell_epochs(cfg, cell) * design.train.len;
+                if !part.runs(*position, seed) {
+                    continue;
+                }
+                cells_total += 1;
+                if r.is_done(&design.name, cell.condition(), seed) {
+                    cells_saved += 1;
+                } else {
+                    images += cell_epochs(cfg, design, cell) * design.train.len;
                 }
             }
         }
     }
-    total as u64
+    if cells_saved > 0 || ensemble_saved {
+        r.progress().note(format!(
+            "resuming {}: loaded {cells_saved} of {cells_total} cells{}; {} cells to run",
+            r.dir().root().display(),
+            if ensemble_saved {
+                " and the ensemble"
+            } else {
+                ""
+            },
+            cells_total - cells_saved
+        ));
+    }
+    r.progress().set_length(images as u64);
 }
 
 /// The config as saved in the results folder: results of other kernels agree only to rounding,

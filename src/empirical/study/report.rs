@@ -4,9 +4,10 @@
 use std::path::Path;
 
 use super::config::StudyConfig;
+use super::designs::{design_plan, DesignInfo, DESIGNS_FILE};
 use super::figures;
 use super::hard::{HardSubset, MemberOutput, MEMBERS_FILE};
-use super::results::{read_cells, CellResult, EpochRecord};
+use super::results::{read_cells, read_timings, CellResult, EpochRecord};
 use super::summary::{summarize, summary_table, StudySummary};
 use crate::empirical::error::EmpiricalError;
 use crate::report::{read_json, ResultsDir};
@@ -17,9 +18,13 @@ pub fn write_reports(dir: &Path) -> Result<StudySummary, EmpiricalError> {
     let rd = ResultsDir::create(dir)?;
     let cfg: StudyConfig = crate::config::load_file(&rd.path("config.toml"), &[])?;
     let mut cells = read_cells(dir)?;
+    let plan = design_plan(&cfg);
     // order: designs as run, baseline first, then the config's granularity order, then seed
     let pos = |c: &CellResult| {
-        let d = usize::from(c.design != "balanced");
+        let d = plan
+            .iter()
+            .position(|(d, _)| *d == c.design)
+            .unwrap_or(usize::MAX);
         let g = if c.condition == "baseline" {
             0
         } else {
@@ -48,6 +53,7 @@ pub fn write_reports(dir: &Path) -> Result<StudySummary, EmpiricalError> {
         epochs.extend(c.epochs.iter().cloned());
     }
     rd.write_csv("epochs.csv", &epochs)?;
+    rd.write_csv("timings.csv", &read_timings(dir)?)?;
     let rows = summarize(&cells);
     let summary = StudySummary {
         name: cfg.name.clone(),
@@ -66,9 +72,26 @@ pub fn write_reports(dir: &Path) -> Result<StudySummary, EmpiricalError> {
             h.design, h.definition, h.hard, h.total
         ));
     }
-    md.push('\n');
-    md.push_str(&summary_table(&summary.rows).to_string());
+    md.push_str("\nThe paired column is, over the seeds that have both, the mean of the per-seed difference of the error and the baseline's (same seed, same design; negative = lower error), with its 95% t-interval; the verdict is read from the interval: helps (all below 0), hurts (all above 0), or no detectable difference.\n\n");
+    let table = summary_table(&summary.rows);
+    md.push_str(&table.to_string());
     rd.write_text("results.md", &md)?;
+    rd.write_text(
+        "results.tex",
+        &table.to_latex_table(
+            &format!(
+                "Study {}: target error (mean $\\pm$ sd over seeds) and the paired difference with the baseline (95\\% interval).",
+                cfg.name
+            ),
+            &format!("tab:{}", crate::report::file_safe(&cfg.name)),
+        ),
+    )?;
     figures::write_figures(&rd, &summary)?;
+    if let Ok(infos) = read_json::<Vec<DesignInfo>>(&rd.path(DESIGNS_FILE)) {
+        if let Some((chart, points)) = figures::gain_vs_size(&summary.rows, &infos) {
+            rd.write_text("gain_vs_size.svg", &crate::plot::line_chart(&chart)?)?;
+            rd.write_csv("gain_vs_size.csv", &points)?;
+        }
+    }
     Ok(summary)
 }

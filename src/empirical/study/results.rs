@@ -1,5 +1,7 @@
 //! What a study writes per cell, and where: the records of `cells/*.json` and `epochs.csv`, the
-//! file name of a cell, and the one function that lists the cells of a study folder.
+//! wall-clock records of `timings/` and `timings.csv` (kept apart, so that every other file of a
+//! study is the same bytes however often it was interrupted and resumed), the file name of a
+//! cell, and the one function that lists the cells of a study folder.
 
 use std::path::{Path, PathBuf};
 
@@ -7,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::config::Readout;
 use crate::empirical::error::EmpiricalError;
-use crate::report::{file_safe, read_json};
+use crate::report::{file_safe, read_csv, read_json};
 
 /// One training epoch, as written to `epochs.csv`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -18,7 +20,7 @@ pub struct EpochRecord {
     pub condition: String,
     /// Seed.
     pub seed: u64,
-    /// "baseline", "pretrain", "finetune" or "ensemble".
+    /// "baseline", "pretrain", "finetune", "direct" or "ensemble".
     pub phase: String,
     /// 0-based epoch.
     pub epoch: usize,
@@ -28,10 +30,25 @@ pub struct EpochRecord {
     pub train_acc: f64,
     /// Learning rate of the last step.
     pub lr: f64,
-    /// Wall time of the epoch in seconds.
+}
+
+/// Wall-clock time of an epoch (or of a whole cell: no epoch), as written to `timings.csv`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Timing {
+    /// Design.
+    pub design: String,
+    /// Condition.
+    pub condition: String,
+    /// Seed.
+    pub seed: u64,
+    /// The phase ("baseline", "pretrain", ...), or "cell" for the whole cell.
+    pub phase: String,
+    /// 0-based epoch (none for a whole cell).
+    pub epoch: Option<usize>,
+    /// Wall time in seconds (of this process's part, for a cell that was resumed).
     pub seconds: f64,
-    /// Training images per second.
-    pub images_per_sec: f64,
+    /// Training images per second (none for a whole cell).
+    pub images_per_sec: Option<f64>,
 }
 
 /// Target error of one readout.
@@ -73,22 +90,6 @@ pub struct CellResult {
     pub readouts: Vec<ReadoutError>,
     /// Every training epoch of the cell.
     pub epochs: Vec<EpochRecord>,
-    /// Wall time in seconds.
-    pub seconds: f64,
-}
-
-impl CellResult {
-    /// The result with its wall-clock times (`seconds`, and each epoch's `seconds` and
-    /// `images_per_sec`) set to 0: what two runs of the same cell agree on bit for bit.
-    pub fn without_timings(&self) -> CellResult {
-        let mut c = self.clone();
-        c.seconds = 0.0;
-        for e in &mut c.epochs {
-            e.seconds = 0.0;
-            e.images_per_sec = 0.0;
-        }
-        c
-    }
 }
 
 /// The name of a cell's files (`{design}__{condition}__s{seed}`): its result is
@@ -103,19 +104,45 @@ pub fn cell_path(root: &Path, design: &str, condition: &str, seed: u64) -> PathB
         .join(format!("{}.json", cell_name(design, condition, seed)))
 }
 
-/// Reads every cell result of a study folder (sorted by file name).
-pub fn read_cells(dir: &Path) -> Result<Vec<CellResult>, EmpiricalError> {
-    let cells = dir.join("cells");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&cells)
-        .map_err(|e| {
-            EmpiricalError::invalid("results", format!("cannot read {}: {e}", cells.display()))
-        })?
+/// The files of the folder `dir` whose names end in `.{ext}`, sorted (none if it is missing).
+fn files_in(dir: &Path, ext: &str) -> Vec<PathBuf> {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut files: Vec<PathBuf> = rd
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .filter(|p| p.extension().is_some_and(|x| x == ext))
         .collect();
     files.sort();
     files
+}
+
+/// Reads every cell result of a study folder (sorted by file name). A cell file that cannot be
+/// read is an error that names it and says what to do.
+pub fn read_cells(dir: &Path) -> Result<Vec<CellResult>, EmpiricalError> {
+    files_in(&dir.join("cells"), "json")
         .iter()
-        .map(|p| read_json(p).map_err(EmpiricalError::from))
+        .map(|p| {
+            read_json(p).map_err(|e| {
+                EmpiricalError::invalid(
+                    "results",
+                    format!("{e}: delete this file and run the study again to recompute the cell"),
+                )
+            })
+        })
         .collect()
+}
+
+/// The timing file of the cell (or ensemble) named `name`.
+pub fn timings_path(root: &Path, name: &str) -> PathBuf {
+    root.join("timings").join(format!("{name}.csv"))
+}
+
+/// Every timing row of a study folder (`timings/*.csv`, by file name).
+pub fn read_timings(dir: &Path) -> Result<Vec<Timing>, EmpiricalError> {
+    let mut rows = Vec::new();
+    for p in files_in(&dir.join("timings"), "csv") {
+        rows.extend(read_csv::<Timing>(&p)?);
+    }
+    Ok(rows)
 }

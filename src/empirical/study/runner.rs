@@ -1,8 +1,10 @@
 //! The machinery under the protocol: building networks on the run's device and kernels, training
-//! phases with a checkpoint after every epoch (a killed run resumes from the last one), scoring
-//! readouts on the test set, and running a cell once (a finished cell is a file in `cells/`, and
-//! is never run again). [`protocol`](super::protocol) says what a cell does; this module how.
+//! phases ([`super::phase`]: a checkpoint after every epoch, a killed run resumes from the last
+//! one), scoring readouts on the test set, and running a cell once (a finished cell is a file in
+//! `cells/`, and is never run again; its wall-clock times go to `timings/`).
+//! [`protocol`](super::protocol) says what a cell does; this module how.
 
+use std::cell::{Cell as Counter, RefCell};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -11,13 +13,15 @@ use candle_core::Device;
 use super::config::{GranularitySpec, Readout, StudyConfig};
 use super::designs::{Design, StudyData};
 use super::labels::LabelSummary;
-use super::results::{cell_name, cell_path, CellResult, EpochRecord, ReadoutError};
-use crate::empirical::checkpoint::{load_checkpoint, save_checkpoint};
+use super::phase::Trainee;
+use super::results::{
+    cell_name, cell_path, timings_path, CellResult, EpochRecord, ReadoutError, Timing,
+};
 use crate::empirical::data::ImageSet;
 use crate::empirical::error::EmpiricalError;
 use crate::empirical::model::{Kernels, Model};
-use crate::empirical::optim::{LrSchedule, Schedule, Sgd};
-use crate::empirical::train::{evaluate, extract_features, predictions, train_epoch, EpochConfig};
+use crate::empirical::train::{evaluate, extract_features, predictions, EpochConfig};
+use crate::report::read_json;
 use crate::report::{Progress, ResultsDir};
 use ndarray::Array2;
 
@@ -40,6 +44,24 @@ pub struct RunOptions {
     /// Which layer implementation trains the networks (results agree to rounding; `stock` is
     /// candle's own operations, for checking the fast kernels end to end).
     pub kernels: Kernels,
+    /// Stop with [`EmpiricalError::Interrupted`] after this many training epochs (each one
+    /// checkpointed), as a kill would: for testing resume. None: run to the end.
+    pub stop_after_epochs: Option<usize>,
+}
+
+impl RunOptions {
+    /// Options for a run into `out` on `device` with `kernels`, progress shown.
+    pub fn new(out: PathBuf, device: Device, kernels: Kernels) -> Self {
+        RunOptions {
+            out,
+            data: None,
+            fresh: false,
+            device,
+            progress: true,
+            kernels,
+            stop_after_epochs: None,
+        }
+    }
 }
 
 /// What a cell of a design runs.
@@ -51,6 +73,14 @@ pub enum Cell<'a> {
         /// The granularity.
         granularity: &'a GranularitySpec,
     },
+    /// The direct arm: a network trained on a granularity's labels for the baseline's whole
+    /// schedule, read out with the summed head and the linear probe (condition `NAME direct`).
+    Direct {
+        /// The granularity.
+        granularity: &'a GranularitySpec,
+        /// The condition's name.
+        name: String,
+    },
 }
 
 impl Cell<'_> {
@@ -59,42 +89,9 @@ impl Cell<'_> {
         match self {
             Cell::Baseline => "baseline",
             Cell::Pretrained { granularity, .. } => &granularity.name,
+            Cell::Direct { name, .. } => name,
         }
     }
-}
-
-/// Who trains: a design (or "ensemble", "single"), a condition and a seed. Names the
-/// checkpoints and the epoch records.
-#[derive(Clone, Copy, Debug)]
-pub struct Trainee<'a> {
-    /// The design.
-    pub design: &'a str,
-    /// The condition.
-    pub condition: &'a str,
-    /// The seed (the cell's): every draw of its phases comes from it, keyed by what it is for
-    /// ([`Trainee::key`]).
-    pub seed: u64,
-}
-
-impl Trainee<'_> {
-    /// The key of the purpose `name` (`"init"`, `"probe"`, ...) under the trainee's seed.
-    pub fn key(&self, name: &str) -> u64 {
-        crate::seed::derive(self.seed, &[name])
-    }
-}
-
-/// One training phase of a network.
-pub struct Phase<'a> {
-    /// "baseline", "pretrain", "finetune" or "ensemble" (in `epochs.csv` and checkpoint names).
-    pub name: &'a str,
-    /// The training images.
-    pub set: &'a ImageSet,
-    /// One label per image.
-    pub labels: &'a [usize],
-    /// Epochs.
-    pub epochs: usize,
-    /// The learning-rate schedule over those epochs.
-    pub lr: &'a LrSchedule,
 }
 
 /// What the body of a cell produced.
@@ -117,6 +114,9 @@ pub struct Runner<'a> {
     test_targets: Vec<usize>,
     num_targets: usize,
     bar: Progress,
+    stop_after_epochs: Option<usize>,
+    epochs_run: Counter<usize>,
+    timings: RefCell<Vec<Timing>>,
     prep: ResultsDir,
 }
 
@@ -139,6 +139,9 @@ impl<'a> Runner<'a> {
             test_targets: data.test.labels_at_level(tl),
             num_targets: data.train.hierarchy.num_classes(tl),
             bar: Progress::new(0, "images", opts.progress),
+            stop_after_epochs: opts.stop_after_epochs,
+            epochs_run: Counter::new(0),
+            timings: RefCell::new(Vec::new()),
         }
     }
 
@@ -192,7 +195,8 @@ impl<'a> Runner<'a> {
         Model::new_with(self.cfg.model, classes, seed, &self.device, self.kernels)
     }
 
-    fn epoch_config(&self) -> EpochConfig {
+    /// How the run's training epochs read the data.
+    pub(super) fn epoch_config(&self) -> EpochConfig {
         EpochConfig {
             batch_size: self.cfg.train.batch_size,
             augment: self.cfg.train.augment,
@@ -200,94 +204,6 @@ impl<'a> Runner<'a> {
             std: self.data.mean_std.1,
             label_smoothing: self.cfg.train.label_smoothing,
             drop_last: false,
-        }
-    }
-
-    /// The checkpoint of `phase` of `who`.
-    pub fn checkpoint(&self, who: &Trainee, phase: &str) -> PathBuf {
-        self.dir.path(&format!(
-            "checkpoints/{}.{phase}.ckpt",
-            cell_name(who.design, who.condition, who.seed)
-        ))
-    }
-
-    /// Trains `model` through `phase`, checkpointing after every epoch and resuming from the
-    /// checkpoint if one exists. Batch order and augmentation come from the generator of the
-    /// phase's name under the trainee's seed. Returns the epoch records (including those of
-    /// epochs run before a resume).
-    pub fn train(
-        &self,
-        model: &Model,
-        who: &Trainee,
-        phase: &Phase,
-    ) -> Result<Vec<EpochRecord>, EmpiricalError> {
-        let ckpt = self.checkpoint(who, phase.name);
-        let (set, epochs) = (phase.set, phase.epochs);
-        let ecfg = self.epoch_config();
-        let mut sgd = Sgd::new(model.trainable_params(), self.cfg.train.sgd)?;
-        let schedule = Schedule::new(phase.lr.clone(), epochs, ecfg.steps_per_epoch(set.len))?;
-        let (mut start, mut rng, mut records) =
-            (0, crate::seed::rng(who.seed, &[phase.name]), Vec::new());
-        if ckpt.exists() {
-            let r = load_checkpoint(&ckpt, model, &mut sgd)?;
-            start = r.epochs_done;
-            rng = r.rng;
-            records = serde_json::from_value(r.meta.extra).map_err(|e| {
-                EmpiricalError::checkpoint(&ckpt, format!("bad epoch records: {e}"))
-            })?;
-            self.bar.inc((start * set.len) as u64);
-        }
-        for e in start..epochs {
-            let bar = &self.bar;
-            let mut last = 0;
-            let stats = train_epoch(
-                model,
-                &mut sgd,
-                &schedule,
-                set,
-                phase.labels,
-                &ecfg,
-                e,
-                &mut rng,
-                &mut |s| {
-                    bar.inc((s.images - last) as u64);
-                    last = s.images;
-                },
-            )?;
-            bar.milestone(format!(
-                "{}/{} s{} {} {}/{epochs} loss {:.3} acc {:.3} {:.0} img/s",
-                who.design,
-                who.condition,
-                who.seed,
-                phase.name,
-                e + 1,
-                stats.loss,
-                stats.acc,
-                stats.images_per_sec
-            ));
-            records.push(EpochRecord {
-                design: who.design.into(),
-                condition: who.condition.into(),
-                seed: who.seed,
-                phase: phase.name.into(),
-                epoch: e,
-                loss: stats.loss,
-                train_acc: stats.acc,
-                lr: stats.last_lr,
-                seconds: stats.seconds,
-                images_per_sec: stats.images_per_sec,
-            });
-            let extra = serde_json::to_value(&records)
-                .map_err(|e| EmpiricalError::checkpoint(&ckpt, e.to_string()))?;
-            save_checkpoint(&ckpt, model, &sgd, e + 1, &rng, extra)?;
-        }
-        Ok(records)
-    }
-
-    /// Deletes the checkpoints of `who` (after its results are saved).
-    pub fn drop_checkpoints(&self, who: &Trainee, phases: &[&str]) {
-        for p in phases {
-            let _ = std::fs::remove_file(self.checkpoint(who, p));
         }
     }
 
@@ -334,9 +250,45 @@ impl<'a> Runner<'a> {
         }
     }
 
-    /// Whether the cell `(design, condition, seed)` has its result saved.
+    /// Counts a finished (checkpointed) epoch; stops the run when `stop_after_epochs` is
+    /// reached.
+    pub(super) fn count_epoch(&self) -> Result<(), EmpiricalError> {
+        let n = self.epochs_run.get() + 1;
+        self.epochs_run.set(n);
+        match self.stop_after_epochs {
+            Some(stop) if n >= stop => Err(EmpiricalError::Interrupted { epochs: n }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Keeps wall-clock records until [`Runner::write_timings`].
+    pub(super) fn add_timings(&self, rows: Vec<Timing>) {
+        self.timings.borrow_mut().extend(rows);
+    }
+
+    /// Writes the wall-clock records kept so far to `timings/{name}.csv`.
+    pub fn write_timings(&self, name: &str) -> Result<(), EmpiricalError> {
+        let rows = std::mem::take(&mut *self.timings.borrow_mut());
+        crate::report::write_csv(&timings_path(self.dir.root(), name), &rows)?;
+        Ok(())
+    }
+
+    /// Whether the cell `(design, condition, seed)` has its result saved. A saved result that
+    /// cannot be read is deleted with a note, so that the cell is computed again.
     pub fn is_done(&self, design: &str, condition: &str, seed: u64) -> bool {
-        cell_path(self.dir.root(), design, condition, seed).exists()
+        let path = cell_path(self.dir.root(), design, condition, seed);
+        if !path.exists() {
+            return false;
+        }
+        match read_json::<CellResult>(&path) {
+            Ok(_) => true,
+            Err(e) => {
+                self.bar
+                    .note(format!("{e}: unreadable, computing the cell again"));
+                let _ = std::fs::remove_file(&path);
+                false
+            }
+        }
     }
 
     /// Runs `cell` of `design` with `seed` unless its result is saved: `body` trains and reads
@@ -353,6 +305,7 @@ impl<'a> Runner<'a> {
             return Ok(());
         }
         let t0 = Instant::now();
+        self.timings.borrow_mut().clear();
         let who = Trainee {
             design: &design.name,
             condition,
@@ -360,13 +313,16 @@ impl<'a> Runner<'a> {
         };
         let out = body(&who)?;
         let family = match cell {
-            Cell::Baseline => "baseline",
-            Cell::Pretrained { granularity } => granularity.labels.family(),
+            Cell::Baseline => "baseline".to_string(),
+            Cell::Pretrained { granularity } => granularity.labels.family().to_string(),
+            Cell::Direct { granularity, .. } => {
+                format!("direct, {}", granularity.labels.family())
+            }
         };
         let result = CellResult {
             design: design.name.clone(),
             condition: condition.to_string(),
-            family: family.to_string(),
+            family,
             seed,
             classes: out.labels.classes,
             used_classes: out.labels.used_classes,
@@ -374,13 +330,28 @@ impl<'a> Runner<'a> {
             purity: out.labels.purity,
             readouts: out.readouts,
             epochs: out.epochs,
-            seconds: t0.elapsed().as_secs_f64(),
         };
-        self.dir.write_json(
-            &format!("cells/{}.json", cell_name(&design.name, condition, seed)),
-            &result,
-        )?;
-        self.drop_checkpoints(&who, &["baseline", "pretrain", "finetune"]);
+        let name = cell_name(&design.name, condition, seed);
+        self.add_timings(vec![Timing {
+            design: design.name.clone(),
+            condition: condition.to_string(),
+            seed,
+            phase: "cell".into(),
+            epoch: None,
+            seconds: t0.elapsed().as_secs_f64(),
+            images_per_sec: None,
+        }]);
+        self.write_timings(&name)?;
+        self.dir
+            .write_json(&format!("cells/{name}.json"), &result)?;
+        self.drop_checkpoints(&who, &["baseline", "pretrain", "finetune", "direct"]);
+        let errors: Vec<String> = result
+            .readouts
+            .iter()
+            .map(|r| format!("{} {:.3}", r.readout.name(), r.error))
+            .collect();
+        self.bar
+            .milestone(format!("{} done: error {}", who.label(), errors.join(", ")));
         Ok(())
     }
 }
@@ -395,6 +366,7 @@ pub fn prepare_dir(out: &Path, resolved: &str, fresh: bool) -> Result<ResultsDir
             "cells",
             "checkpoints",
             "ensemble",
+            "timings",
             "labels",
             "shards",
             "weights.safetensors",

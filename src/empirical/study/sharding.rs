@@ -85,19 +85,19 @@ pub fn expected_cells(
     Ok(out)
 }
 
-/// Two saved copies of a cell hold the same result: equal once the wall-clock times are left
-/// out (compared as JSON, so that NaN errors compare equal).
+/// Two saved copies of a cell hold the same result (compared as JSON, so that NaN errors
+/// compare equal; cells hold no wall-clock times).
 fn same_cell(a: &Path, b: &Path) -> Result<bool, ShardError> {
-    let timeless = |p: &Path| -> Result<String, ShardError> {
+    let json = |p: &Path| -> Result<String, ShardError> {
         let c: CellResult = read_json(p)?;
-        serde_json::to_string(&c.without_timings()).map_err(|e| {
+        serde_json::to_string(&c).map_err(|e| {
             ShardError::Report(ReportError::Format {
                 path: p.to_path_buf(),
                 msg: e.to_string(),
             })
         })
     };
-    Ok(timeless(a)? == timeless(b)?)
+    Ok(json(a)? == json(b)?)
 }
 
 /// Merges the shards of the study folder `root` (every `root/shards/*`, and the shard folders

@@ -10,15 +10,18 @@ use std::path::Path;
 use super::config::{EmbeddingSource, LabelSpec, Readout, StudyConfig};
 use super::designs::load_data;
 use super::labels::{build_labels, embeddings, labels_key, LabelSummary};
+use super::memory::{budget, check, study_needs};
+use super::phase::{Phase, Trainee};
 use super::protocol::resolved_config;
 use super::results::{CellResult, ReadoutError};
-use super::runner::{prepare_dir, Phase, RunOptions, Runner, Trainee};
+use super::runner::{prepare_dir, RunOptions, Runner};
 use crate::empirical::error::EmpiricalError;
 use crate::empirical::probe::LinearProbe;
 
 /// Writes the result of a single run and returns its report.
 fn finish(r: &Runner<'_>, cell: &CellResult) -> Result<String, EmpiricalError> {
     r.progress().finish();
+    r.write_timings("single")?;
     r.dir().write_json("result.json", cell)?;
     r.dir().write_csv("epochs.csv", &cell.epochs)?;
     let mut s = format!(
@@ -58,7 +61,6 @@ fn single_result(
         purity: labels.purity,
         readouts,
         epochs,
-        seconds: 0.0,
     }
 }
 
@@ -101,24 +103,26 @@ pub fn pretrain(
         ));
     }
     let data = load_data(cfg, opts.data.as_deref())?;
+    check(&study_needs(cfg, &data), &budget(cfg))?;
     let resolved = format!(
         "# pretrain {name}, seed {seed}\n{}",
         resolved_config(cfg, opts.kernels)?
     );
-    let r = Runner::new(cfg, prepare_dir(&opts.out, &resolved, false)?, &data, opts);
-    let emb = if spec.needs_embeddings() {
-        Some(embeddings(&r, &data.train)?)
-    } else {
-        None
+    let build = |emb: Option<&ndarray::Array2<f32>>| {
+        let key = labels_key(cfg, name);
+        build_labels(&spec, &data.train, tl, emb, key, cfg.embedding.iters)
     };
-    let l = build_labels(
-        &spec,
-        &data.train,
-        tl,
-        emb.as_ref(),
-        labels_key(cfg, name),
-        cfg.embedding.iters,
-    )?;
+    // labels from the hierarchy are built (and checked) before the folder is made
+    let built = if spec.needs_embeddings() {
+        None
+    } else {
+        Some(build(None)?)
+    };
+    let r = Runner::new(cfg, prepare_dir(&opts.out, &resolved, false)?, &data, opts);
+    let l = match built {
+        Some(l) => l,
+        None => build(Some(&embeddings(&r, &data.train)?))?,
+    };
     let who = Trainee {
         design: "single",
         condition: name,
@@ -163,6 +167,7 @@ pub fn finetune(
     opts: &RunOptions,
 ) -> Result<String, EmpiricalError> {
     let data = load_data(cfg, opts.data.as_deref())?;
+    check(&study_needs(cfg, &data), &budget(cfg))?;
     let resolved = format!(
         "# finetune {}, seed {seed}\n{}",
         weights.display(),

@@ -1,6 +1,7 @@
 //! The summary of a study: per design, condition and readout, the mean ± sd over seeds of the
-//! target error (all, easy and hard test images) and the relative error reduction against the
-//! design's from-scratch baseline; and its Markdown table.
+//! target error (all, easy and hard test images), the relative error reduction against the
+//! design's from-scratch baseline, and the paired comparison with the baseline (per-seed
+//! differences, 95% interval, verdict; see [`super::stats`]); and its Markdown table.
 
 use std::collections::BTreeMap;
 
@@ -8,7 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use super::config::Readout;
 use super::hard::HardSubset;
-use super::results::{CellResult, ReadoutError};
+use super::results::{CellResult, EpochRecord, ReadoutError};
+use super::stats::Paired;
 use crate::report::{MarkdownTable, MeanSd};
 
 /// Everything a finished (or partly finished) study produced, as read back from its folder.
@@ -56,6 +58,40 @@ pub struct SummaryRow {
     /// The same on the hard test images.
     #[serde(deserialize_with = "crate::report::f64_or_nan")]
     pub hard_rel_error_reduction: f64,
+    /// Training accuracy in the last epoch of the phase the readout reads (baseline, pretraining,
+    /// direct training or fine-tuning), on that phase's own labels (augmented images, during the
+    /// epoch): whether the network converged.
+    pub train_acc: MeanSd,
+    /// The training loss of that epoch.
+    pub train_loss: MeanSd,
+    /// The per-seed paired difference of the error and the baseline's (same seed, same design),
+    /// its 95% interval and verdict; none for the baseline itself.
+    pub vs_baseline: Option<Paired>,
+    /// The same on the hard test images.
+    pub hard_vs_baseline: Option<Paired>,
+}
+
+/// `f` of the last training epoch of the phase that `readout` reads, in each cell.
+fn last_epochs(
+    cells: &[&CellResult],
+    readout: Readout,
+    f: impl Fn(&EpochRecord) -> f64,
+) -> Vec<f64> {
+    let phases: &[&str] = match readout {
+        Readout::Scratch => &["baseline"],
+        Readout::Finetune => &["finetune"],
+        Readout::SummedHead | Readout::LinearProbe => &["pretrain", "direct"],
+    };
+    cells
+        .iter()
+        .filter_map(|c| {
+            c.epochs
+                .iter()
+                .rev()
+                .find(|e| phases.contains(&e.phase.as_str()))
+                .map(&f)
+        })
+        .collect()
 }
 
 /// Aggregates cell results into summary rows (mean +- sd over seeds).
@@ -95,11 +131,37 @@ pub fn summarize(cells: &[CellResult]) -> Vec<SummaryRow> {
                 error: stat(cs, key.2, &|r| r.error),
                 easy_error: stat(cs, key.2, &|r| r.easy_error),
                 hard_error: stat(cs, key.2, &|r| r.hard_error),
+                train_acc: MeanSd::of(&last_epochs(cs, key.2, |e| e.train_acc)),
+                train_loss: MeanSd::of(&last_epochs(cs, key.2, |e| e.loss)),
                 rel_error_reduction: f64::NAN,
                 hard_rel_error_reduction: f64::NAN,
+                vs_baseline: None,
+                hard_vs_baseline: None,
             }
         })
         .collect();
+    // the baseline's errors per design and seed, for the paired comparisons
+    let base_of = |design: &str, seed: u64| {
+        cells
+            .iter()
+            .find(|c| c.design == design && c.seed == seed && c.condition == "baseline")
+            .and_then(|c| c.readouts.iter().find(|r| r.readout == Readout::Scratch))
+    };
+    for r in rows.iter_mut().filter(|r| r.readout != Readout::Scratch) {
+        let (mut all, mut hard) = (Vec::new(), Vec::new());
+        for c in &groups[&(r.design.clone(), r.condition.clone(), r.readout)] {
+            let (Some(b), Some(e)) = (
+                base_of(&c.design, c.seed),
+                c.readouts.iter().find(|x| x.readout == r.readout),
+            ) else {
+                continue;
+            };
+            all.push((c.seed, e.error, b.error));
+            hard.push((c.seed, e.hard_error, b.hard_error));
+        }
+        r.vs_baseline = Some(Paired::of(&all));
+        r.hard_vs_baseline = Some(Paired::of(&hard));
+    }
     let bases: Vec<(String, f64, f64)> = rows
         .iter()
         .filter(|r| r.readout == Readout::Scratch)
@@ -123,10 +185,13 @@ pub fn summary_table(rows: &[SummaryRow]) -> MarkdownTable {
         "aligned",
         "readout",
         "error (mean ± sd)",
+        "final train acc / loss (own labels)",
         "rel. error reduction",
         "easy error",
         "hard error",
         "hard rel. reduction",
+        "error − baseline, paired [95% CI]",
+        "verdict",
         "seeds",
     ]);
     let pct = |v: f64| {
@@ -155,6 +220,7 @@ pub fn summary_table(rows: &[SummaryRow]) -> MarkdownTable {
             },
             r.readout.name().to_string(),
             ms(&r.error),
+            format!("{:.3} / {:.3}", r.train_acc.mean, r.train_loss.mean),
             if r.readout == Readout::Scratch {
                 "(baseline)".into()
             } else {
@@ -167,6 +233,12 @@ pub fn summary_table(rows: &[SummaryRow]) -> MarkdownTable {
             } else {
                 pct(r.hard_rel_error_reduction)
             },
+            r.vs_baseline
+                .as_ref()
+                .map_or("(baseline)".into(), Paired::interval),
+            r.vs_baseline
+                .as_ref()
+                .map_or(String::new(), |p| p.verdict.words().to_string()),
             r.seeds.len().to_string(),
         ]);
     }

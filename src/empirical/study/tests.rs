@@ -1,18 +1,18 @@
 //! Whole-study tests on tiny synthetic data.
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use candle_core::Device;
 
 use super::config::{Readout, StudyConfig};
 use super::designs::load_data;
+use super::phase::{Phase, Trainee};
 use super::results::{cell_path, CellResult};
-use super::runner::{prepare_dir, Phase, RunOptions, Runner, Trainee};
+use super::runner::{prepare_dir, RunOptions, Runner};
 use super::{run_study, synthetic_default};
-use crate::empirical::checkpoint::save_checkpoint;
+use crate::empirical::error::EmpiricalError;
 use crate::empirical::model::{Kernels, Model};
-use crate::empirical::optim::{Schedule, Sgd};
-use crate::empirical::train::{train_epoch, EpochConfig};
 use crate::report::read_json;
 
 /// A study that runs in seconds: 2 x 2 leaves of 16 x 16 images, a width-4 ResNet-8, 2 + 1
@@ -31,23 +31,16 @@ pub(crate) fn tiny() -> StudyConfig {
         "hard.ensemble={seeds = [50]}".into(),
         "hard.rare_subclass={rare_per_leaf = 4, granularities = [\"fine\"]}".into(),
         "embedding.source=\"ensemble\"".into(),
+        "train.direct=true".into(),
     ])
     .unwrap()
 }
 
 pub(crate) fn opts(out: &Path) -> RunOptions {
     RunOptions {
-        out: out.to_path_buf(),
-        data: None,
-        fresh: false,
-        device: Device::Cpu,
         progress: false,
-        kernels: Kernels::Fast,
+        ..RunOptions::new(out.to_path_buf(), Device::Cpu, Kernels::Fast)
     }
-}
-
-fn strip(c: CellResult) -> CellResult {
-    c.without_timings()
 }
 
 /// A whole study runs on tiny synthetic data: every design, condition and readout is
@@ -72,6 +65,15 @@ fn study_runs_resumes_and_reports() {
         assert!(has("rare_subclass", "fine", r), "{r:?}");
     }
     assert!(has("balanced", "misaligned", Readout::Finetune));
+    for r in [Readout::LinearProbe, Readout::SummedHead] {
+        assert!(has("balanced", "fine direct", r), "{r:?}");
+    }
+    assert!(!has("balanced", "fine direct", Readout::Finetune));
+    for r in s.rows.iter().filter(|r| r.readout != Readout::Scratch) {
+        let p = r.vs_baseline.as_ref().unwrap();
+        assert_eq!(p.seeds, vec![0], "{r:?}");
+        assert!((0.0..=1.0).contains(&r.train_acc.mean), "{r:?}");
+    }
     assert!(!has("balanced", "misaligned", Readout::SummedHead));
     assert!(!has("rare_subclass", "km", Readout::Finetune));
     for r in &s.rows {
@@ -90,15 +92,15 @@ fn study_runs_resumes_and_reports() {
         assert!(out.join(f).exists(), "{f}");
     }
     let epochs = std::fs::read_to_string(out.join("epochs.csv")).unwrap();
-    // ensemble 3 + balanced (baseline 3, 3 granularities x 3) + rare (3 + 3) epochs
-    assert_eq!(epochs.lines().count(), 1 + 3 + 3 + 9 + 6, "{epochs}");
+    // ensemble 3 + balanced (baseline 3, 3 granularities x 3, 3 direct x 3) + rare (3 + 3 + 3)
+    assert_eq!(epochs.lines().count(), 1 + 3 + 3 + 9 + 9 + 9, "{epochs}");
     // resume: drop a finished cell and run again
     let cell = cell_path(&out, "balanced", "fine", 0);
     let before: CellResult = read_json(&cell).unwrap();
     std::fs::remove_file(&cell).unwrap();
     let again = run_study(&cfg, &opts(&out)).unwrap();
     let after: CellResult = read_json(&cell).unwrap();
-    assert_eq!(strip(before), strip(after));
+    assert_eq!(before, after);
     assert_eq!(
         serde_json::to_string(&s.rows).unwrap(),
         serde_json::to_string(&again.rows).unwrap()
@@ -110,15 +112,92 @@ fn study_runs_resumes_and_reports() {
     assert!(e.contains("--fresh"), "{e}");
 }
 
+/// Every file under `dir` (relative path, bytes), but the wall-clock timings.
+fn files(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let rel = p.strip_prefix(dir).unwrap().to_path_buf();
+            if rel.starts_with("timings") || rel == Path::new("timings.csv") {
+                continue;
+            }
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.insert(rel, std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    out
+}
+
+/// A study stopped again and again (after every second training epoch, each checkpointed, as a
+/// kill would leave it), with a truncated checkpoint and a corrupt cell file on the way, resumes
+/// to the same bytes in every file as a study never stopped (wall-clock timings aside).
+#[test]
+fn interrupted_study_resumes_to_the_same_bytes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tiny();
+    let straight = tmp.path().join("straight");
+    run_study(&cfg, &opts(&straight)).unwrap();
+    let resumed = tmp.path().join("resumed");
+    let stopping = RunOptions {
+        stop_after_epochs: Some(2),
+        ..opts(&resumed)
+    };
+    let mut stops = 0;
+    loop {
+        match run_study(&cfg, &stopping) {
+            Ok(_) => break,
+            Err(EmpiricalError::Interrupted { epochs: 2 }) => stops += 1,
+            Err(e) => panic!("{e}"),
+        }
+        if stops == 3 {
+            // a checkpoint cut short (as by a full disk): discarded, its epoch recomputed
+            for e in std::fs::read_dir(resumed.join("checkpoints")).unwrap() {
+                let p = e.unwrap().path();
+                if p.extension().is_some_and(|x| x == "ckpt") {
+                    let bytes = std::fs::read(&p).unwrap();
+                    std::fs::write(&p, &bytes[..bytes.len() / 2]).unwrap();
+                }
+            }
+        }
+        if stops == 6 {
+            // a cell file that cannot be read: computed again
+            let cell = std::fs::read_dir(resumed.join("cells"))
+                .unwrap()
+                .next()
+                .unwrap()
+                .unwrap()
+                .path();
+            std::fs::write(cell, "{").unwrap();
+        }
+    }
+    assert!(stops >= 8, "{stops} stops");
+    let (a, b) = (files(&straight), files(&resumed));
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    for (name, bytes) in &a {
+        assert!(bytes == &b[name], "{} differs", name.display());
+    }
+    assert!(a.contains_key(Path::new("summary.json")));
+    assert!(resumed.join("timings.csv").exists());
+}
+
 /// A phase killed after its first epoch (its checkpoint left behind) resumes to the same bits
-/// as a phase run straight through.
+/// as a phase run straight through; an unreadable checkpoint is discarded and the phase runs
+/// from the start.
 #[test]
 fn phase_resumes_from_its_checkpoint() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = tiny();
     let data = load_data(&cfg, None).unwrap();
     let dir = prepare_dir(&tmp.path().join("mid"), "x", false).unwrap();
-    let runner = Runner::new(&cfg, dir, &data, &opts(tmp.path()));
+    let stop = RunOptions {
+        stop_after_epochs: Some(1),
+        ..opts(tmp.path())
+    };
     let labels = data.train.labels_at_level(1);
     let who = Trainee {
         design: "d",
@@ -132,44 +211,111 @@ fn phase_resumes_from_its_checkpoint() {
         epochs: 2,
         lr: &cfg.train.pretrain_lr,
     };
+    let straight = Runner::new(&cfg, dir.clone(), &data, &opts(tmp.path()));
     let m1 = Model::new(cfg.model, 4, 1, &Device::Cpu).unwrap();
-    let straight = runner.train(&m1, &who, &phase).unwrap();
-    // interrupted after epoch 1: train 1 epoch of the same 2-epoch schedule by hand
-    let ck = runner.checkpoint(&who, "p");
+    let records = straight.train(&m1, &who, &phase).unwrap();
+    straight.drop_checkpoints(&who, &["p"]);
+    // stopped after epoch 1, then resumed
     let m2 = Model::new(cfg.model, 4, 1, &Device::Cpu).unwrap();
-    let ecfg = EpochConfig {
-        batch_size: cfg.train.batch_size,
-        augment: cfg.train.augment,
-        mean: data.mean_std.0,
-        std: data.mean_std.1,
-        label_smoothing: cfg.train.label_smoothing,
-        drop_last: false,
-    };
-    let mut sgd = Sgd::new(m2.trainable_params(), cfg.train.sgd).unwrap();
-    let sched = Schedule::new(
-        cfg.train.pretrain_lr.clone(),
-        2,
-        ecfg.steps_per_epoch(data.train.len),
-    )
-    .unwrap();
-    let mut rng = crate::seed::rng(0, &["p"]);
-    train_epoch(
-        &m2,
-        &mut sgd,
-        &sched,
-        &data.train,
-        &labels,
-        &ecfg,
-        0,
-        &mut rng,
-        &mut |_| {},
-    )
-    .unwrap();
-    let first = serde_json::to_value(&straight[..1]).unwrap();
-    save_checkpoint(&ck, &m2, &sgd, 1, &rng, first).unwrap();
+    let stopping = Runner::new(&cfg, dir.clone(), &data, &stop);
+    let e = stopping.train(&m2, &who, &phase).unwrap_err();
+    assert!(
+        matches!(e, EmpiricalError::Interrupted { epochs: 1 }),
+        "{e}"
+    );
     let m3 = Model::new(cfg.model, 4, 1, &Device::Cpu).unwrap();
-    let resumed = runner.train(&m3, &who, &phase).unwrap();
+    let again = Runner::new(&cfg, dir.clone(), &data, &opts(tmp.path()));
+    assert_eq!(again.train(&m3, &who, &phase).unwrap(), records);
     assert_eq!(m1.state_vecs().unwrap(), m3.state_vecs().unwrap());
-    assert_eq!(straight.len(), resumed.len());
-    assert_eq!(straight[1].loss, resumed[1].loss);
+    // garbage in place of the checkpoint: discarded, trained from the start, same bits
+    let ck = again.checkpoint(&who, "p");
+    std::fs::write(&ck, b"not a checkpoint").unwrap();
+    let m4 = Model::new(cfg.model, 4, 1, &Device::Cpu).unwrap();
+    assert_eq!(again.train(&m4, &who, &phase).unwrap(), records);
+    assert_eq!(m1.state_vecs().unwrap(), m4.state_vecs().unwrap());
+}
+
+/// `data.target_classes` keeps the images under the named classes (both splits, the synthetic
+/// hard flags with them) and renumbers the classes of every level; an unknown name is an error
+/// naming the field and the valid names.
+#[test]
+fn target_classes_keep_and_renumber() {
+    use super::designs::keep_target_classes;
+    use crate::empirical::data::ImageSet;
+    use crate::hierarchy::Hierarchy;
+    use std::sync::Arc;
+    let h = Arc::new(Hierarchy::two_level(&[2, 3, 1]).unwrap());
+    let set = |leaves: Vec<usize>| {
+        let pixels = leaves.iter().map(|&l| l as u8).collect();
+        ImageSet::new(pixels, 1, 1, 1, leaves, h.clone(), "t").unwrap()
+    };
+    let train = set(vec![0, 1, 2, 3, 4, 5, 5, 2]);
+    let test = set(vec![5, 0, 3]);
+    let names = vec!["s2".to_string(), "s1".to_string()];
+    let (tr, te, hard) = keep_target_classes(
+        train.clone(),
+        test.clone(),
+        Some(vec![true, false, true]),
+        0,
+        &names,
+    )
+    .unwrap();
+    assert_eq!(tr.hierarchy.num_classes(0), 2);
+    assert_eq!(tr.hierarchy.num_leaves(), 4);
+    assert_eq!(tr.hierarchy.level(0).class_names, ["s1", "s2"]);
+    // old leaves 2, 3, 4 (under s1) and 5 (s2) become 0..4; pixels follow their images
+    assert_eq!(tr.leaves, vec![0, 1, 2, 3, 3, 0]);
+    assert_eq!(tr.images, vec![2, 3, 4, 5, 5, 2]);
+    assert_eq!(tr.labels_at_level(0), vec![0, 0, 0, 1, 1, 0]);
+    assert_eq!(te.leaves, vec![3, 1]);
+    assert_eq!(hard, Some(vec![true, true]));
+    assert!(Arc::ptr_eq(&tr.hierarchy, &te.hierarchy));
+    let e = keep_target_classes(train, test, None, 0, &["s9".to_string()])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("data.target_classes") && e.contains("s9"), "{e}");
+    assert!(e.contains("s0, s1, s2"), "{e}");
+}
+
+/// The data-size axis: one balanced design per size (`n4`, `n8`), each trained with equal SGD
+/// steps (`train.equal_steps`: half the images, twice the epochs), the ensemble's hard images in
+/// every size's design, `designs.json` with the epochs, and the gain-vs-size figure and CSV.
+#[test]
+fn size_axis_with_equal_steps() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cfg = tiny();
+    cfg.hard.rare_subclass = None;
+    cfg.data.train_per_leaf = 8;
+    cfg.data.sizes = vec![4, 8];
+    cfg.train.equal_steps = true;
+    cfg.train.direct = false;
+    cfg.granularities.truncate(1);
+    let out = tmp.path().join("sizes");
+    let s = run_study(&cfg, &opts(&out)).unwrap();
+    for d in ["n4", "n8"] {
+        assert!(s
+            .rows
+            .iter()
+            .any(|r| r.design == d && r.condition == "fine"));
+        assert!(s.hard_subsets.iter().any(|h| h.design == d && h.hard > 0));
+    }
+    assert!(!s.rows.iter().any(|r| r.design == "balanced"));
+    let infos: Vec<super::designs::DesignInfo> = read_json(&out.join("designs.json")).unwrap();
+    let n4 = &infos[0];
+    assert_eq!((n4.design.as_str(), n4.train_images), ("n4", 16));
+    assert_eq!((n4.pretrain_epochs, n4.finetune_epochs), (4, 2));
+    assert_eq!((infos[1].pretrain_epochs, infos[1].finetune_epochs), (2, 1));
+    let epochs = std::fs::read_to_string(out.join("epochs.csv")).unwrap();
+    let count = |design: &str, phase: &str| {
+        epochs
+            .lines()
+            .filter(|l| l.starts_with(&format!("{design},")) && l.contains(&format!(",{phase},")))
+            .count()
+    };
+    assert_eq!(count("n4", "baseline"), 6);
+    assert_eq!(count("n4", "pretrain"), 4);
+    assert_eq!(count("n8", "baseline"), 3);
+    assert!(out.join("gain_vs_size.svg").exists());
+    let csv = std::fs::read_to_string(out.join("gain_vs_size.csv")).unwrap();
+    assert!(csv.lines().count() > 2, "{csv}");
 }

@@ -1,0 +1,150 @@
+//! Paired comparisons with the baseline: for a condition and a readout, the per-seed difference
+//! of its error and the baseline's (same seed, same design), the mean difference, its 95%
+//! t-interval, and a verdict read from the interval, not from the means: "helps" when the whole
+//! interval lies below zero (lower error), "hurts" when it lies above, "no detectable difference"
+//! otherwise (and with fewer than two seeds, where there is no interval).
+
+use serde::{Deserialize, Serialize};
+
+/// The 97.5% quantile of Student's t with 1..=30 degrees of freedom.
+const T975: [f64; 30] = [
+    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
+    2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
+    2.052, 2.048, 2.045, 2.042,
+];
+
+/// The 97.5% quantile of Student's t with `df` degrees of freedom (a table to 30, then the
+/// first terms of its expansion around the normal quantile, within 0.001).
+pub fn t975(df: usize) -> f64 {
+    match df {
+        0 => f64::NAN,
+        1..=30 => T975[df - 1],
+        _ => {
+            let (z, n) = (1.959_964_f64, df as f64);
+            z + (z.powi(3) + z) / (4.0 * n)
+                + (5.0 * z.powi(5) + 16.0 * z.powi(3) + 3.0 * z) / (96.0 * n * n)
+        }
+    }
+}
+
+/// What the interval says about a condition against the baseline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// The whole 95% interval of the error difference is below zero.
+    Helps,
+    /// The whole interval is above zero.
+    Hurts,
+    /// The interval contains zero, or there are fewer than two paired seeds.
+    NoDetectableDifference,
+}
+
+impl Verdict {
+    /// The words used in tables.
+    pub fn words(self) -> &'static str {
+        match self {
+            Verdict::Helps => "helps",
+            Verdict::Hurts => "hurts",
+            Verdict::NoDetectableDifference => "no detectable difference",
+        }
+    }
+}
+
+/// The paired difference `error - baseline error` over seeds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Paired {
+    /// Seeds with both results.
+    pub seeds: Vec<u64>,
+    /// The per-seed differences (negative: lower error than the baseline).
+    pub diffs: Vec<f64>,
+    /// Their mean.
+    #[serde(deserialize_with = "crate::report::f64_or_nan")]
+    pub mean: f64,
+    /// Lower end of the 95% t-interval of the mean (NaN with fewer than two seeds).
+    #[serde(deserialize_with = "crate::report::f64_or_nan")]
+    pub lo: f64,
+    /// Upper end.
+    #[serde(deserialize_with = "crate::report::f64_or_nan")]
+    pub hi: f64,
+    /// What the interval says.
+    pub verdict: Verdict,
+}
+
+impl Paired {
+    /// The comparison of `(seed, error, baseline error)` triples (NaN errors left out).
+    pub fn of(pairs: &[(u64, f64, f64)]) -> Self {
+        let kept: Vec<(u64, f64)> = pairs
+            .iter()
+            .filter(|(_, a, b)| a.is_finite() && b.is_finite())
+            .map(|&(s, a, b)| (s, a - b))
+            .collect();
+        let diffs: Vec<f64> = kept.iter().map(|p| p.1).collect();
+        let n = diffs.len();
+        let mean = if n == 0 {
+            f64::NAN
+        } else {
+            diffs.iter().sum::<f64>() / n as f64
+        };
+        let (lo, hi) = if n < 2 {
+            (f64::NAN, f64::NAN)
+        } else {
+            let var = diffs.iter().map(|d| (d - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
+            let half = t975(n - 1) * (var / n as f64).sqrt();
+            (mean - half, mean + half)
+        };
+        let verdict = if hi < 0.0 {
+            Verdict::Helps
+        } else if lo > 0.0 {
+            Verdict::Hurts
+        } else {
+            Verdict::NoDetectableDifference
+        };
+        Paired {
+            seeds: kept.iter().map(|p| p.0).collect(),
+            diffs,
+            mean,
+            lo,
+            hi,
+            verdict,
+        }
+    }
+
+    /// `+0.012 [-0.004, +0.028]` (or a dash).
+    pub fn interval(&self) -> String {
+        if self.mean.is_nan() {
+            "–".into()
+        } else if self.lo.is_nan() {
+            format!("{:+.3} (1 seed)", self.mean)
+        } else {
+            format!("{:+.3} [{:+.3}, {:+.3}]", self.mean, self.lo, self.hi)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn intervals_and_verdicts_by_hand() {
+        // differences -0.02, -0.04, -0.03: mean -0.03, sd 0.01, half-width 4.303 * 0.01 / sqrt(3)
+        let p = Paired::of(&[(0, 0.18, 0.2), (1, 0.16, 0.2), (2, 0.27, 0.3)]);
+        assert!((p.mean + 0.03).abs() < 1e-12);
+        let half = 4.303 * 0.01 / 3f64.sqrt();
+        assert!((p.hi - (-0.03 + half)).abs() < 1e-9, "{p:?}");
+        assert!(p.hi < 0.0);
+        assert_eq!(p.verdict, Verdict::Helps);
+        // a noisy difference around zero
+        let q = Paired::of(&[(0, 0.2, 0.1), (1, 0.1, 0.2), (2, 0.21, 0.2)]);
+        assert_eq!(q.verdict, Verdict::NoDetectableDifference);
+        // worse on every seed, consistently
+        let r = Paired::of(&[(0, 0.3, 0.2), (1, 0.31, 0.2), (2, 0.29, 0.2)]);
+        assert_eq!(r.verdict, Verdict::Hurts);
+        // one seed: no interval, no verdict either way
+        let one = Paired::of(&[(0, 0.1, 0.3)]);
+        assert!(one.lo.is_nan());
+        assert_eq!(one.verdict, Verdict::NoDetectableDifference);
+        assert!((t975(1000) - 1.962).abs() < 0.001);
+        assert!((t975(31) - 2.040).abs() < 0.001);
+    }
+}
