@@ -1,13 +1,13 @@
-//! Matrix figures: heatmaps and phase diagrams, drawn cell by cell in pixel space with a
-//! labelled colour bar.
+//! Layout and drawing of a matrix figure: cell size, label thinning, margins, the cells with
+//! their annotations and block separators, axis titles, and the colour bar beside the cells.
 
 use plotters::prelude::{IntoDrawingArea, SVGBackend};
 use plotters::style::text_anchor::{HPos, VPos};
-use plotters::style::RGBColor;
 
-use super::draw::{self, DrawResult, LegendEntry, PixRect, Root, Swatch};
-use super::style;
-use super::{data_err, draw_err, figure_name, Heatmap, PhaseDiagram, PlotError};
+use super::colorbar::{color_bar, Scale};
+use super::GridFig;
+use crate::plot::draw::{self, DrawResult, LegendEntry, PixRect, Root, Swatch};
+use crate::plot::style;
 
 /// Largest plotting area of a matrix figure, px (cells shrink to fit).
 const MAX_PLOT_W: f64 = 640.0;
@@ -22,179 +22,6 @@ const CBAR_GAP: f64 = 24.0;
 const CBAR_MIN_H: f64 = 150.0;
 /// Rotated column labels longer than this are shortened.
 const MAX_ROT_CHARS: usize = 32;
-
-/// Everything a matrix figure needs, in display order (row 0 at the top).
-struct GridFig<'a> {
-    title: &'a str,
-    x_label: &'a str,
-    y_label: &'a str,
-    color_label: &'a str,
-    col_labels: Vec<String>,
-    col_numeric: bool,
-    row_labels: Vec<String>,
-    row_numeric: bool,
-    values: Vec<Vec<f64>>,
-    diverging: bool,
-    row_breaks: Vec<usize>,
-    col_breaks: Vec<usize>,
-    annotate: bool,
-    threshold: Option<f64>,
-    missing_label: &'static str,
-}
-
-/// Check the matrix: non-empty, rectangular, some finite value, no infinities.
-fn check_matrix(values: &[Vec<f64>], fig: &str) -> Result<(usize, usize), PlotError> {
-    let nrows = values.len();
-    if nrows == 0 || values[0].is_empty() {
-        return Err(data_err(fig, "empty matrix (no rows or no columns)"));
-    }
-    let ncols = values[0].len();
-    for (r, row) in values.iter().enumerate() {
-        if row.len() != ncols {
-            return Err(data_err(
-                fig,
-                format!(
-                    "ragged matrix: row {r} has {} values, row 0 has {ncols}",
-                    row.len()
-                ),
-            ));
-        }
-        if let Some(c) = row.iter().position(|v| v.is_infinite()) {
-            return Err(data_err(
-                fig,
-                format!("value at row {r}, column {c} is infinite"),
-            ));
-        }
-    }
-    if !values.iter().flatten().any(|v| v.is_finite()) {
-        return Err(data_err(fig, "no finite value (all NaN)"));
-    }
-    Ok((nrows, ncols))
-}
-
-/// Render a heatmap.
-pub(crate) fn heatmap(h: &Heatmap) -> Result<String, PlotError> {
-    let fig = figure_name(&h.title, "heatmap");
-    let (nrows, ncols) = check_matrix(&h.values, &fig)?;
-    if !h.col_labels.is_empty() && h.col_labels.len() != ncols {
-        return Err(data_err(
-            &fig,
-            format!("{} column labels for {ncols} columns", h.col_labels.len()),
-        ));
-    }
-    if !h.row_labels.is_empty() && h.row_labels.len() != nrows {
-        return Err(data_err(
-            &fig,
-            format!("{} row labels for {nrows} rows", h.row_labels.len()),
-        ));
-    }
-    if let Some(b) = h.row_breaks.iter().find(|b| **b > nrows) {
-        return Err(data_err(&fig, format!("row break {b} beyond {nrows} rows")));
-    }
-    if let Some(b) = h.col_breaks.iter().find(|b| **b > ncols) {
-        return Err(data_err(
-            &fig,
-            format!("column break {b} beyond {ncols} columns"),
-        ));
-    }
-    let index = |n: usize| (0..n).map(|i| i.to_string()).collect::<Vec<_>>();
-    let g = GridFig {
-        title: &h.title,
-        x_label: &h.x_label,
-        y_label: &h.y_label,
-        color_label: &h.color_label,
-        col_numeric: h.col_labels.is_empty(),
-        col_labels: if h.col_labels.is_empty() {
-            index(ncols)
-        } else {
-            h.col_labels.clone()
-        },
-        row_numeric: h.row_labels.is_empty(),
-        row_labels: if h.row_labels.is_empty() {
-            index(nrows)
-        } else {
-            h.row_labels.clone()
-        },
-        values: h.values.clone(),
-        diverging: h.diverging,
-        row_breaks: h.row_breaks.clone(),
-        col_breaks: h.col_breaks.clone(),
-        annotate: h.annotate,
-        threshold: None,
-        missing_label: "no data",
-    };
-    render(&g).map_err(|e| draw_err(&fig, e))
-}
-
-/// Render a phase diagram (first y value at the bottom).
-pub(crate) fn phase_diagram(p: &PhaseDiagram) -> Result<String, PlotError> {
-    let fig = figure_name(&p.title, "phase diagram");
-    if p.x_values.is_empty() || p.y_values.is_empty() {
-        return Err(data_err(&fig, "no x values or no y values"));
-    }
-    if let Some(v) = p
-        .x_values
-        .iter()
-        .chain(&p.y_values)
-        .find(|v| !v.is_finite())
-    {
-        return Err(data_err(&fig, format!("axis value {v} is not finite")));
-    }
-    if p.values.len() != p.y_values.len() {
-        return Err(data_err(
-            &fig,
-            format!(
-                "{} rows of values for {} y values",
-                p.values.len(),
-                p.y_values.len()
-            ),
-        ));
-    }
-    if let Some((iy, row)) = p
-        .values
-        .iter()
-        .enumerate()
-        .find(|(_, r)| r.len() != p.x_values.len())
-    {
-        return Err(data_err(
-            &fig,
-            format!(
-                "row {iy} has {} values for {} x values",
-                row.len(),
-                p.x_values.len()
-            ),
-        ));
-    }
-    check_matrix(&p.values, &fig)?;
-    if let Some(t) = p.threshold {
-        if !t.is_finite() {
-            return Err(data_err(&fig, format!("threshold {t} is not finite")));
-        }
-    }
-    let g = GridFig {
-        title: &p.title,
-        x_label: &p.x_label,
-        y_label: &p.y_label,
-        color_label: &p.color_label,
-        col_labels: p.x_values.iter().map(|v| style::fmt_compact(*v)).collect(),
-        col_numeric: false,
-        row_labels: p
-            .y_values
-            .iter()
-            .rev()
-            .map(|v| style::fmt_compact(*v))
-            .collect(),
-        row_numeric: false,
-        values: p.values.iter().rev().cloned().collect(),
-        diverging: p.diverging,
-        row_breaks: Vec::new(),
-        col_breaks: Vec::new(),
-        annotate: p.annotate,
-        threshold: p.threshold,
-        missing_label: "not run",
-    };
-    render(&g).map_err(|e| draw_err(&fig, e))
-}
 
 /// Show every `step`-th label; for index labels the step is a nice number (1, 2, 5, 10...).
 fn label_step(cell: f64, need: f64, numeric: bool) -> usize {
@@ -213,49 +40,6 @@ fn label_step(cell: f64, need: f64, numeric: bool) -> usize {
     }
 }
 
-/// Maps values to colours.
-struct Scale {
-    lo: f64,
-    hi: f64,
-    diverging: bool,
-}
-
-impl Scale {
-    fn new(values: &[Vec<f64>], diverging: bool) -> Self {
-        let finite = || values.iter().flatten().copied().filter(|v| v.is_finite());
-        if diverging {
-            let m = finite().map(f64::abs).fold(0.0, f64::max);
-            let m = if m > 0.0 { m } else { 1.0 };
-            Scale {
-                lo: -m,
-                hi: m,
-                diverging,
-            }
-        } else {
-            let lo = finite().fold(f64::INFINITY, f64::min);
-            let hi = finite().fold(f64::NEG_INFINITY, f64::max);
-            let (lo, hi) = if hi > lo {
-                (lo, hi)
-            } else {
-                let d = if lo == 0.0 { 1.0 } else { lo.abs() * 0.1 };
-                (lo - d, lo + d)
-            };
-            Scale { lo, hi, diverging }
-        }
-    }
-    fn frac(&self, v: f64) -> f64 {
-        (v - self.lo) / (self.hi - self.lo)
-    }
-    fn color(&self, v: f64) -> RGBColor {
-        let t = self.frac(v);
-        if self.diverging {
-            style::diverging(t)
-        } else {
-            style::viridis(t)
-        }
-    }
-}
-
 fn shorten(s: &str, n: usize) -> String {
     if s.chars().count() > n {
         format!("{}…", s.chars().take(n - 1).collect::<String>())
@@ -264,7 +48,7 @@ fn shorten(s: &str, n: usize) -> String {
     }
 }
 
-fn render(g: &GridFig) -> DrawResult<String> {
+pub(super) fn render(g: &GridFig) -> DrawResult<String> {
     let nrows = g.values.len();
     let ncols = g.values[0].len();
     let scale = Scale::new(&g.values, g.diverging);
@@ -657,53 +441,4 @@ fn separator(root: &Root, r: PixRect) -> DrawResult {
         PixRect::new(r.x0 - 0.5, r.y0 - 0.5, r.x1 + 0.5, r.y1 + 0.5),
         &style::BLACK,
     )
-}
-
-/// Vertical colour bar with ticks on its right and an optional threshold mark.
-fn color_bar(
-    root: &Root,
-    scale: &Scale,
-    bar: PixRect,
-    ticks: &[f64],
-    labels: &[String],
-    threshold: Option<f64>,
-) -> DrawResult {
-    let steps = bar.height().round().max(1.0) as usize;
-    for i in 0..steps {
-        let y0 = bar.y1 - (i as f64 + 1.0) * bar.height() / steps as f64;
-        let y1 = bar.y1 - i as f64 * bar.height() / steps as f64;
-        let t = (i as f64 + 0.5) / steps as f64;
-        let v = scale.lo + t * (scale.hi - scale.lo);
-        draw::fill_rect(root, PixRect::new(bar.x0, y0, bar.x1, y1), &scale.color(v))?;
-    }
-    draw::stroke_rect(root, bar, &style::AXIS, 1.0)?;
-    let ypos = |v: f64| bar.y1 - scale.frac(v) * bar.height();
-    for (v, l) in ticks.iter().zip(labels) {
-        let y = ypos(*v);
-        draw::polyline(root, &[(bar.x1, y), (bar.x1 + 5.0, y)], &style::AXIS, 1)?;
-        draw::text(
-            root,
-            l,
-            (bar.x1 + 9.0, y),
-            style::TICK_PX,
-            HPos::Left,
-            VPos::Center,
-            false,
-            &style::TEXT,
-        )?;
-    }
-    if let Some(t) = threshold {
-        let f = scale.frac(t);
-        if (0.0..=1.0).contains(&f) {
-            let y = ypos(t);
-            let line = PixRect::new(bar.x0 - 4.0, y - 1.5, bar.x1 + 4.0, y + 1.5);
-            draw::fill_rect(
-                root,
-                PixRect::new(line.x0 - 1.0, line.y0 - 1.0, line.x1 + 1.0, line.y1 + 1.0),
-                &style::WHITE,
-            )?;
-            draw::fill_rect(root, line, &style::BLACK)?;
-        }
-    }
-    Ok(())
 }
