@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """One training step of the CIFAR ResNets of src/empirical/model.rs in PyTorch, the step that
-`empirical bench` times in Rust (src/empirical/bench.rs):
+`empirical bench` times in Rust (src/empirical/bench/):
 
   ResNet-8 / ResNet-20 (3 stages, width 16, option-B shortcuts: 1x1 conv + BN where the shape
   changes) or ResNet-18 (CIFAR stem, width 64), bias-free convolutions, BatchNorm in training

@@ -20,8 +20,10 @@
 //! element-wise passes, so that the next bottleneck is visible; and it times the data pipeline
 //! (gathering, augmenting and normalising a batch of 32x32 images with [`batch_f32`]) as a
 //! share of a step. `empirical bench` prints the Markdown of [`markdown`].
+//!
+//! The PyTorch child process lives in `torch.rs`, the Markdown report in `markdown.rs`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -30,6 +32,12 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 use serde::Serialize;
+
+mod markdown;
+mod torch;
+
+pub use markdown::markdown;
+use torch::TorchServer;
 
 use super::data::{batch_f32, Augment, ImageSet};
 use super::error::{EmpiricalError, TensorContext};
@@ -284,116 +292,6 @@ fn device_name(d: &Device) -> String {
     }
 }
 
-/// The PyTorch script: `benches/torch_step.py` of this crate's source tree, or of the current
-/// directory.
-fn torch_script() -> PathBuf {
-    let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/torch_step.py");
-    if here.exists() {
-        here
-    } else {
-        PathBuf::from("benches/torch_step.py")
-    }
-}
-
-/// The PyTorch script in `--serve` mode: one training step per request, so that its steps
-/// interleave with ours.
-struct TorchServer {
-    child: std::process::Child,
-    stdin: std::process::ChildStdin,
-    stdout: std::io::BufReader<std::process::ChildStdout>,
-    version: Option<String>,
-}
-
-/// OpenMP's wait policy for the PyTorch process when the environment sets none: `PASSIVE`,
-/// because PyTorch's spinning threads collapse (5-10x slower on the 2-core machine) as soon
-/// as another process wants a core, and would also steal time from the steps interleaved
-/// with theirs.
-const OMP_WAIT_POLICY: &str = "PASSIVE";
-
-impl TorchServer {
-    /// Starts the script on `device` (`cpu` or `cuda`) and waits until its models are built and
-    /// warmed up; `Err` says why there is no PyTorch (not installed, no python3, no GPU, script
-    /// failed).
-    fn start(arch: Arch, args: &BenchArgs, threads: usize, device: &str) -> Result<Self, String> {
-        use std::io::BufRead;
-        let mut cmd = std::process::Command::new("python3");
-        cmd.arg(torch_script())
-            .args(["--serve", "--arch", arch.name(), "--device", device])
-            .args(["--batch", &args.batch.to_string()])
-            .args(["--warmup", &args.warmup.max(1).to_string()])
-            .args(["--threads", &threads.to_string()])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
-        if std::env::var_os("OMP_WAIT_POLICY").is_none() {
-            cmd.env("OMP_WAIT_POLICY", OMP_WAIT_POLICY);
-        }
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| format!("cannot run python3: {e}"))?;
-        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
-            return Err("no pipes to python3".into());
-        };
-        let mut stdout = std::io::BufReader::new(stdout);
-        let mut line = String::new();
-        loop {
-            line.clear();
-            let n = stdout.read_line(&mut line).map_err(|e| e.to_string())?;
-            if n == 0 {
-                let mut err = String::new();
-                if let Some(mut e) = child.stderr.take() {
-                    use std::io::Read;
-                    let _ = e.read_to_string(&mut err);
-                }
-                let _ = child.wait();
-                let last = err.lines().last().unwrap_or("no output").to_string();
-                return Err(format!("torch_step.py failed: {last}"));
-            }
-            if let Some(j) = line.trim().strip_prefix("READY ") {
-                let v: serde_json::Value = serde_json::from_str(j).unwrap_or_default();
-                let version = v["torch"].as_str().map(String::from);
-                return Ok(Self {
-                    child,
-                    stdin,
-                    stdout,
-                    version,
-                });
-            }
-            if let Some(j) = line.trim().strip_prefix("RESULT ") {
-                let v: serde_json::Value = serde_json::from_str(j).unwrap_or_default();
-                let _ = child.wait();
-                let why = v["error"].as_str().unwrap_or("no PyTorch result");
-                return Err(why.to_string());
-            }
-        }
-    }
-
-    /// One step in `format` (`nchw` or `channels_last`); its time in seconds.
-    fn step(&mut self, format: &str) -> Result<f64, String> {
-        use std::io::{BufRead, Write};
-        writeln!(self.stdin, "{format}")
-            .and_then(|()| self.stdin.flush())
-            .map_err(|e| format!("torch_step.py: {e}"))?;
-        let mut line = String::new();
-        self.stdout
-            .read_line(&mut line)
-            .map_err(|e| format!("torch_step.py: {e}"))?;
-        line.trim()
-            .strip_prefix("TIME ")
-            .and_then(|t| t.parse().ok())
-            .ok_or_else(|| format!("torch_step.py answered {:?}", line.trim()))
-    }
-}
-
-impl Drop for TorchServer {
-    fn drop(&mut self) {
-        use std::io::Write;
-        let _ = writeln!(self.stdin, "quit");
-        let _ = self.stdin.flush();
-        let _ = self.child.wait();
-    }
-}
-
 /// Median milliseconds to gather, augment (pad 4 and crop, flip) and normalise a batch of
 /// `batch` random 32x32 RGB images with [`batch_f32`], the data pipeline of a training step,
 /// over `reps` repetitions.
@@ -544,133 +442,6 @@ pub fn run(
     })
 }
 
-/// The report as Markdown: images/s per path and ratios, then per architecture the headline
-/// and table of the per-layer breakdown.
-pub fn markdown(r: &BenchReport) -> String {
-    let f = |v: Option<f64>| v.map_or("n/a".into(), |v| format!("{v:.1}"));
-    let ratio = |a: f64, b: Option<f64>| b.map_or("n/a".into(), |b| format!("{:.2}", a / b));
-    let kernels = r.results.first().map_or("fast", |a| a.kernels.as_str());
-    let mut s = format!(
-        "Training step (forward, cross-entropy, backward, momentum SGD), images/s, median step; \
-         {}, device {}, {} threads, ours = {kernels} kernels (SIMD {})\n\n\
-         | arch | batch | ours | stock | torch NCHW | torch channels-last | ours/stock | \
-         ours/torch NCHW | ours/torch CL |\n|---|---|---|---|---|---|---|---|---|\n",
-        r.machine, r.device, r.threads, r.simd
-    );
-    let mut notes = Vec::new();
-    for a in &r.results {
-        s += &format!(
-            "| {} | {} | {:.1} | {} | {} | {} | {} | {} | {} |\n",
-            a.arch,
-            a.batch,
-            a.ours,
-            f(a.stock),
-            f(a.torch.nchw),
-            f(a.torch.channels_last),
-            ratio(a.ours, a.stock),
-            ratio(a.ours, a.torch.nchw),
-            ratio(a.ours, a.torch.channels_last),
-        );
-        if let Some(n) = &a.torch.note {
-            notes.push(format!("{}: PyTorch: {n}", a.arch));
-        } else if let Some(v) = &a.torch.version {
-            let policy =
-                std::env::var("OMP_WAIT_POLICY").unwrap_or_else(|_| OMP_WAIT_POLICY.into());
-            notes.push(format!("{}: PyTorch {v}, OMP_WAIT_POLICY={policy}", a.arch));
-        }
-    }
-    notes.dedup();
-    if !notes.is_empty() {
-        s += "\n";
-        for n in notes {
-            s += &format!("{n}\n");
-        }
-    }
-    if let Some(d) = r.data_batch_ms {
-        s += &format!(
-            "\nData pipeline (gather, pad-4 crop, flip, normalise; 32x32): {d:.2} ms per batch"
-        );
-        for a in &r.results {
-            s += &format!(
-                ", {:.1}% of a {} step",
-                100.0 * d / (1e3 * a.step_s),
-                a.arch
-            );
-        }
-        s += "\n";
-    }
-    for a in &r.results {
-        if let Some(step) = a.profiled_step_s {
-            s += &layer_table(a, step);
-        }
-    }
-    s
-}
-
-/// The per-layer breakdown of one architecture: headline and table.
-fn layer_table(a: &ArchResult, step_s: f64) -> String {
-    let step_ms = 1e3 * step_s;
-    let cell = |p: Option<(f64, Option<f64>)>| match p {
-        None => "| | ".to_string(),
-        Some((ms, None)) => format!("| {ms:.1} | "),
-        Some((ms, Some(g))) => format!("| {ms:.1} | {g:.0} "),
-    };
-    let convs: Vec<&LayerRow> = a
-        .layers
-        .iter()
-        .filter(|l| l.layer.starts_with("conv"))
-        .collect();
-    let conv_ms: f64 = convs.iter().map(|l| l.total_ms()).sum();
-    let (mut flops, mut secs) = (0.0, 0.0);
-    let mut slowest: Option<(f64, String)> = None;
-    for l in &convs {
-        for (name, p) in [
-            ("forward", l.forward),
-            ("input grad", l.input_grad),
-            ("weight grad", l.weight_grad),
-        ] {
-            if let Some((ms, Some(g))) = p {
-                flops += g * ms * 1e-3;
-                secs += ms * 1e-3;
-                if slowest.as_ref().is_none_or(|(sg, _)| g < *sg) && ms > 0.02 * step_ms {
-                    slowest = Some((g, format!("{} {name}", l.layer)));
-                }
-            }
-        }
-    }
-    let profiled: f64 = a.layers.iter().map(LayerRow::total_ms).sum();
-    let mut s = format!(
-        "\n{}: per-layer breakdown of the fast path ({:.1} ms per profiled step): convolutions \
-         {:.1} ms ({:.0}% of the step) at {:.0} GFLOP/s overall",
-        a.arch,
-        step_ms,
-        conv_ms,
-        100.0 * conv_ms / step_ms,
-        flops / secs.max(1e-12),
-    );
-    if let Some((g, what)) = slowest {
-        s += &format!("; slowest pass over 2% of the step: {what} at {g:.0} GFLOP/s");
-    }
-    s += "\n\n| layer | calls/step | forward ms | GFLOP/s | input grad ms | GFLOP/s | weight grad \
-          ms | GFLOP/s | share |\n|---|---|---|---|---|---|---|---|---|\n";
-    for l in &a.layers {
-        s += &format!(
-            "| {} | {:.0} {}{}{}| {:.1}% |\n",
-            l.layer,
-            l.calls,
-            cell(l.forward),
-            cell(l.input_grad),
-            cell(l.weight_grad),
-            100.0 * l.total_ms() / step_ms
-        );
-    }
-    s += &format!(
-        "| rest of the step (head, loss, SGD, candle) | | | | | | | | {:.1}% |\n",
-        100.0 * (step_ms - profiled).max(0.0) / step_ms
-    );
-    s
-}
-
 /// `empirical bench`: runs [`run`], writes the JSON file if asked, and returns the Markdown.
 pub fn run_cli(args: &BenchArgs, progress: &mut dyn FnMut(&str)) -> Result<String, EmpiricalError> {
     let r = run(args, progress)?;
@@ -683,102 +454,4 @@ pub fn run_cli(args: &BenchArgs, progress: &mut dyn FnMut(&str)) -> Result<Strin
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn args_parse_and_table_renders() {
-        use clap::Parser;
-        #[derive(clap::Parser)]
-        struct Cli {
-            #[command(flatten)]
-            b: BenchArgs,
-        }
-        let c = Cli::parse_from(["x", "--arch", "resnet20,resnet8", "--no-torch"]);
-        assert_eq!(c.b.arch, vec![Arch::ResNet20, Arch::ResNet8]);
-        assert!(c.b.no_torch && c.b.batch == 128 && c.b.layer_steps == 3);
-        assert!(c.b.device.is_cpu() && c.b.kernels == Kernels::Fast);
-        assert!(Cli::try_parse_from(["x", "--arch", "resnet9"]).is_err());
-        let r = BenchReport {
-            machine: "cpu".into(),
-            device: "cpu".into(),
-            simd: "avx2".into(),
-            threads: 2,
-            data_batch_ms: Some(1.0),
-            results: vec![ArchResult {
-                arch: "resnet8".into(),
-                batch: 4,
-                kernels: "fast".into(),
-                step_s: 0.5,
-                ours: 8.0,
-                stock: Some(2.0),
-                torch: TorchResult {
-                    note: Some("PyTorch not installed".into()),
-                    ..Default::default()
-                },
-                profiled_step_s: Some(0.5),
-                layers: vec![LayerRow {
-                    layer: "conv 3x3 4->4 s1 8x8".into(),
-                    calls: 2.0,
-                    forward: Some((100.0, Some(50.0))),
-                    input_grad: None,
-                    weight_grad: Some((150.0, Some(40.0))),
-                }],
-            }],
-        };
-        let t = markdown(&r);
-        assert!(
-            t.contains("| resnet8 | 4 | 8.0 | 2.0 | n/a | n/a | 4.00 | n/a | n/a |"),
-            "{t}"
-        );
-        assert!(t.contains("PyTorch not installed"), "{t}");
-        assert!(t.contains("0.2% of a resnet8 step"), "{t}");
-        assert!(
-            t.contains("convolutions 250.0 ms (50% of the step) at 44 GFLOP/s"),
-            "{t}"
-        );
-        assert!(
-            t.contains("| conv 3x3 4->4 s1 8x8 | 2 | 100.0 | 50 | | | 150.0 | 40 | 50.0% |"),
-            "{t}"
-        );
-        assert!(
-            t.contains("conv 3x3 4->4 s1 8x8 weight grad at 40 GFLOP/s"),
-            "{t}"
-        );
-    }
-
-    /// A tiny run of both paths (no PyTorch) completes, reports positive throughput and a
-    /// per-layer breakdown whose convolutions count their operations.
-    #[test]
-    fn tiny_run() {
-        let args = BenchArgs {
-            arch: vec![Arch::ResNet8],
-            batch: 2,
-            steps: 1,
-            warmup: 0,
-            no_torch: true,
-            stock_steps: 1,
-            layer_steps: 1,
-            ..Default::default()
-        };
-        let r = run(&args, &mut |_| {}).unwrap();
-        let a = &r.results[0];
-        assert!(a.ours > 0.0 && a.stock.unwrap() > 0.0);
-        assert!(r.data_batch_ms.unwrap() > 0.0);
-        let conv = a
-            .layers
-            .iter()
-            .find(|l| l.layer == "conv 3x3 16->16 s1 32x32")
-            .expect("stage-1 convolution in the breakdown");
-        assert_eq!(conv.calls, 2.0);
-        assert!(conv.forward.unwrap().1.unwrap() > 0.0);
-        assert!(conv.weight_grad.unwrap().1.unwrap() > 0.0);
-        // Without a backward pass into the stem's input, the stem has no input gradient.
-        let stem = a
-            .layers
-            .iter()
-            .find(|l| l.layer == "conv 3x3 3->16 s1 32x32")
-            .unwrap();
-        assert!(stem.input_grad.is_none());
-    }
-}
+mod tests;
