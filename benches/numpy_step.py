@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """One SGD step of the theory simulator's fine-label net in NumPy, written with care: the step
-that `theory-sim bench` times in Rust (src/theory/bench.rs, src/theory/net.rs), for the same
+that `theory-sim bench` times in Rust (src/theory/bench.rs, src/theory/net/mod.rs), for the same
 comparison in one process tree on one machine.
 
   d = 1024, P = 32, batch 128, 2 superclasses x 8 subclasses, m = 16 neurons per class
