@@ -169,11 +169,21 @@ pub fn summarize(cells: &[CellResult]) -> Vec<SummaryRow> {
         .collect();
     for r in &mut rows {
         if let Some((_, b, bh)) = bases.iter().find(|(d, _, _)| *d == r.design) {
-            r.rel_error_reduction = (b - r.error.mean) / b;
-            r.hard_rel_error_reduction = (bh - r.hard_error.mean) / bh;
+            r.rel_error_reduction = relative_reduction(*b, r.error.mean);
+            r.hard_rel_error_reduction = relative_reduction(*bh, r.hard_error.mean);
         }
     }
     rows
+}
+
+/// The paper's relative error reduction of `error` against the baseline's `base` error; NaN
+/// (shown as "–") where the baseline makes no error, since no reduction is defined there.
+fn relative_reduction(base: f64, error: f64) -> f64 {
+    if base > 0.0 {
+        (base - error) / base
+    } else {
+        f64::NAN
+    }
 }
 
 /// The Markdown table of a summary.
@@ -243,4 +253,17 @@ pub fn summary_table(rows: &[SummaryRow]) -> MarkdownTable {
         ]);
     }
     t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::relative_reduction;
+
+    #[test]
+    fn relative_reduction_is_undefined_against_a_perfect_baseline() {
+        assert_eq!(relative_reduction(0.5, 0.25), 0.5);
+        assert!((relative_reduction(0.4, 0.5) + 0.25).abs() < 1e-12);
+        assert!(relative_reduction(0.0, 1.0).is_nan());
+        assert!(relative_reduction(0.0, 0.0).is_nan());
+    }
 }
