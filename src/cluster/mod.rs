@@ -1,5 +1,5 @@
 //! Spreading a study over many processes or machines (a computing cluster; the k-means clusters
-//! of label granularities are [`crate::empirical::cluster`]).
+//! of label granularities are [`crate::empirical::kmeans`]).
 //!
 //! A study (the empirical `study`, the theory `sweep`) is a set of independent cells, each with
 //! a stable id. Its work goes in three steps:

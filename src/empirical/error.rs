@@ -10,8 +10,8 @@ use std::path::PathBuf;
 
 use crate::cluster::ShardError;
 use crate::config::ConfigError;
-use crate::empirical::cluster::ClusterError;
 use crate::empirical::data::DataError;
+use crate::empirical::kmeans::KmeansError;
 use crate::hierarchy::HierarchyError;
 use crate::plot::PlotError;
 use crate::report::ReportError;
@@ -95,7 +95,7 @@ pub enum EmpiricalError {
     Hierarchy(Box<HierarchyError>),
     /// k-means labels could not be built.
     #[error(transparent)]
-    Cluster(Box<ClusterError>),
+    Kmeans(Box<KmeansError>),
     /// The labels of a granularity could not be built.
     #[error("granularity '{granularity}': {source}")]
     Labels {
@@ -141,9 +141,9 @@ impl From<HierarchyError> for EmpiricalError {
     }
 }
 
-impl From<ClusterError> for EmpiricalError {
-    fn from(e: ClusterError) -> Self {
-        Self::Cluster(Box::new(e))
+impl From<KmeansError> for EmpiricalError {
+    fn from(e: KmeansError) -> Self {
+        Self::Kmeans(Box::new(e))
     }
 }
 

@@ -5,7 +5,7 @@
 //!   synthetic images, seeded augmentation and batching;
 //! * [`model`]: ResNet-8/20/18 with fast CPU kernels; [`optim`]: SGD and schedules;
 //!   [`train`]: training epochs and evaluation; [`checkpoint`]: resumable training state;
-//!   [`probe`]: linear probes on frozen features; [`cluster`]: k-means label granularities;
+//!   [`probe`]: linear probes on frozen features; [`kmeans`]: k-means label granularities;
 //! * [`study`]: the transfer protocol over granularities, seeds and hard-sample designs, with
 //!   its results, tables and figures;
 //! * [`bench`](mod@bench): the training-step benchmark against candle's stock operations and PyTorch;
@@ -14,11 +14,11 @@
 
 pub mod bench;
 pub mod checkpoint;
-pub mod cluster;
 pub mod data;
 pub mod device;
 pub mod error;
 pub mod gpucheck;
+pub mod kmeans;
 pub mod model;
 pub mod optim;
 pub mod probe;

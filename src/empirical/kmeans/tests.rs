@@ -260,16 +260,16 @@ fn errors() {
     let data = [0.0f32; 8];
     assert_eq!(
         kmeans(&data, 4, 2, 0, 5, 0),
-        Err(ClusterError::ZeroClusters { field: "k" })
+        Err(KmeansError::ZeroClusters { field: "k" })
     );
     assert_eq!(
         kmeans(&data, 4, 2, 5, 5, 0),
-        Err(ClusterError::TooManyClusters { k: 5, n: 4 })
+        Err(KmeansError::TooManyClusters { k: 5, n: 4 })
     );
-    assert_eq!(kmeans(&data, 4, 0, 1, 5, 0), Err(ClusterError::ZeroDim));
+    assert_eq!(kmeans(&data, 4, 0, 1, 5, 0), Err(KmeansError::ZeroDim));
     assert_eq!(
         kmeans(&data, 3, 2, 1, 5, 0),
-        Err(ClusterError::DataLengthMismatch {
+        Err(KmeansError::DataLengthMismatch {
             len: 8,
             n: 3,
             dim: 2
@@ -277,7 +277,7 @@ fn errors() {
     );
     assert_eq!(
         kmeans(&data, usize::MAX, 2, 1, 5, 0),
-        Err(ClusterError::DataLengthMismatch {
+        Err(KmeansError::DataLengthMismatch {
             len: 8,
             n: usize::MAX,
             dim: 2
@@ -287,36 +287,36 @@ fn errors() {
     bad[7] = f32::NAN;
     assert_eq!(
         kmeans(&bad, 4, 2, 1, 5, 0),
-        Err(ClusterError::NonFinite { row: 3, col: 1 })
+        Err(KmeansError::NonFinite { row: 3, col: 1 })
     );
     bad[7] = 0.0;
     bad[2] = f32::NEG_INFINITY;
     let e = kmeans(&bad, 4, 2, 1, 5, 0).unwrap_err();
-    assert_eq!(e, ClusterError::NonFinite { row: 1, col: 0 });
+    assert_eq!(e, KmeansError::NonFinite { row: 1, col: 0 });
     assert!(e.to_string().contains("row 1"));
 
     let t = [0, 1, 0, 1];
     assert_eq!(
         cluster_within(&data, 4, 2, &t, 2, 0, 5, 0),
-        Err(ClusterError::ZeroClusters {
+        Err(KmeansError::ZeroClusters {
             field: "k_per_target"
         })
     );
     assert_eq!(
         cluster_global(&data, 4, 2, &t, 2, 0, 5, 0),
-        Err(ClusterError::ZeroClusters { field: "k" })
+        Err(KmeansError::ZeroClusters { field: "k" })
     );
     assert_eq!(
         cluster_global(&data, 4, 2, &t, 2, 5, 5, 0),
-        Err(ClusterError::TooManyClusters { k: 5, n: 4 })
+        Err(KmeansError::TooManyClusters { k: 5, n: 4 })
     );
     assert_eq!(
         cluster_within(&data, 4, 2, &t[..3], 2, 1, 5, 0),
-        Err(ClusterError::TargetsLengthMismatch { targets: 3, n: 4 })
+        Err(KmeansError::TargetsLengthMismatch { targets: 3, n: 4 })
     );
     assert_eq!(
         cluster_global(&data, 4, 2, &[0, 1, 2, 0], 2, 1, 5, 0),
-        Err(ClusterError::TargetOutOfRange {
+        Err(KmeansError::TargetOutOfRange {
             sample: 2,
             target: 2,
             num_targets: 2
@@ -324,13 +324,13 @@ fn errors() {
     );
     assert_eq!(
         cluster_within(&[], 0, 2, &[], 2, 1, 5, 0),
-        Err(ClusterError::NoSamples)
+        Err(KmeansError::NoSamples)
     );
     assert_eq!(
         cluster_within(&bad, 4, 2, &t, 2, 1, 5, 0),
-        Err(ClusterError::NonFinite { row: 1, col: 0 })
+        Err(KmeansError::NonFinite { row: 1, col: 0 })
     );
-    let e: ClusterError = HierarchyError::NoLevels.into();
-    assert_eq!(e, ClusterError::Hierarchy(HierarchyError::NoLevels));
+    let e: KmeansError = HierarchyError::NoLevels.into();
+    assert_eq!(e, KmeansError::Hierarchy(HierarchyError::NoLevels));
     assert!(e.to_string().contains("label rule"));
 }

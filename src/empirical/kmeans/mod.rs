@@ -26,7 +26,7 @@ use crate::hierarchy::{HierarchyError, LabelRule};
 ///
 /// Every message names the parameter, row or sample at fault.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum ClusterError {
+pub enum KmeansError {
     /// The number of clusters (`k`, or `k_per_target`) is zero.
     #[error("number of clusters `{field}` is 0")]
     ZeroClusters {
@@ -122,19 +122,19 @@ fn sizes(assignment: &[usize], k: usize) -> Vec<usize> {
 }
 
 /// Checks the shape and values of an `n x dim` matrix.
-fn check_data(data: &[f32], n: usize, dim: usize) -> Result<(), ClusterError> {
+fn check_data(data: &[f32], n: usize, dim: usize) -> Result<(), KmeansError> {
     if dim == 0 {
-        return Err(ClusterError::ZeroDim);
+        return Err(KmeansError::ZeroDim);
     }
     if n.checked_mul(dim) != Some(data.len()) {
-        return Err(ClusterError::DataLengthMismatch {
+        return Err(KmeansError::DataLengthMismatch {
             len: data.len(),
             n,
             dim,
         });
     }
     if let Some(i) = data.iter().position(|v| !v.is_finite()) {
-        return Err(ClusterError::NonFinite {
+        return Err(KmeansError::NonFinite {
             row: i / dim,
             col: i % dim,
         });
@@ -337,7 +337,7 @@ fn lloyd(
 /// `f64`; the inertia never increases with `iters` for a fixed seed.
 ///
 /// # Errors
-/// [`ClusterError`] if `k == 0`, `k > n`, `dim == 0`, `data.len() != n * dim`, or a value is not
+/// [`KmeansError`] if `k == 0`, `k > n`, `dim == 0`, `data.len() != n * dim`, or a value is not
 /// finite (naming its row and column).
 pub fn kmeans(
     data: &[f32],
@@ -346,13 +346,13 @@ pub fn kmeans(
     k: usize,
     iters: usize,
     seed: u64,
-) -> Result<KMeans, ClusterError> {
+) -> Result<KMeans, KmeansError> {
     if k == 0 {
-        return Err(ClusterError::ZeroClusters { field: "k" });
+        return Err(KmeansError::ZeroClusters { field: "k" });
     }
     check_data(data, n, dim)?;
     if k > n {
-        return Err(ClusterError::TooManyClusters { k, n });
+        return Err(KmeansError::TooManyClusters { k, n });
     }
     let mut rng = crate::seed::stream(seed, 0);
     let centroids = kmeans_pp(data, n, dim, k, &mut rng);
@@ -366,19 +366,19 @@ fn check_inputs(
     dim: usize,
     targets: &[usize],
     num_targets: usize,
-) -> Result<(), ClusterError> {
+) -> Result<(), KmeansError> {
     check_data(embeddings, n, dim)?;
     if n == 0 {
-        return Err(ClusterError::NoSamples);
+        return Err(KmeansError::NoSamples);
     }
     if targets.len() != n {
-        return Err(ClusterError::TargetsLengthMismatch {
+        return Err(KmeansError::TargetsLengthMismatch {
             targets: targets.len(),
             n,
         });
     }
     if let Some((sample, &target)) = targets.iter().enumerate().find(|(_, &t)| t >= num_targets) {
-        return Err(ClusterError::TargetOutOfRange {
+        return Err(KmeansError::TargetOutOfRange {
             sample,
             target,
             num_targets,
@@ -414,7 +414,7 @@ fn compact(assignment: &[usize], k: usize, offset: usize) -> (Vec<usize>, usize)
 /// `"kmeans_within_{k_per_target}"`: sample i's label is `rule.label(_, i, _)`.
 ///
 /// # Errors
-/// [`ClusterError`] if `k_per_target == 0`, `dim == 0`, `n == 0`, the lengths of `embeddings` or
+/// [`KmeansError`] if `k_per_target == 0`, `dim == 0`, `n == 0`, the lengths of `embeddings` or
 /// `targets` do not match `n`, a value is not finite, or a target is not below `num_targets`.
 #[allow(clippy::too_many_arguments)]
 pub fn cluster_within(
@@ -426,9 +426,9 @@ pub fn cluster_within(
     k_per_target: usize,
     iters: usize,
     seed: u64,
-) -> Result<LabelRule, ClusterError> {
+) -> Result<LabelRule, KmeansError> {
     if k_per_target == 0 {
-        return Err(ClusterError::ZeroClusters {
+        return Err(KmeansError::ZeroClusters {
             field: "k_per_target",
         });
     }
@@ -485,9 +485,9 @@ pub fn cluster_global(
     k: usize,
     iters: usize,
     seed: u64,
-) -> Result<LabelRule, ClusterError> {
+) -> Result<LabelRule, KmeansError> {
     if k == 0 {
-        return Err(ClusterError::ZeroClusters { field: "k" });
+        return Err(KmeansError::ZeroClusters { field: "k" });
     }
     check_inputs(embeddings, n, dim, targets, num_targets)?;
     let km = kmeans(embeddings, n, dim, k, iters, seed)?;
