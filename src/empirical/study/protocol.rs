@@ -9,6 +9,12 @@
 //!   no training; labels nested in the targets only), a linear
 //!   probe on the frozen features, and fine-tuning (a new head, the whole network trained on the
 //!   target labels for `finetune_epochs`).
+//! * **each granularity, directly** (`train.direct`): a network trained on its labels for the
+//!   baseline's whole schedule, read out with the summed head and a linear probe, no further
+//!   training (the fair comparison with the baseline: same epochs, only the labels differ).
+//!
+//! With `data.sizes` every size is its own design, and with `train.equal_steps` each design's
+//! epochs are scaled so that every network takes the same number of SGD steps.
 //!
 //! Before the cells, the preparation: the data, the designs, the ensemble that defines the
 //! balanced design's hard test images on real data, and each design's label sets. After them:
