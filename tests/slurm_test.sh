@@ -5,7 +5,7 @@
 # generated submit.sh, 2 shards), waits for them, and checks that each merged folder holds the
 # same bits as a single-process run of the same config: every file of the single run's folder
 # (results, tables, summaries, label sets, figures, per-run files), with only the wall-clock
-# fields masked (`seconds`, `images_per_sec` in JSON and in epochs.csv) and timings/ left out.
+# fields masked (`seconds`, `images_per_sec` in JSON and in epochs.csv) and timings/ and timings.csv left out.
 #
 # Exit 0 when everything matched, or, printing "SKIPPED: ... because ...", when Slurm cannot be
 # installed or its daemons do not come up within a minute (not root, no apt-get, ...); any other
@@ -64,11 +64,12 @@ if ! slurm_start "$work/slurm" 2>"$work/start.err"; then
     exit 0
 fi
 
-# --- the comparison: every file under $1 (but timings/ and checkpoints/) has the same bits
+# --- the comparison: every file under $1 (but the wall-clock records timings/ and timings.csv,
+# which a merge does not combine, and checkpoints/) has the same bits
 # under $2, wall-clock fields masked; $2 may hold shards/ and slurm/ besides.
 files_of() {
     (cd "$1" && find . -type f \
-        -not -path './timings/*' -not -path './checkpoints/*' \
+        -not -path './timings/*' -not -path './timings.csv' -not -path './checkpoints/*' \
         -not -path './shards/*' -not -path './slurm/*' | sort)
 }
 timeless() {
