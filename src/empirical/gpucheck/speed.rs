@@ -1,6 +1,7 @@
 //! `gpu-check speed`: images/s of the training step on the device, with the forward+backward
 //! part and the optimizer part timed apart.
 
+use crate::empirical::bench::median;
 use std::time::Instant;
 
 use candle_core::Device;
@@ -62,16 +63,6 @@ impl SpeedReport {
     }
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    match n {
-        0 => f64::NAN,
-        _ if n % 2 == 1 => v[n / 2],
-        _ => 0.5 * (v[n / 2 - 1] + v[n / 2]),
-    }
-}
-
 /// Times the training step on `device` for every architecture and batch size of `args`;
 /// `progress` gets a line per configuration.
 pub fn speed(
@@ -113,14 +104,14 @@ pub fn speed(
                     total.push((t2 - t0).as_secs_f64());
                 }
             }
-            let step_s = median(total);
+            let step_s = median(&mut total);
             results.push(SpeedResult {
                 arch: arch.name().to_string(),
                 batch: b,
                 steps: args.steps,
                 step_s,
-                forward_backward_s: median(fb),
-                optimizer_s: median(opt),
+                forward_backward_s: median(&mut fb),
+                optimizer_s: median(&mut opt),
                 images_per_s: b as f64 / step_s,
             });
         }
