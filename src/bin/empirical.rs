@@ -62,17 +62,8 @@ enum Command {
     },
     /// Run (or resume) a whole study from a TOML config.
     Study {
-        /// The study config (e.g. experiments/empirical/quick.toml).
-        config: PathBuf,
-        /// Results folder (default: results/empirical/NAME).
-        #[arg(long)]
-        out: Option<PathBuf>,
-        /// The dataset folder (overrides data.path; CIFAR-100 also reads GRANULARITY_CIFAR100_DIR).
-        #[arg(long)]
-        data: Option<PathBuf>,
-        /// Discard saved results of a different config in --out.
-        #[arg(long)]
-        fresh: bool,
+        #[command(flatten)]
+        run: RunTarget,
         /// Run only the preparation (ensemble, hard test images, label sets) that the shards
         /// read from --out.
         #[arg(long, conflicts_with = "shard")]
@@ -87,17 +78,8 @@ enum Command {
     /// OUT/AXIS.csv and OUT/AXIS_hard.svg, OUT/AXIS_all.svg: every arm's error minus the
     /// baseline's (95% interval) against the axis.
     Sweep {
-        /// The sweep file (e.g. experiments/empirical/synthetic_sweep.toml).
-        config: PathBuf,
-        /// Results folder (default: results/empirical/NAME).
-        #[arg(long)]
-        out: Option<PathBuf>,
-        /// The dataset folder (overrides data.path).
-        #[arg(long)]
-        data: Option<PathBuf>,
-        /// Discard saved results of a different config in the points' folders.
-        #[arg(long)]
-        fresh: bool,
+        #[command(flatten)]
+        run: RunTarget,
         /// Run only this axis (repeatable; default: every axis).
         #[arg(long = "axis", value_name = "NAME")]
         axes: Vec<String>,
@@ -217,6 +199,24 @@ enum Command {
     Bench(BenchArgs),
     /// Check --device against the CPU (one training step, checkpoints), or time it there.
     GpuCheck(GpuCheckArgs),
+}
+
+/// The config of a `study` or `sweep` run and where it runs.
+#[derive(clap::Args)]
+struct RunTarget {
+    /// The study config (e.g. experiments/empirical/quick.toml), or for `sweep` the sweep file
+    /// (e.g. experiments/empirical/synthetic_sweep.toml).
+    config: PathBuf,
+    /// Results folder (default: results/empirical/NAME).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// The dataset folder (overrides data.path; CIFAR-100 also reads GRANULARITY_CIFAR100_DIR).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Discard saved results of a different config in --out (for `sweep`: in the points'
+    /// folders).
+    #[arg(long)]
+    fresh: bool,
 }
 
 fn load(config: &Path, set: &[String]) -> Result<StudyConfig> {
@@ -371,10 +371,13 @@ fn main() -> Result<()> {
             Part::Whole,
         ),
         Some(Command::Study {
-            config,
-            out,
-            data,
-            fresh,
+            run:
+                RunTarget {
+                    config,
+                    out,
+                    data,
+                    fresh,
+                },
             prepare,
             shard,
         }) => {
@@ -388,10 +391,13 @@ fn main() -> Result<()> {
             study(&cfg, &run_options(out, data, fresh, dev, kernels), part)
         }
         Some(Command::Sweep {
-            config,
-            out,
-            data,
-            fresh,
+            run:
+                RunTarget {
+                    config,
+                    out,
+                    data,
+                    fresh,
+                },
             axes,
         }) => {
             let sweep = Sweep::from_file(&config, &cli.set)?;

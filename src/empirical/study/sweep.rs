@@ -598,15 +598,14 @@ pub fn axis_chart(axis: &SweepAxis, rows: &[SweepRow], hard: bool) -> Option<Lin
     };
     Some(LineChart {
         title: format!(
-            "{}: error − baseline on {subset} (paired over seeds; bars: 95% interval)",
-            axis.label
+            "Error − baseline error on {subset} (paired over seeds; bars: 95% interval)"
         ),
         x_label: format!(
             "{}{}",
             axis.label,
             if axis.log { " (log scale)" } else { "" }
         ),
-        y_label: format!("error − baseline error on {subset} (negative = better)"),
+        y_label: format!("error − baseline, {subset}"),
         series,
         bands: vec![HBand {
             label: "no difference".into(),
