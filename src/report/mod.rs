@@ -124,6 +124,12 @@ pub fn f64_or_nan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Erro
     Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
+/// NaN: the serde default of an `f64` field that older files lack (`#[serde(default =
+/// "crate::report::nan")]`), read as "not measured".
+pub fn nan() -> f64 {
+    f64::NAN
+}
+
 /// A name made safe for a file name.
 pub fn file_safe(name: &str) -> String {
     name.chars()

@@ -359,6 +359,11 @@ pub struct EnsembleConfig {
     /// Training epochs of each member (default: the baseline's).
     #[serde(default)]
     pub epochs: Option<usize>,
+    /// How many leaves (finest classes) form the *confusable* subset: the leaves whose test
+    /// images the ensemble misclassifies most often (see [`super::hard`]). Default: a fifth of
+    /// the leaves, at least one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confusable_leaves: Option<usize>,
 }
 
 /// The rare-subclass design: inside each target class one leaf (chosen at random with
@@ -528,6 +533,12 @@ impl Validate for StudyConfig {
                     return Err(field("hard.ensemble.epochs", "must be at least 1"));
                 }
             }
+            if e.confusable_leaves == Some(0) {
+                return Err(field(
+                    "hard.ensemble.confusable_leaves",
+                    "must be at least 1",
+                ));
+            }
         }
         if self
             .granularities
@@ -598,6 +609,10 @@ mod tests {
             ("train.pretrain_lr.lr=-1", "train.pretrain_lr.lr"),
             ("train.readouts=[\"scratch\"]", "train.readouts"),
             ("hard.ensemble.seeds=[0]", "hard.ensemble.seeds"),
+            (
+                "hard.ensemble={ seeds = [1000], confusable_leaves = 0 }",
+                "hard.ensemble.confusable_leaves",
+            ),
             (
                 "hard.rare_subclass.granularities=[\"nope\"]",
                 "hard.rare_subclass",

@@ -9,6 +9,7 @@ use rand::seq::SliceRandom;
 use crate::seed;
 
 use super::config::{DataSource, StudyConfig};
+use super::hard::TestSubsets;
 use super::memory;
 use crate::empirical::data::indexed::keep_per_leaf as keep_per_class;
 use crate::empirical::data::sources::load_indexed;
@@ -35,6 +36,17 @@ pub struct StudyData {
     pub mean_std: ([f32; 3], [f32; 3]),
 }
 
+impl StudyData {
+    /// The synthetic data's hard test images as the only test subset (single runs, which have
+    /// no ensemble).
+    pub fn hard_only(&self) -> TestSubsets<'_> {
+        TestSubsets {
+            hard: self.synthetic_hard.as_deref(),
+            confusable: None,
+        }
+    }
+}
+
 /// A design: the training set and which test images are hard.
 pub struct Design {
     /// "balanced" or "rare_subclass".
@@ -43,6 +55,9 @@ pub struct Design {
     pub train: ImageSet,
     /// Whether each test image is hard (None: no hard subset in this design).
     pub test_is_hard: Option<Vec<bool>>,
+    /// Whether each test image belongs to a confusable leaf (None: no such subset; see
+    /// [`super::hard`]).
+    pub test_is_confusable: Option<Vec<bool>>,
     /// The conditions run in this design (granularity names; the baseline is implicit).
     pub granularities: Vec<String>,
     /// Training images per leaf of a design of the data-size axis (`data.sizes`).
@@ -55,6 +70,14 @@ impl Design {
     /// at least 1, for a design with n images per leaf).
     pub fn epochs(&self, cfg: &StudyConfig, epochs: usize) -> usize {
         scaled_epochs(cfg, self.per_leaf, epochs)
+    }
+
+    /// The test subsets this design scores separately.
+    pub fn subsets(&self) -> TestSubsets<'_> {
+        TestSubsets {
+            hard: self.test_is_hard.as_deref(),
+            confusable: self.test_is_confusable.as_deref(),
+        }
     }
 }
 
@@ -330,6 +353,7 @@ pub fn designs(cfg: &StudyConfig, data: &StudyData) -> Vec<Design> {
                 name,
                 train,
                 test_is_hard,
+                test_is_confusable: None,
                 granularities,
                 per_leaf: size,
             }

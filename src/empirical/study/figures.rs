@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 
 use super::config::Readout;
 use super::designs::DesignInfo;
+use super::stats::Paired;
 use super::summary::{StudySummary, SummaryRow};
 use crate::empirical::error::EmpiricalError;
 use crate::plot::{grouped_bars, line_chart, BarSeries, GroupedBars, HBand, LineChart, Series};
@@ -220,13 +221,57 @@ pub struct GainPoint {
     pub verdict: String,
 }
 
-/// The data-size figure: for every condition and readout, the paired error difference with the
-/// baseline (baseline minus arm: positive = helps) against the design's training images (log
-/// x), the 95% interval as error bars; and its points. None without two designs of the size
-/// axis.
+/// The test images a figure is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TestSubset {
+    /// Every test image.
+    All,
+    /// The hard test images.
+    Hard,
+    /// The test images of the confusable leaves.
+    Confusable,
+}
+
+impl TestSubset {
+    /// Every subset, in the order the reports show them.
+    pub const ALL: [TestSubset; 3] = [TestSubset::All, TestSubset::Hard, TestSubset::Confusable];
+
+    /// The suffix of its file names (`gain_vs_size{suffix}.svg`).
+    pub fn suffix(self) -> &'static str {
+        match self {
+            TestSubset::All => "",
+            TestSubset::Hard => "_hard",
+            TestSubset::Confusable => "_confusable",
+        }
+    }
+
+    /// Its words in titles.
+    fn words(self) -> &'static str {
+        match self {
+            TestSubset::All => "all test images",
+            TestSubset::Hard => "hard test images",
+            TestSubset::Confusable => "test images of the confusable leaves",
+        }
+    }
+
+    /// A row's error and paired comparison on this subset.
+    fn of(self, r: &SummaryRow) -> (&MeanSd, Option<&Paired>) {
+        match self {
+            TestSubset::All => (&r.error, r.vs_baseline.as_ref()),
+            TestSubset::Hard => (&r.hard_error, r.hard_vs_baseline.as_ref()),
+            TestSubset::Confusable => (&r.confusable_error, r.confusable_vs_baseline.as_ref()),
+        }
+    }
+}
+
+/// The data-size figure on `subset`: for every condition and readout, the paired error
+/// difference with the baseline (baseline minus arm: positive = helps) against the design's
+/// training images (log x), the 95% interval as error bars; and its points. None without two
+/// designs of the size axis, or without results on the subset.
 pub fn gain_vs_size(
     rows: &[SummaryRow],
     infos: &[DesignInfo],
+    subset: TestSubset,
 ) -> Option<(LineChart, Vec<GainPoint>)> {
     let sized: Vec<&DesignInfo> = infos.iter().filter(|i| i.per_leaf.is_some()).collect();
     if sized.len() < 2 {
@@ -238,9 +283,13 @@ pub fn gain_vs_size(
             .iter()
             .find(|r| r.design == i.design && r.readout == Readout::Scratch);
         for r in rows.iter().filter(|r| r.design == i.design) {
-            let (Some(p), Some(b)) = (&r.vs_baseline, base) else {
+            let (Some(p), Some(b)) = (subset.of(r).1, base) else {
                 continue;
             };
+            if p.mean.is_nan() {
+                continue;
+            }
+            let base_error = subset.of(b).0.mean;
             points.push(GainPoint {
                 design: i.design.clone(),
                 per_leaf: i.per_leaf.unwrap_or(0),
@@ -252,11 +301,18 @@ pub fn gain_vs_size(
                 gain: -p.mean,
                 lo: -p.hi,
                 hi: -p.lo,
-                baseline_error: b.error.mean,
-                rel_error_reduction: r.rel_error_reduction,
+                baseline_error: base_error,
+                rel_error_reduction: if base_error > 0.0 {
+                    -p.mean / base_error
+                } else {
+                    f64::NAN
+                },
                 verdict: p.verdict.words().to_string(),
             });
         }
+    }
+    if points.is_empty() {
+        return None;
     }
     let mut lines: Vec<(String, Readout)> = Vec::new();
     for p in &points {
@@ -293,7 +349,7 @@ pub fn gain_vs_size(
         .collect();
     Some((
         LineChart {
-            title: "Gain over the from-scratch baseline against training-set size (paired over seeds; bars: 95% interval)".into(),
+            title: format!("Gain over the from-scratch baseline against training-set size, {} (paired over seeds; bars: 95% interval)", subset.words()),
             x_label: "training images (log scale)".into(),
             y_label: "baseline error minus the arm's (positive = helps)".into(),
             series,
@@ -335,6 +391,7 @@ mod tests {
                 error,
                 easy_error: f64::NAN,
                 hard_error: f64::NAN,
+                confusable_error: f64::NAN,
             }],
             epochs: Vec::new(),
         }

@@ -4,6 +4,13 @@
 //! misclassifies; the rare-subclass design's are the images of its rare leaves. The ensemble's
 //! first member is also the encoder of the k-means granularities (`embedding.source =
 //! "ensemble"`).
+//!
+//! The ensemble-misclassified images measure weakness more than anything (in an unconverged
+//! regime they are most of the test set, and they are chosen image by image for being hard for
+//! coarse-trained networks). A second subset asks the question class by class: the *confusable*
+//! leaves are the finest classes whose test images the same ensemble misclassifies most often
+//! (`hard.ensemble.confusable_leaves` of them, default a fifth), and every arm is also scored on
+//! all test images of those leaves.
 
 use serde::{Deserialize, Serialize};
 
@@ -11,6 +18,7 @@ use super::designs::Design;
 use super::phase::{Phase, Trainee};
 use super::results::EpochRecord;
 use super::runner::Runner;
+use crate::empirical::data::ImageSet;
 use crate::empirical::error::EmpiricalError;
 use crate::empirical::model::Model;
 use crate::report::read_json;
@@ -27,6 +35,34 @@ pub struct HardSubset {
     pub hard: usize,
     /// All test images.
     pub total: usize,
+    /// The confusable leaves of this design (with an ensemble on a design without its own hard
+    /// images).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confusable: Option<ConfusableLeaves>,
+}
+
+/// The leaves that the coarse-trained ensemble confuses most, whose test images form a design's
+/// confusable subset.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ConfusableLeaves {
+    /// How the leaves were chosen.
+    pub definition: String,
+    /// The leaves (names), most confused first, with the ensemble's error on each.
+    pub leaves: Vec<(String, f64)>,
+    /// Test images of these leaves.
+    pub images: usize,
+    /// All test images.
+    pub total: usize,
+}
+
+/// The test subsets a design scores apart from the whole test set: per test image, whether it
+/// is hard, and whether it belongs to a confusable leaf (None: the design has no such subset).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TestSubsets<'a> {
+    /// Hard test images.
+    pub hard: Option<&'a [bool]>,
+    /// Test images of the confusable leaves.
+    pub confusable: Option<&'a [bool]>,
 }
 
 /// One ensemble member's output: its test-set softmax probabilities and training epochs
@@ -130,27 +166,42 @@ pub fn assign_hard_subsets(
                 definition: "the synthetic data's hard images (common features missing)".into(),
                 hard: h.iter().filter(|&&x| x).count(),
                 total: h.len(),
+                confusable: None,
             });
         }
     }
     if let (Some(members), Some(e)) = (members, &cfg.hard.ensemble) {
         let wrong = ensemble_mistakes(members, r.test_targets(), r.num_targets());
+        let confusable = confusable_leaves(&wrong, test, e.confusable_leaves);
         for d in designs
             .iter_mut()
             .filter(|d| balanced(d) && d.test_is_hard.is_none())
         {
+            let definition = format!(
+                "misclassified by an ensemble of {} target-only networks (seeds {:?}, not used elsewhere; trained on {} images)",
+                members.len(),
+                e.seeds,
+                r.data().train.len
+            );
+            let (leaves, mask) = &confusable;
             subsets.push(HardSubset {
                 design: d.name.clone(),
-                definition: format!(
-                    "misclassified by an ensemble of {} target-only networks (seeds {:?}, not used elsewhere; trained on {} images)",
-                    members.len(),
-                    e.seeds,
-                    r.data().train.len
-                ),
                 hard: wrong.iter().filter(|&&w| w).count(),
                 total: test.len,
+                confusable: Some(ConfusableLeaves {
+                    definition: format!(
+                        "all test images of the {} leaves (of {}) whose test images are most often {definition}",
+                        leaves.len(),
+                        test.hierarchy.num_leaves()
+                    ),
+                    leaves: leaves.clone(),
+                    images: mask.iter().filter(|&&c| c).count(),
+                    total: test.len,
+                }),
+                definition,
             });
             d.test_is_hard = Some(wrong.clone());
+            d.test_is_confusable = Some(mask.clone());
         }
     }
     let rare = designs.iter().find(|d| d.name == "rare_subclass");
@@ -166,9 +217,42 @@ pub fn assign_hard_subsets(
                 .as_ref()
                 .map_or(0, |h| h.iter().filter(|&&x| x).count()),
             total: test.len,
+            confusable: None,
         });
     }
     subsets
+}
+
+/// The `n` leaves (default: a fifth of them, at least one; at most all) whose test images are
+/// most often `wrong` (ties: the lower leaf index first), with their error rates, and whether
+/// each test image belongs to one of them. Leaves without test images are never chosen.
+fn confusable_leaves(
+    wrong: &[bool],
+    test: &ImageSet,
+    n: Option<usize>,
+) -> (Vec<(String, f64)>, Vec<bool>) {
+    let leaves = test.hierarchy.num_leaves();
+    let (mut count, mut errors) = (vec![0usize; leaves], vec![0usize; leaves]);
+    for (&l, &w) in test.leaves.iter().zip(wrong) {
+        count[l] += 1;
+        errors[l] += usize::from(w);
+    }
+    let mut order: Vec<usize> = (0..leaves).filter(|&l| count[l] > 0).collect();
+    let rate = |l: usize| errors[l] as f64 / count[l] as f64;
+    order.sort_by(|&a, &b| rate(b).total_cmp(&rate(a)).then(a.cmp(&b)));
+    order.truncate(n.unwrap_or((leaves / 5).max(1)).min(order.len()));
+    let mut chosen = vec![false; leaves];
+    for &l in &order {
+        chosen[l] = true;
+    }
+    let names = &test
+        .hierarchy
+        .level(test.hierarchy.leaf_level())
+        .class_names;
+    (
+        order.iter().map(|&l| (names[l].clone(), rate(l))).collect(),
+        test.leaves.iter().map(|&l| chosen[l]).collect(),
+    )
 }
 
 /// Whether the ensemble (the sum of its members' probabilities) misclassifies each test image.
@@ -199,4 +283,36 @@ fn softmax_rows(m: &Array2<f32>) -> Array2<f32> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hierarchy::Hierarchy;
+    use std::sync::Arc;
+
+    /// The leaves with the highest error rate are chosen (ties: the lower index), a leaf without
+    /// test images never is, the default is a fifth of the leaves, and the mask follows the
+    /// images' leaves.
+    #[test]
+    fn confusable_leaves_by_hand() {
+        let h = Arc::new(Hierarchy::two_level(&[3, 2]).unwrap());
+        // leaves 0..5; leaf 4 has no test image
+        let leaves = vec![0, 0, 1, 1, 2, 2, 3, 3, 3];
+        let test = ImageSet::new(vec![0; leaves.len()], 1, 1, 1, leaves, h, "t").unwrap();
+        // errors: leaf 0 1/2, leaf 1 2/2, leaf 2 1/2, leaf 3 1/3
+        let wrong = [true, false, true, true, false, true, false, false, true];
+        let (chosen, mask) = confusable_leaves(&wrong, &test, Some(2));
+        let names: Vec<&str> = chosen.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["s0.1", "s0.0"], "{chosen:?}");
+        assert_eq!(chosen[0].1, 1.0);
+        assert_eq!(chosen[1].1, 0.5);
+        assert_eq!(
+            mask,
+            [true, true, true, true, false, false, false, false, false]
+        );
+        // default: 5 leaves / 5 = 1; more than there are: every leaf with test images
+        assert_eq!(confusable_leaves(&wrong, &test, None).0.len(), 1);
+        assert_eq!(confusable_leaves(&wrong, &test, Some(9)).0.len(), 4);
+    }
 }

@@ -203,7 +203,7 @@ fn baseline(r: &Runner, design: &Design, who: &Trainee) -> Result<CellOutcome, E
     };
     let epochs = r.train(&model, who, &phase)?;
     let logits = r.test_logits(&model)?;
-    let hard = design.test_is_hard.as_deref();
+    let hard = design.subsets();
     Ok(CellOutcome {
         readouts: vec![r.score(Readout::Scratch, &logits, hard)],
         epochs,
@@ -220,7 +220,7 @@ fn pretrained(
 ) -> Result<CellOutcome, EmpiricalError> {
     let cfg = r.config();
     let t = &cfg.train;
-    let hard = design.test_is_hard.as_deref();
+    let hard = design.subsets();
     let targets = design.train.labels_at_level(cfg.data.target_level);
     let mut readouts = Vec::new();
     let model = r.model(labels.num_classes(), who.key("init"))?;
@@ -290,7 +290,7 @@ fn frozen_readouts(
     who: &Trainee,
 ) -> Result<Vec<ReadoutError>, EmpiricalError> {
     let t = &r.config().train;
-    let hard = design.test_is_hard.as_deref();
+    let hard = design.subsets();
     let mut readouts = Vec::new();
     if t.readouts.contains(&Readout::SummedHead) {
         let logits = r.test_logits(model)?;

@@ -8,7 +8,7 @@ use super::designs::{design_plan, DesignInfo, DESIGNS_FILE};
 use super::figures;
 use super::hard::{HardSubset, MemberOutput, MEMBERS_FILE};
 use super::results::{read_cells, read_timings, CellResult, EpochRecord};
-use super::summary::{summarize, summary_table, StudySummary};
+use super::summary::{subset_table, summarize, summary_table, StudySummary};
 use crate::empirical::error::EmpiricalError;
 use crate::report::{read_json, ResultsDir};
 
@@ -71,10 +71,29 @@ pub fn write_reports(dir: &Path) -> Result<StudySummary, EmpiricalError> {
             "* design `{}`: hard test images = {} ({} of {})\n",
             h.design, h.definition, h.hard, h.total
         ));
+        if let Some(c) = &h.confusable {
+            let leaves: Vec<String> = c
+                .leaves
+                .iter()
+                .map(|(name, err)| format!("{name} ({err:.2})"))
+                .collect();
+            md.push_str(&format!(
+                "* design `{}`: confusable leaves = {} ({} of {} test images): {}\n",
+                h.design,
+                c.definition,
+                c.images,
+                c.total,
+                leaves.join(", ")
+            ));
+        }
     }
     md.push_str("\nThe paired column is, over the seeds that have both, the mean of the per-seed difference of the error and the baseline's (same seed, same design; negative = lower error), with its 95% t-interval; the verdict is read from the interval: helps (all below 0), hurts (all above 0), or no detectable difference.\n\n");
     let table = summary_table(&summary.rows);
     md.push_str(&table.to_string());
+    if let Some(subsets) = subset_table(&summary.rows) {
+        md.push_str("\n## Paired differences with the baseline on each test subset\n\nThe same paired comparison (negative = lower error than the baseline) on all test images, on the hard ones and on all test images of the confusable leaves (the leaves' ensemble error in parentheses above). Both subsets are chosen for being hard for coarse-trained networks, so they favour any arm unlike the baseline; the confusable subset, chosen leaf by leaf rather than image by image, much less so.\n\n");
+        md.push_str(&subsets.to_string());
+    }
     rd.write_text("results.md", &md)?;
     rd.write_text(
         "results.tex",
@@ -88,9 +107,12 @@ pub fn write_reports(dir: &Path) -> Result<StudySummary, EmpiricalError> {
     )?;
     figures::write_figures(&rd, &summary)?;
     if let Ok(infos) = read_json::<Vec<DesignInfo>>(&rd.path(DESIGNS_FILE)) {
-        if let Some((chart, points)) = figures::gain_vs_size(&summary.rows, &infos) {
-            rd.write_text("gain_vs_size.svg", &crate::plot::line_chart(&chart)?)?;
-            rd.write_csv("gain_vs_size.csv", &points)?;
+        for subset in figures::TestSubset::ALL {
+            if let Some((chart, points)) = figures::gain_vs_size(&summary.rows, &infos, subset) {
+                let name = format!("gain_vs_size{}", subset.suffix());
+                rd.write_text(&format!("{name}.svg"), &crate::plot::line_chart(&chart)?)?;
+                rd.write_csv(&format!("{name}.csv"), &points)?;
+            }
         }
     }
     Ok(summary)

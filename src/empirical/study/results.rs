@@ -65,6 +65,13 @@ pub struct ReadoutError {
     /// Top-1 error on the hard test images (NaN if there are none).
     #[serde(deserialize_with = "crate::report::f64_or_nan")]
     pub hard_error: f64,
+    /// Top-1 error on the test images of the confusable leaves (NaN if the design has none, and
+    /// in cells written before this subset existed).
+    #[serde(
+        default = "crate::report::nan",
+        deserialize_with = "crate::report::f64_or_nan"
+    )]
+    pub confusable_error: f64,
 }
 
 /// The result of one design, condition and seed (a file in `cells/`).

@@ -12,6 +12,7 @@ use candle_core::Device;
 
 use super::config::{GranularitySpec, Readout, StudyConfig};
 use super::designs::{Design, StudyData};
+use super::hard::TestSubsets;
 use super::labels::LabelSummary;
 use super::phase::Trainee;
 use super::results::{
@@ -219,13 +220,14 @@ impl<'a> Runner<'a> {
         extract_features(model, set, mean, std, EVAL_BATCH)
     }
 
-    /// The target error of `readout` whose test-set scores are `logits`, on all test images and
-    /// on the easy and hard ones (`hard` flags each test image).
+    /// The target error of `readout` whose test-set scores are `logits`, on all test images, on
+    /// the easy and hard ones, and on the images of the confusable leaves (`subsets` flags each
+    /// test image).
     pub fn score(
         &self,
         readout: Readout,
         logits: &Array2<f32>,
-        hard: Option<&[bool]>,
+        subsets: TestSubsets<'_>,
     ) -> ReadoutError {
         let pred = predictions(logits);
         let rate = |keep: &dyn Fn(usize) -> bool| {
@@ -238,7 +240,7 @@ impl<'a> Runner<'a> {
                 .count() as f64
                 / idx.len() as f64
         };
-        let (easy, hardv) = match hard {
+        let (easy, hardv) = match subsets.hard {
             Some(h) => (rate(&|i| !h[i]), rate(&|i| h[i])),
             None => (f64::NAN, f64::NAN),
         };
@@ -247,6 +249,7 @@ impl<'a> Runner<'a> {
             error: rate(&|_| true),
             easy_error: easy,
             hard_error: hardv,
+            confusable_error: subsets.confusable.map_or(f64::NAN, |c| rate(&|i| c[i])),
         }
     }
 

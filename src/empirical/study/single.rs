@@ -144,7 +144,7 @@ pub fn pretrain(
     let mut readouts = Vec::new();
     let logits = r.test_logits(&model)?;
     if let Some(m) = l.summed_head(&logits, r.num_targets())? {
-        readouts.push(r.score(Readout::SummedHead, &m, data.synthetic_hard.as_deref()));
+        readouts.push(r.score(Readout::SummedHead, &m, data.hard_only()));
     }
     r.drop_checkpoints(&who, &["pretrain"]);
     let cell = single_result(
@@ -182,7 +182,7 @@ pub fn finetune(
     };
     let model = r.model(r.num_targets(), who.key("head"))?;
     model.load_backbone(weights)?;
-    let hard = data.synthetic_hard.as_deref();
+    let hard = data.hard_only();
     let train_features = r.features(&model, &data.train)?;
     let test_features = r.features(&model, &data.test)?;
     let probe = LinearProbe::train(

@@ -51,6 +51,8 @@ pub struct SummaryRow {
     pub easy_error: MeanSd,
     /// Error on the hard test images.
     pub hard_error: MeanSd,
+    /// Error on the test images of the confusable leaves (see [`super::hard`]).
+    pub confusable_error: MeanSd,
     /// Relative error reduction against the design's baseline, `(base - err) / base`, from the
     /// seed means (the paper's metric); positive = better than the baseline.
     #[serde(deserialize_with = "crate::report::f64_or_nan")]
@@ -69,6 +71,8 @@ pub struct SummaryRow {
     pub vs_baseline: Option<Paired>,
     /// The same on the hard test images.
     pub hard_vs_baseline: Option<Paired>,
+    /// The same on the test images of the confusable leaves.
+    pub confusable_vs_baseline: Option<Paired>,
 }
 
 /// `f` of the last training epoch of the phase that `readout` reads, in each cell.
@@ -131,12 +135,14 @@ pub fn summarize(cells: &[CellResult]) -> Vec<SummaryRow> {
                 error: stat(cs, key.2, &|r| r.error),
                 easy_error: stat(cs, key.2, &|r| r.easy_error),
                 hard_error: stat(cs, key.2, &|r| r.hard_error),
+                confusable_error: stat(cs, key.2, &|r| r.confusable_error),
                 train_acc: MeanSd::of(&last_epochs(cs, key.2, |e| e.train_acc)),
                 train_loss: MeanSd::of(&last_epochs(cs, key.2, |e| e.loss)),
                 rel_error_reduction: f64::NAN,
                 hard_rel_error_reduction: f64::NAN,
                 vs_baseline: None,
                 hard_vs_baseline: None,
+                confusable_vs_baseline: None,
             }
         })
         .collect();
@@ -148,7 +154,7 @@ pub fn summarize(cells: &[CellResult]) -> Vec<SummaryRow> {
             .and_then(|c| c.readouts.iter().find(|r| r.readout == Readout::Scratch))
     };
     for r in rows.iter_mut().filter(|r| r.readout != Readout::Scratch) {
-        let (mut all, mut hard) = (Vec::new(), Vec::new());
+        let (mut all, mut hard, mut confusable) = (Vec::new(), Vec::new(), Vec::new());
         for c in &groups[&(r.design.clone(), r.condition.clone(), r.readout)] {
             let (Some(b), Some(e)) = (
                 base_of(&c.design, c.seed),
@@ -158,9 +164,11 @@ pub fn summarize(cells: &[CellResult]) -> Vec<SummaryRow> {
             };
             all.push((c.seed, e.error, b.error));
             hard.push((c.seed, e.hard_error, b.hard_error));
+            confusable.push((c.seed, e.confusable_error, b.confusable_error));
         }
         r.vs_baseline = Some(Paired::of(&all));
         r.hard_vs_baseline = Some(Paired::of(&hard));
+        r.confusable_vs_baseline = Some(Paired::of(&confusable));
     }
     let bases: Vec<(String, f64, f64)> = rows
         .iter()
@@ -253,6 +261,65 @@ pub fn summary_table(rows: &[SummaryRow]) -> MarkdownTable {
         ]);
     }
     t
+}
+
+/// The Markdown table of the paired comparisons with the baseline on each test subset: all
+/// test images, the hard ones and the confusable leaves' (per row: the subset's error, the paired
+/// difference with its 95% interval, and the verdict). None when no row has a subset.
+pub fn subset_table(rows: &[SummaryRow]) -> Option<MarkdownTable> {
+    let has = |m: &MeanSd| m.mean.is_finite();
+    if !rows
+        .iter()
+        .any(|r| has(&r.hard_error) || has(&r.confusable_error))
+    {
+        return None;
+    }
+    let mut t = MarkdownTable::new([
+        "design",
+        "pretraining",
+        "readout",
+        "all: error",
+        "all: − baseline [95% CI]",
+        "all: verdict",
+        "hard: error",
+        "hard: − baseline [95% CI]",
+        "hard: verdict",
+        "confusable leaves: error",
+        "confusable: − baseline [95% CI]",
+        "confusable: verdict",
+    ]);
+    let ms = |m: &MeanSd| {
+        if m.mean.is_nan() {
+            "–".to_string()
+        } else {
+            format!("{:.3} ± {:.3}", m.mean, m.sd)
+        }
+    };
+    let paired = |p: &Option<Paired>| match p {
+        None => ["(baseline)".to_string(), String::new()],
+        Some(p) if p.mean.is_nan() => ["–".into(), String::new()],
+        Some(p) => [p.interval(), p.verdict.words().to_string()],
+    };
+    for r in rows {
+        let [a, av] = paired(&r.vs_baseline);
+        let [h, hv] = paired(&r.hard_vs_baseline);
+        let [c, cv] = paired(&r.confusable_vs_baseline);
+        t.row([
+            r.design.clone(),
+            r.condition.clone(),
+            r.readout.name().to_string(),
+            ms(&r.error),
+            a,
+            av,
+            ms(&r.hard_error),
+            h,
+            hv,
+            ms(&r.confusable_error),
+            c,
+            cv,
+        ]);
+    }
+    Some(t)
 }
 
 #[cfg(test)]
