@@ -72,7 +72,7 @@ enum Command {
         #[arg(long, value_name = "I/N")]
         shard: Option<Shard>,
     },
-    /// Run (or resume) a sweep: the study of a sweep file (a study config plus [[axis]] tables:
+    /// Run (or resume) a sweep: the study of a sweep file (a study config plus `[[axis]]` tables:
     /// key, label, values) once per value of each axis, one axis at a time from the base, each
     /// point in OUT/AXIS/VALUE (points equal to the base share OUT/base); then per axis
     /// OUT/AXIS.csv and OUT/AXIS_hard.svg, OUT/AXIS_all.svg: every arm's error minus the
