@@ -371,37 +371,26 @@ fn main() -> Result<()> {
             Part::Whole,
         ),
         Some(Command::Study {
-            run:
-                RunTarget {
-                    config,
-                    out,
-                    data,
-                    fresh,
-                },
+            run,
             prepare,
             shard,
         }) => {
-            let cfg = load(&config, &cli.set)?;
-            let out = out.unwrap_or_else(|| default_out(&cfg));
+            let cfg = load(&run.config, &cli.set)?;
+            let out = run.out.unwrap_or_else(|| default_out(&cfg));
             let part = match (prepare, shard) {
                 (true, _) => Part::Prepare,
                 (false, Some(s)) => Part::Shard(s),
                 (false, None) => Part::Whole,
             };
-            study(&cfg, &run_options(out, data, fresh, dev, kernels), part)
+            study(
+                &cfg,
+                &run_options(out, run.data, run.fresh, dev, kernels),
+                part,
+            )
         }
-        Some(Command::Sweep {
-            run:
-                RunTarget {
-                    config,
-                    out,
-                    data,
-                    fresh,
-                },
-            axes,
-        }) => {
-            let sweep = Sweep::from_file(&config, &cli.set)?;
-            let out = out.unwrap_or_else(|| default_out(&sweep.base));
+        Some(Command::Sweep { run, axes }) => {
+            let sweep = Sweep::from_file(&run.config, &cli.set)?;
+            let out = run.out.unwrap_or_else(|| default_out(&sweep.base));
             eprintln!(
                 "sweep '{}': {} axes, {} points, seeds {:?}, results in {}",
                 sweep.base.name,
@@ -411,7 +400,7 @@ fn main() -> Result<()> {
                 out.display()
             );
             let t = std::time::Instant::now();
-            let opts = run_options(out.clone(), data, fresh, dev, kernels);
+            let opts = run_options(out.clone(), run.data, run.fresh, dev, kernels);
             let written = run_sweep(&sweep, &opts, &axes, &mut |l| eprintln!("{l}"))?;
             println!(
                 "{:.0} s; sweep tables and figures in {}: {}",
