@@ -1,5 +1,5 @@
 //! End-to-end tests of the `empirical` binary: a tiny synthetic study (with resume and re-plot),
-//! single pretrain and fine-tune runs, a tiny CIFAR-100 study on the real data (ignored unless
+//! a tiny sweep (with resume and its checks), single pretrain and fine-tune runs, a tiny CIFAR-100 study on the real data (ignored unless
 //! asked for: it needs `GRANULARITY_CIFAR100_DIR`), and clear errors for bad configs and devices.
 
 use std::path::Path;
@@ -114,6 +114,117 @@ fn tiny_config_file(dir: &Path) -> std::path::PathBuf {
     )
     .unwrap();
     cfg
+}
+
+/// A sweep file: the embedded synthetic study plus `axes`, written to `dir/sweep.toml`.
+fn sweep_file(dir: &Path, axes: &str) -> std::path::PathBuf {
+    let p = dir.join("sweep.toml");
+    let text = format!(
+        "{}\n{axes}",
+        include_str!("../experiments/empirical/synthetic.toml")
+    );
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+#[test]
+fn sweep_runs_each_point_once_resumes_and_checks_first() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("sw");
+    let out_s = out.to_str().unwrap();
+    let file = sweep_file(
+        tmp.path(),
+        "[[axis]]\nname = \"size\"\nlabel = \"training images per subclass\"\nkey = \"data.synthetic.train_per_leaf\"\nvalues = [8, 16]\nlog = true\n",
+    );
+    let mut args = TINY.to_vec();
+    args.extend(["--set", "seeds=[0, 1]", "--set", "train.direct=true"]);
+    args.extend(["sweep", file.to_str().unwrap(), "--out", out_s]);
+    let o = run(&args);
+    assert!(o.status.success(), "{}", text(&o));
+    // 16 per leaf is the base's (TINY's) value: that point is the base study
+    for f in [
+        "sweep.toml",
+        "base/summary.json",
+        "base/results.md",
+        "size/8/summary.json",
+        "size/8/epochs.csv",
+        "size.csv",
+        "size_hard.svg",
+        "size_all.svg",
+    ] {
+        assert!(out.join(f).exists(), "{f}: {}", text(&o));
+    }
+    assert!(!out.join("size/16").exists());
+    let csv = std::fs::read_to_string(out.join("size.csv")).unwrap();
+    let header = csv.lines().next().unwrap();
+    for col in [
+        "x",
+        "condition",
+        "readout",
+        "hard_diff_lo",
+        "train_acc",
+        "train_loss",
+    ] {
+        assert!(header.split(',').any(|c| c == col), "{col}: {header}");
+    }
+    assert!(
+        csv.contains(",size/8,balanced,fine direct,summed_head,2,"),
+        "{csv}"
+    );
+    assert!(csv.contains(",base,balanced,baseline,scratch,2,"), "{csv}");
+    let svg = std::fs::read_to_string(out.join("size_hard.svg")).unwrap();
+    assert!(svg.contains("fine direct, summed_head"), "the arm's line");
+    // resume: a second run trains nothing and writes the same table
+    let o = run(&args);
+    assert!(o.status.success(), "{}", text(&o));
+    let log = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(log.matches("0 cells to run").count(), 2, "{log}");
+    assert!(!log.contains("epoch 1/"), "{log}");
+    assert_eq!(csv, std::fs::read_to_string(out.join("size.csv")).unwrap());
+    // another config in a point's folder is refused before anything runs
+    let mut other = args.clone();
+    other.extend(["--set", "train.finetune_epochs=2"]);
+    let o = run(&other);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("--fresh"), "{}", text(&o));
+    assert!(!text(&o).contains("sweep point"), "{}", text(&o));
+    // an unknown --axis is named
+    let mut bad = args.clone();
+    bad.extend(["--axis", "sizes"]);
+    let o = run(&bad);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("no axis named 'sizes'"), "{}", text(&o));
+}
+
+#[test]
+fn bad_sweep_files_are_refused_before_anything_is_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("sw");
+    for (axes, want) in [
+        (
+            "[[axis]]\nname = \"a\"\nlabel = \"A\"\nkey = \"data.synthetic.train_per_leaf\"\nvalues = [4, 0]\n",
+            "field 'axis[0].values[1]",
+        ),
+        (
+            "[[axis]]\nname = \"a\"\nlabel = \"A\"\nkey = \"train.epochz\"\nvalues = [4]\n",
+            "epochz",
+        ),
+        (
+            "[[axis]]\nname = \"a\"\nlabel = \"A\"\nkey = \"seeds\"\nvalues = []\n",
+            "field 'axis[0].values': no values",
+        ),
+        (
+            "[[axis]]\nname = \"a\"\nlabl = \"A\"\nkey = \"seeds\"\nvalues = [[1]]\n",
+            "unknown field `labl`",
+        ),
+    ] {
+        let file = sweep_file(tmp.path(), axes);
+        let o = run(&["sweep", file.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+        assert!(!o.status.success(), "{axes}");
+        assert!(text(&o).contains("sweep.toml"), "{axes}: {}", text(&o));
+        assert!(text(&o).contains(want), "{axes}: {}", text(&o));
+        assert!(!out.exists(), "{axes}");
+    }
 }
 
 #[test]

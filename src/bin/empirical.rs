@@ -1,7 +1,8 @@
 //! `empirical`: fine-to-coarse transfer on real images. With no arguments it runs the embedded
 //! default study (the transfer protocol on synthetic multi-view images); `study` runs a study
 //! from a TOML config (`experiments/empirical/`) (or its preparation, or one shard of it),
-//! `merge` gathers a study's shards, `slurm` writes (and submits) a study as Slurm jobs,
+//! `sweep` runs a study once per value of each axis of a sweep file, `merge` gathers a study's
+//! shards, `slurm` writes (and submits) a study as Slurm jobs,
 //! `pretrain` / `finetune` a single network, `inspect` checks a dataset, `plot` redraws a
 //! study's reports, `bench` times training steps.
 
@@ -20,6 +21,7 @@ use granularity::empirical::device::DeviceSpec;
 use granularity::empirical::gpucheck::{run_cli as run_gpu_check, GpuCheckArgs};
 use granularity::empirical::model::Kernels;
 use granularity::empirical::study::config::{DataSource, StudyConfig};
+use granularity::empirical::study::sweep::{run_sweep, Sweep};
 use granularity::empirical::study::{
     prepare_study, run_shard, run_study, sharding, single, summary_table, synthetic_default,
     write_reports, RunOptions, StudySummary, CIFAR100_ENV,
@@ -60,17 +62,8 @@ enum Command {
     },
     /// Run (or resume) a whole study from a TOML config.
     Study {
-        /// The study config (e.g. experiments/empirical/quick.toml).
-        config: PathBuf,
-        /// Results folder (default: results/empirical/NAME).
-        #[arg(long)]
-        out: Option<PathBuf>,
-        /// The dataset folder (overrides data.path; CIFAR-100 also reads GRANULARITY_CIFAR100_DIR).
-        #[arg(long)]
-        data: Option<PathBuf>,
-        /// Discard saved results of a different config in --out.
-        #[arg(long)]
-        fresh: bool,
+        #[command(flatten)]
+        run: RunTarget,
         /// Run only the preparation (ensemble, hard test images, label sets) that the shards
         /// read from --out.
         #[arg(long, conflicts_with = "shard")]
@@ -78,6 +71,18 @@ enum Command {
         /// Run only the cells of shard I of N, into OUT/shards/I-of-N (after --prepare).
         #[arg(long, value_name = "I/N")]
         shard: Option<Shard>,
+    },
+    /// Run (or resume) a sweep: the study of a sweep file (a study config plus `[[axis]]` tables:
+    /// key, label, values) once per value of each axis, one axis at a time from the base, each
+    /// point in OUT/AXIS/VALUE (points equal to the base share OUT/base); then per axis
+    /// OUT/AXIS.csv and OUT/AXIS_hard.svg, OUT/AXIS_all.svg: every arm's error minus the
+    /// baseline's (95% interval) against the axis.
+    Sweep {
+        #[command(flatten)]
+        run: RunTarget,
+        /// Run only this axis (repeatable; default: every axis).
+        #[arg(long = "axis", value_name = "NAME")]
+        axes: Vec<String>,
     },
     /// Merge the shards of a study folder (OUT/shards/*, and any shard folders named) into it
     /// and write its reports: the same tables, JSON and figures as a single-process run.
@@ -194,6 +199,24 @@ enum Command {
     Bench(BenchArgs),
     /// Check --device against the CPU (one training step, checkpoints), or time it there.
     GpuCheck(GpuCheckArgs),
+}
+
+/// The config of a `study` or `sweep` run and where it runs.
+#[derive(clap::Args)]
+struct RunTarget {
+    /// The study config (e.g. experiments/empirical/quick.toml), or for `sweep` the sweep file
+    /// (e.g. experiments/empirical/synthetic_sweep.toml).
+    config: PathBuf,
+    /// Results folder (default: results/empirical/NAME).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// The dataset folder (overrides data.path; CIFAR-100 also reads GRANULARITY_CIFAR100_DIR).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Discard saved results of a different config in --out (for `sweep`: in the points'
+    /// folders).
+    #[arg(long)]
+    fresh: bool,
 }
 
 fn load(config: &Path, set: &[String]) -> Result<StudyConfig> {
@@ -348,21 +371,44 @@ fn main() -> Result<()> {
             Part::Whole,
         ),
         Some(Command::Study {
-            config,
-            out,
-            data,
-            fresh,
+            run,
             prepare,
             shard,
         }) => {
-            let cfg = load(&config, &cli.set)?;
-            let out = out.unwrap_or_else(|| default_out(&cfg));
+            let cfg = load(&run.config, &cli.set)?;
+            let out = run.out.unwrap_or_else(|| default_out(&cfg));
             let part = match (prepare, shard) {
                 (true, _) => Part::Prepare,
                 (false, Some(s)) => Part::Shard(s),
                 (false, None) => Part::Whole,
             };
-            study(&cfg, &run_options(out, data, fresh, dev, kernels), part)
+            study(
+                &cfg,
+                &run_options(out, run.data, run.fresh, dev, kernels),
+                part,
+            )
+        }
+        Some(Command::Sweep { run, axes }) => {
+            let sweep = Sweep::from_file(&run.config, &cli.set)?;
+            let out = run.out.unwrap_or_else(|| default_out(&sweep.base));
+            eprintln!(
+                "sweep '{}': {} axes, {} points, seeds {:?}, results in {}",
+                sweep.base.name,
+                sweep.axes.len(),
+                sweep.points.len(),
+                sweep.base.seeds,
+                out.display()
+            );
+            let t = std::time::Instant::now();
+            let opts = run_options(out.clone(), run.data, run.fresh, dev, kernels);
+            let written = run_sweep(&sweep, &opts, &axes, &mut |l| eprintln!("{l}"))?;
+            println!(
+                "{:.0} s; sweep tables and figures in {}: {}",
+                t.elapsed().as_secs_f64(),
+                out.display(),
+                written.join(", ")
+            );
+            Ok(())
         }
         Some(Command::Merge { dir, shards }) => {
             let s = sharding::merge(&dir, &shards)?;

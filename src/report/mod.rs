@@ -312,16 +312,8 @@ impl ResultsDir {
         results: &[&str],
     ) -> Result<Self, ReportError> {
         let dir = ResultsDir::create(out)?;
-        let old = fs::read_to_string(dir.path("config.toml")).ok();
-        let held: Vec<PathBuf> = results
-            .iter()
-            .map(|r| dir.path(r))
-            .filter(|p| !is_empty_entry(p))
-            .collect();
-        let other = old
-            .as_deref()
-            .is_some_and(|o| o != resolved && !adds_seeds(o, resolved));
-        if other && !held.is_empty() {
+        let held = other_results(out, resolved, results);
+        if !held.is_empty() {
             if !fresh {
                 return Err(ReportError::OtherConfig {
                     path: out.to_path_buf(),
@@ -340,6 +332,30 @@ impl ResultsDir {
         dir.write_text("config.toml", resolved)?;
         Ok(dir)
     }
+}
+
+/// Whether [`ResultsDir::prepare`] without `fresh` would refuse `out` for the resolved config
+/// `resolved` (it holds results of another config); reads only, so that a run of several
+/// folders can check them all before it writes any.
+pub fn holds_other_results(out: &Path, resolved: &str, results: &[&str]) -> bool {
+    !other_results(out, resolved, results).is_empty()
+}
+
+/// The non-empty `results` entries of `out` when its `config.toml` is another config's (not
+/// `resolved`, nor `resolved` less some seeds); none otherwise.
+fn other_results(out: &Path, resolved: &str, results: &[&str]) -> Vec<PathBuf> {
+    let old = fs::read_to_string(out.join("config.toml")).ok();
+    let other = old
+        .as_deref()
+        .is_some_and(|o| o != resolved && !adds_seeds(o, resolved));
+    if !other {
+        return Vec::new();
+    }
+    results
+        .iter()
+        .map(|r| out.join(r))
+        .filter(|p| !is_empty_entry(p))
+        .collect()
 }
 
 /// Whether the resolved config `new` is `old` with more seeds: the top-level `seeds` of `new`

@@ -507,6 +507,12 @@ impl Validate for StudyConfig {
         if self.data.size == 0 {
             return Err(field("data.size", "must be at least 1"));
         }
+        if self.data.source == DataSource::Synthetic {
+            self.data
+                .synthetic
+                .validate()
+                .map_err(|e| field("data.synthetic", e.to_string()))?;
+        }
         if let Some(e) = &self.hard.ensemble {
             if e.seeds.is_empty() {
                 return Err(field("hard.ensemble.seeds", "needs at least one seed"));
@@ -613,6 +619,10 @@ mod tests {
             ),
             ("train.bogus=1", "train"),
             ("data.train_per_lef=3", "data"),
+            (
+                "data.synthetic.common_strength=[9.0, 1.0]",
+                "data.synthetic",
+            ),
         ];
         for (set, want) in cases {
             let e = load_str::<StudyConfig>(SYNTHETIC_TOML, "synthetic", &[set.to_string()])

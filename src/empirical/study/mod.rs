@@ -14,7 +14,8 @@
 //!   [`stats`]: paired comparisons with the baseline (95% intervals, verdicts);
 //!   [`report`]: `summary.json`, `results.md`, `epochs.csv`; [`figures`]: the SVG figures;
 //! * [`single`]: one network at a time (`empirical pretrain`, `empirical finetune`);
-//! * [`sharding`]: a study spread over shards (`--prepare`, `--shard I/N`, `empirical merge`).
+//! * [`sharding`]: a study spread over shards (`--prepare`, `--shard I/N`, `empirical merge`);
+//! * [`sweep`]: a study run once per value of a config key, axis by axis (`empirical sweep`).
 //!
 //! # Files (in the study folder)
 //! `config.toml` (the resolved config), `cells/*.json` (one per design, condition and seed,
@@ -42,6 +43,7 @@ pub mod sharding;
 pub mod single;
 pub mod stats;
 pub mod summary;
+pub mod sweep;
 
 #[cfg(test)]
 pub(crate) mod tests;

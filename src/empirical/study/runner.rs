@@ -359,21 +359,25 @@ impl<'a> Runner<'a> {
     }
 }
 
+/// The entries of a results folder that hold computed results.
+const RESULT_ENTRIES: &[&str] = &[
+    "cells",
+    "checkpoints",
+    "ensemble",
+    "timings",
+    "labels",
+    "shards",
+    "weights.safetensors",
+    "result.json",
+];
+
 /// Opens the results folder `out` for the resolved config (see [`ResultsDir::prepare`]).
 pub fn prepare_dir(out: &Path, resolved: &str, fresh: bool) -> Result<ResultsDir, EmpiricalError> {
-    Ok(ResultsDir::prepare(
-        out,
-        resolved,
-        fresh,
-        &[
-            "cells",
-            "checkpoints",
-            "ensemble",
-            "timings",
-            "labels",
-            "shards",
-            "weights.safetensors",
-            "result.json",
-        ],
-    )?)
+    Ok(ResultsDir::prepare(out, resolved, fresh, RESULT_ENTRIES)?)
+}
+
+/// Whether [`prepare_dir`] without `fresh` would refuse `out` (it holds another config's
+/// results); writes nothing.
+pub fn refuses_dir(out: &Path, resolved: &str) -> bool {
+    crate::report::holds_other_results(out, resolved, RESULT_ENTRIES)
 }

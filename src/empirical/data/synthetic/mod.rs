@@ -20,7 +20,8 @@
 //! * **Easy sample of leaf `(s, c)`.** Every pixel starts at `background` (default mid-grey 128).
 //!   A random permutation of the `P` patch positions picks `common_patches` positions for the
 //!   common texture `v_s` and the next `fine_patches` positions for the fine texture `v_{s,c}`;
-//!   each such patch gets `α_p · texture` with `α_p ~ U[strength[0], strength[1]]` drawn per patch.
+//!   each such patch gets `α_p · texture` with `α_p ~ U[strength[0], strength[1]]` drawn per patch
+//!   (the common patches draw from `common_strength` instead when it is set).
 //!   Each remaining (*noise*) patch carries, with probability `feature_noise_prob`, `feature_noise
 //!   · v_f` for a texture `f` drawn uniformly among the `F − 2` textures other than the sample's
 //!   own two (nothing when there is no other texture). Every pixel then gets N(0, `noise`²)
@@ -110,6 +111,12 @@ pub struct SyntheticConfig {
     pub noise: f32,
     /// Range `[lo, hi]` of the per-patch feature strength α (RMS grey levels). Default `[40, 60]`.
     pub strength: [f32; 2],
+    /// Range `[lo, hi]` of the common (superclass) textures' strength, when it should differ from
+    /// the fine textures' `strength`: stronger common features make the superclass easier to
+    /// tell without the subclass textures (the theory's regime). Default: unset (= `strength`);
+    /// unset is not written out, so configs without it resolve to the same text as before.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub common_strength: Option<[f32; 2]>,
     /// Orthogonalise the textures (Gram–Schmidt); needs fewer textures than `3·patch_size²`.
     /// Default true.
     pub orthogonalize: bool,
@@ -140,6 +147,7 @@ impl Default for SyntheticConfig {
             background: 128.0,
             noise: 20.0,
             strength: [40.0, 60.0],
+            common_strength: None,
             orthogonalize: true,
             hard_rho: 0.0,
             hard_noise: 20.0,
@@ -165,7 +173,24 @@ fn check_range(field: &str, v: f64, lo: f64, hi: f64) -> Result<(), DataError> {
     }
 }
 
+fn check_strength(field: &str, [lo, hi]: [f32; 2]) -> Result<(), DataError> {
+    check_range(field, lo.into(), 0.0, f64::MAX)?;
+    check_range(field, hi.into(), 0.0, f64::MAX)?;
+    if lo > hi {
+        return Err(invalid(
+            field,
+            format!("lower bound {lo} exceeds upper bound {hi}"),
+        ));
+    }
+    Ok(())
+}
+
 impl SyntheticConfig {
+    /// The strength range of the common textures (`common_strength`, else `strength`).
+    pub fn common_range(&self) -> [f32; 2] {
+        self.common_strength.unwrap_or(self.strength)
+    }
+
     /// Patches per image side (`image_size / patch_size`).
     pub fn grid(&self) -> usize {
         self.image_size / self.patch_size.max(1)
@@ -232,14 +257,9 @@ impl SyntheticConfig {
         check_range("hard_rho", self.hard_rho.into(), 0.0, 1.0)?;
         check_range("feature_noise_prob", self.feature_noise_prob, 0.0, 1.0)?;
         check_range("feature_noise", self.feature_noise.into(), 0.0, f64::MAX)?;
-        let [lo, hi] = self.strength;
-        check_range("strength", lo.into(), 0.0, f64::MAX)?;
-        check_range("strength", hi.into(), 0.0, f64::MAX)?;
-        if lo > hi {
-            return Err(invalid(
-                "strength",
-                format!("lower bound {lo} exceeds upper bound {hi}"),
-            ));
+        check_strength("strength", self.strength)?;
+        if let Some(c) = self.common_strength {
+            check_strength("common_strength", c)?;
         }
         let f = self.subclasses.len() + self.num_leaves();
         if self.orthogonalize && f >= self.texture_dim() {
@@ -389,10 +409,11 @@ impl Renderer<'_> {
             }
         }
         let [lo, hi] = cfg.strength;
+        let [clo, chi] = cfg.common_range();
         for (q, r) in role.iter().enumerate() {
             let (amp, tex, sd) = match r {
                 Role::Common => {
-                    let a: f32 = rng.gen_range(lo..=hi);
+                    let a: f32 = rng.gen_range(clo..=chi);
                     if hard {
                         (cfg.hard_rho * a, Some(own[0]), cfg.hard_noise)
                     } else {

@@ -227,6 +227,72 @@ fn superclass_is_recoverable_from_easy_images() {
     assert!(chance < 0.7, "featureless accuracy {chance}");
 }
 
+/// The amplitude of texture `t` in patch `q` of image `img` (least squares, background 128).
+fn patch_amplitude(img: &[u8], n: usize, ps: usize, q: usize, t: &[f32]) -> f64 {
+    let grid = n / ps;
+    let (py, px) = (q / grid, q % grid);
+    let (mut dot, mut tt) = (0.0, 0.0);
+    for c in 0..3 {
+        for y in 0..ps {
+            for x in 0..ps {
+                let v = f64::from(img[(c * n + py * ps + y) * n + px * ps + x]) - 128.0;
+                let w = f64::from(t[(c * ps + y) * ps + x]);
+                dot += v * w;
+                tt += w * w;
+            }
+        }
+    }
+    dot / tt
+}
+
+#[test]
+fn common_strength_sets_the_common_textures_alone() {
+    let cfg = SyntheticConfig {
+        noise: 0.0,
+        hard_noise: 0.0,
+        feature_noise_prob: 0.0,
+        strength: [30.0, 30.0],
+        ..small()
+    };
+    let base = generate(&cfg).unwrap();
+    // Unset, or set to `strength`: the same bits (existing configs keep their data).
+    let same = generate(&SyntheticConfig {
+        common_strength: Some([30.0, 30.0]),
+        ..cfg.clone()
+    })
+    .unwrap();
+    assert_eq!(base.train.images, same.train.images);
+    assert_eq!(base.test_hard.images, same.test_hard.images);
+    assert!(!toml::to_string(&cfg).unwrap().contains("common_strength"));
+    // Stronger common textures, fine textures unchanged.
+    let strong = generate(&SyntheticConfig {
+        common_strength: Some([70.0, 70.0]),
+        ..cfg.clone()
+    })
+    .unwrap();
+    assert_ne!(base.train.images, strong.train.images);
+    let p = cfg.num_patches();
+    for i in 0..strong.test_easy.len {
+        let leaf = strong.test_easy.leaves[i];
+        let s = strong.test_easy.hierarchy.leaf_ancestor(leaf, 0);
+        let img = strong.test_easy.image(i);
+        let amp = |t: &[f32]| -> Vec<f64> {
+            (0..p)
+                .map(|q| patch_amplitude(img, 32, 8, q, t))
+                .filter(|a| *a > 10.0)
+                .collect()
+        };
+        let (common, fine) = (amp(&strong.features[s]), amp(&strong.features[3 + leaf]));
+        assert_eq!((common.len(), fine.len()), (3, 2), "image {i}");
+        // rounding and clamping to 0..=255 shave a little off the strong texture
+        assert!(
+            common.iter().all(|a| (60.0..=70.5).contains(a)),
+            "{common:?}"
+        );
+        assert!(fine.iter().all(|a| (29.0..=30.5).contains(a)), "{fine:?}");
+    }
+}
+
 #[test]
 fn train_hard_fraction_marks_hard_images() {
     let cfg = SyntheticConfig {
@@ -339,6 +405,13 @@ fn config_validation_names_the_field() {
             ..d()
         },
         "strength",
+    );
+    bad(
+        SyntheticConfig {
+            common_strength: Some([5.0, 1.0]),
+            ..d()
+        },
+        "common_strength",
     );
     bad(
         SyntheticConfig {
