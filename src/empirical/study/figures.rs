@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use super::config::Readout;
 use super::designs::DesignInfo;
-use super::stats::Paired;
+use super::stats::{half_width, Paired};
 use super::summary::{StudySummary, SummaryRow};
 use crate::empirical::error::EmpiricalError;
 use crate::plot::{grouped_bars, line_chart, BarSeries, GroupedBars, HBand, LineChart, Series};
@@ -332,18 +332,7 @@ pub fn gain_vs_size(
                 label: format!("{c}, {}", ro.name()),
                 x: pts.iter().map(|p| p.train_images as f64).collect(),
                 mean: pts.iter().map(|p| p.gain).collect(),
-                sd: Some(
-                    pts.iter()
-                        .map(|p| {
-                            let h = (p.hi - p.lo) / 2.0;
-                            if h.is_finite() {
-                                h
-                            } else {
-                                f64::NAN
-                            }
-                        })
-                        .collect(),
-                ),
+                sd: Some(pts.iter().map(|p| half_width(p.lo, p.hi)).collect()),
             }
         })
         .collect();

@@ -121,6 +121,17 @@ impl Paired {
     }
 }
 
+/// Half the width of the interval `[lo, hi]`, for drawing it as error bars around its centre;
+/// NaN where it is not finite (no interval: fewer than two seeds).
+pub fn half_width(lo: f64, hi: f64) -> f64 {
+    let h = (hi - lo) / 2.0;
+    if h.is_finite() {
+        h
+    } else {
+        f64::NAN
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -194,6 +194,15 @@ fn relative_reduction(base: f64, error: f64) -> f64 {
     }
 }
 
+/// A table cell `mean ± sd` (a dash where nothing was measured).
+fn mean_sd_cell(m: &MeanSd) -> String {
+    if m.mean.is_nan() {
+        "–".to_string()
+    } else {
+        format!("{:.3} ± {:.3}", m.mean, m.sd)
+    }
+}
+
 /// The Markdown table of a summary.
 pub fn summary_table(rows: &[SummaryRow]) -> MarkdownTable {
     let mut t = MarkdownTable::new([
@@ -219,13 +228,6 @@ pub fn summary_table(rows: &[SummaryRow]) -> MarkdownTable {
             format!("{:+.1}%", 100.0 * v)
         }
     };
-    let ms = |m: &MeanSd| {
-        if m.mean.is_nan() {
-            "–".to_string()
-        } else {
-            format!("{:.3} ± {:.3}", m.mean, m.sd)
-        }
-    };
     for r in rows {
         t.row([
             r.design.clone(),
@@ -237,15 +239,15 @@ pub fn summary_table(rows: &[SummaryRow]) -> MarkdownTable {
                 format!("no (purity {:.2})", r.purity)
             },
             r.readout.name().to_string(),
-            ms(&r.error),
+            mean_sd_cell(&r.error),
             format!("{:.3} / {:.3}", r.train_acc.mean, r.train_loss.mean),
             if r.readout == Readout::Scratch {
                 "(baseline)".into()
             } else {
                 pct(r.rel_error_reduction)
             },
-            ms(&r.easy_error),
-            ms(&r.hard_error),
+            mean_sd_cell(&r.easy_error),
+            mean_sd_cell(&r.hard_error),
             if r.readout == Readout::Scratch {
                 "(baseline)".into()
             } else {
@@ -288,13 +290,6 @@ pub fn subset_table(rows: &[SummaryRow]) -> Option<MarkdownTable> {
         "confusable: − baseline [95% CI]",
         "confusable: verdict",
     ]);
-    let ms = |m: &MeanSd| {
-        if m.mean.is_nan() {
-            "–".to_string()
-        } else {
-            format!("{:.3} ± {:.3}", m.mean, m.sd)
-        }
-    };
     let paired = |p: &Option<Paired>| match p {
         None => ["(baseline)".to_string(), String::new()],
         Some(p) if p.mean.is_nan() => ["–".into(), String::new()],
@@ -308,13 +303,13 @@ pub fn subset_table(rows: &[SummaryRow]) -> Option<MarkdownTable> {
             r.design.clone(),
             r.condition.clone(),
             r.readout.name().to_string(),
-            ms(&r.error),
+            mean_sd_cell(&r.error),
             a,
             av,
-            ms(&r.hard_error),
+            mean_sd_cell(&r.hard_error),
             h,
             hv,
-            ms(&r.confusable_error),
+            mean_sd_cell(&r.confusable_error),
             c,
             cv,
         ]);

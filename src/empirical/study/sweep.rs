@@ -38,7 +38,7 @@ use serde::{Deserialize, Serialize};
 use super::config::{Readout, StudyConfig};
 use super::protocol::{resolved_config, run_study};
 use super::runner::{refuses_dir, RunOptions};
-use super::stats::Paired;
+use super::stats::{half_width, Paired};
 use super::summary::{StudySummary, SummaryRow};
 use crate::config::{load_str, ConfigError};
 use crate::empirical::error::EmpiricalError;
@@ -526,14 +526,6 @@ pub fn axis_chart(axis: &SweepAxis, rows: &[SweepRow], hard: bool) -> Option<Lin
             x + k * (hi - lo).max(f64::MIN_POSITIVE)
         }
     };
-    let half = |lo: f64, hi: f64| {
-        let h = (hi - lo) / 2.0;
-        if h.is_finite() {
-            h
-        } else {
-            f64::NAN
-        }
-    };
     let sorted = |keep: &dyn Fn(&SweepRow) -> bool| {
         let mut v: Vec<&SweepRow> = rows.iter().filter(|r| keep(r)).collect();
         v.sort_by(|a, b| a.x.total_cmp(&b.x));
@@ -555,9 +547,9 @@ pub fn axis_chart(axis: &SweepAxis, rows: &[SweepRow], hard: bool) -> Option<Lin
                     pts.iter()
                         .map(|r| {
                             if hard {
-                                half(r.hard_diff_lo, r.hard_diff_hi)
+                                half_width(r.hard_diff_lo, r.hard_diff_hi)
                             } else {
-                                half(r.diff_lo, r.diff_hi)
+                                half_width(r.diff_lo, r.diff_hi)
                             }
                         })
                         .collect(),
