@@ -361,7 +361,8 @@ pub struct EnsembleConfig {
     pub epochs: Option<usize>,
     /// How many leaves (finest classes) form the *confusable* subset: the leaves whose test
     /// images the ensemble misclassifies most often (see [`super::hard`]). Default: a fifth of
-    /// the leaves, at least one.
+    /// the leaves, at least one; more than the leaves with test images means all of them (the
+    /// definition in `hard_subsets.json` states the number used).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub confusable_leaves: Option<usize>,
 }
