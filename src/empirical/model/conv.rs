@@ -413,8 +413,9 @@ fn pad_images(
     }
 }
 
-/// Runs gather `g` with weights `pk` on a batch: `out = [out +] gather(src)`; calls `each` on
-/// every output image once it is written (in a task of its group).
+/// Runs gather `g` with weights `pk` on a batch: `out = [out +] gather(src)`; calls `each`
+/// on every output image (its index in the batch, its values) once it is written, in the task
+/// of its group (while it is in cache), and returns the results in image order.
 fn run_gather<T: Send>(
     g: &Gather,
     bl: &Blocking,
@@ -422,7 +423,7 @@ fn run_gather<T: Send>(
     src: &[f32],
     out: &mut [f32],
     accumulate: bool,
-    each: impl Fn(&[f32]) -> T + Sync,
+    each: impl Fn(usize, &mut [f32]) -> T + Sync,
 ) -> Vec<T> {
     let group = g.group();
     let (src_len, out_len) = (g.src_len(), g.out_len());
@@ -434,7 +435,8 @@ fn run_gather<T: Send>(
     let parts: Vec<Vec<T>> = out
         .par_chunks_mut(group * out_len)
         .zip(src.par_chunks(group * src_len))
-        .map(|(out, src)| {
+        .enumerate()
+        .map(|(q, (out, src))| {
             let n = out.len() / out_len;
             // One vector of slack after the padded images (read, unused, by the Winograd input
             // transform of the last channels).
@@ -462,7 +464,10 @@ fn run_gather<T: Send>(
                     copy_channels(ob, bl.cpad, out, g.cout);
                 }
             });
-            out.chunks_exact(out_len).map(&each).collect()
+            out.chunks_exact_mut(out_len)
+                .enumerate()
+                .map(|(i, img)| each(q * group + i, img))
+                .collect()
         })
         .collect();
     parts.into_iter().flatten().collect()
@@ -631,7 +636,7 @@ impl ConvOp {
     pub fn forward(&self, x: &[f32], out: &mut [f32], stats: bool) -> Vec<f64> {
         let (g, bl, pk) = &self.fwd;
         let co = self.geom.co;
-        let parts = run_gather(g, bl, pk, x, out, false, |img| {
+        let parts = run_gather(g, bl, pk, x, out, false, |_, img| {
             if stats {
                 let mut s = vec![0f64; 2 * co];
                 let (sum, sq) = s.split_at_mut(co);
@@ -650,6 +655,18 @@ impl ConvOp {
 
     /// The input gradient `dx = [dx +] conv^T(dy)`.
     pub fn grad_input(&self, dy: &[f32], dx: &mut [f32], accumulate: bool) {
+        self.grad_input_then(dy, dx, accumulate, |_, _| ());
+    }
+
+    /// [`ConvOp::grad_input`], then `each` on every image of `dx` (its index, its values) as
+    /// soon as it is written, in the task that wrote it: the results in image order.
+    pub fn grad_input_then<T: Send>(
+        &self,
+        dy: &[f32],
+        dx: &mut [f32],
+        accumulate: bool,
+        each: impl Fn(usize, &mut [f32]) -> T + Sync,
+    ) -> Vec<T> {
         let (g, bl, pk) = self.bwd.get_or_init(|| {
             let geom = &self.geom;
             let (kk, ci) = (geom.k * geom.k, geom.ci);
@@ -658,7 +675,7 @@ impl ConvOp {
             let bp = Kernel::new(&bg, &bb, self.algo, |t, c, o| self.w[(c * ci + o) * kk + t]);
             (bg, bb, bp)
         });
-        run_gather(g, bl, pk, dy, dx, accumulate, |_| ());
+        run_gather(g, bl, pk, dy, dx, accumulate, each)
     }
 
     /// The weight gradient `dw` (`co x ci x k x k`) of a batch of `n` images: per tap, the sum

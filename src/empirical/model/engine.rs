@@ -19,7 +19,7 @@ use super::conv::{ConvGeom, ConvOp};
 use super::isa::Simd;
 use super::kernels::{
     bn_add_relu, bn_backward_apply, bn_backward_apply_inplace, bn_backward_coefs, bn_relu,
-    relu_mask_reduce, to_nhwc, BnAffine, Skip,
+    relu_mask_reduce, to_nhwc, BnAffine, MaskReduce, ReluOf, Skip,
 };
 use super::profile::{Pass, Profiler};
 
@@ -276,6 +276,24 @@ impl BackboneOp {
         self.timed_conv(k, Pass::InputGrad, n, || k.grad_input(dy, dx, accumulate));
     }
 
+    /// [`BackboneOp::conv_dx`] fused with the ReLU mask and BatchNorm sums `mr` of the layer
+    /// below, image by image while each image of `dx` is in cache: the sums of
+    /// [`MaskReduce::finish`].
+    fn conv_dx_mask(
+        &self,
+        k: &Kern,
+        dy: &[f32],
+        dx: &mut [f32],
+        accumulate: bool,
+        mr: &MaskReduce<'_>,
+    ) -> Vec<Vec<f64>> {
+        let n = dy.len() / k.geom.out_len();
+        let parts = self.timed_conv(k, Pass::InputGrad, n, || {
+            k.grad_input_then(dy, dx, accumulate, |i, img| mr.image(i, img))
+        });
+        mr.finish(parts)
+    }
+
     /// Runs `f`, pass `pass` of convolution `k` over `n` images, timed when profiling.
     fn timed_conv<R>(&self, k: &Kern, pass: Pass, n: usize, f: impl FnOnce() -> R) -> R {
         let g = &k.geom;
@@ -508,6 +526,34 @@ impl CustomOp3 for BackboneOp {
             }
         }
 
+        // The ReLU that ends block i (the stem for None): what it was applied to, the
+        // BatchNorm inputs behind it, channels and values per image.
+        let final_relu =
+            |i: Option<usize>| -> (ReluOf<'_>, Vec<(&[f32], &BnAffine)>, usize, usize) {
+                match i {
+                    Some(i) => {
+                        let sb = &sv.blocks[i];
+                        let mut norms: Vec<(&[f32], &BnAffine)> = vec![(&sb.h2, &sb.bn2)];
+                        let relu = match (&sb.hs, &sb.bns) {
+                            (Some(hs), Some(bns)) => {
+                                norms.push((hs, bns));
+                                ReluOf::Norms
+                            }
+                            _ => ReluOf::Output(&sb.out),
+                        };
+                        (relu, norms, sb.conv2.geom.co, sb.conv2.geom.out_len())
+                    }
+                    None => (
+                        ReluOf::Norms,
+                        vec![(&sv.h0, &sv.bn0)],
+                        sv.stem.geom.co,
+                        sv.stem.geom.out_len(),
+                    ),
+                }
+            };
+        // The sums of the ReLU mask below the current layer, when the input gradient that
+        // reached it already applied it.
+        let mut masked: Option<Vec<Vec<f64>>> = None;
         for (i, (bp, sb)) in plan.blocks.iter().zip(&sv.blocks).enumerate().rev() {
             let input: &[f32] = if i == 0 {
                 &sv.a0
@@ -515,43 +561,53 @@ impl CustomOp3 for BackboneOp {
                 &sv.blocks[i - 1].out
             };
             let (g1, g2, gs) = &block_gammas[i];
-            let (co, img) = (bp.conv2.co, sb.conv2.geom.out_len());
+            let co = bp.conv2.co;
             // Through the final ReLU; sums for bn2 (and the shortcut's BatchNorm).
-            let mut norms: Vec<(&[f32], &BnAffine)> = vec![(&sb.h2, &sb.bn2)];
-            if let (Some(hs), Some(bns)) = (&sb.hs, &sb.bns) {
-                norms.push((hs, bns));
-            }
-            let sums = self.timed(BN, Pass::InputGrad, || {
-                relu_mask_reduce(&mut d, &sb.out, &norms, co, img)
-            });
+            let sums = match masked.take() {
+                Some(s) => s,
+                None => {
+                    let (relu, norms, c, img) = final_relu(Some(i));
+                    let mr = MaskReduce {
+                        relu,
+                        norms: &norms,
+                        c,
+                        img,
+                    };
+                    self.timed(BN, Pass::InputGrad, || relu_mask_reduce(&mut d, &mr))
+                }
+            };
             let ((dg2, db2), c2) = bn_backward_coefs(&sums[0], &sb.bn2, g2, train);
             bn_grads(&mut dp, &bp.bn2, &dg2, &db2);
             let mut dh2 = self.pool.take(d.len());
             self.timed(BN, Pass::InputGrad, || {
                 bn_backward_apply(&d, &sb.h2, &c2, co, &mut dh2)
             });
-            // conv2.
+            // conv2, with bn1's ReLU mask and sums on its input gradient.
             conv_grad(&mut dp, &bp.conv2, &sb.conv2, &sb.a1, &dh2);
             let mut da1 = self.pool.take(sb.a1.len());
-            self.conv_dx(&sb.conv2, &dh2, &mut da1, false);
+            let mr1 = MaskReduce {
+                relu: ReluOf::Norms,
+                norms: &[(&sb.h1, &sb.bn1)],
+                c: bp.bn1.c,
+                img: sb.conv1.geom.out_len(),
+            };
+            let s1 = self.conv_dx_mask(&sb.conv2, &dh2, &mut da1, false, &mr1);
             drop(dh2);
-            // bn1 and its ReLU.
-            let s1 = self.timed(BN, Pass::InputGrad, || {
-                relu_mask_reduce(
-                    &mut da1,
-                    &sb.a1,
-                    &[(&sb.h1, &sb.bn1)],
-                    bp.bn1.c,
-                    sb.conv1.geom.out_len(),
-                )
-            });
             let ((dg1, db1), c1) = bn_backward_coefs(&s1[0], &sb.bn1, g1, train);
             bn_grads(&mut dp, &bp.bn1, &dg1, &db1);
             self.timed(BN, Pass::InputGrad, || {
                 bn_backward_apply_inplace(&mut da1, &sb.h1, &c1, bp.bn1.c)
             });
-            // conv1.
+            // conv1, and the block input's gradient, with the mask of the ReLU below applied
+            // by the last input gradient added into it.
             conv_grad(&mut dp, &bp.conv1, &sb.conv1, input, &da1);
+            let (relu, norms, c, img) = final_relu(i.checked_sub(1));
+            let below = MaskReduce {
+                relu,
+                norms: &norms,
+                c,
+                img,
+            };
             d = match (&bp.short, &sb.short, &sb.hs, &sb.bns, gs) {
                 (Some((cs, bs)), Some(ks), Some(hs), Some(bns), Some(gs)) => {
                     let ((dgs, dbs), cfs) = bn_backward_coefs(&sums[1], bns, gs, train);
@@ -563,12 +619,12 @@ impl CustomOp3 for BackboneOp {
                     conv_grad(&mut dp, cs, ks, input, &dhs);
                     let mut din = self.pool.take(input.len());
                     self.conv_dx(&sb.conv1, &da1, &mut din, false);
-                    self.conv_dx(ks, &dhs, &mut din, true);
+                    masked = Some(self.conv_dx_mask(ks, &dhs, &mut din, true, &below));
                     din
                 }
                 _ => {
                     // Identity shortcut: the block input's gradient starts as dz.
-                    self.conv_dx(&sb.conv1, &da1, &mut d, true);
+                    masked = Some(self.conv_dx_mask(&sb.conv1, &da1, &mut d, true, &below));
                     d
                 }
             };
@@ -576,15 +632,19 @@ impl CustomOp3 for BackboneOp {
 
         // Stem.
         let co = sv.stem.geom.co;
-        let s0 = self.timed(BN, Pass::InputGrad, || {
-            relu_mask_reduce(
-                &mut d,
-                &sv.a0,
-                &[(&sv.h0, &sv.bn0)],
-                co,
-                sv.stem.geom.out_len(),
-            )
-        });
+        let s0 = match masked.take() {
+            Some(s) => s,
+            None => {
+                let (relu, norms, c, img) = final_relu(None);
+                let mr = MaskReduce {
+                    relu,
+                    norms: &norms,
+                    c,
+                    img,
+                };
+                self.timed(BN, Pass::InputGrad, || relu_mask_reduce(&mut d, &mr))
+            }
+        };
         let ((dg0, db0), c0) = bn_backward_coefs(&s0[0], &sv.bn0, g0, train);
         bn_grads(&mut dp, &plan.stem.1, &dg0, &db0);
         self.timed(BN, Pass::InputGrad, || {

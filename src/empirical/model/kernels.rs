@@ -129,48 +129,83 @@ pub(super) fn bn_add_relu(x: &[f32], bn: &BnAffine, skip: Skip<'_>, c: usize, ou
         });
 }
 
-/// The ReLU backward pass fused with the reductions of the BatchNorm backward passes: sets
-/// `dz = dz * (y > 0)` in place (`y` the ReLU's output) and returns, per entry `(x, bn)` of
-/// `norms` (one or two: the BatchNorm inputs whose output fed the ReLU), the per-channel sums
-/// of `dz` and of `dz * (x - mean)` (`2 c` values, summed image by image in order). `img` is
-/// the length of one image.
-pub(super) fn relu_mask_reduce(
-    dz: &mut [f32],
-    y: &[f32],
-    norms: &[(&[f32], &BnAffine)],
-    c: usize,
-    img: usize,
-) -> Vec<Vec<f64>> {
+/// What a ReLU was applied to, for [`MaskReduce`].
+#[derive(Clone, Copy)]
+pub(super) enum ReluOf<'a> {
+    /// Its stored output (the ReLU of a BatchNorm plus an identity shortcut).
+    Output(&'a [f32]),
+    /// The BatchNorm output of `norms`' one entry ([`bn_relu`]) or the sum of its two
+    /// ([`bn_add_relu`] with a normalised shortcut), recomputed from their inputs, which the
+    /// reductions read anyway (one pass over memory fewer than reading the output).
+    Norms,
+}
+
+/// The ReLU backward pass fused with the reductions of the BatchNorm backward passes, image by
+/// image: sets `dz = dz * (relu output > 0)` in place and sums, per entry `(x, bn)` of `norms`
+/// (one or two: the BatchNorm inputs whose outputs fed the ReLU), `dz` and `dz * (x - mean)`
+/// per channel. Run over a whole batch by [`relu_mask_reduce`], or on each image of a
+/// convolution's input gradient as it is written ([`super::conv::ConvOp::grad_input_then`]),
+/// while the image is in cache.
+pub(super) struct MaskReduce<'a> {
+    pub relu: ReluOf<'a>,
+    pub norms: &'a [(&'a [f32], &'a BnAffine)],
+    /// Channels, and values per image.
+    pub c: usize,
+    pub img: usize,
+}
+
+impl MaskReduce<'_> {
+    /// Image `i` (`dz`, `img` values): its sums, `[sum dz, sum dz (x1 - m1), sum dz (x2 - m2)]`
+    /// per channel (the last only with two norms).
+    pub fn image(&self, i: usize, dz: &mut [f32]) -> Vec<f64> {
+        let (c, img) = (self.c, self.img);
+        let r = i * img..(i + 1) * img;
+        let (x1, bn1) = (&self.norms[0].0[r.clone()], self.norms[0].1);
+        let (x2, bn2) = match self.norms.get(1) {
+            Some((x, bn)) => (&x[r.clone()], Some(*bn)),
+            None => (&[][..], None),
+        };
+        let relu = match (self.relu, bn2) {
+            (ReluOf::Output(y), _) => simd::Relu::Output(&y[r]),
+            (ReluOf::Norms, None) => simd::Relu::Affine(&bn1.scale, &bn1.shift),
+            (ReluOf::Norms, Some(b2)) => {
+                simd::Relu::AffineSum(&bn1.scale, &bn1.shift, &b2.scale, &b2.shift)
+            }
+        };
+        let m2: &[f32] = bn2.map_or(&[], |b| &b.mean[..c]);
+        let mut total = vec![0f64; (1 + self.norms.len()) * c];
+        simd::mask_reduce(dz, relu, x1, &bn1.mean[..c], x2, m2, c, &mut total);
+        total
+    }
+
+    /// The batch's sums from the images' in image order: per norm, `[sum dz, sum dz (x -
+    /// mean)]` (`2 c` values).
+    pub fn finish(&self, parts: Vec<Vec<f64>>) -> Vec<Vec<f64>> {
+        let c = self.c;
+        let total = sum_parts(parts, (1 + self.norms.len()) * c);
+        let sd = &total[..c];
+        (0..self.norms.len())
+            .map(|j| {
+                let mut v = sd.to_vec();
+                v.extend_from_slice(&total[(1 + j) * c..(2 + j) * c]);
+                v
+            })
+            .collect()
+    }
+}
+
+/// [`MaskReduce`] over a batch `dz`: the per-norm sums of [`MaskReduce::finish`].
+pub(super) fn relu_mask_reduce(dz: &mut [f32], mr: &MaskReduce<'_>) -> Vec<Vec<f64>> {
     assert!(
-        (1..=2).contains(&norms.len()),
+        (1..=2).contains(&mr.norms.len()),
         "relu_mask_reduce: one or two BatchNorms"
     );
-    let width = 1 + norms.len();
     let parts: Vec<Vec<f64>> = dz
-        .par_chunks_mut(img)
+        .par_chunks_mut(mr.img)
         .enumerate()
-        .map(|(i, dz)| {
-            let r = i * img..(i + 1) * img;
-            let (x1, m1) = (&norms[0].0[r.clone()], &norms[0].1.mean[..c]);
-            let (x2, m2): (&[f32], &[f32]) = match norms.get(1) {
-                Some((x, bn)) => (&x[r.clone()], &bn.mean[..c]),
-                None => (&[], &[]),
-            };
-            let mut total = vec![0f64; width * c];
-            simd::mask_reduce(dz, &y[r], x1, m1, x2, m2, c, &mut total);
-            total
-        })
+        .map(|(i, dz)| mr.image(i, dz))
         .collect();
-    let total = sum_parts(parts, width * c);
-    // Layout of the sums: [sum dz, sum dz (x1 - m1), sum dz (x2 - m2)].
-    let sd = &total[..c];
-    (0..norms.len())
-        .map(|j| {
-            let mut v = sd.to_vec();
-            v.extend_from_slice(&total[(1 + j) * c..(2 + j) * c]);
-            v
-        })
-        .collect()
+    mr.finish(parts)
 }
 
 /// `(dgamma, dbeta)` and the coefficients `[a, b, k]` of [`bn_backward_coefs`].
@@ -445,7 +480,19 @@ mod tests {
                     } else {
                         vec![(&xv, &bx)]
                     };
-                    let sums = relu_mask_reduce(&mut dz, &out, &norms, c, img);
+                    let mr = |relu| MaskReduce {
+                        relu,
+                        norms: &norms,
+                        c,
+                        img,
+                    };
+                    let sums = relu_mask_reduce(&mut dz, &mr(ReluOf::Output(&out)));
+                    if skip != 1 {
+                        // The mask recomputed from the BatchNorm inputs: the same bits.
+                        let mut dz2 = rr.clone();
+                        let sums2 = relu_mask_reduce(&mut dz2, &mr(ReluOf::Norms));
+                        assert_eq!((&dz, &sums), (&dz2, &sums2), "recomputed mask {what}");
+                    }
                     let ((dg, db), coefs) = bn_backward_coefs(&sums[0], &bx, &gv, train);
                     assert!(
                         rel_err(&dg, &flat(grads.get(&gamma).unwrap())) < 1e-4,

@@ -243,14 +243,64 @@ multiversion! {
     }
 }
 
+/// The ReLU input that [`mask_reduce`] keeps the gradient where it is positive (the ReLU's
+/// output is positive exactly there); per pixel offset `o` and channel.
+#[derive(Clone, Copy)]
+pub(super) enum Relu<'a> {
+    /// The ReLU's output `y`, as stored.
+    Output(&'a [f32]),
+    /// `a x1 + b` (per channel): the ReLU of [`affine_relu`] recomputed from `mask_reduce`'s
+    /// `x1`, the same operations in the same order, so the same bits as its output.
+    Affine(&'a [f32], &'a [f32]),
+    /// `(a x1 + b) + (a2 x2 + b2)`: the ReLU of [`affine_add_affine_relu`] recomputed from
+    /// `x1` and `x2`.
+    AffineSum(&'a [f32], &'a [f32], &'a [f32], &'a [f32]),
+}
+
+impl Relu<'_> {
+    /// The lane of channels `g..g + L` at offset `o` (`v` is `x1`'s lane there).
+    #[inline(always)]
+    fn lane(&self, o: usize, g: usize, v: &Lane, x2: &[f32]) -> Lane {
+        match *self {
+            Relu::Output(y) => ld(y, o),
+            Relu::Affine(a, b) => {
+                let (a, b) = (ld(a, g), ld(b, g));
+                let mut r = [0f32; L];
+                for j in 0..L {
+                    r[j] = v[j] * a[j] + b[j];
+                }
+                r
+            }
+            Relu::AffineSum(a, b, a2, b2) => {
+                let (a, b, s, a2, b2) = (ld(a, g), ld(b, g), ld(x2, o), ld(a2, g), ld(b2, g));
+                let mut r = [0f32; L];
+                for j in 0..L {
+                    r[j] = v[j] * a[j] + b[j] + (s[j] * a2[j] + b2[j]);
+                }
+                r
+            }
+        }
+    }
+
+    /// The value at offset `o`, channel `ch`.
+    #[inline(always)]
+    fn value(&self, o: usize, ch: usize, x1: &[f32], x2: &[f32]) -> f32 {
+        match *self {
+            Relu::Output(y) => y[o],
+            Relu::Affine(a, b) => x1[o] * a[ch] + b[ch],
+            Relu::AffineSum(a, b, a2, b2) => x1[o] * a[ch] + b[ch] + (x2[o] * a2[ch] + b2[ch]),
+        }
+    }
+}
+
 multiversion! {
     /// One image of the ReLU backward pass fused with the BatchNorm reductions: sets
-    /// `dz = dz * (y > 0)` and adds to `total` (`[sum dz, sum dz (x1 - m1), sum dz (x2 - m2)]`
+    /// `dz = dz * (relu > 0)` and adds to `total` (`[sum dz, sum dz (x1 - m1), sum dz (x2 - m2)]`
     /// per channel, the last only when `x2` is not empty) in `f32` over blocks of
     /// [`SUM_BLOCK`] pixels, then in `f64`.
     pub(super) fn mask_reduce(
         dz: &mut [f32],
-        y: &[f32],
+        relu: Relu<'_>,
         x1: &[f32],
         m1: &[f32],
         x2: &[f32],
@@ -259,7 +309,7 @@ multiversion! {
         total: &mut [f64],
     ) {
         let two = !x2.is_empty();
-        let pixels = y.len() / c;
+        let pixels = dz.len() / c;
         for p0 in (0..pixels).step_by(SUM_BLOCK) {
             let p1 = (p0 + SUM_BLOCK).min(pixels);
             if c.is_multiple_of(L) {
@@ -268,7 +318,8 @@ multiversion! {
                     let (m1, m2) = (ld(m1, g), if two { ld(m2, g) } else { [0f32; L] });
                     for p in p0..p1 {
                         let o = p * c + g;
-                        let (mut d, y, v) = (ld(dz, o), ld(y, o), ld(x1, o));
+                        let (mut d, v) = (ld(dz, o), ld(x1, o));
+                        let y = relu.lane(o, g, &v, x2);
                         for j in 0..L {
                             d[j] = if y[j] > 0.0 { d[j] } else { 0.0 };
                             sd[j] += d[j];
@@ -295,7 +346,7 @@ multiversion! {
                     let (mut sd, mut s1, mut s2) = (0f32, 0f32, 0f32);
                     for p in p0..p1 {
                         let o = p * c + ch;
-                        let d = if y[o] > 0.0 { dz[o] } else { 0.0 };
+                        let d = if relu.value(o, ch, x1, x2) > 0.0 { dz[o] } else { 0.0 };
                         dz[o] = d;
                         sd += d;
                         s1 += d * (x1[o] - m1[ch]);
