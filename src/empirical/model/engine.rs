@@ -159,6 +159,10 @@ fn kern(c: &ConvP, params: &[f32], h: usize, w: usize, simd: Simd) -> Result<Ker
     Ok(ConvOp::new(geom, wt, simd))
 }
 
+/// The ReLU that ends a block (or the stem), for a [`MaskReduce`]: what it was applied to, the
+/// BatchNorm inputs behind it, channels and values per image.
+type FinalRelu<'a> = (ReluOf<'a>, Vec<(&'a [f32], &'a BnAffine)>, usize, usize);
+
 /// What the forward pass keeps of one block.
 struct SavedBlock {
     conv1: Kern,
@@ -528,29 +532,28 @@ impl CustomOp3 for BackboneOp {
 
         // The ReLU that ends block i (the stem for None): what it was applied to, the
         // BatchNorm inputs behind it, channels and values per image.
-        let final_relu =
-            |i: Option<usize>| -> (ReluOf<'_>, Vec<(&[f32], &BnAffine)>, usize, usize) {
-                match i {
-                    Some(i) => {
-                        let sb = &sv.blocks[i];
-                        let mut norms: Vec<(&[f32], &BnAffine)> = vec![(&sb.h2, &sb.bn2)];
-                        let relu = match (&sb.hs, &sb.bns) {
-                            (Some(hs), Some(bns)) => {
-                                norms.push((hs, bns));
-                                ReluOf::Norms
-                            }
-                            _ => ReluOf::Output(&sb.out),
-                        };
-                        (relu, norms, sb.conv2.geom.co, sb.conv2.geom.out_len())
-                    }
-                    None => (
-                        ReluOf::Norms,
-                        vec![(&sv.h0, &sv.bn0)],
-                        sv.stem.geom.co,
-                        sv.stem.geom.out_len(),
-                    ),
+        let final_relu = |i: Option<usize>| -> FinalRelu<'_> {
+            match i {
+                Some(i) => {
+                    let sb = &sv.blocks[i];
+                    let mut norms: Vec<(&[f32], &BnAffine)> = vec![(&sb.h2, &sb.bn2)];
+                    let relu = match (&sb.hs, &sb.bns) {
+                        (Some(hs), Some(bns)) => {
+                            norms.push((hs, bns));
+                            ReluOf::Norms
+                        }
+                        _ => ReluOf::Output(&sb.out),
+                    };
+                    (relu, norms, sb.conv2.geom.co, sb.conv2.geom.out_len())
                 }
-            };
+                None => (
+                    ReluOf::Norms,
+                    vec![(&sv.h0, &sv.bn0)],
+                    sv.stem.geom.co,
+                    sv.stem.geom.out_len(),
+                ),
+            }
+        };
         // The sums of the ReLU mask below the current layer, when the input gradient that
         // reached it already applied it.
         let mut masked: Option<Vec<Vec<f64>>> = None;
