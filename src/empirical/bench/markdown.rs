@@ -111,6 +111,9 @@ fn layer_table(a: &ArchResult, step_s: f64) -> String {
     if let Some((g, what)) = slowest {
         s += &format!("; slowest pass over 2% of the step: {what} at {g:.0} GFLOP/s");
     }
+    s += ". Profiled steps run each layer's BatchNorm backward, weight gradient and input \
+          gradient as separate passes so that each can be timed; the timed steps fuse them \
+          into one pass over the batch where the layer allows (the same bits)";
     s += "\n\n| layer | calls/step | forward ms | GFLOP/s | input grad ms | GFLOP/s | weight grad \
           ms | GFLOP/s | share |\n|---|---|---|---|---|---|---|---|---|\n";
     for l in &a.layers {

@@ -65,6 +65,8 @@ const SUB_BYTES: usize = 32 << 10;
 const PACK_CI: usize = 256;
 
 thread_local! {
+    /// Per-thread chunk of output gradient of [`ConvOp::backward`], reused across calls.
+    static DY_CHUNK: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
     /// Per-thread padded-source and output buffers, reused across calls.
     static SCRATCH: std::cell::RefCell<(Vec<f32>, Vec<f32>)> =
         const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
@@ -427,43 +429,12 @@ fn run_gather<T: Send>(
 ) -> Vec<T> {
     let group = g.group();
     let (src_len, out_len) = (g.src_len(), g.out_len());
-    let (hs, ws) = g.padded;
-    let padded_len = hs * ws * g.cr;
-    let (ho, wo) = g.out_hw;
-    let opad_len = ho * wo * bl.cpad;
-    let direct = bl.cpad == g.cout;
     let parts: Vec<Vec<T>> = out
         .par_chunks_mut(group * out_len)
         .zip(src.par_chunks(group * src_len))
         .enumerate()
         .map(|(q, (out, src))| {
-            let n = out.len() / out_len;
-            // One vector of slack after the padded images (read, unused, by the Winograd input
-            // transform of the last channels).
-            let sbuf = if g.no_pad { 0 } else { n * padded_len + 16 };
-            let obuf = if direct { 0 } else { n * opad_len };
-            with_scratch(sbuf, obuf, |sb, ob| {
-                let s: &[f32] = if g.no_pad {
-                    src
-                } else {
-                    pad_images(src, n, g.src_hw, g.cr, g.padded, g.pad, sb);
-                    sb
-                };
-                if direct {
-                    if !accumulate && !g.covers() {
-                        out.fill(0.0);
-                    }
-                    pk.run(g, bl, s, n, out, accumulate);
-                } else {
-                    if accumulate {
-                        copy_channels(out, g.cout, ob, bl.cpad);
-                    } else if !g.covers() {
-                        ob.fill(0.0);
-                    }
-                    pk.run(g, bl, s, n, ob, accumulate);
-                    copy_channels(ob, bl.cpad, out, g.cout);
-                }
-            });
+            gather_images(g, bl, pk, src, out, accumulate);
             out.chunks_exact_mut(out_len)
                 .enumerate()
                 .map(|(i, img)| each(q * group + i, img))
@@ -471,6 +442,50 @@ fn run_gather<T: Send>(
         })
         .collect();
     parts.into_iter().flatten().collect()
+}
+
+/// Gather `g` with weights `pk` on the images of `src` into those of `out` (`out = [out +]
+/// gather(src)`), in this thread: one group of images of [`run_gather`].
+fn gather_images(
+    g: &Gather,
+    bl: &Blocking,
+    pk: &Kernel,
+    src: &[f32],
+    out: &mut [f32],
+    accumulate: bool,
+) {
+    let (hs, ws) = g.padded;
+    let padded_len = hs * ws * g.cr;
+    let (ho, wo) = g.out_hw;
+    let opad_len = ho * wo * bl.cpad;
+    let direct = bl.cpad == g.cout;
+    let n = out.len() / g.out_len();
+    // One vector of slack after the padded images (read, unused, by the Winograd input
+    // transform of the last channels).
+    let sbuf = if g.no_pad { 0 } else { n * padded_len + 16 };
+    let obuf = if direct { 0 } else { n * opad_len };
+    with_scratch(sbuf, obuf, |sb, ob| {
+        let s: &[f32] = if g.no_pad {
+            src
+        } else {
+            pad_images(src, n, g.src_hw, g.cr, g.padded, g.pad, sb);
+            sb
+        };
+        if direct {
+            if !accumulate && !g.covers() {
+                out.fill(0.0);
+            }
+            pk.run(g, bl, s, n, out, accumulate);
+        } else {
+            if accumulate {
+                copy_channels(out, g.cout, ob, bl.cpad);
+            } else if !g.covers() {
+                ob.fill(0.0);
+            }
+            pk.run(g, bl, s, n, ob, accumulate);
+            copy_channels(ob, bl.cpad, out, g.cout);
+        }
+    });
 }
 
 /// Copies every pixel's first `min(a, b)` channels from `src` (`a` channels per pixel) to
@@ -667,15 +682,20 @@ impl ConvOp {
         accumulate: bool,
         each: impl Fn(usize, &mut [f32]) -> T + Sync,
     ) -> Vec<T> {
-        let (g, bl, pk) = self.bwd.get_or_init(|| {
+        let (g, bl, pk) = self.bwd_kernel();
+        run_gather(g, bl, pk, dy, dx, accumulate, each)
+    }
+
+    /// The input gradient's gather and its packed weights (packed on first use).
+    fn bwd_kernel(&self) -> &(Gather, Blocking, Kernel) {
+        self.bwd.get_or_init(|| {
             let geom = &self.geom;
             let (kk, ci) = (geom.k * geom.k, geom.ci);
             let bg = Gather::transposed(geom);
             let bb = Blocking::new(self.simd, ci);
             let bp = Kernel::new(&bg, &bb, self.algo, |t, c, o| self.w[(c * ci + o) * kk + t]);
             (bg, bb, bp)
-        });
-        run_gather(g, bl, pk, dy, dx, accumulate, each)
+        })
     }
 
     /// The weight gradient `dw` (`co x ci x k x k`) of a batch of `n` images: per tap, the sum
@@ -695,7 +715,7 @@ impl ConvOp {
             padded = p;
             &padded
         };
-        let per_chunk = (WGRAD_PIX / (g.ho * g.wo)).max(1);
+        let per_chunk = self.wgrad_chunk();
         let chunks = n.div_ceil(per_chunk);
         let dimg = g.ho * g.wo * bl.cpad;
         let parts: Vec<Vec<f32>> = (0..chunks * kk)
@@ -710,9 +730,21 @@ impl ConvOp {
                 part
             })
             .collect();
-        // Sum the chunks in order, then write co x ci x k x k in tiles of 16 x 16 channels (so
-        // that both sides stay in cache).
-        let mut parts = parts;
+        self.write_weight_grad(&bl, parts, dw);
+    }
+
+    /// Images per chunk of the weight gradient (about [`WGRAD_PIX`] output pixels).
+    fn wgrad_chunk(&self) -> usize {
+        (WGRAD_PIX / (self.geom.ho * self.geom.wo)).max(1)
+    }
+
+    /// Sums the per-(chunk, tap) partial weight gradients `parts` (`ci x cpad` each, chunk
+    /// major) in chunk order and writes them to `dw` (`co x ci x k x k`) in tiles of 16 x 16
+    /// channels (so that both sides stay in cache).
+    fn write_weight_grad(&self, bl: &Blocking, mut parts: Vec<Vec<f32>>, dw: &mut [f32]) {
+        let g = &self.geom;
+        let (kk, ci, co) = (g.k * g.k, g.ci, g.co);
+        let chunks = parts.len() / kk;
         let (first, rest) = parts.split_at_mut(kk);
         for q in 1..chunks {
             for (total, part) in first.iter_mut().zip(&rest[(q - 1) * kk..q * kk]) {
@@ -734,6 +766,103 @@ impl ConvOp {
                 }
             }
         }
+    }
+
+    /// Whether [`ConvOp::backward`] can run on `n` images: the output channels fill whole
+    /// vectors, every chunk of the weight gradient is made of whole groups of the input
+    /// gradient, and there are at least two chunks per thread (else the two passes run
+    /// separately, [`ConvOp::grad_weight`] and [`ConvOp::grad_input_then`], for the same
+    /// bits).
+    pub fn fuses(&self, n: usize) -> bool {
+        let per_chunk = self.wgrad_chunk();
+        let group = Gather::transposed(&self.geom).group();
+        Blocking::new(self.simd, self.geom.co).cpad == self.geom.co
+            && per_chunk.is_multiple_of(group)
+            && n.div_ceil(per_chunk) >= 2 * rayon::current_num_threads()
+    }
+
+    /// Both gradients over `n` images of input `x`, in one pass over the batch (see
+    /// [`ConvOp::fuses`]): per chunk of the weight gradient, `dy_of(i, dy)` writes image `i`'s
+    /// output gradient into a buffer that stays in cache, the chunk's weight gradient and its
+    /// input gradient `dx = [dx +] conv^T(dy)` are computed from it, and `each(i, dx)` runs
+    /// on every image of `dx` as soon as it is written; returns `each`'s results in image
+    /// order. The same chunks, groups and orders of summation as the two passes run apart,
+    /// so the same bits, without the output gradient ever being written to or read from
+    /// memory.
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward<T: Send>(
+        &self,
+        n: usize,
+        x: &[f32],
+        dy_of: impl Fn(usize, &mut [f32]) + Sync,
+        dw: &mut [f32],
+        dx: &mut [f32],
+        accumulate: bool,
+        each: impl Fn(usize, &mut [f32]) -> T + Sync,
+    ) -> Vec<T> {
+        assert!(
+            self.fuses(n),
+            "fused backward of a layer that does not fuse"
+        );
+        let g = &self.geom;
+        let bl = Blocking::new(self.simd, g.co);
+        let (gb, bb, pb) = self.bwd_kernel();
+        let (kk, ci) = (g.k * g.k, g.ci);
+        let per_chunk = self.wgrad_chunk();
+        let (dimg, ximg) = (g.out_len(), g.in_len());
+        assert!(x.len() == n * ximg && dx.len() == n * ximg);
+        let done: Vec<(Vec<Vec<f32>>, Vec<T>)> = dx
+            .par_chunks_mut(per_chunk * ximg)
+            .enumerate()
+            .map(|(q, dx)| {
+                let i0 = q * per_chunk;
+                let imgs = dx.len() / ximg;
+                DY_CHUNK.with(|cell| {
+                    let mut fresh = Vec::new();
+                    let mut guard = cell.try_borrow_mut();
+                    let buf = match guard.as_mut() {
+                        Ok(b) => &mut **b,
+                        Err(_) => &mut fresh,
+                    };
+                    if buf.len() < imgs * dimg {
+                        buf.resize(imgs * dimg, 0.0);
+                    }
+                    let dy = &mut buf[..imgs * dimg];
+                    for (i, img) in dy.chunks_exact_mut(dimg).enumerate() {
+                        dy_of(i0 + i, img);
+                    }
+                    let x = &x[i0 * ximg..];
+                    let parts = (0..kk)
+                        .map(|t| {
+                            let mut part = vec![0f32; ci * bl.cpad];
+                            self.outer_tap(&bl, t, x, dy, imgs, &mut part);
+                            part
+                        })
+                        .collect();
+                    let group = gb.group();
+                    let mut results = Vec::with_capacity(imgs);
+                    for (j, (dx, dy)) in dx
+                        .chunks_mut(group * ximg)
+                        .zip(dy.chunks(group * dimg))
+                        .enumerate()
+                    {
+                        gather_images(gb, bb, pb, dy, dx, accumulate);
+                        for (i, img) in dx.chunks_exact_mut(ximg).enumerate() {
+                            results.push(each(i0 + j * group + i, img));
+                        }
+                    }
+                    (parts, results)
+                })
+            })
+            .collect();
+        let mut parts = Vec::with_capacity(done.len() * kk);
+        let mut results = Vec::with_capacity(n);
+        for (p, r) in done {
+            parts.extend(p);
+            results.extend(r);
+        }
+        self.write_weight_grad(&bl, parts, dw);
+        results
     }
 
     /// The partial weight gradient of tap `t` over `imgs` images of `x` and `dy` (`bl.cpad`
@@ -980,6 +1109,67 @@ mod tests {
                     match &first {
                         None => first = Some(results),
                         Some(f) => assert!(f == &results, "{what} differs from the first path"),
+                    }
+                }
+            }
+        }
+    }
+
+    /// The fused backward pass gives the bits of the weight and input gradients run apart, on
+    /// the output gradient its producer writes, with `each` on every image of `dx`, for the
+    /// layer shapes of the ResNets (both algorithms, every path, with and without
+    /// accumulation), on batches large enough to fuse.
+    #[test]
+    fn fused_backward_matches_the_passes_apart() {
+        #[rustfmt::skip]
+        let cases = [
+            // (ci, co, h, w, k, s, p)
+            (16, 16, 32, 32, 3, 1, 1), (16, 32, 32, 32, 3, 2, 1), (16, 32, 32, 32, 1, 2, 0),
+            (32, 32, 16, 16, 3, 1, 1), (64, 64, 8, 8, 3, 1, 1), (8, 16, 4, 4, 3, 1, 1),
+        ];
+        // Chunks of 68 images (2048 / 30 pixels) are not whole groups of 8 (256 / 30).
+        let g = ConvGeom::new(6, 5, 8, 16, 3, 1, 1).unwrap();
+        assert!(!ConvOp::new(g, &rand_vec(16 * 8 * 9, 39), Simd::best()).fuses(1000));
+        for (i, &(ci, co, h, w, k, s, p)) in cases.iter().enumerate() {
+            let g = ConvGeom::new(h, w, ci, co, k, s, p).unwrap();
+            let wv = rand_vec(co * ci * k * k, 40 + i as u64);
+            let simd = Simd::best();
+            let chunk = ConvOp::new(g, &wv, simd).wgrad_chunk();
+            let n = chunk * 2 * rayon::current_num_threads() + 1;
+            let xv = rand_vec(n * g.in_len(), 50 + i as u64);
+            let (dz, hv) = (
+                rand_vec(n * g.out_len(), 60 + i as u64),
+                rand_vec(n * g.out_len(), 70 + i as u64),
+            );
+            let (a, b) = (rand_vec(co, 80), rand_vec(co, 81));
+            let dy_of = |img: usize, dy: &mut [f32]| {
+                let r = img * g.out_len()..(img + 1) * g.out_len();
+                simd::affine3(&dz[r.clone()], &hv[r], &a, &b, &a, co, dy);
+            };
+            let mut dy = vec![0f32; n * g.out_len()];
+            for (img, d) in dy.chunks_exact_mut(g.out_len()).enumerate() {
+                dy_of(img, d);
+            }
+            let each = |img: usize, dx: &mut [f32]| {
+                dx[0] += 1.0;
+                (img, dx.iter().map(|&v| f64::from(v)).sum::<f64>())
+            };
+            for algo in [Algo::Direct, Algo::Winograd] {
+                for simd in Simd::available() {
+                    let op = ConvOp::with_algo(g, &wv, simd, algo);
+                    assert!(op.fuses(n), "case {i} should fuse at batch {n}");
+                    for acc in [false, true] {
+                        let what = format!("case {i} {simd} {algo:?} acc {acc}");
+                        let mut dw = vec![7f32; wv.len()];
+                        op.grad_weight(n, &xv, &dy, &mut dw);
+                        let mut dx = vec![0.5f32; n * g.in_len()];
+                        let want = op.grad_input_then(&dy, &mut dx, acc, each);
+                        let mut dw2 = vec![3f32; wv.len()];
+                        let mut dx2 = vec![0.5f32; n * g.in_len()];
+                        let got = op.backward(n, &xv, dy_of, &mut dw2, &mut dx2, acc, each);
+                        assert!(dw == dw2 && dx == dx2 && want == got, "{what}");
+                        assert_eq!(got.len(), n, "{what}");
+                        assert!(got.iter().enumerate().all(|(j, r)| r.0 == j), "{what}");
                     }
                 }
             }

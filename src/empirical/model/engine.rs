@@ -22,6 +22,7 @@ use super::kernels::{
     relu_mask_reduce, to_nhwc, BnAffine, MaskReduce, ReluOf, Skip,
 };
 use super::profile::{Pass, Profiler};
+use super::simd::affine3;
 
 /// A convolution of the plan: offset of its weight in the packed parameters and its shape.
 #[derive(Clone, Copy, Debug)]
@@ -298,6 +299,59 @@ impl BackboneOp {
         mr.finish(parts)
     }
 
+    /// Both gradients of convolution `k` (plan entry `cp`, input `input`) whose output feeds a
+    /// BatchNorm with input `h` and backward coefficients `coefs` (its input gradient `dh = a
+    /// dz + b h + k` from the gradient `dz` at its output): the weight gradient into `dp`, the
+    /// input gradient `dx = [dx +] conv^T(dh)`, and with `mr` the ReLU mask and sums of the
+    /// layer below on `dx` (returned). In one pass over the batch, `dh` made chunk by chunk in
+    /// cache, where the layer fuses ([`ConvOp::fuses`]) and the profiler is off (it times the
+    /// passes apart); else `dh` is written out and the passes run one after the other. The
+    /// same bits either way.
+    #[allow(clippy::too_many_arguments)]
+    fn conv_backward(
+        &self,
+        dp: &mut [f32],
+        cp: &ConvP,
+        k: &Kern,
+        input: &[f32],
+        (dz, h, coefs): (&[f32], &[f32], &[Vec<f32>; 3]),
+        dx: &mut [f32],
+        accumulate: bool,
+        mr: Option<&MaskReduce<'_>>,
+    ) -> Option<Vec<Vec<f64>>> {
+        let n = dz.len() / k.geom.out_len();
+        let dw = &mut dp[cp.off..cp.off + cp.co * cp.ci * cp.k * cp.k];
+        if k.fuses(n) && !self.prof.on() {
+            let (img, co) = (k.geom.out_len(), cp.co);
+            let [a, b, kc] = coefs;
+            let parts = k.backward(
+                n,
+                input,
+                |i, dh| {
+                    let r = i * img..(i + 1) * img;
+                    affine3(&dz[r.clone()], &h[r], a, b, kc, co, dh)
+                },
+                dw,
+                dx,
+                accumulate,
+                |i, img| mr.map(|m| m.image(i, img)),
+            );
+            return mr.map(|m| m.finish(parts.into_iter().flatten().collect()));
+        }
+        let mut dh = self.pool.take(dz.len());
+        self.timed(BN, Pass::InputGrad, || {
+            bn_backward_apply(dz, h, coefs, cp.co, &mut dh)
+        });
+        self.timed_conv(k, Pass::WeightGrad, n, || k.grad_weight(n, input, &dh, dw));
+        match mr {
+            Some(m) => Some(self.conv_dx_mask(k, &dh, dx, accumulate, m)),
+            None => {
+                self.conv_dx(k, &dh, dx, accumulate);
+                None
+            }
+        }
+    }
+
     /// Runs `f`, pass `pass` of convolution `k` over `n` images, timed when profiling.
     fn timed_conv<R>(&self, k: &Kern, pass: Pass, n: usize, f: impl FnOnce() -> R) -> R {
         let g = &k.geom;
@@ -564,7 +618,6 @@ impl CustomOp3 for BackboneOp {
                 &sv.blocks[i - 1].out
             };
             let (g1, g2, gs) = &block_gammas[i];
-            let co = bp.conv2.co;
             // Through the final ReLU; sums for bn2 (and the shortcut's BatchNorm).
             let sums = match masked.take() {
                 Some(s) => s,
@@ -581,12 +634,7 @@ impl CustomOp3 for BackboneOp {
             };
             let ((dg2, db2), c2) = bn_backward_coefs(&sums[0], &sb.bn2, g2, train);
             bn_grads(&mut dp, &bp.bn2, &dg2, &db2);
-            let mut dh2 = self.pool.take(d.len());
-            self.timed(BN, Pass::InputGrad, || {
-                bn_backward_apply(&d, &sb.h2, &c2, co, &mut dh2)
-            });
             // conv2, with bn1's ReLU mask and sums on its input gradient.
-            conv_grad(&mut dp, &bp.conv2, &sb.conv2, &sb.a1, &dh2);
             let mut da1 = self.pool.take(sb.a1.len());
             let mr1 = MaskReduce {
                 relu: ReluOf::Norms,
@@ -594,16 +642,22 @@ impl CustomOp3 for BackboneOp {
                 c: bp.bn1.c,
                 img: sb.conv1.geom.out_len(),
             };
-            let s1 = self.conv_dx_mask(&sb.conv2, &dh2, &mut da1, false, &mr1);
-            drop(dh2);
+            let s1 = self
+                .conv_backward(
+                    &mut dp,
+                    &bp.conv2,
+                    &sb.conv2,
+                    &sb.a1,
+                    (&d, &sb.h2, &c2),
+                    &mut da1,
+                    false,
+                    Some(&mr1),
+                )
+                .unwrap_or_default();
             let ((dg1, db1), c1) = bn_backward_coefs(&s1[0], &sb.bn1, g1, train);
             bn_grads(&mut dp, &bp.bn1, &dg1, &db1);
-            self.timed(BN, Pass::InputGrad, || {
-                bn_backward_apply_inplace(&mut da1, &sb.h1, &c1, bp.bn1.c)
-            });
             // conv1, and the block input's gradient, with the mask of the ReLU below applied
             // by the last input gradient added into it.
-            conv_grad(&mut dp, &bp.conv1, &sb.conv1, input, &da1);
             let (relu, norms, c, img) = final_relu(i.checked_sub(1));
             let below = MaskReduce {
                 relu,
@@ -615,20 +669,39 @@ impl CustomOp3 for BackboneOp {
                 (Some((cs, bs)), Some(ks), Some(hs), Some(bns), Some(gs)) => {
                     let ((dgs, dbs), cfs) = bn_backward_coefs(&sums[1], bns, gs, train);
                     bn_grads(&mut dp, bs, &dgs, &dbs);
-                    let mut dhs = self.pool.take(d.len());
-                    self.timed(BN, Pass::InputGrad, || {
-                        bn_backward_apply(&d, hs, &cfs, co, &mut dhs)
-                    });
-                    conv_grad(&mut dp, cs, ks, input, &dhs);
                     let mut din = self.pool.take(input.len());
-                    self.conv_dx(&sb.conv1, &da1, &mut din, false);
-                    masked = Some(self.conv_dx_mask(ks, &dhs, &mut din, true, &below));
+                    let one = (&da1[..], &sb.h1[..], &c1);
+                    self.conv_backward(
+                        &mut dp, &bp.conv1, &sb.conv1, input, one, &mut din, false, None,
+                    );
+                    let short = (&d[..], &hs[..], &cfs);
+                    masked = self.conv_backward(
+                        &mut dp,
+                        cs,
+                        ks,
+                        input,
+                        short,
+                        &mut din,
+                        true,
+                        Some(&below),
+                    );
                     din
                 }
                 _ => {
                     // Identity shortcut: the block input's gradient starts as dz.
-                    masked = Some(self.conv_dx_mask(&sb.conv1, &da1, &mut d, true, &below));
-                    d
+                    let one = (&da1[..], &sb.h1[..], &c1);
+                    let mut din = d;
+                    masked = self.conv_backward(
+                        &mut dp,
+                        &bp.conv1,
+                        &sb.conv1,
+                        input,
+                        one,
+                        &mut din,
+                        true,
+                        Some(&below),
+                    );
+                    din
                 }
             };
         }

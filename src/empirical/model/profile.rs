@@ -61,6 +61,11 @@ impl Profiler {
         self.on.store(on, Ordering::Relaxed);
     }
 
+    /// Whether recording is on.
+    pub fn on(&self) -> bool {
+        self.on.load(Ordering::Relaxed)
+    }
+
     /// The times recorded since the last call, and a fresh start.
     pub fn take(&self) -> Profile {
         std::mem::take(&mut *self.times.lock().unwrap_or_else(|e| e.into_inner()))
