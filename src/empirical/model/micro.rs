@@ -58,7 +58,8 @@ pub(super) struct OuterArgs {
     pub acc: bool,
 }
 
-/// Arguments of the Winograd F(2x2, 3x3) input transform of one tile: `B^T d B` of the 4x4
+/// Arguments of the Winograd F(2x2, 3x3) input transform of `count` tiles (one call, so that
+/// the loop over a row of tiles runs in the instruction set's code): `B^T d B` of each 4x4
 /// patch `d` for `nvec` vectors of channels.
 #[derive(Clone, Copy)]
 pub(super) struct WinoInArgs {
@@ -72,11 +73,15 @@ pub(super) struct WinoInArgs {
     /// Point `xi` (of 16) of the result at `dst + xi * plane`.
     pub dst: *mut f32,
     pub plane: usize,
+    /// Tiles transformed, the `k`-th from `src + k * src_step` to `dst + k * dst_step`.
+    pub count: usize,
+    pub src_step: usize,
+    pub dst_step: usize,
 }
 
-/// Arguments of the Winograd F(2x2, 3x3) output transform of one tile: `A^T m A` of the 16
-/// points `m` for `nvec` vectors of channels, written to (or added to) `rows x cols` output
-/// pixels (1 or 2 each, fewer at the image's edge).
+/// Arguments of the Winograd F(2x2, 3x3) output transform of `count` tiles: `A^T m A` of each
+/// tile's 16 points `m` for `nvec` vectors of channels, written to (or added to) `rows x cols`
+/// output pixels (1 or 2 each, fewer at the image's edge).
 #[derive(Clone, Copy)]
 pub(super) struct WinoOutArgs {
     /// Point `xi` of the tile at `m + xi * plane`.
@@ -93,12 +98,33 @@ pub(super) struct WinoOutArgs {
     pub cols: usize,
     /// Add to the output instead of overwriting it.
     pub acc: bool,
+    /// Tiles transformed, the `k`-th from `m + k * m_step` to `out + k * out_step`.
+    pub count: usize,
+    pub m_step: usize,
+    pub out_step: usize,
 }
 
 /// # Safety
 /// The processor has `I`'s instructions; the pointers are valid for the values `a` describes.
 #[inline(always)]
 unsafe fn wino_in_tile<I: Isa>(a: &WinoInArgs) {
+    // SAFETY (whole body): forwarded from the caller.
+    unsafe {
+        for k in 0..a.count {
+            let a = &WinoInArgs {
+                src: a.src.add(k * a.src_step),
+                dst: a.dst.add(k * a.dst_step),
+                ..*a
+            };
+            wino_in_one::<I>(a);
+        }
+    }
+}
+
+/// # Safety
+/// As [`wino_in_tile`], for one tile.
+#[inline(always)]
+unsafe fn wino_in_one<I: Isa>(a: &WinoInArgs) {
     // SAFETY (whole body): forwarded from the caller.
     unsafe {
         for v in 0..a.nvec {
@@ -136,6 +162,23 @@ unsafe fn wino_in_tile<I: Isa>(a: &WinoInArgs) {
 /// As [`wino_in_tile`].
 #[inline(always)]
 unsafe fn wino_out_tile<I: Isa>(a: &WinoOutArgs) {
+    // SAFETY (whole body): forwarded from the caller.
+    unsafe {
+        for k in 0..a.count {
+            let a = &WinoOutArgs {
+                m: a.m.add(k * a.m_step),
+                out: a.out.add(k * a.out_step),
+                ..*a
+            };
+            wino_out_one::<I>(a);
+        }
+    }
+}
+
+/// # Safety
+/// As [`wino_out_tile`], for one tile.
+#[inline(always)]
+unsafe fn wino_out_one<I: Isa>(a: &WinoOutArgs) {
     // SAFETY (whole body): forwarded from the caller.
     unsafe {
         for v in 0..a.nvec {

@@ -181,7 +181,8 @@ pub(super) fn wino_group(
         for block in tiles.chunks(TILES) {
             let nt = block.len();
             let (vplane, mplane) = (nt * crp + SKEW, nt * cpad + SKEW);
-            for (t, &(i, ty, tx)) in block.iter().enumerate() {
+            for (t, len) in runs(block) {
+                let (i, ty, tx) = block[t];
                 let a = WinoInArgs {
                     src: s[i * simg + (2 * ty * ws + 2 * tx) * cr..].as_ptr(),
                     row: ws * cr,
@@ -189,11 +190,14 @@ pub(super) fn wino_group(
                     nvec: crp / lanes,
                     dst: vb[t * crp..].as_mut_ptr(),
                     plane: vplane,
+                    count: len,
+                    src_step: 2 * cr,
+                    dst_step: crp,
                 };
-                // SAFETY: the path is supported; the patch's rows 2ty..2ty + 4 and columns
-                // 2tx..2tx + 4 are inside the padded image (asserted), its last vector may read
-                // crp - cr values past the last channel, inside s (asserted); the 16 planes of
-                // nt x crp values fit the buffer.
+                // SAFETY: the path is supported; the patches' rows 2ty..2ty + 4 and columns
+                // 2tx..2(tx + len) + 2 are inside the padded image (asserted), the last vector
+                // may read crp - cr values past the last channel, inside s (asserted); tiles
+                // t..t + len of the 16 planes of nt x crp values fit the buffer.
                 unsafe { micro::wino_in(bl.simd, &a) };
             }
             for xi in 0..16 {
@@ -224,24 +228,52 @@ pub(super) fn wino_group(
                     }
                 }
             }
-            for (t, &(i, ty, tx)) in block.iter().enumerate() {
-                let a = WinoOutArgs {
-                    m: mb[t * cpad..].as_ptr(),
-                    plane: mplane,
-                    nvec: cpad / lanes,
-                    out: o[i * ho * wo * cpad + (2 * ty * wo + 2 * tx) * cpad..].as_mut_ptr(),
-                    row: wo * cpad,
-                    col: cpad,
-                    rows: 2.min(ho - 2 * ty),
-                    cols: 2.min(wo - 2 * tx),
-                    acc: accumulate,
-                };
-                // SAFETY: the path is supported; the 16 planes hold the tile's cpad values and
-                // the tile's rows x cols output pixels are inside image i of o (asserted).
-                unsafe { micro::wino_out(bl.simd, &a) };
+            for (t0, len) in runs(block) {
+                let (i, ty, tx0) = block[t0];
+                // Tiles of two columns, then the image's last column alone where it is odd.
+                let full = len.min((wo - 2 * tx0) / 2);
+                for (t, count, cols) in [(t0, full, 2), (t0 + full, len - full, 1)] {
+                    if count == 0 {
+                        continue;
+                    }
+                    let tx = tx0 + t - t0;
+                    let a = WinoOutArgs {
+                        m: mb[t * cpad..].as_ptr(),
+                        plane: mplane,
+                        nvec: cpad / lanes,
+                        out: o[i * ho * wo * cpad + (2 * ty * wo + 2 * tx) * cpad..].as_mut_ptr(),
+                        row: wo * cpad,
+                        col: cpad,
+                        rows: 2.min(ho - 2 * ty),
+                        cols,
+                        acc: accumulate,
+                        count,
+                        m_step: cpad,
+                        out_step: 2 * cpad,
+                    };
+                    // SAFETY: the path is supported; the 16 planes hold tiles t..t + count's
+                    // cpad values, and their rows x cols output pixels are inside image i of
+                    // o (asserted; only the row's last tile can have one column).
+                    unsafe { micro::wino_out(bl.simd, &a) };
+                }
             }
         }
     });
+}
+
+/// The runs of consecutive tiles of one tile row of one image in `block` (image, tile row,
+/// tile column): (first index, length).
+fn runs(block: &[(usize, usize, usize)]) -> impl Iterator<Item = (usize, usize)> + '_ {
+    let mut t = 0;
+    std::iter::from_fn(move || {
+        let &(i, ty, _) = block.get(t)?;
+        let len = block[t..]
+            .iter()
+            .take_while(|&&(j, y, _)| j == i && y == ty)
+            .count();
+        t += len;
+        Some((t - len, len))
+    })
 }
 
 #[cfg(test)]
