@@ -13,14 +13,20 @@
 //!   flipped kernel for stride 1; for stride 2 and a 3x3 kernel, gathers of 1, 2, 2 and 4 taps).
 //! * Stride-1 3x3 gathers with at least [`WINOGRAD_MIN_CHANNELS`] channels on both sides run by
 //!   Winograd F(2x2, 3x3) instead ([`Algo`], module `winograd`): 4 products per output pixel
-//!   and channel pair instead of 9. Measured per layer shape on this crate's layers, it is
-//!   slower than the direct gather below 32 channels (the transforms cost more than the
-//!   products they save) and faster from 32 on; its error against an `f64` reference is no
-//!   larger than the direct sum's (shorter chains of additions).
+//!   and channel pair instead of 9. Measured on this crate's layers, it is faster than the
+//!   direct gather from 32 channels on; at 16 it is about as fast per layer (a ResNet-20 step
+//!   about 2% faster with it), so 16-channel layers stay direct, which keeps the bits of the
+//!   networks already trained. Its error against an `f64` reference is no larger than the
+//!   direct sum's (shorter chains of additions).
 //! * The weight gradient sums, per tap, outer products of the input channels and the output
 //!   gradient's channels over every pixel where the tap lands inside the image
 //!   ([`super::micro::outer`]), over fixed chunks of about [`WGRAD_PIX`] output pixels; the
 //!   chunks' partial sums are added in chunk order.
+//! * [`ConvOp::backward`] runs the weight gradient and the input gradient of a layer in one pass
+//!   over the batch, chunk by chunk, on an output gradient that a closure writes into a buffer
+//!   in cache (the engine's BatchNorm input gradient): the same chunks, groups and orders of
+//!   summation as the two passes apart, so the same bits, with one pass over memory instead of
+//!   four.
 //!
 //! Weights are packed per step into panels of [`KC`] reduced channels x one block of output
 //! channels (1, 2 or 4 vectors), so that a panel stays in cache while every pixel of a group
@@ -45,7 +51,7 @@ mod winograd;
 use winograd::{wino_group, WinoPacked};
 
 /// Channels (the fewer of input and output) from which stride-1 3x3 convolutions run by
-/// Winograd: below, the transforms cost more than the products they save.
+/// Winograd (see the module doc for why not from 16).
 pub(super) const WINOGRAD_MIN_CHANNELS: usize = 32;
 
 /// Reduced channels per packed weight panel.
