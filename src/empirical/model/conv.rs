@@ -70,18 +70,31 @@ const SUB_BYTES: usize = 32 << 10;
 /// Input channels from which the weight gradient copies its sub-blocks into panels.
 const PACK_CI: usize = 256;
 
+/// A pair of per-thread buffers, reused across calls.
+type Scratch = std::cell::RefCell<(Vec<f32>, Vec<f32>)>;
+
 thread_local! {
-    /// Per-thread chunk of output gradient of [`ConvOp::backward`], reused across calls.
-    static DY_CHUNK: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
-    /// Per-thread padded-source and output buffers, reused across calls.
-    static SCRATCH: std::cell::RefCell<(Vec<f32>, Vec<f32>)> =
-        const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+    /// Per-thread padded-source and output buffers.
+    static SCRATCH: Scratch = const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+    /// Per-thread chunk of output gradient of [`ConvOp::backward`] (the gathers and outer
+    /// products it runs use [`SCRATCH`] meanwhile).
+    static DY_CHUNK: Scratch = const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
 }
 
 /// Runs `f` on two scratch buffers of `a` and `b` values (contents unspecified) owned by this
 /// thread.
 fn with_scratch<R>(a: usize, b: usize, f: impl FnOnce(&mut [f32], &mut [f32]) -> R) -> R {
-    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+    with_scratch_in(&SCRATCH, a, b, f)
+}
+
+/// [`with_scratch`] on the buffers `key` names (fresh ones if they are in use).
+fn with_scratch_in<R>(
+    key: &'static std::thread::LocalKey<Scratch>,
+    a: usize,
+    b: usize,
+    f: impl FnOnce(&mut [f32], &mut [f32]) -> R,
+) -> R {
+    key.with(|cell| match cell.try_borrow_mut() {
         Ok(mut s) => {
             let (x, y) = &mut *s;
             if x.len() < a {
@@ -781,7 +794,7 @@ impl ConvOp {
     /// bits).
     pub fn fuses(&self, n: usize) -> bool {
         let per_chunk = self.wgrad_chunk();
-        let group = Gather::transposed(&self.geom).group();
+        let group = self.bwd_kernel().0.group();
         Blocking::new(self.simd, self.geom.co).cpad == self.geom.co
             && per_chunk.is_multiple_of(group)
             && n.div_ceil(per_chunk) >= 2 * rayon::current_num_threads()
@@ -815,6 +828,7 @@ impl ConvOp {
         let (gb, bb, pb) = self.bwd_kernel();
         let (kk, ci) = (g.k * g.k, g.ci);
         let per_chunk = self.wgrad_chunk();
+        let group = gb.group();
         let (dimg, ximg) = (g.out_len(), g.in_len());
         assert!(x.len() == n * ximg && dx.len() == n * ximg);
         let done: Vec<(Vec<Vec<f32>>, Vec<T>)> = dx
@@ -823,17 +837,7 @@ impl ConvOp {
             .map(|(q, dx)| {
                 let i0 = q * per_chunk;
                 let imgs = dx.len() / ximg;
-                DY_CHUNK.with(|cell| {
-                    let mut fresh = Vec::new();
-                    let mut guard = cell.try_borrow_mut();
-                    let buf = match guard.as_mut() {
-                        Ok(b) => &mut **b,
-                        Err(_) => &mut fresh,
-                    };
-                    if buf.len() < imgs * dimg {
-                        buf.resize(imgs * dimg, 0.0);
-                    }
-                    let dy = &mut buf[..imgs * dimg];
+                with_scratch_in(&DY_CHUNK, imgs * dimg, 0, |dy, _| {
                     for (i, img) in dy.chunks_exact_mut(dimg).enumerate() {
                         dy_of(i0 + i, img);
                     }
@@ -845,7 +849,6 @@ impl ConvOp {
                             part
                         })
                         .collect();
-                    let group = gb.group();
                     let mut results = Vec::with_capacity(imgs);
                     for (j, (dx, dy)) in dx
                         .chunks_mut(group * ximg)

@@ -111,47 +111,33 @@ unsafe fn wino_in_tile<I: Isa>(a: &WinoInArgs) {
     // SAFETY (whole body): forwarded from the caller.
     unsafe {
         for k in 0..a.count {
-            let a = &WinoInArgs {
-                src: a.src.add(k * a.src_step),
-                dst: a.dst.add(k * a.dst_step),
-                ..*a
-            };
-            wino_in_one::<I>(a);
-        }
-    }
-}
-
-/// # Safety
-/// As [`wino_in_tile`], for one tile.
-#[inline(always)]
-unsafe fn wino_in_one<I: Isa>(a: &WinoInArgs) {
-    // SAFETY (whole body): forwarded from the caller.
-    unsafe {
-        for v in 0..a.nvec {
-            let o = v * I::W;
-            let mut d = [[I::zero(); 4]; 4];
-            for (i, row) in d.iter_mut().enumerate() {
-                for (j, x) in row.iter_mut().enumerate() {
-                    *x = I::load(a.src.add(i * a.row + j * a.col + o));
+            let (src, dst) = (a.src.add(k * a.src_step), a.dst.add(k * a.dst_step));
+            for v in 0..a.nvec {
+                let o = v * I::W;
+                let mut d = [[I::zero(); 4]; 4];
+                for (i, row) in d.iter_mut().enumerate() {
+                    for (j, x) in row.iter_mut().enumerate() {
+                        *x = I::load(src.add(i * a.row + j * a.col + o));
+                    }
                 }
-            }
-            // B^T d, then (B^T d) B; B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1].
-            let mut t = [[I::zero(); 4]; 4];
-            for j in 0..4 {
-                t[0][j] = I::sub(d[0][j], d[2][j]);
-                t[1][j] = I::add(d[1][j], d[2][j]);
-                t[2][j] = I::sub(d[2][j], d[1][j]);
-                t[3][j] = I::sub(d[1][j], d[3][j]);
-            }
-            for (i, t) in t.iter().enumerate() {
-                let u = [
-                    I::sub(t[0], t[2]),
-                    I::add(t[1], t[2]),
-                    I::sub(t[2], t[1]),
-                    I::sub(t[1], t[3]),
-                ];
-                for (j, u) in u.into_iter().enumerate() {
-                    I::store(a.dst.add((i * 4 + j) * a.plane + o), u);
+                // B^T d, then (B^T d) B; B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1].
+                let mut t = [[I::zero(); 4]; 4];
+                for j in 0..4 {
+                    t[0][j] = I::sub(d[0][j], d[2][j]);
+                    t[1][j] = I::add(d[1][j], d[2][j]);
+                    t[2][j] = I::sub(d[2][j], d[1][j]);
+                    t[3][j] = I::sub(d[1][j], d[3][j]);
+                }
+                for (i, t) in t.iter().enumerate() {
+                    let u = [
+                        I::sub(t[0], t[2]),
+                        I::add(t[1], t[2]),
+                        I::sub(t[2], t[1]),
+                        I::sub(t[1], t[3]),
+                    ];
+                    for (j, u) in u.into_iter().enumerate() {
+                        I::store(dst.add((i * 4 + j) * a.plane + o), u);
+                    }
                 }
             }
         }
@@ -165,44 +151,30 @@ unsafe fn wino_out_tile<I: Isa>(a: &WinoOutArgs) {
     // SAFETY (whole body): forwarded from the caller.
     unsafe {
         for k in 0..a.count {
-            let a = &WinoOutArgs {
-                m: a.m.add(k * a.m_step),
-                out: a.out.add(k * a.out_step),
-                ..*a
-            };
-            wino_out_one::<I>(a);
-        }
-    }
-}
-
-/// # Safety
-/// As [`wino_out_tile`], for one tile.
-#[inline(always)]
-unsafe fn wino_out_one<I: Isa>(a: &WinoOutArgs) {
-    // SAFETY (whole body): forwarded from the caller.
-    unsafe {
-        for v in 0..a.nvec {
-            let o = v * I::W;
-            let mut m = [[I::zero(); 4]; 4];
-            for (i, row) in m.iter_mut().enumerate() {
-                for (j, x) in row.iter_mut().enumerate() {
-                    *x = I::load(a.m.add((i * 4 + j) * a.plane + o));
+            let (src, out) = (a.m.add(k * a.m_step), a.out.add(k * a.out_step));
+            for v in 0..a.nvec {
+                let o = v * I::W;
+                let mut m = [[I::zero(); 4]; 4];
+                for (i, row) in m.iter_mut().enumerate() {
+                    for (j, x) in row.iter_mut().enumerate() {
+                        *x = I::load(src.add((i * 4 + j) * a.plane + o));
+                    }
                 }
-            }
-            // A^T m, then (A^T m) A; A^T = [1 1 1 0; 0 1 -1 -1].
-            let mut s = [[I::zero(); 4]; 2];
-            for j in 0..4 {
-                s[0][j] = I::add(I::add(m[0][j], m[1][j]), m[2][j]);
-                s[1][j] = I::sub(I::sub(m[1][j], m[2][j]), m[3][j]);
-            }
-            for (i, s) in s.iter().enumerate().take(a.rows) {
-                let y = [
-                    I::add(I::add(s[0], s[1]), s[2]),
-                    I::sub(I::sub(s[1], s[2]), s[3]),
-                ];
-                for (j, y) in y.into_iter().enumerate().take(a.cols) {
-                    let p = a.out.add(i * a.row + j * a.col + o);
-                    I::store(p, if a.acc { I::add(I::load(p), y) } else { y });
+                // A^T m, then (A^T m) A; A^T = [1 1 1 0; 0 1 -1 -1].
+                let mut s = [[I::zero(); 4]; 2];
+                for j in 0..4 {
+                    s[0][j] = I::add(I::add(m[0][j], m[1][j]), m[2][j]);
+                    s[1][j] = I::sub(I::sub(m[1][j], m[2][j]), m[3][j]);
+                }
+                for (i, s) in s.iter().enumerate().take(a.rows) {
+                    let y = [
+                        I::add(I::add(s[0], s[1]), s[2]),
+                        I::sub(I::sub(s[1], s[2]), s[3]),
+                    ];
+                    for (j, y) in y.into_iter().enumerate().take(a.cols) {
+                        let p = out.add(i * a.row + j * a.col + o);
+                        I::store(p, if a.acc { I::add(I::load(p), y) } else { y });
+                    }
                 }
             }
         }
