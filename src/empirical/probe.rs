@@ -192,6 +192,24 @@ impl LinearProbe {
         Ok(probe)
     }
 
+    /// The probe as one linear layer on the raw features, its standardisation folded in:
+    /// `(weight, bias)` with `weight` `classes x dim` row-major, so that `weight x + bias`
+    /// equals [`LinearProbe::logits`] up to rounding (the head LP-FT starts from).
+    pub fn as_linear(&self) -> (Vec<f32>, Vec<f32>) {
+        let mut w = Vec::with_capacity(self.classes * self.dim);
+        let mut b = Vec::with_capacity(self.classes);
+        for c in 0..self.classes {
+            let row = &self.weight[c * self.dim..(c + 1) * self.dim];
+            let mut shift = self.bias[c];
+            for ((wv, m), s) in row.iter().zip(&self.mean).zip(&self.inv_std) {
+                w.push((wv * s) as f32);
+                shift -= wv * s * m;
+            }
+            b.push(shift as f32);
+        }
+        (w, b)
+    }
+
     fn standardise(&self, row: ArrayView1<f32>) -> Vec<f64> {
         row.iter()
             .zip(&self.mean)

@@ -43,6 +43,37 @@ impl Head {
         })
     }
 
+    /// A head with the given values (`weight` `num_classes x feature_dim` row-major, `bias`
+    /// `num_classes`), e.g. a linear probe's.
+    pub(super) fn with_values(
+        feature_dim: usize,
+        num_classes: usize,
+        varmap: &VarMap,
+        device: &Device,
+        weight: Vec<f32>,
+        bias: Vec<f32>,
+    ) -> Result<Self, EmpiricalError> {
+        if weight.len() != num_classes * feature_dim || bias.len() != num_classes {
+            return Err(EmpiricalError::invalid(
+                "head",
+                format!(
+                    "{} weights and {} biases for {num_classes} classes of {feature_dim} features",
+                    weight.len(),
+                    bias.len()
+                ),
+            ));
+        }
+        let mut init = Init::new(varmap, device, 0, HEAD_STREAM);
+        let weight = init.param("head.weight", &[num_classes, feature_dim], weight, true)?;
+        let bias = init.param("head.bias", &[num_classes], bias, false)?;
+        Ok(Self {
+            weight,
+            bias,
+            params: init.params,
+            num_classes,
+        })
+    }
+
     /// `features W^T + b`: logits `(N, num_classes)` from features `(N, feature_dim)`.
     pub fn forward(&self, features: &Tensor) -> candle_core::Result<Tensor> {
         features

@@ -185,6 +185,30 @@ impl Model {
         Ok(())
     }
 
+    /// Replaces the head by one with the given values (see [`Head`]; e.g. a linear probe's,
+    /// [`crate::empirical::probe::LinearProbe::as_linear`]); the backbone is kept. Build a new
+    /// optimizer afterwards, as for [`Model::replace_head`].
+    pub fn replace_head_with(
+        &mut self,
+        num_classes: usize,
+        weight: Vec<f32>,
+        bias: Vec<f32>,
+    ) -> Result<(), EmpiricalError> {
+        {
+            let mut map = self.varmap.data().lock().unwrap_or_else(|e| e.into_inner());
+            map.retain(|name, _| !name.starts_with(HEAD_PREFIX));
+        }
+        self.head = Head::with_values(
+            self.feature_dim(),
+            num_classes,
+            &self.varmap,
+            &self.device,
+            weight,
+            bias,
+        )?;
+        Ok(())
+    }
+
     /// Freezes (or unfreezes) the backbone for linear probing: when frozen, [`Model::logits`]
     /// runs the backbone in evaluation mode (running BatchNorm statistics, not updated) and
     /// detaches the features, and [`Model::trainable_params`] lists only the head.
