@@ -43,6 +43,39 @@ pub struct StudyConfig {
     /// Hard-sample designs.
     #[serde(default)]
     pub hard: HardConfig,
+    /// The comparison the study is run to decide, named before it runs (see
+    /// [`super::comparisons`]); every other comparison is reported with a Holm-adjusted p-value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<AnalysisConfig>,
+}
+
+/// What a study is run to decide.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnalysisConfig {
+    /// The primary comparison: decided "helps / hurts / no detectable difference" from its 95%
+    /// interval over seeds, with no correction.
+    pub primary: Comparison,
+}
+
+/// One comparison with the baseline: a design, a condition, a readout and a test subset.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Comparison {
+    /// The design (default: the first of the study, e.g. "balanced").
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub design: String,
+    /// The condition, e.g. "fine-25 direct".
+    pub condition: String,
+    /// The readout.
+    pub readout: Readout,
+    /// The test subset: "all" or the name of one in `subsets.json` (default "all").
+    #[serde(default = "all_subset")]
+    pub subset: String,
+}
+
+fn all_subset() -> String {
+    "all".to_string()
 }
 
 /// Where the images come from.
@@ -108,6 +141,17 @@ pub struct DataConfig {
     /// set is shared.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sizes: Vec<usize>,
+    /// Training images per leaf held out as a validation split (0 = none): no network of the
+    /// study trains on them, and the hard subsets are chosen on them (see [`super::hard`]).
+    /// They are drawn first, then the ensemble's own training images (with
+    /// `hard.ensemble.disjoint`), then every design's training images from the rest.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub validation_per_leaf: usize,
+    /// Draw each seed's training images of a design from the seed (needs
+    /// `validation_per_leaf > 0`): intervals over seeds then cover the training draw too.
+    /// Off: every seed trains on the same images.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub draw_per_seed: bool,
     /// Seed of the subsets and of the rare-subclass design's choices.
     #[serde(default)]
     pub subset_seed: u64,
@@ -178,6 +222,20 @@ pub struct TrainConfig {
     /// `round(epochs * train_per_leaf / n)` epochs (at least 1) in every phase.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub equal_steps: bool,
+    /// What keys the batch order and augmentation of a training phase: `phase` (the seed and
+    /// the phase's name: arms draw different batches) or `seed` (the seed and the epoch of the
+    /// cell's schedule: every arm of a seed sees the same batches in the same epochs, common
+    /// random numbers for the paired comparisons; the draws never depend on labels).
+    #[serde(default, skip_serializing_if = "BatchKeying::is_phase")]
+    pub batch_keying: BatchKeying,
+    /// The head fine-tuning starts from: `fresh` (random) or `probe` (the linear probe's
+    /// weights on the frozen features, then the whole network trained: LP-FT).
+    #[serde(default, skip_serializing_if = "FinetuneHead::is_fresh")]
+    pub finetune_head: FinetuneHead,
+    /// Also probe every network's frozen features for the leaf labels and score how well they
+    /// tell the leaves apart inside their own target class ([`super::results::FineProbe`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fine_probe: bool,
     /// Readouts of each pretrained network: any of "finetune", "linear_probe", "summed_head"
     /// (the summed head only exists for labels nested inside the target classes; "mapped_head"
     /// is accepted as its old name).
@@ -187,6 +245,44 @@ pub struct TrainConfig {
 
 fn default_size() -> u32 {
     32
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// See [`TrainConfig::batch_keying`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BatchKeying {
+    /// The seed and the phase's name.
+    #[default]
+    Phase,
+    /// The seed and the epoch of the cell's schedule.
+    Seed,
+}
+
+impl BatchKeying {
+    fn is_phase(&self) -> bool {
+        *self == BatchKeying::Phase
+    }
+}
+
+/// See [`TrainConfig::finetune_head`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinetuneHead {
+    /// A freshly initialised head.
+    #[default]
+    Fresh,
+    /// The linear probe's head (LP-FT).
+    Probe,
+}
+
+impl FinetuneHead {
+    fn is_fresh(&self) -> bool {
+        *self == FinetuneHead::Fresh
+    }
 }
 
 fn default_readouts() -> Vec<Readout> {
@@ -203,6 +299,16 @@ pub struct GranularitySpec {
     pub name: String,
     /// How the labels are made.
     pub labels: LabelSpec,
+    /// Whether this granularity also runs the direct arm (default: `train.direct`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direct: Option<bool>,
+}
+
+impl GranularitySpec {
+    /// Whether the study runs this granularity's direct arm.
+    pub fn runs_direct(&self, train: &TrainConfig) -> bool {
+        self.direct.unwrap_or(train.direct)
+    }
 }
 
 /// How pretraining labels are made: any [`Relabeling`] of the hierarchy (`level`,
@@ -365,6 +471,16 @@ pub struct EnsembleConfig {
     /// definition in `hard_subsets.json` states the number used).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub confusable_leaves: Option<usize>,
+    /// Train the members on their own draw of `data.train_per_leaf` images per leaf, disjoint
+    /// from every design's training images (needs `data.validation_per_leaf > 0`). Off: the
+    /// members train on the balanced design's images.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub disjoint: bool,
+    /// Also train the members on the labels of this (finer) level, with the same seeds and
+    /// images, and choose the leaves *they* confuse most (read out with the summed head): the
+    /// mirror subset, where the theory predicts no symmetric gain for the baseline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror_level: Option<usize>,
 }
 
 /// The rare-subclass design: inside each target class one leaf (chosen at random with
@@ -568,6 +684,102 @@ impl Validate for StudyConfig {
                     ));
                 }
             }
+        }
+        if d.draw_per_seed && d.validation_per_leaf == 0 {
+            return Err(field(
+                "data.draw_per_seed",
+                "needs data.validation_per_leaf > 0 (the split that fixes the pool it draws from)",
+            ));
+        }
+        if let Some(e) = &self.hard.ensemble {
+            if e.disjoint && (d.validation_per_leaf == 0 || d.train_per_leaf == 0) {
+                return Err(field(
+                    "hard.ensemble.disjoint",
+                    "needs data.validation_per_leaf > 0 and data.train_per_leaf > 0",
+                ));
+            }
+            if e.mirror_level.is_some_and(|l| l <= d.target_level) {
+                return Err(field(
+                    "hard.ensemble.mirror_level",
+                    format!("must be finer than data.target_level ({})", d.target_level),
+                ));
+            }
+        }
+        if let Some(a) = &self.analysis {
+            self.check_comparison("analysis.primary", &a.primary)?;
+        }
+        Ok(())
+    }
+}
+
+impl StudyConfig {
+    /// The names of the conditions the study runs besides the baseline, each with the
+    /// readouts it reports.
+    pub fn conditions(&self) -> Vec<(String, Vec<Readout>)> {
+        let t = &self.train;
+        let frozen: Vec<Readout> = t
+            .readouts
+            .iter()
+            .copied()
+            .filter(|r| *r != Readout::Finetune)
+            .collect();
+        let mut out = Vec::new();
+        for g in &self.granularities {
+            out.push((g.name.clone(), t.readouts.clone()));
+            if g.runs_direct(t) {
+                out.push((format!("{} direct", g.name), frozen.clone()));
+            }
+        }
+        out
+    }
+
+    /// Checks that `c` names a comparison the study makes (field `f`).
+    fn check_comparison(&self, f: &str, c: &Comparison) -> Result<(), InvalidField> {
+        let conditions = self.conditions();
+        let Some((_, readouts)) = conditions.iter().find(|(n, _)| *n == c.condition) else {
+            let names: Vec<&str> = conditions.iter().map(|(n, _)| n.as_str()).collect();
+            return Err(field(
+                &format!("{f}.condition"),
+                format!(
+                    "'{}' is not a condition of the study (its conditions: {})",
+                    c.condition,
+                    names.join(", ")
+                ),
+            ));
+        };
+        if !readouts.contains(&c.readout) {
+            return Err(field(
+                &format!("{f}.readout"),
+                format!(
+                    "'{}' is not a readout of '{}' in this study",
+                    c.readout.name(),
+                    c.condition
+                ),
+            ));
+        }
+        if !c.design.is_empty() {
+            let plan = super::designs::design_plan(self);
+            if !plan.iter().any(|(d, _)| *d == c.design) {
+                let names: Vec<&str> = plan.iter().map(|(d, _)| d.as_str()).collect();
+                return Err(field(
+                    &format!("{f}.design"),
+                    format!(
+                        "no design '{}' (the study's designs: {})",
+                        c.design,
+                        names.join(", ")
+                    ),
+                ));
+            }
+        }
+        if !super::hard::SUBSETS.contains(&c.subset.as_str()) {
+            return Err(field(
+                &format!("{f}.subset"),
+                format!(
+                    "no subset '{}' (one of: {})",
+                    c.subset,
+                    super::hard::SUBSETS.join(", ")
+                ),
+            ));
         }
         Ok(())
     }

@@ -30,6 +30,12 @@ pub struct StudyData {
     pub train_pool: Option<ImageSet>,
     /// Test set.
     pub test: ImageSet,
+    /// The validation split (`data.validation_per_leaf`): training images no network of the
+    /// study trains on, on which the hard subsets are chosen.
+    pub validation: Option<ImageSet>,
+    /// The ensemble's own training images (`hard.ensemble.disjoint`), disjoint from every
+    /// design's.
+    pub ensemble_train: Option<ImageSet>,
     /// Hard flags of the synthetic data's test images.
     pub synthetic_hard: Option<Vec<bool>>,
     /// Per-channel mean and std of the balanced training set.
@@ -48,6 +54,7 @@ impl StudyData {
 }
 
 /// A design: the training set and which test images are hard.
+#[derive(Clone)]
 pub struct Design {
     /// "balanced" or "rare_subclass".
     pub name: String,
@@ -62,6 +69,9 @@ pub struct Design {
     pub granularities: Vec<String>,
     /// Training images per leaf of a design of the data-size axis (`data.sizes`).
     pub per_leaf: Option<usize>,
+    /// The seed whose own draw of training images this is (`data.draw_per_seed`); none when
+    /// every seed trains on the same images.
+    pub draw_seed: Option<u64>,
 }
 
 impl Design {
@@ -72,6 +82,33 @@ impl Design {
         scaled_epochs(cfg, self.per_leaf, epochs)
     }
 
+    /// The design as seed `seed` trains it: with `data.draw_per_seed`, the balanced and size
+    /// designs draw their images from the pool with the seed (nested across sizes, like the
+    /// shared draw); otherwise (and for the rare-subclass design) the design itself.
+    pub fn for_seed(&self, cfg: &StudyConfig, data: &StudyData, seed: u64) -> Design {
+        let pool = match &data.train_pool {
+            Some(pool) if cfg.data.draw_per_seed && self.name != "rare_subclass" => pool,
+            _ => return self.clone(),
+        };
+        let n = self.per_leaf.unwrap_or(cfg.data.train_per_leaf);
+        let s = seed.to_string();
+        let train = draw_per_leaf(pool, n, &["subset", "train", "seed", &s], cfg);
+        Design {
+            train,
+            draw_seed: Some(seed),
+            ..self.clone()
+        }
+    }
+
+    /// The name of the design's label sets in the preparation (one per seed with its own
+    /// draw).
+    pub fn labels_key(&self) -> String {
+        match self.draw_seed {
+            Some(s) => format!("{}_s{s}", self.name),
+            None => self.name.clone(),
+        }
+    }
+
     /// The test subsets this design scores separately.
     pub fn subsets(&self) -> TestSubsets<'_> {
         TestSubsets {
@@ -79,6 +116,78 @@ impl Design {
             confusable: self.test_is_confusable.as_deref(),
         }
     }
+}
+
+/// `n` images per leaf of `pool` (all when `n` is 0), drawn with the generator `names` under
+/// `data.subset_seed`: the same names give nested draws for growing `n`.
+fn draw_per_leaf(pool: &ImageSet, n: usize, names: &[&str], cfg: &StudyConfig) -> ImageSet {
+    let leaf = pool.hierarchy.leaf_level();
+    pool.subset(&keep_per_class(
+        &pool.indices_by_class(leaf),
+        n,
+        &mut seed::rng(cfg.data.subset_seed, names),
+    ))
+}
+
+/// The split of `data.validation_per_leaf`: per leaf, in one random order (`["split"]` under
+/// `data.subset_seed`), the validation images first, then the ensemble's own images
+/// (`hard.ensemble.disjoint`: `data.train_per_leaf` of them), then the pool every design draws
+/// from. Refused, naming the smallest leaf, when a leaf has too few images for the split and
+/// the largest design.
+fn split_validation(
+    train: &ImageSet,
+    cfg: &StudyConfig,
+) -> Result<(ImageSet, ImageSet, Option<ImageSet>), EmpiricalError> {
+    let d = &cfg.data;
+    let v = d.validation_per_leaf;
+    let disjoint = cfg.hard.ensemble.as_ref().is_some_and(|e| e.disjoint);
+    let e = if disjoint { d.train_per_leaf } else { 0 };
+    let largest = d
+        .sizes
+        .iter()
+        .copied()
+        .chain([d.train_per_leaf])
+        .max()
+        .unwrap_or(0);
+    let need = v + e + largest.max(1);
+    let leaf = train.hierarchy.leaf_level();
+    let by_leaf = train.indices_by_class(leaf);
+    let names = &train.hierarchy.level(leaf).class_names;
+    if let Some((l, idx)) = by_leaf
+        .iter()
+        .enumerate()
+        .filter(|(_, idx)| !idx.is_empty())
+        .min_by_key(|(_, idx)| idx.len())
+        .filter(|(_, idx)| idx.len() < need)
+    {
+        return Err(EmpiricalError::invalid(
+            "data.validation_per_leaf",
+            format!(
+                "leaf '{}' has {} training images; the split needs {need} per leaf ({v} validation{}, then at least {} for the largest design)",
+                names[l],
+                idx.len(),
+                if disjoint { format!(", {e} for the ensemble") } else { String::new() },
+                largest.max(1)
+            ),
+        ));
+    }
+    let mut rng = seed::rng(d.subset_seed, &["split"]);
+    let (mut val, mut ens, mut pool) = (Vec::new(), Vec::new(), Vec::new());
+    for idx in &by_leaf {
+        let mut idx = idx.clone();
+        idx.shuffle(&mut rng);
+        val.extend_from_slice(&idx[..v.min(idx.len())]);
+        ens.extend_from_slice(&idx[v.min(idx.len())..(v + e).min(idx.len())]);
+        pool.extend_from_slice(&idx[(v + e).min(idx.len())..]);
+    }
+    for x in [&mut val, &mut ens, &mut pool] {
+        x.sort_unstable();
+    }
+    Ok((
+        train.subset(&pool),
+        train.subset(&val),
+        disjoint.then(|| train.subset(&ens)),
+    ))
 }
 
 /// See [`Design::epochs`].
@@ -258,7 +367,13 @@ pub fn load_data(cfg: &StudyConfig, data_dir: Option<&Path>) -> Result<StudyData
         )?
     };
     let leaf = train.hierarchy.leaf_level();
-    let train_pool = (!cfg.data.sizes.is_empty()).then(|| train.clone());
+    let (train, validation, ensemble_train) = if cfg.data.validation_per_leaf > 0 {
+        let (pool, validation, ensemble) = split_validation(&train, cfg)?;
+        (pool, Some(validation), ensemble)
+    } else {
+        (train, None, None)
+    };
+    let train_pool = (!cfg.data.sizes.is_empty() || cfg.data.draw_per_seed).then(|| train.clone());
     let train = if cfg.data.train_per_leaf > 0 {
         train.subset(&keep_per_class(
             &train.indices_by_class(leaf),
@@ -286,6 +401,8 @@ pub fn load_data(cfg: &StudyConfig, data_dir: Option<&Path>) -> Result<StudyData
         train,
         train_pool,
         test,
+        validation,
+        ensemble_train,
         synthetic_hard,
         mean_std,
     })
@@ -356,6 +473,7 @@ pub fn designs(cfg: &StudyConfig, data: &StudyData) -> Vec<Design> {
                 test_is_confusable: None,
                 granularities,
                 per_leaf: size,
+                draw_seed: None,
             }
         })
         .collect()

@@ -11,9 +11,23 @@
 //! leaves are the finest classes whose test images the same ensemble misclassifies most often
 //! (`hard.ensemble.confusable_leaves` of them, default a fifth), and every arm is also scored on
 //! all test images of those leaves.
+//!
+//! Both are chosen *on the test images they score* unless the study holds out a validation
+//! split (`data.validation_per_leaf`); a baseline replicate then shares the ensemble's luck on
+//! those images fully, any other arm only partly, so the subsets favour any arm unlike the
+//! baseline. With the split, nothing is chosen on test labels: the confusable leaves are the
+//! leaves whose *validation* images the ensemble misclassifies most, and an image is hard when
+//! the ensemble's confidence (its largest mean probability, no label used) is below the
+//! threshold at which the same fraction of validation images is flagged as the ensemble
+//! misclassifies there. With `hard.ensemble.disjoint` the members also train on images no arm
+//! trains on. With `hard.ensemble.mirror_level` the same seeds train on that finer level's
+//! labels, and the leaves *they* confuse most (read out with the summed head) form the mirror
+//! subset. Every subset's test images are written to `subsets.json`; cells save their
+//! per-image predictions, so [`super::comparisons`] scores any subset from them.
 
 use serde::{Deserialize, Serialize};
 
+use super::config::EnsembleConfig;
 use super::designs::Design;
 use super::phase::{Phase, Trainee};
 use super::results::EpochRecord;
@@ -39,6 +53,9 @@ pub struct HardSubset {
     /// images).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub confusable: Option<ConfusableLeaves>,
+    /// The leaves a fine-trained ensemble confuses most (`hard.ensemble.mirror_level`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror: Option<ConfusableLeaves>,
 }
 
 /// The leaves that the coarse-trained ensemble confuses most, whose test images form a design's
@@ -71,8 +88,12 @@ pub struct TestSubsets<'a> {
 pub struct MemberOutput {
     /// The member's seed.
     pub seed: u64,
-    /// Softmax probabilities of every test image.
+    /// Softmax probabilities of every test image (of the target classes; for a mirror member,
+    /// its summed head's).
     pub probs: Array2<f32>,
+    /// The same for every validation image (with `data.validation_per_leaf`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation_probs: Option<Array2<f32>>,
     /// Its training epochs.
     pub epochs: Vec<EpochRecord>,
 }
@@ -80,11 +101,38 @@ pub struct MemberOutput {
 /// The file holding the ensemble's outputs.
 pub const MEMBERS_FILE: &str = "ensemble/members.json";
 
+/// The file holding the mirror ensemble's outputs (`hard.ensemble.mirror_level`).
+pub const MIRROR_FILE: &str = "ensemble/mirror.json";
+
+/// The file of every design's test subsets (test-image indices by subset name).
+pub const SUBSETS_FILE: &str = "subsets.json";
+
+/// The names of the test subsets a comparison can be made on.
+pub const SUBSETS: [&str; 5] = ["all", "easy", "hard", "confusable", "mirror_confusable"];
+
+/// One design's test subsets, as written to [`SUBSETS_FILE`]: the test images of each.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DesignSubsets {
+    /// The design.
+    pub design: String,
+    /// Test-image indices by subset name (one of [`SUBSETS`] but "all").
+    pub subsets: std::collections::BTreeMap<String, Vec<u32>>,
+}
+
 /// The ensemble member with seed `seed`.
 fn member(seed: u64) -> Trainee<'static> {
     Trainee {
         design: "ensemble",
         condition: "target-only",
+        seed,
+    }
+}
+
+/// The mirror ensemble's member with seed `seed`.
+fn mirror_member(seed: u64) -> Trainee<'static> {
+    Trainee {
+        design: "ensemble",
+        condition: "mirror",
         seed,
     }
 }
@@ -104,39 +152,124 @@ pub fn ensemble_epochs(r: &Runner) -> Option<usize> {
 /// The ensemble's outputs: read back if saved, else each member trained on the target labels
 /// (with the baseline's schedule) and saved. None without `[hard.ensemble]`.
 pub fn ensemble(r: &Runner) -> Result<Option<Vec<MemberOutput>>, EmpiricalError> {
-    let (Some(e), Some(epochs)) = (&r.config().hard.ensemble, ensemble_epochs(r)) else {
+    let Some(e) = &r.config().hard.ensemble else {
         return Ok(None);
     };
-    let path = r.prep_dir().path(MEMBERS_FILE);
+    let tl = r.config().data.target_level;
+    let out = members(r, MEMBERS_FILE, &e.seeds, tl, member)?;
+    Ok(Some(out))
+}
+
+/// The mirror ensemble's outputs (`hard.ensemble.mirror_level`): the same seeds and images,
+/// trained on that level's labels, read out on the targets with the summed head.
+pub fn mirror_ensemble(r: &Runner) -> Result<Option<Vec<MemberOutput>>, EmpiricalError> {
+    let Some((e, level)) = r
+        .config()
+        .hard
+        .ensemble
+        .as_ref()
+        .and_then(|e| e.mirror_level.map(|l| (e, l)))
+    else {
+        return Ok(None);
+    };
+    Ok(Some(members(
+        r,
+        MIRROR_FILE,
+        &e.seeds,
+        level,
+        mirror_member,
+    )?))
+}
+
+/// The ensemble's training images: its own draw with `hard.ensemble.disjoint`, else the
+/// balanced design's.
+pub fn ensemble_train<'a>(r: &'a Runner) -> &'a ImageSet {
+    let data = r.data();
+    data.ensemble_train.as_ref().unwrap_or(&data.train)
+}
+
+/// Members with `seeds`, trained on the labels of `level` (read back from `file` if saved):
+/// their target probabilities (summed over the classes nested in each target) on the test and
+/// validation images.
+fn members(
+    r: &Runner,
+    file: &str,
+    seeds: &[u64],
+    level: usize,
+    who_of: fn(u64) -> Trainee<'static>,
+) -> Result<Vec<MemberOutput>, EmpiricalError> {
+    let path = r.prep_dir().path(file);
     if path.exists() {
-        return Ok(Some(read_json(&path)?));
+        return Ok(read_json(&path)?);
     }
-    let train = &r.data().train;
-    let targets = train.labels_at_level(r.config().data.target_level);
+    let Some(epochs) = ensemble_epochs(r) else {
+        return Ok(Vec::new());
+    };
+    let train = ensemble_train(r);
+    let h = &train.hierarchy;
+    let tl = r.config().data.target_level;
+    let labels = train.labels_at_level(level);
+    let classes = h.num_classes(level);
+    let target_of: Vec<usize> = (0..classes).map(|c| h.ancestor(level, c, tl)).collect();
     let mut out = Vec::new();
-    for &s in &e.seeds {
-        let who = member(s);
-        let model = r.model(r.num_targets(), who.key("init"))?;
+    for &s in seeds {
+        let who = who_of(s);
+        let model = r.model(classes, who.key("init"))?;
         let phase = Phase {
             name: "ensemble",
             set: train,
-            labels: &targets,
+            labels: &labels,
             epochs,
             lr: &r.config().train.pretrain_lr,
+            first_epoch: 0,
         };
         let epochs = r.train(&model, &who, &phase)?;
-        let logits = r.test_logits(&model)?;
-        model.save_weights(&r.prep_dir().path(&member_weights(s)))?;
+        let target_probs = |set: &ImageSet| -> Result<Array2<f32>, EmpiricalError> {
+            let p = softmax_rows(&r.logits(&model, set)?);
+            Ok(sum_into_targets(&p, &target_of, r.num_targets()))
+        };
+        let probs = target_probs(&r.data().test)?;
+        let validation_probs = match &r.data().validation {
+            Some(v) => Some(target_probs(v)?),
+            None => None,
+        };
+        if who.condition == "target-only" {
+            model.save_weights(&r.prep_dir().path(&member_weights(s)))?;
+        }
         r.drop_checkpoints(&who, &["ensemble"]);
         out.push(MemberOutput {
             seed: s,
-            probs: softmax_rows(&logits),
+            probs,
+            validation_probs,
             epochs,
         });
     }
-    r.write_timings("ensemble")?;
-    r.prep_dir().write_json(MEMBERS_FILE, &out)?;
-    Ok(Some(out))
+    r.write_timings(if who_of(0).condition == "mirror" {
+        "ensemble_mirror"
+    } else {
+        "ensemble"
+    })?;
+    r.prep_dir().write_json(file, &out)?;
+    Ok(out)
+}
+
+/// Probabilities of the classes of a level summed into their targets (`target_of[c]`); the
+/// identity when the level is the target level.
+fn sum_into_targets(p: &Array2<f32>, target_of: &[usize], targets: usize) -> Array2<f32> {
+    if target_of.len() == targets && target_of.iter().enumerate().all(|(i, &t)| i == t) {
+        return p.clone();
+    }
+    let mut out = Array2::zeros((p.nrows(), targets));
+    for (mut o, row) in out.rows_mut().into_iter().zip(p.rows()) {
+        let mut sums = vec![0f64; targets];
+        for (&v, &t) in row.iter().zip(target_of) {
+            sums[t] += f64::from(v);
+        }
+        for (o, v) in o.iter_mut().zip(sums) {
+            *o = v as f32;
+        }
+    }
+    out
 }
 
 /// The first ensemble member's network (the k-means encoder of `embedding.source =
@@ -149,15 +282,18 @@ pub fn first_member(r: &Runner) -> Result<Model, EmpiricalError> {
 }
 
 /// Gives every design its hard test images where the data do not already (the balanced design
-/// on real data: the ensemble's mistakes) and says how each design's were defined.
+/// on real data: the ensemble's, see the module doc) and says how each design's were defined;
+/// also returns every design's test subsets by name (what [`SUBSETS_FILE`] holds).
 pub fn assign_hard_subsets(
     r: &Runner,
     designs: &mut [Design],
     members: Option<&[MemberOutput]>,
-) -> Vec<HardSubset> {
+    mirror: Option<&[MemberOutput]>,
+) -> (Vec<HardSubset>, Vec<DesignSubsets>) {
     let cfg = r.config();
     let test = &r.data().test;
     let mut subsets = Vec::new();
+    let mut mirror_masks: Vec<(String, Vec<bool>)> = Vec::new();
     let balanced = |d: &Design| d.name != "rare_subclass";
     if let Some(h) = &r.data().synthetic_hard {
         for d in designs.iter().filter(|d| balanced(d)) {
@@ -167,41 +303,32 @@ pub fn assign_hard_subsets(
                 hard: h.iter().filter(|&&x| x).count(),
                 total: h.len(),
                 confusable: None,
+                mirror: None,
             });
         }
     }
     if let (Some(members), Some(e)) = (members, &cfg.hard.ensemble) {
-        let wrong = ensemble_mistakes(members, r.test_targets(), r.num_targets());
-        let confusable = confusable_leaves(&wrong, test, e.confusable_leaves);
+        let chosen = match validation_view(r, members) {
+            Some(v) => choose_on_validation(r, members, mirror, &v, e),
+            None => choose_on_test(r, members, mirror, e),
+        };
         for d in designs
             .iter_mut()
             .filter(|d| balanced(d) && d.test_is_hard.is_none())
         {
-            let definition = format!(
-                "misclassified by an ensemble of {} target-only networks (seeds {:?}, not used elsewhere; trained on {} images)",
-                members.len(),
-                e.seeds,
-                r.data().train.len
-            );
-            let (leaves, mask) = &confusable;
             subsets.push(HardSubset {
                 design: d.name.clone(),
-                hard: wrong.iter().filter(|&&w| w).count(),
+                hard: chosen.hard.iter().filter(|&&w| w).count(),
                 total: test.len,
-                confusable: Some(ConfusableLeaves {
-                    definition: format!(
-                        "all test images of the {} leaves (of {}) whose test images are most often {definition}",
-                        leaves.len(),
-                        test.hierarchy.num_leaves()
-                    ),
-                    leaves: leaves.clone(),
-                    images: mask.iter().filter(|&&c| c).count(),
-                    total: test.len,
-                }),
-                definition,
+                confusable: Some(chosen.confusable.clone()),
+                mirror: chosen.mirror.as_ref().map(|m| m.0.clone()),
+                definition: chosen.definition.clone(),
             });
-            d.test_is_hard = Some(wrong.clone());
-            d.test_is_confusable = Some(mask.clone());
+            d.test_is_hard = Some(chosen.hard.clone());
+            d.test_is_confusable = Some(chosen.confusable_mask.clone());
+            if let Some((_, mask)) = &chosen.mirror {
+                mirror_masks.push((d.name.clone(), mask.clone()));
+            }
         }
     }
     let rare = designs.iter().find(|d| d.name == "rare_subclass");
@@ -218,22 +345,244 @@ pub fn assign_hard_subsets(
                 .map_or(0, |h| h.iter().filter(|&&x| x).count()),
             total: test.len,
             confusable: None,
+            mirror: None,
         });
     }
-    subsets
+    let indices =
+        |m: &[bool]| -> Vec<u32> { (0..m.len()).filter(|&i| m[i]).map(|i| i as u32).collect() };
+    let masks = designs
+        .iter()
+        .map(|d| {
+            let mut out = std::collections::BTreeMap::new();
+            if let Some(h) = &d.test_is_hard {
+                out.insert("hard".to_string(), indices(h));
+                let easy: Vec<bool> = h.iter().map(|x| !x).collect();
+                out.insert("easy".to_string(), indices(&easy));
+            }
+            if let Some(c) = &d.test_is_confusable {
+                out.insert("confusable".to_string(), indices(c));
+            }
+            if let Some((_, m)) = mirror_masks.iter().find(|(n, _)| *n == d.name) {
+                out.insert("mirror_confusable".to_string(), indices(m));
+            }
+            DesignSubsets {
+                design: d.name.clone(),
+                subsets: out,
+            }
+        })
+        .collect();
+    (subsets, masks)
 }
 
-/// The `n` leaves (default: a fifth of them, at least one; at most all) whose test images are
-/// most often `wrong` (ties: the lower leaf index first), with their error rates, and whether
-/// each test image belongs to one of them. Leaves without test images are never chosen.
-fn confusable_leaves(
-    wrong: &[bool],
-    test: &ImageSet,
-    n: Option<usize>,
-) -> (Vec<(String, f64)>, Vec<bool>) {
-    let leaves = test.hierarchy.num_leaves();
+/// The subsets the ensemble defines, with their definitions.
+struct Chosen {
+    definition: String,
+    hard: Vec<bool>,
+    confusable: ConfusableLeaves,
+    confusable_mask: Vec<bool>,
+    mirror: Option<(ConfusableLeaves, Vec<bool>)>,
+}
+
+/// The validation images with the members' probabilities on them, when the study holds out a
+/// validation split and the members scored it.
+fn validation_view<'a>(r: &'a Runner, members: &[MemberOutput]) -> Option<&'a ImageSet> {
+    let v = r.data().validation.as_ref()?;
+    members
+        .iter()
+        .all(|m| m.validation_probs.is_some())
+        .then_some(v)
+}
+
+/// The members' probabilities on the validation images (checked present by
+/// [`validation_view`]).
+fn validation_members(members: &[MemberOutput]) -> Vec<MemberOutput> {
+    members
+        .iter()
+        .filter_map(|m| {
+            Some(MemberOutput {
+                seed: m.seed,
+                probs: m.validation_probs.clone()?,
+                validation_probs: None,
+                epochs: Vec::new(),
+            })
+        })
+        .collect()
+}
+
+/// What the members were trained on, for the definitions.
+fn members_words(r: &Runner, members: &[MemberOutput], e: &EnsembleConfig) -> String {
+    let disjoint = if e.disjoint {
+        ", images no design trains on"
+    } else {
+        ""
+    };
+    format!(
+        "an ensemble of {} target-only networks (seeds {:?}, not used elsewhere; trained on {} images{disjoint})",
+        members.len(),
+        e.seeds,
+        ensemble_train(r).len
+    )
+}
+
+/// The subsets chosen on the test images themselves (no validation split): kept for the
+/// studies that ran without one.
+fn choose_on_test(
+    r: &Runner,
+    members: &[MemberOutput],
+    mirror: Option<&[MemberOutput]>,
+    e: &EnsembleConfig,
+) -> Chosen {
+    let test = &r.data().test;
+    let wrong = ensemble_mistakes(members, r.test_targets(), r.num_targets());
+    let (leaves, mask) = confusable_leaves(&wrong, test, e.confusable_leaves);
+    let definition = format!("misclassified by {}", members_words(r, members, e));
+    let confusable = ConfusableLeaves {
+        definition: format!(
+            "all test images of the {} leaves (of {}) whose test images are most often {definition}",
+            leaves.len(),
+            test.hierarchy.num_leaves()
+        ),
+        images: mask.iter().filter(|&&c| c).count(),
+        leaves,
+        total: test.len,
+    };
+    let mirror = mirror.map(|m| {
+        let wrong = ensemble_mistakes(m, r.test_targets(), r.num_targets());
+        let (leaves, mask) = confusable_leaves(&wrong, test, e.confusable_leaves);
+        (
+            ConfusableLeaves {
+                definition: format!(
+                    "all test images of the {} leaves whose test images are most often misclassified by the summed head of {} networks trained on level {} (the same seeds and images; chosen on the test images)",
+                    leaves.len(),
+                    m.len(),
+                    e.mirror_level.unwrap_or(0)
+                ),
+                images: mask.iter().filter(|&&c| c).count(),
+                leaves,
+                total: test.len,
+            },
+            mask,
+        )
+    });
+    Chosen {
+        definition,
+        hard: wrong,
+        confusable,
+        confusable_mask: mask,
+        mirror,
+    }
+}
+
+/// The subsets chosen on the validation images (see the module doc): no test label is used.
+fn choose_on_validation(
+    r: &Runner,
+    members: &[MemberOutput],
+    mirror: Option<&[MemberOutput]>,
+    v: &ImageSet,
+    e: &EnsembleConfig,
+) -> Chosen {
+    let test = &r.data().test;
+    let tl = r.config().data.target_level;
+    let nt = r.num_targets();
+    let val_targets = v.labels_at_level(tl);
+    let val_members = validation_members(members);
+    let val_wrong = ensemble_mistakes(&val_members, &val_targets, nt);
+    let val_error = val_wrong.iter().filter(|&&w| w).count() as f64 / val_wrong.len().max(1) as f64;
+    let threshold = confidence_threshold(&confidences(&val_members, v.len), val_error);
+    let hard: Vec<bool> = confidences(members, test.len)
+        .iter()
+        .map(|&c| c < threshold)
+        .collect();
+    let who = members_words(r, members, e);
+    let definition = format!(
+        "test images on which {who} is less confident (largest mean probability) than {threshold:.4}, the threshold that flags as many of the {} validation images as the ensemble misclassifies there ({:.1}%); no test label used",
+        v.len,
+        100.0 * val_error
+    );
+    let leaves_on = |wrong: &[bool]| -> (Vec<(String, f64)>, Vec<bool>) {
+        let order = leaf_error_order(wrong, v, e.confusable_leaves);
+        let names = &v.hierarchy.level(v.hierarchy.leaf_level()).class_names;
+        let chosen: Vec<usize> = order.iter().map(|p| p.0).collect();
+        (
+            order.iter().map(|&(l, r)| (names[l].clone(), r)).collect(),
+            test.leaves.iter().map(|l| chosen.contains(l)).collect(),
+        )
+    };
+    let (leaves, mask) = leaves_on(&val_wrong);
+    let confusable = ConfusableLeaves {
+        definition: format!(
+            "all test images of the {} leaves (of {}) whose validation images are most often misclassified by {who} (errors listed are on the validation images)",
+            leaves.len(),
+            test.hierarchy.num_leaves()
+        ),
+        images: mask.iter().filter(|&&c| c).count(),
+        leaves,
+        total: test.len,
+    };
+    let mirror = mirror.map(|m| {
+        let wrong = ensemble_mistakes(&validation_members(m), &val_targets, nt);
+        let (leaves, mask) = leaves_on(&wrong);
+        (
+            ConfusableLeaves {
+                definition: format!(
+                    "all test images of the {} leaves whose validation images are most often misclassified by the summed head of {} networks trained on level {} (the ensemble's seeds and images)",
+                    leaves.len(),
+                    m.len(),
+                    e.mirror_level.unwrap_or(0)
+                ),
+                images: mask.iter().filter(|&&c| c).count(),
+                leaves,
+                total: test.len,
+            },
+            mask,
+        )
+    });
+    Chosen {
+        definition,
+        hard,
+        confusable,
+        confusable_mask: mask,
+        mirror,
+    }
+}
+
+/// The ensemble's confidence on each of `n` images: the largest of its mean probabilities.
+fn confidences(members: &[MemberOutput], n: usize) -> Vec<f64> {
+    (0..n)
+        .map(|i| {
+            let classes = members.first().map_or(0, |m| m.probs.ncols());
+            let mut p = vec![0f64; classes];
+            for m in members {
+                for (a, &b) in p.iter_mut().zip(m.probs.row(i).iter()) {
+                    *a += f64::from(b);
+                }
+            }
+            p.iter().fold(0f64, |a, &b| a.max(b)) / members.len().max(1) as f64
+        })
+        .collect()
+}
+
+/// The confidence below which a fraction `fraction` of `conf` lies: the midpoint between the
+/// k-th and (k+1)-th smallest values, k = round(fraction * n) (minus infinity for k = 0, plus
+/// infinity for k = n).
+fn confidence_threshold(conf: &[f64], fraction: f64) -> f64 {
+    let mut c = conf.to_vec();
+    c.sort_by(f64::total_cmp);
+    let k = ((fraction * c.len() as f64).round() as usize).min(c.len());
+    match k {
+        0 => f64::NEG_INFINITY,
+        k if k == c.len() => f64::INFINITY,
+        k => 0.5 * (c[k - 1] + c[k]),
+    }
+}
+
+/// The `n` leaves (default: a fifth of them, at least one; at most all) whose images of `set`
+/// are most often `wrong` (ties: the lower leaf index first), with their error rates. Leaves
+/// without images are never chosen.
+fn leaf_error_order(wrong: &[bool], set: &ImageSet, n: Option<usize>) -> Vec<(usize, f64)> {
+    let leaves = set.hierarchy.num_leaves();
     let (mut count, mut errors) = (vec![0usize; leaves], vec![0usize; leaves]);
-    for (&l, &w) in test.leaves.iter().zip(wrong) {
+    for (&l, &w) in set.leaves.iter().zip(wrong) {
         count[l] += 1;
         errors[l] += usize::from(w);
     }
@@ -241,8 +590,19 @@ fn confusable_leaves(
     let rate = |l: usize| errors[l] as f64 / count[l] as f64;
     order.sort_by(|&a, &b| rate(b).total_cmp(&rate(a)).then(a.cmp(&b)));
     order.truncate(n.unwrap_or((leaves / 5).max(1)).min(order.len()));
-    let mut chosen = vec![false; leaves];
-    for &l in &order {
+    order.into_iter().map(|l| (l, rate(l))).collect()
+}
+
+/// [`leaf_error_order`] on the test images, by name, and whether each test image belongs to
+/// one of the chosen leaves.
+fn confusable_leaves(
+    wrong: &[bool],
+    test: &ImageSet,
+    n: Option<usize>,
+) -> (Vec<(String, f64)>, Vec<bool>) {
+    let order = leaf_error_order(wrong, test, n);
+    let mut chosen = vec![false; test.hierarchy.num_leaves()];
+    for &(l, _) in &order {
         chosen[l] = true;
     }
     let names = &test
@@ -250,7 +610,7 @@ fn confusable_leaves(
         .level(test.hierarchy.leaf_level())
         .class_names;
     (
-        order.iter().map(|&l| (names[l].clone(), rate(l))).collect(),
+        order.iter().map(|&(l, r)| (names[l].clone(), r)).collect(),
         test.leaves.iter().map(|&l| chosen[l]).collect(),
     )
 }

@@ -225,7 +225,8 @@ pub fn labels_file(design: &str) -> String {
 /// them ([`labels_file`]), else built (in the config's order) and saved, with their summary in
 /// `labels_{design}.json`.
 pub fn for_design(r: &Runner, design: &Design) -> Result<DesignLabels, EmpiricalError> {
-    let saved = r.prep_dir().path(&labels_file(&design.name));
+    let key = design.labels_key();
+    let saved = r.prep_dir().path(&labels_file(&key));
     if saved.exists() {
         return Ok(DesignLabels(read_json(&saved)?));
     }
@@ -257,9 +258,8 @@ pub fn for_design(r: &Runner, design: &Design) -> Result<DesignLabels, Empirical
         })
         .collect();
     r.prep_dir()
-        .write_json(&format!("labels_{}.json", design.name), &summary)?;
-    r.prep_dir()
-        .write_json(&labels_file(&design.name), &labels)?;
+        .write_json(&format!("labels_{key}.json"), &summary)?;
+    r.prep_dir().write_json(&labels_file(&key), &labels)?;
     Ok(DesignLabels(labels))
 }
 

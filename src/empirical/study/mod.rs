@@ -28,9 +28,11 @@
 //! Wall-clock times alone are kept apart, in `timings/` and `timings.csv`. `shards/I-of-N/` (a
 //! shard's own config, cells, checkpoints and timings) when the study ran in shards.
 
+pub mod comparisons;
 pub mod config;
 pub mod designs;
 pub mod figures;
+pub mod fine_probe;
 pub mod hard;
 pub mod labels;
 pub mod memory;

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::config::BatchKeying;
 use super::results::{cell_name, EpochRecord, Timing};
 use super::runner::Runner;
 use crate::empirical::checkpoint::{load_checkpoint, read_checkpoint_meta, save_checkpoint};
@@ -55,6 +56,9 @@ pub struct Phase<'a> {
     pub epochs: usize,
     /// The learning-rate schedule over those epochs.
     pub lr: &'a LrSchedule,
+    /// The epoch of the cell's schedule this phase starts at (fine-tuning: after pretraining),
+    /// which keys its batches with `train.batch_keying = "seed"`.
+    pub first_epoch: usize,
 }
 
 /// What a checkpoint keeps of the phase besides the networks' state.
@@ -130,7 +134,8 @@ impl Runner<'_> {
 
     /// Trains `model` through `phase`, checkpointing after every epoch and resuming from the
     /// checkpoint if one exists. Batch order and augmentation come from the generator of the
-    /// phase's name under the trainee's seed. Returns the epoch records (including those of
+    /// phase's name under the trainee's seed, or, with `train.batch_keying = "seed"`, from a
+    /// generator of the trainee's seed and the epoch of the cell's schedule. Returns the epoch records (including those of
     /// epochs run before a resume); the wall-clock times go to the runner's timings.
     pub fn train(
         &self,
@@ -153,7 +158,13 @@ impl Runner<'_> {
             (start, rng, log) = (done, r, l);
             self.progress().inc((start * set.len) as u64);
         }
+        let by_seed = self.config().train.batch_keying == BatchKeying::Seed;
         for e in start..epochs {
+            if by_seed {
+                // common random numbers: the draws of epoch k of every arm of a seed
+                let k = (phase.first_epoch + e).to_string();
+                rng = crate::seed::rng(who.seed, &["batches", &k]);
+            }
             let bar = self.progress();
             let mut last = 0;
             let stats = train_epoch(

@@ -23,23 +23,26 @@
 //! parts: the preparation alone ([`prepare_study`]), then shards that each run the cells they
 //! own ([`run_shard`]), merged by [`super::sharding::merge`].
 
-use super::config::{Readout, StudyConfig};
+use super::config::{FinetuneHead, Readout, StudyConfig};
 use super::designs::{
     design_plan, designs, load_data, Design, DesignInfo, StudyData, DESIGNS_FILE,
 };
-use super::hard::{assign_hard_subsets, ensemble, ensemble_epochs, MEMBERS_FILE};
+use super::hard::{
+    assign_hard_subsets, ensemble, ensemble_epochs, mirror_ensemble, MEMBERS_FILE, SUBSETS_FILE,
+};
 use super::labels::{self, LabelSummary, PretrainLabels};
 use super::memory::{budget, check, study_needs};
 use super::phase::{Phase, Trainee};
 use super::report::write_reports;
-use super::results::{EpochRecord, ReadoutError};
-use super::runner::{prepare_dir, Cell, CellOutcome, RunOptions, Runner};
+use super::results::{EpochRecord, FineProbe, ReadoutError};
+use super::runner::{error_rate, prepare_dir, Cell, CellOutcome, RunOptions, Runner};
 use super::sharding::check_prepared;
 use super::summary::StudySummary;
 use crate::cluster::Shard;
 use crate::empirical::error::EmpiricalError;
 use crate::empirical::model::{Kernels, Model};
 use crate::empirical::probe::LinearProbe;
+use ndarray::Array2;
 use std::path::PathBuf;
 
 /// Runs (or resumes) the study `cfg` into `opts.out` and writes its reports.
@@ -112,18 +115,37 @@ fn run(cfg: &StudyConfig, opts: &RunOptions, part: Part) -> Result<(), Empirical
     // The preparation (read back where saved): the ensemble (hard test images of the balanced
     // design on real data, k-means encoder), then each design's label sets.
     let members = ensemble(&runner)?;
-    let hard_subsets = assign_hard_subsets(&runner, &mut designs, members.as_deref());
+    let mirror = mirror_ensemble(&runner)?;
+    let (hard_subsets, subsets) =
+        assign_hard_subsets(&runner, &mut designs, members.as_deref(), mirror.as_deref());
     if !matches!(part, Part::Shard(_)) {
         runner
             .prep_dir()
             .write_json("hard_subsets.json", &hard_subsets)?;
+        runner.prep_dir().write_json(SUBSETS_FILE, &subsets)?;
         let infos: Vec<DesignInfo> = designs.iter().map(|d| DesignInfo::of(cfg, d)).collect();
         runner.prep_dir().write_json(DESIGNS_FILE, &infos)?;
     }
 
     for (design, (_, cells)) in designs.iter().zip(&plan) {
-        let labels = labels::for_design(&runner, design)?;
+        // one label set per design, or per seed where each seed draws its own images
+        let shared = design.for_seed(cfg, &data, 0).draw_seed.is_none();
+        let shared_labels = if shared {
+            Some(labels::for_design(&runner, design)?)
+        } else {
+            None
+        };
         for &seed in &cfg.seeds {
+            let seeded = design.for_seed(cfg, &data, seed);
+            let own_labels;
+            let labels = match &shared_labels {
+                Some(l) => l,
+                None => {
+                    own_labels = labels::for_design(&runner, &seeded)?;
+                    &own_labels
+                }
+            };
+            let design = &seeded;
             for (position, cell) in cells {
                 if !part.runs(*position, seed) {
                     continue;
@@ -160,8 +182,8 @@ pub fn check_run(
 
 /// The cells of one seed, design by design (in [`design_plan`]'s order), each with its
 /// position among all of them (what `--shard` assigns): per design the baseline, then every
-/// granularity of the design in the config's order (pretrained, then, with `train.direct`,
-/// trained directly).
+/// granularity of the design in the config's order (pretrained, then, where the granularity
+/// runs its direct arm, trained directly).
 pub fn cells_by_design(cfg: &StudyConfig) -> Vec<(String, Vec<(usize, Cell<'_>)>)> {
     let mut position = 0;
     design_plan(cfg)
@@ -171,7 +193,7 @@ pub fn cells_by_design(cfg: &StudyConfig) -> Vec<(String, Vec<(usize, Cell<'_>)>
             for granularity in &cfg.granularities {
                 if granularities.contains(&granularity.name) {
                     cells.push(Cell::Pretrained { granularity });
-                    if cfg.train.direct {
+                    if granularity.runs_direct(&cfg.train) {
                         let name = format!("{} direct", granularity.name);
                         cells.push(Cell::Direct { granularity, name });
                     }
@@ -200,14 +222,24 @@ fn baseline(r: &Runner, design: &Design, who: &Trainee) -> Result<CellOutcome, E
         labels: &targets,
         epochs: cell_epochs(cfg, design, &Cell::Baseline),
         lr: &cfg.train.pretrain_lr,
+        first_epoch: 0,
     };
     let epochs = r.train(&model, who, &phase)?;
     let logits = r.test_logits(&model)?;
+    let train_logits = r.logits(&model, &design.train)?;
     let hard = design.subsets();
+    let mut frozen = FrozenFeatures::default();
     Ok(CellOutcome {
-        readouts: vec![r.score(Readout::Scratch, &logits, hard)],
+        readouts: vec![r.score_with_train(
+            Readout::Scratch,
+            &logits,
+            hard,
+            &train_logits,
+            &targets,
+        )],
         epochs,
         labels: LabelSummary::targets(r.num_targets()),
+        fine_probe: fine_probe_of(r, design, &model, who, &mut frozen)?,
     })
 }
 
@@ -222,35 +254,55 @@ fn pretrained(
     let t = &cfg.train;
     let hard = design.subsets();
     let targets = design.train.labels_at_level(cfg.data.target_level);
-    let mut readouts = Vec::new();
     let model = r.model(labels.num_classes(), who.key("init"))?;
+    let pretrain_epochs = design.epochs(cfg, t.pretrain_epochs);
     let pretrain = Phase {
         name: "pretrain",
         set: &design.train,
         labels: &labels.labels,
-        epochs: design.epochs(cfg, t.pretrain_epochs),
+        epochs: pretrain_epochs,
         lr: &t.pretrain_lr,
+        first_epoch: 0,
     };
     let mut epochs: Vec<EpochRecord> = r.train(&model, who, &pretrain)?;
-    readouts.extend(frozen_readouts(r, design, labels, &model, who)?);
+    let mut frozen = FrozenFeatures::default();
+    let (mut readouts, probe) = frozen_readouts(r, design, labels, &model, who, &mut frozen)?;
+    let fine_probe = fine_probe_of(r, design, &model, who, &mut frozen)?;
     if t.readouts.contains(&Readout::Finetune) {
         let mut model = model;
-        model.replace_head(r.num_targets(), who.key("head"))?;
+        match t.finetune_head {
+            FinetuneHead::Fresh => model.replace_head(r.num_targets(), who.key("head"))?,
+            FinetuneHead::Probe => {
+                let probe = match probe {
+                    Some(p) => p,
+                    None => target_probe(r, design, &model, who, &mut frozen)?,
+                };
+                let (w, b) = probe.as_linear();
+                model.replace_head_with(r.num_targets(), w, b)?;
+            }
+        }
+        let start_train_error = error_rate(&r.logits(&model, &design.train)?, &targets);
         let finetune = Phase {
             name: "finetune",
             set: &design.train,
             labels: &targets,
             epochs: design.epochs(cfg, t.finetune_epochs),
             lr: &t.finetune_lr,
+            first_epoch: pretrain_epochs,
         };
         epochs.extend(r.train(&model, who, &finetune)?);
         let logits = r.test_logits(&model)?;
-        readouts.push(r.score(Readout::Finetune, &logits, hard));
+        let train_logits = r.logits(&model, &design.train)?;
+        readouts.push(ReadoutError {
+            start_train_error,
+            ..r.score_with_train(Readout::Finetune, &logits, hard, &train_logits, &targets)
+        });
     }
     Ok(CellOutcome {
         readouts,
         epochs,
         labels: labels.summary(),
+        fine_probe,
     })
 }
 
@@ -271,50 +323,129 @@ fn direct(
         labels: &labels.labels,
         epochs: cell_epochs(cfg, design, &Cell::Baseline),
         lr: &t.pretrain_lr,
+        first_epoch: 0,
     };
     let epochs = r.train(&model, who, &phase)?;
+    let mut frozen = FrozenFeatures::default();
+    let (readouts, _) = frozen_readouts(r, design, labels, &model, who, &mut frozen)?;
     Ok(CellOutcome {
-        readouts: frozen_readouts(r, design, labels, &model, who)?,
+        readouts,
         epochs,
         labels: labels.summary(),
+        fine_probe: fine_probe_of(r, design, &model, who, &mut frozen)?,
     })
 }
 
 /// The readouts of a network trained on `labels` that train nothing of it: the summed head and
-/// the linear probe on its frozen features (those the config asks for).
+/// the linear probe on its frozen features (those the config asks for); also returns the probe.
 fn frozen_readouts(
     r: &Runner,
     design: &Design,
     labels: &PretrainLabels,
     model: &Model,
     who: &Trainee,
-) -> Result<Vec<ReadoutError>, EmpiricalError> {
+    frozen: &mut FrozenFeatures,
+) -> Result<(Vec<ReadoutError>, Option<LinearProbe>), EmpiricalError> {
     let t = &r.config().train;
     let hard = design.subsets();
+    let targets = design.train.labels_at_level(r.config().data.target_level);
     let mut readouts = Vec::new();
     if t.readouts.contains(&Readout::SummedHead) {
         let logits = r.test_logits(model)?;
         if let Some(m) = labels.summed_head(&logits, r.num_targets())? {
-            readouts.push(r.score(Readout::SummedHead, &m, hard));
+            let train = labels
+                .summed_head(&r.logits(model, &design.train)?, r.num_targets())?
+                .unwrap_or(m.clone());
+            readouts.push(r.score_with_train(Readout::SummedHead, &m, hard, &train, &targets));
         }
     }
+    let mut probe = None;
     if t.readouts.contains(&Readout::LinearProbe) {
-        r.progress()
-            .set_message(format!("{} linear probe", who.label()));
-        let targets = design.train.labels_at_level(r.config().data.target_level);
-        let train_features = r.features(model, &design.train)?;
-        let test_features = r.features(model, &r.data().test)?;
-        let probe = LinearProbe::train(
-            &train_features,
+        let p = target_probe(r, design, model, who, frozen)?;
+        let (train_f, test_f) = frozen.get(r, model, design)?;
+        let logits = p.logits(test_f)?;
+        let train_logits = p.logits(train_f)?;
+        readouts.push(r.score_with_train(
+            Readout::LinearProbe,
+            &logits,
+            hard,
+            &train_logits,
             &targets,
-            r.num_targets(),
-            &t.probe,
-            who.key("probe"),
-        )?;
-        let logits = probe.logits(&test_features)?;
-        readouts.push(r.score(Readout::LinearProbe, &logits, hard));
+        ));
+        probe = Some(p);
     }
-    Ok(readouts)
+    Ok((readouts, probe))
+}
+
+/// The linear probe of the network's frozen features for the target labels.
+fn target_probe(
+    r: &Runner,
+    design: &Design,
+    model: &Model,
+    who: &Trainee,
+    frozen: &mut FrozenFeatures,
+) -> Result<LinearProbe, EmpiricalError> {
+    r.progress()
+        .set_message(format!("{} linear probe", who.label()));
+    let targets = design.train.labels_at_level(r.config().data.target_level);
+    let (train_f, _) = frozen.get(r, model, design)?;
+    LinearProbe::train(
+        train_f,
+        &targets,
+        r.num_targets(),
+        &r.config().train.probe,
+        who.key("probe"),
+    )
+}
+
+/// The fine-class probe of the network's frozen features (`train.fine_probe`), else none.
+fn fine_probe_of(
+    r: &Runner,
+    design: &Design,
+    model: &Model,
+    who: &Trainee,
+    frozen: &mut FrozenFeatures,
+) -> Result<Option<FineProbe>, EmpiricalError> {
+    if !r.config().train.fine_probe {
+        return Ok(None);
+    }
+    r.progress()
+        .set_message(format!("{} fine-class probe", who.label()));
+    let (train_f, test_f) = frozen.get(r, model, design)?;
+    let probe = super::fine_probe::fine_probe(
+        train_f,
+        &design.train,
+        test_f,
+        &r.data().test,
+        r.config().data.target_level,
+        &r.config().train.probe,
+        who.key("fine_probe"),
+    )?;
+    Ok(Some(probe))
+}
+
+/// The frozen features of a network on the design's training images and on the test images,
+/// extracted once for every probe of the network.
+#[derive(Default)]
+struct FrozenFeatures(Option<(Array2<f32>, Array2<f32>)>);
+
+impl FrozenFeatures {
+    fn get(
+        &mut self,
+        r: &Runner,
+        model: &Model,
+        design: &Design,
+    ) -> Result<(&Array2<f32>, &Array2<f32>), EmpiricalError> {
+        if self.0.is_none() {
+            let train = r.features(model, &design.train)?;
+            let test = r.features(model, &r.data().test)?;
+            self.0 = Some((train, test));
+        }
+        let (a, b) = self.0.as_ref().ok_or_else(|| {
+            EmpiricalError::invalid("features", "frozen features were not extracted")
+        })?;
+        Ok((a, b))
+    }
 }
 
 /// Training epochs of a cell in `design` (the baseline's and the direct arm's: the whole

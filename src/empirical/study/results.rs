@@ -72,6 +72,31 @@ pub struct ReadoutError {
         deserialize_with = "crate::report::f64_or_nan"
     )]
     pub confusable_error: f64,
+    /// Top-1 error on the design's training images, in evaluation mode without augmentation,
+    /// on the target labels (NaN in cells written before it was measured): whether the readout
+    /// fits its own training data.
+    #[serde(
+        default = "crate::report::nan",
+        deserialize_with = "crate::report::f64_or_nan",
+        skip_serializing_if = "is_nan"
+    )]
+    pub train_error: f64,
+    /// For fine-tuning: the same training error at the start of fine-tuning (the new head on
+    /// the pretrained backbone, before any step); NaN otherwise.
+    #[serde(
+        default = "crate::report::nan",
+        deserialize_with = "crate::report::f64_or_nan",
+        skip_serializing_if = "is_nan"
+    )]
+    pub start_train_error: f64,
+    /// The predicted target class of every test image, in test-set order (empty in cells
+    /// written before predictions were saved): any subset can be scored again from it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub predictions: Vec<u32>,
+}
+
+fn is_nan(v: &f64) -> bool {
+    v.is_nan()
 }
 
 /// The result of one design, condition and seed (a file in `cells/`).
@@ -97,6 +122,24 @@ pub struct CellResult {
     pub readouts: Vec<ReadoutError>,
     /// Every training epoch of the cell.
     pub epochs: Vec<EpochRecord>,
+    /// The fine-class probe of the network's frozen features (`train.fine_probe`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fine_probe: Option<FineProbe>,
+}
+
+/// How well a network's frozen features tell the leaves apart inside their own target class:
+/// a linear probe trained on the leaf labels of the training images, whose prediction for a
+/// test image is the best-scoring leaf of the image's own target class (the theory's
+/// mechanism: coarse-trained features carry little subclass information).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FineProbe {
+    /// Fraction of test images whose leaf is the probe's best leaf inside their target class.
+    #[serde(deserialize_with = "crate::report::f64_or_nan")]
+    pub within_target_acc: f64,
+    /// The same per leaf (leaf order of the hierarchy; none for a leaf without test images).
+    pub per_leaf: Vec<Option<f64>>,
+    /// The leaf predicted for every test image (inside its target class).
+    pub predictions: Vec<u32>,
 }
 
 /// The name of a cell's files (`{design}__{condition}__s{seed}`): its result is

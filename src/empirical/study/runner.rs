@@ -16,7 +16,7 @@ use super::hard::TestSubsets;
 use super::labels::LabelSummary;
 use super::phase::Trainee;
 use super::results::{
-    cell_name, cell_path, timings_path, CellResult, EpochRecord, ReadoutError, Timing,
+    cell_name, cell_path, timings_path, CellResult, EpochRecord, FineProbe, ReadoutError, Timing,
 };
 use crate::empirical::data::ImageSet;
 use crate::empirical::error::EmpiricalError;
@@ -103,6 +103,8 @@ pub struct CellOutcome {
     pub epochs: Vec<EpochRecord>,
     /// The labels the cell's network was trained on.
     pub labels: LabelSummary,
+    /// The fine-class probe of the network's features (`train.fine_probe`).
+    pub fine_probe: Option<FineProbe>,
 }
 
 /// Shared state of a running study (or single run): config, results folder, device, test set.
@@ -214,6 +216,12 @@ impl<'a> Runner<'a> {
         evaluate(model, &self.data.test, mean, std, EVAL_BATCH)
     }
 
+    /// The logits of every image of `set` (evaluation mode, no augmentation).
+    pub fn logits(&self, model: &Model, set: &ImageSet) -> Result<Array2<f32>, EmpiricalError> {
+        let (mean, std) = self.data.mean_std;
+        evaluate(model, set, mean, std, EVAL_BATCH)
+    }
+
     /// The features (backbone outputs) of every image of `set`.
     pub fn features(&self, model: &Model, set: &ImageSet) -> Result<Array2<f32>, EmpiricalError> {
         let (mean, std) = self.data.mean_std;
@@ -250,6 +258,26 @@ impl<'a> Runner<'a> {
             easy_error: easy,
             hard_error: hardv,
             confusable_error: subsets.confusable.map_or(f64::NAN, |c| rate(&|i| c[i])),
+            train_error: f64::NAN,
+            start_train_error: f64::NAN,
+            predictions: pred.iter().map(|&p| p as u32).collect(),
+        }
+    }
+
+    /// [`Runner::score`] with the readout's training error: `train_logits` are its scores of
+    /// the training images whose target labels are `train_targets` (evaluation mode, no
+    /// augmentation).
+    pub fn score_with_train(
+        &self,
+        readout: Readout,
+        logits: &Array2<f32>,
+        subsets: TestSubsets<'_>,
+        train_logits: &Array2<f32>,
+        train_targets: &[usize],
+    ) -> ReadoutError {
+        ReadoutError {
+            train_error: error_rate(train_logits, train_targets),
+            ..self.score(readout, logits, subsets)
         }
     }
 
@@ -333,6 +361,7 @@ impl<'a> Runner<'a> {
             purity: out.labels.purity,
             readouts: out.readouts,
             epochs: out.epochs,
+            fine_probe: out.fine_probe,
         };
         let name = cell_name(&design.name, condition, seed);
         self.add_timings(vec![Timing {
@@ -357,6 +386,16 @@ impl<'a> Runner<'a> {
             .milestone(format!("{} done: error {}", who.label(), errors.join(", ")));
         Ok(())
     }
+}
+
+/// The top-1 error of `logits` (one row per image) against `targets`; NaN without images.
+pub fn error_rate(logits: &Array2<f32>, targets: &[usize]) -> f64 {
+    let pred = predictions(logits);
+    if pred.is_empty() {
+        return f64::NAN;
+    }
+    let wrong = pred.iter().zip(targets).filter(|(p, t)| p != t).count();
+    wrong as f64 / pred.len() as f64
 }
 
 /// The entries of a results folder that hold computed results.

@@ -61,6 +61,7 @@ fn single_result(
         purity: labels.purity,
         readouts,
         epochs,
+        fine_probe: None,
     }
 }
 
@@ -137,6 +138,7 @@ pub fn pretrain(
         labels: &l.labels,
         epochs: cfg.train.pretrain_epochs,
         lr: &cfg.train.pretrain_lr,
+        first_epoch: 0,
     };
     let epochs = r.train(&model, &who, &phase)?;
     model.save_weights(&r.dir().path("weights.safetensors"))?;
@@ -201,6 +203,7 @@ pub fn finetune(
         labels: &targets,
         epochs: cfg.train.finetune_epochs,
         lr: &cfg.train.finetune_lr,
+        first_epoch: 0,
     };
     let epochs = r.train(&model, &who, &phase)?;
     readouts.push(r.score(Readout::Finetune, &r.test_logits(&model)?, hard));

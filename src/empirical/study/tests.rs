@@ -214,6 +214,7 @@ fn phase_resumes_from_its_checkpoint() {
         labels: &labels,
         epochs: 2,
         lr: &cfg.train.pretrain_lr,
+        first_epoch: 0,
     };
     let straight = Runner::new(&cfg, dir.clone(), &data, &opts(tmp.path()));
     let m1 = Model::new(cfg.model, 4, 1, &Device::Cpu).unwrap();

@@ -1,0 +1,1 @@
+//! The comparisons a study reports, as a reviewer reads them.
