@@ -1,1 +1,721 @@
-//! The comparisons a study reports, as a reviewer reads them.
+//! The comparisons a study reports, re-scored from what every cell saves (the predicted target
+//! class of every test image) on the test subsets of `subsets.json`:
+//! * the **primary comparison**, named in the config before the study runs (`[analysis]`): a
+//!   condition, a readout and a test subset against the baseline; decided "helps / hurts / no
+//!   detectable difference" from its 95% paired t-interval over seeds, uncorrected;
+//! * **every other comparison**: each condition × readout × subset, and the fine-class probe of
+//!   every condition (see [`super::fine_probe`]), against the baseline, with its two-sided
+//!   paired-t p-value and its Holm-adjusted p-value, the family being all of them; the report
+//!   says how many there are and how many false verdicts uncorrected 95% intervals would give by
+//!   chance if nothing differed;
+//! * the **placebo beside the primary arm** on every subset: an arm of randomly grouped labels
+//!   nested in the targets (family "random, aligned") is as unlike the baseline as the fine
+//!   labels but carries no fine-class information, so a subset on which it gains as much as the
+//!   fine arm measures the selection, not fine-class learning.
+//!
+//! Each comparison pairs the arm and the baseline seed by seed (same seed: the same training
+//! images, and with `train.batch_keying = "seed"` the same batches).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use statrs::distribution::{ContinuousCDF, StudentsT};
+
+use super::config::{Comparison, Readout, StudyConfig};
+use super::designs::design_plan;
+use super::hard::DesignSubsets;
+use super::results::CellResult;
+use super::stats::{t975, Paired, Verdict};
+use crate::empirical::error::EmpiricalError;
+use crate::plot::{HBand, LineChart, Series};
+use crate::report::{MarkdownTable, MeanSd};
+
+/// The file of the comparisons, beside `comparisons.md`.
+pub const COMPARISONS_FILE: &str = "comparisons.json";
+
+/// The name of the fine-class probe in the readout column of a comparison.
+pub const FINE_PROBE: &str = "fine_probe";
+
+/// Every comparison of a study with its baseline.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Comparisons {
+    /// The study.
+    pub study: String,
+    /// The number of target classes (the baseline's).
+    #[serde(default)]
+    pub target_classes: usize,
+    /// The primary comparison as named in the config.
+    pub primary_named: Option<Comparison>,
+    /// Its result (none when it is not named or its cells have not run).
+    pub primary: Option<ComparisonRow>,
+    /// Every other comparison, with Holm-adjusted p-values across all of them.
+    pub others: Vec<ComparisonRow>,
+    /// How many other comparisons have a p-value (the Holm family).
+    pub made: usize,
+    /// The false verdicts that uncorrected 95% intervals give among them by chance where nothing
+    /// differs (5% of them).
+    pub expected_false_uncorrected: f64,
+}
+
+/// One comparison with the baseline.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ComparisonRow {
+    /// Design.
+    pub design: String,
+    /// Condition.
+    pub condition: String,
+    /// Its family of label sets.
+    pub family: String,
+    /// Its pretraining classes.
+    pub classes: usize,
+    /// The readout's name, or [`FINE_PROBE`] (the error of telling the fine classes apart
+    /// inside their own target class).
+    pub readout: String,
+    /// The test subset ("all" or a name of `subsets.json`).
+    pub subset: String,
+    /// Test images in the subset.
+    pub images: usize,
+    /// The arm's error on the subset, over seeds.
+    pub error: MeanSd,
+    /// The baseline's.
+    pub baseline_error: MeanSd,
+    /// The arm's error on its own training images, in evaluation mode (NaN where not
+    /// measured): whether the network converged.
+    pub train_error: MeanSd,
+    /// The baseline's.
+    pub baseline_train_error: MeanSd,
+    /// The per-seed differences, their mean, 95% t-interval and verdict.
+    pub paired: Paired,
+    /// The paired t statistic.
+    #[serde(deserialize_with = "crate::report::f64_or_nan")]
+    pub t: f64,
+    /// Its two-sided p-value (NaN with fewer than two seeds).
+    #[serde(deserialize_with = "crate::report::f64_or_nan")]
+    pub p: f64,
+    /// The Holm-adjusted p-value across the study's other comparisons (NaN for the primary).
+    #[serde(deserialize_with = "crate::report::f64_or_nan")]
+    pub p_holm: f64,
+    /// The verdict at adjusted p < 0.05 (the sign of the mean difference); for the primary,
+    /// the interval's verdict.
+    pub verdict: Verdict,
+}
+
+/// The two-sided p-value of a paired t-test on `diffs` (NaN with fewer than two values; 0 or 1
+/// where every difference is the same).
+pub fn paired_t(diffs: &[f64]) -> (f64, f64) {
+    let n = diffs.len();
+    if n < 2 {
+        return (f64::NAN, f64::NAN);
+    }
+    let mean = diffs.iter().sum::<f64>() / n as f64;
+    let var = diffs.iter().map(|d| (d - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
+    let se = (var / n as f64).sqrt();
+    if se == 0.0 {
+        return if mean == 0.0 {
+            (0.0, 1.0)
+        } else {
+            (mean.signum() * f64::INFINITY, 0.0)
+        };
+    }
+    let t = mean / se;
+    let p = match StudentsT::new(0.0, 1.0, (n - 1) as f64) {
+        Ok(dist) => (2.0 * dist.sf(t.abs())).min(1.0),
+        Err(_) => f64::NAN,
+    };
+    (t, p)
+}
+
+/// Holm's step-down adjustment of `p` (NaN entries are left out of the family and stay NaN):
+/// the k-th smallest of m p-values becomes max over j <= k of min(1, (m - j + 1) p_(j)).
+pub fn holm(p: &[f64]) -> Vec<f64> {
+    let mut order: Vec<usize> = (0..p.len()).filter(|&i| p[i].is_finite()).collect();
+    order.sort_by(|&a, &b| p[a].total_cmp(&p[b]).then(a.cmp(&b)));
+    let m = order.len();
+    let mut out = vec![f64::NAN; p.len()];
+    let mut running: f64 = 0.0;
+    for (j, &i) in order.iter().enumerate() {
+        running = running.max(((m - j) as f64 * p[i]).min(1.0));
+        out[i] = running;
+    }
+    out
+}
+
+/// The top-1 error of `predictions` against `targets` on the images `subset` (all when none).
+fn subset_error(predictions: &[u32], targets: &[u32], subset: Option<&[u32]>) -> f64 {
+    let wrong = |i: usize| (predictions[i] != targets[i]) as usize;
+    match subset {
+        None => (0..targets.len()).map(wrong).sum::<usize>() as f64 / targets.len() as f64,
+        Some([]) => f64::NAN,
+        Some(idx) => {
+            idx.iter().map(|&i| wrong(i as usize)).sum::<usize>() as f64 / idx.len() as f64
+        }
+    }
+}
+
+/// One measured value of a cell: (seed, test value, training value).
+type Measured = Vec<(u64, f64, f64)>;
+
+/// The comparisons of a study from its cells and `subsets.json`; none when no cell saved its
+/// predictions. Refused when a cell's predictions do not cover the test set.
+pub fn compare(
+    cfg: &StudyConfig,
+    cells: &[CellResult],
+    subsets: &[DesignSubsets],
+) -> Result<Option<Comparisons>, EmpiricalError> {
+    let with_predictions = cells
+        .iter()
+        .any(|c| c.readouts.iter().any(|r| !r.predictions.is_empty()));
+    if !with_predictions || subsets.is_empty() {
+        return Ok(None);
+    }
+    // what every condition measured, by (design, condition, readout, subset)
+    let mut measured: BTreeMap<(String, String, String, String), Measured> = BTreeMap::new();
+    let mut info: BTreeMap<String, (String, usize)> = BTreeMap::new();
+    let mut order: Vec<(String, String, String, String)> = Vec::new();
+    let mut push = |key: (String, String, String, String), v: (u64, f64, f64)| {
+        let e = measured.entry(key.clone()).or_default();
+        if e.is_empty() {
+            order.push(key);
+        }
+        e.push(v);
+    };
+    for c in cells {
+        let Some(ds) = subsets.iter().find(|s| s.design == c.design) else {
+            continue;
+        };
+        let targets = &ds.test_targets;
+        info.insert(c.condition.clone(), (c.family.clone(), c.classes));
+        for r in &c.readouts {
+            if r.predictions.is_empty() {
+                continue;
+            }
+            if r.predictions.len() != targets.len() {
+                return Err(EmpiricalError::invalid(
+                    "cells",
+                    format!(
+                        "cell {} / {} / seed {}: {} saved predictions for {} test images",
+                        c.design,
+                        c.condition,
+                        c.seed,
+                        r.predictions.len(),
+                        targets.len()
+                    ),
+                ));
+            }
+            let mut names: Vec<(&str, Option<&[u32]>)> = vec![("all", None)];
+            names.extend(
+                ds.subsets
+                    .iter()
+                    .map(|(n, v)| (n.as_str(), Some(v.as_slice()))),
+            );
+            for (name, idx) in names {
+                let key = (
+                    c.design.clone(),
+                    c.condition.clone(),
+                    r.readout.name().to_string(),
+                    name.to_string(),
+                );
+                let err = subset_error(&r.predictions, targets, idx);
+                push(key, (c.seed, err, r.train_error));
+            }
+        }
+        if let Some(f) = &c.fine_probe {
+            let key = (
+                c.design.clone(),
+                c.condition.clone(),
+                FINE_PROBE.to_string(),
+                "all".to_string(),
+            );
+            push(key, (c.seed, 1.0 - f.within_target_acc, f64::NAN));
+        }
+    }
+    let size = |design: &str, subset: &str| -> usize {
+        let ds = subsets.iter().find(|s| s.design == design);
+        match (ds, subset) {
+            (Some(d), "all") => d.test_targets.len(),
+            (Some(d), s) => d.subsets.get(s).map_or(0, Vec::len),
+            (None, _) => 0,
+        }
+    };
+    let row = |key: &(String, String, String, String)| -> Option<ComparisonRow> {
+        let (design, condition, readout, subset) = key;
+        if condition == "baseline" {
+            return None;
+        }
+        let base_readout = if readout == FINE_PROBE {
+            FINE_PROBE
+        } else {
+            Readout::Scratch.name()
+        };
+        let base = measured.get(&(
+            design.clone(),
+            "baseline".to_string(),
+            base_readout.to_string(),
+            subset.clone(),
+        ))?;
+        let arm = &measured[key];
+        let pairs: Vec<(u64, f64, f64)> = arm
+            .iter()
+            .filter_map(|&(s, a, _)| base.iter().find(|b| b.0 == s).map(|&(_, b, _)| (s, a, b)))
+            .collect();
+        let paired = Paired::of(&pairs);
+        let (t, p) = paired_t(&paired.diffs);
+        let (family, classes) = info.get(condition).cloned().unwrap_or_default();
+        let seeds = &paired.seeds;
+        let of = |m: &Measured, test: bool| {
+            let v: Vec<f64> = m
+                .iter()
+                .filter(|x| seeds.contains(&x.0))
+                .map(|x| if test { x.1 } else { x.2 })
+                .collect();
+            MeanSd::of(&v)
+        };
+        Some(ComparisonRow {
+            design: design.clone(),
+            condition: condition.clone(),
+            family,
+            classes,
+            readout: readout.clone(),
+            subset: subset.clone(),
+            images: size(design, subset),
+            error: of(arm, true),
+            baseline_error: of(base, true),
+            train_error: of(arm, false),
+            baseline_train_error: of(base, false),
+            verdict: paired.verdict,
+            paired,
+            t,
+            p,
+            p_holm: f64::NAN,
+        })
+    };
+    let mut rows: Vec<ComparisonRow> = order.iter().filter_map(row).collect();
+    let named = cfg.analysis.as_ref().map(|a| {
+        let mut c = a.primary.clone();
+        if c.design.is_empty() {
+            c.design = design_plan(cfg)
+                .first()
+                .map(|d| d.0.clone())
+                .unwrap_or_default();
+        }
+        c
+    });
+    let is_primary = |r: &ComparisonRow| {
+        named.as_ref().is_some_and(|c| {
+            r.design == c.design
+                && r.condition == c.condition
+                && r.readout == c.readout.name()
+                && r.subset == c.subset
+        })
+    };
+    let primary = rows.iter().position(is_primary).map(|i| rows.remove(i));
+    let adjusted = holm(&rows.iter().map(|r| r.p).collect::<Vec<_>>());
+    for (r, adj) in rows.iter_mut().zip(adjusted) {
+        r.p_holm = adj;
+        r.verdict = if adj < 0.05 && r.paired.mean < 0.0 {
+            Verdict::Helps
+        } else if adj < 0.05 && r.paired.mean > 0.0 {
+            Verdict::Hurts
+        } else {
+            Verdict::NoDetectableDifference
+        };
+    }
+    let made = rows.iter().filter(|r| r.p.is_finite()).count();
+    Ok(Some(Comparisons {
+        study: cfg.name.clone(),
+        target_classes: cells
+            .iter()
+            .find(|c| c.condition == "baseline")
+            .map_or(0, |c| c.classes),
+        primary_named: named,
+        primary,
+        others: rows,
+        made,
+        expected_false_uncorrected: 0.05 * made as f64,
+    }))
+}
+
+/// `0.425 ± 0.010 (train 0.000)`: a test error over seeds with its training error.
+fn with_train(e: &MeanSd, train: &MeanSd) -> String {
+    let t = if train.mean.is_finite() {
+        format!(" (train {:.3})", train.mean)
+    } else {
+        String::new()
+    };
+    format!("{:.3} ± {:.3}{t}", e.mean, e.sd)
+}
+
+/// A p-value for tables.
+fn p_text(p: f64) -> String {
+    if p.is_nan() {
+        "–".into()
+    } else if p < 0.001 {
+        "<0.001".into()
+    } else {
+        format!("{p:.3}")
+    }
+}
+
+impl Comparisons {
+    /// The Markdown report (`comparisons.md`).
+    pub fn markdown(&self) -> String {
+        let mut md = format!("# Comparisons of study `{}`\n\n", self.study);
+        md.push_str("Every number is re-scored from the per-image test predictions the cells saved. Errors are top-1 target errors, mean ± sd over seeds, with the arm's error on its own training images (evaluation mode, no augmentation) in parentheses: a network that has not fitted its training data is not evidence either way. Differences are paired by seed (arm − baseline; negative = lower error than the baseline) with 95% t-intervals.\n\n## Primary comparison\n\n");
+        match (&self.primary_named, &self.primary) {
+            (None, _) => md.push_str("None named in the config (`[analysis] primary`).\n"),
+            (Some(c), None) => md.push_str(&format!(
+                "Named: `{}`, {}, on {} test images of design `{}`; its cells have not run yet.\n",
+                c.condition,
+                c.readout.title(),
+                c.subset,
+                c.design
+            )),
+            (Some(c), Some(r)) => md.push_str(&format!(
+                "Named in the config before the study ran: `{}`, {}, on {} test images ({}) of design `{}`, against the baseline trained from scratch.\n\n* arm: {}\n* baseline: {}\n* paired difference over {} seeds: **{}**, p = {} (two-sided paired t, uncorrected)\n* verdict from the 95% interval: **{}**\n",
+                c.condition,
+                c.readout.title(),
+                c.subset,
+                r.images,
+                c.design,
+                with_train(&r.error, &r.train_error),
+                with_train(&r.baseline_error, &r.baseline_train_error),
+                r.paired.seeds.len(),
+                r.paired.interval(),
+                p_text(r.p),
+                r.verdict.words()
+            )),
+        }
+        let helps = self
+            .others
+            .iter()
+            .filter(|r| r.verdict == Verdict::Helps)
+            .count();
+        let hurts = self
+            .others
+            .iter()
+            .filter(|r| r.verdict == Verdict::Hurts)
+            .count();
+        let uncorrected = self
+            .others
+            .iter()
+            .filter(|r| r.paired.verdict != Verdict::NoDetectableDifference)
+            .count();
+        md.push_str(&format!(
+            "\n## Every other comparison\n\n{} other comparisons were made (each condition × readout × test subset, and the fine-class probe of every condition). If nothing differed, uncorrected 95% intervals would give about {:.1} false verdicts among them by chance; uncorrected, {} of them exclude zero. Each is listed with its two-sided paired-t p-value and its Holm-adjusted p-value (the family: all {} comparisons); the verdict column is read at adjusted p < 0.05: {} helps, {} hurts, the rest no detectable difference.\n\n",
+            self.made, self.expected_false_uncorrected, uncorrected, self.made, helps, hurts
+        ));
+        let tables = self.placebo_tables();
+        if !tables.is_empty() {
+            md.push_str("### The placebo beside the fine labels\n\nThe fine-label arm beside the arms of random labels nested in the targets (as unlike the baseline, no fine-class information) and, fine-tuned, the two-stage control (pretrained on the target labels, then fine-tuned), on every test subset: a subset on which the placebo gains as much as the fine arm measures the selection or the extra training, not fine-class learning.\n\n");
+            for (title, t) in tables {
+                md.push_str(&format!("{title}:\n\n{t}\n"));
+            }
+        }
+        md.push_str("### All\n\n");
+        md.push_str(&self.table(&self.others).to_string());
+        md
+    }
+
+    /// The table of `rows`.
+    fn table(&self, rows: &[ComparisonRow]) -> MarkdownTable {
+        let mut t = MarkdownTable::new([
+            "design",
+            "condition",
+            "readout",
+            "subset",
+            "images",
+            "seeds",
+            "error (train)",
+            "baseline (train)",
+            "paired difference [95%]",
+            "p",
+            "Holm p",
+            "verdict (Holm)",
+        ]);
+        for r in rows {
+            t.row([
+                r.design.clone(),
+                r.condition.clone(),
+                r.readout.clone(),
+                r.subset.clone(),
+                r.images.to_string(),
+                r.paired.seeds.len().to_string(),
+                with_train(&r.error, &r.train_error),
+                with_train(&r.baseline_error, &r.baseline_train_error),
+                r.paired.interval(),
+                p_text(r.p),
+                p_text(r.p_holm),
+                r.verdict.words().to_string(),
+            ]);
+        }
+        t
+    }
+
+    /// The side-by-side tables: the primary arm beside the placebo arms of the same kind
+    /// (random labels nested in the targets, direct when the primary is), with the primary's
+    /// readout; and, fine-tuned, the primary's labels pretrained beside the pretrained placebo
+    /// and the two-stage control (pretrained on the target labels themselves).
+    fn placebo_tables(&self) -> Vec<(String, MarkdownTable)> {
+        let Some(c) = self.primary_named.as_ref() else {
+            return Vec::new();
+        };
+        let all: Vec<&ComparisonRow> = self.primary.iter().chain(&self.others).collect();
+        let direct = c.condition.ends_with(" direct");
+        let placebos = |readout: &str, direct: bool| -> Vec<String> {
+            let mut v: Vec<String> = Vec::new();
+            for r in &all {
+                if r.design == c.design
+                    && r.family.ends_with("random, aligned")
+                    && r.readout == readout
+                    && r.condition.ends_with(" direct") == direct
+                    && !v.contains(&r.condition)
+                {
+                    v.push(r.condition.clone());
+                }
+            }
+            v
+        };
+        let mut out = Vec::new();
+        let first = placebos(c.readout.name(), direct);
+        if !first.is_empty() {
+            let arms: Vec<String> = std::iter::once(c.condition.clone()).chain(first).collect();
+            out.push((
+                format!(
+                    "{}, {}",
+                    c.readout.title(),
+                    if direct {
+                        "direct arms"
+                    } else {
+                        "pretrained arms"
+                    }
+                ),
+                self.side_by_side(&all, &c.design, c.readout.name(), &arms),
+            ));
+        }
+        let ft = Readout::Finetune.name();
+        let fine = c.condition.trim_end_matches(" direct").to_string();
+        let target_classes = Some(self.target_classes);
+        let two_stage: Vec<String> = all
+            .iter()
+            .filter(|r| {
+                r.design == c.design
+                    && r.readout == ft
+                    && r.family == "manual hierarchy"
+                    && Some(r.classes) == target_classes
+                    && r.condition != fine
+            })
+            .map(|r| r.condition.clone())
+            .take(1)
+            .collect();
+        let mut arms = vec![fine];
+        arms.extend(placebos(ft, false));
+        arms.extend(two_stage);
+        if arms.len() > 1
+            && all
+                .iter()
+                .any(|r| r.condition == arms[0] && r.readout == ft)
+        {
+            out.push((
+                "full fine-tuning, pretrained arms (with the two-stage control)".to_string(),
+                self.side_by_side(&all, &c.design, ft, &arms),
+            ));
+        }
+        out
+    }
+
+    /// The paired differences of `arms` with `readout` on every test subset, side by side.
+    fn side_by_side(
+        &self,
+        all: &[&ComparisonRow],
+        design: &str,
+        readout: &str,
+        arms: &[String],
+    ) -> MarkdownTable {
+        let mut subsets: Vec<(String, usize)> = Vec::new();
+        for r in all {
+            if r.design == design && r.condition == arms[0] && r.readout == readout {
+                subsets.push((r.subset.clone(), r.images));
+            }
+        }
+        let mut header = vec!["subset".to_string(), "images".to_string()];
+        header.extend(arms.iter().map(|a| format!("{a} (Holm p)")));
+        let mut t = MarkdownTable::new(header);
+        for (s, images) in &subsets {
+            let mut cells = vec![s.clone(), images.to_string()];
+            for a in arms {
+                let r = all.iter().find(|r| {
+                    r.design == design
+                        && &r.condition == a
+                        && r.readout == readout
+                        && &r.subset == s
+                });
+                cells.push(match r {
+                    Some(r) => {
+                        let p = if r.p_holm.is_nan() {
+                            "primary".to_string()
+                        } else {
+                            p_text(r.p_holm)
+                        };
+                        format!("{} ({p})", r.paired.interval())
+                    }
+                    None => "–".into(),
+                });
+            }
+            t.row(cells);
+        }
+        t
+    }
+
+    /// The granularity figure of one readout: the paired difference with the baseline on all
+    /// test images against the number of pretraining classes (log x), one line per family, 95%
+    /// intervals as error bars, zero (the baseline) as the reference line. `direct`: the direct
+    /// arms instead of the pretrained ones.
+    pub fn granularity_chart(
+        &self,
+        design: &str,
+        readout: &str,
+        direct: bool,
+    ) -> Option<LineChart> {
+        let all: Vec<&ComparisonRow> = self.primary.iter().chain(&self.others).collect();
+        let mut fams: BTreeMap<String, Vec<(usize, &Paired)>> = BTreeMap::new();
+        for r in all.iter().filter(|r| {
+            r.design == design
+                && r.readout == readout
+                && r.subset == "all"
+                && r.condition.ends_with(" direct") == direct
+                && r.paired.mean.is_finite()
+        }) {
+            fams.entry(r.family.clone())
+                .or_default()
+                .push((r.classes, &r.paired));
+        }
+        if fams.is_empty() {
+            return None;
+        }
+        let n = fams.len();
+        let series = fams
+            .iter()
+            .enumerate()
+            .map(|(j, (f, pts))| {
+                let mut pts = pts.clone();
+                pts.sort_by_key(|p| p.0);
+                let shift = 10f64.powf(0.02 * (j as f64 - (n as f64 - 1.0) / 2.0));
+                Series {
+                    label: f.clone(),
+                    x: pts.iter().map(|p| p.0 as f64 * shift).collect(),
+                    mean: pts.iter().map(|p| p.1.mean).collect(),
+                    sd: Some(
+                        pts.iter()
+                            .map(|p| super::stats::half_width(p.1.lo, p.1.hi))
+                            .collect(),
+                    ),
+                }
+            })
+            .collect();
+        let what = if readout == FINE_PROBE {
+            "fine-class probe error (within each target)".to_string()
+        } else {
+            format!("target error, {}", readout.replace('_', " "))
+        };
+        Some(LineChart {
+            title: format!(
+                "{}{}: {what}, paired difference with the baseline (95% intervals)",
+                self.study,
+                if direct { ", direct arms" } else { "" }
+            ),
+            x_label: "pretraining classes (log scale; families shifted apart)".into(),
+            y_label: "error − baseline error (negative = better)".into(),
+            series,
+            bands: vec![HBand {
+                label: "baseline (from scratch)".into(),
+                mean: 0.0,
+                sd: 0.0,
+            }],
+            log_x: true,
+            error_bars: true,
+            ..Default::default()
+        })
+    }
+}
+
+/// The 95% half-width of a mean over seeds (for figures of absolute values).
+pub fn mean_half_width(m: &MeanSd) -> f64 {
+    if m.n < 2 {
+        f64::NAN
+    } else {
+        t975(m.n - 1) * m.sd / (m.n as f64).sqrt()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paired_t_matches_reference_values() {
+        // by hand: mean 0.012, sd 0.023875, se 0.010677, t = 1.12390 with 4 df
+        let (t, p) = paired_t(&[0.01, -0.02, 0.03, 0.04, 0.00]);
+        assert!((t - 1.123_903).abs() < 1e-5, "t {t}");
+        // 2 * (1 - F_4(t)) by numerical integration of the t density: 0.3239407
+        assert!((p - 0.323_940_7).abs() < 1e-5, "p {p}");
+        // 2 df, closed form: p = 1 - t / sqrt(2 + t^2); differences 0.01, -0.02, 0.04 give
+        // t = 0.01 / (0.03 / sqrt 3) = 0.577350, p = 0.622036
+        let (t2, p2) = paired_t(&[0.01, -0.02, 0.04]);
+        assert!((t2 - 0.577_350).abs() < 1e-5, "t {t2}");
+        assert!(
+            (p2 - (1.0 - t2 / (2.0 + t2 * t2).sqrt())).abs() < 1e-9,
+            "p {p2}"
+        );
+        // a constant non-zero difference has no variance: p = 0
+        assert_eq!(paired_t(&[0.02, 0.02, 0.02]).1, 0.0);
+        let (_, p1) = paired_t(&[0.0, 0.0]);
+        assert_eq!(p1, 1.0);
+        assert!(paired_t(&[0.1]).1.is_nan());
+    }
+
+    #[test]
+    fn p_below_five_percent_exactly_when_the_interval_excludes_zero() {
+        for diffs in [
+            vec![-0.01, -0.03, -0.02, -0.025, -0.015],
+            vec![-0.01, 0.03, -0.02, 0.025, -0.015],
+            vec![0.05, 0.01, 0.02, 0.04, 0.06, 0.00],
+            vec![-0.004, -0.001, -0.009],
+        ] {
+            let pairs: Vec<(u64, f64, f64)> = diffs
+                .iter()
+                .enumerate()
+                .map(|(i, &d)| (i as u64, d, 0.0))
+                .collect();
+            let interval = Paired::of(&pairs);
+            let (_, p) = paired_t(&diffs);
+            let excludes = interval.verdict != Verdict::NoDetectableDifference;
+            // the table's quantiles are rounded to 3 decimals: only a p-value right at 0.05 could
+            // disagree
+            assert!(
+                (p < 0.05) == excludes || (p - 0.05).abs() < 1e-3,
+                "{diffs:?}: p {p}"
+            );
+        }
+    }
+
+    #[test]
+    fn holm_by_hand() {
+        // m = 4: sorted 0.01, 0.02, 0.03, 0.5 -> 0.04, 0.06, 0.06 (monotone), 0.5
+        let adj = holm(&[0.03, 0.5, 0.01, f64::NAN, 0.02]);
+        let want = [0.06, 0.5, 0.04, f64::NAN, 0.06];
+        for (a, w) in adj.iter().zip(want) {
+            assert!(a.is_nan() && w.is_nan() || (a - w).abs() < 1e-12, "{adj:?}");
+        }
+        assert_eq!(holm(&[0.9, 0.8]), vec![1.0, 1.0]);
+    }
+
+    #[test]
+    fn subset_errors_from_predictions() {
+        let targets = [0, 1, 1, 2];
+        let pred = [0, 2, 1, 0];
+        assert_eq!(subset_error(&pred, &targets, None), 0.5);
+        assert_eq!(subset_error(&pred, &targets, Some(&[1, 3])), 1.0);
+        assert_eq!(subset_error(&pred, &targets, Some(&[0, 2])), 0.0);
+        assert!(subset_error(&pred, &targets, Some(&[])).is_nan());
+    }
+}

@@ -8,7 +8,7 @@ use rand::seq::SliceRandom;
 
 use crate::seed;
 
-use super::config::{DataSource, StudyConfig};
+use super::config::{DataConfig, DataSource, StudyConfig};
 use super::hard::TestSubsets;
 use super::memory;
 use crate::empirical::data::indexed::keep_per_leaf as keep_per_class;
@@ -190,6 +190,25 @@ fn split_validation(
     ))
 }
 
+/// The training images per leaf an indexed source decodes (0: all): with `data.train_per_leaf`
+/// set, enough for the validation split, the ensemble's own images and the largest design
+/// (see [`split_validation`]); the study draws each design's images from them.
+fn decoded_per_leaf(cfg: &StudyConfig) -> usize {
+    let d = &cfg.data;
+    if d.train_per_leaf == 0 {
+        return 0;
+    }
+    let disjoint = cfg.hard.ensemble.as_ref().is_some_and(|e| e.disjoint);
+    let largest = d
+        .sizes
+        .iter()
+        .copied()
+        .chain([d.train_per_leaf])
+        .max()
+        .unwrap_or(0);
+    d.validation_per_leaf + if disjoint { d.train_per_leaf } else { 0 } + largest
+}
+
 /// See [`Design::epochs`].
 pub fn scaled_epochs(cfg: &StudyConfig, per_leaf: Option<usize>, epochs: usize) -> usize {
     match per_leaf {
@@ -334,7 +353,11 @@ pub fn load_data(cfg: &StudyConfig, data_dir: Option<&Path>) -> Result<StudyData
             (s.train, s.test, None)
         }
         DataSource::Folder | DataSource::Inat2021 | DataSource::Wordnet | DataSource::Breeds => {
-            let s = load_indexed(&cfg.data, &dataset_folder(cfg, data_dir, "dataset")?)?;
+            let data = DataConfig {
+                train_per_leaf: decoded_per_leaf(cfg),
+                ..cfg.data.clone()
+            };
+            let s = load_indexed(&data, &dataset_folder(cfg, data_dir, "dataset")?)?;
             (s.train, s.test, None)
         }
         DataSource::Synthetic => {

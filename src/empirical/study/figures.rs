@@ -127,7 +127,8 @@ pub fn easy_hard_chart(rows: &[SummaryRow], design: &str, readout: Readout) -> O
         .filter(|r| r.design == design && (r.readout == readout || r.readout == Readout::Scratch))
         .filter(|r| r.hard_error.mean.is_finite())
         .collect();
-    if sel.len() < 2 {
+    // no easy images (or no hard ones) on the design: nothing to set side by side
+    if sel.len() < 2 || !sel.iter().any(|r| r.easy_error.mean.is_finite()) {
         return None;
     }
     Some(GroupedBars {
@@ -381,8 +382,12 @@ mod tests {
                 easy_error: f64::NAN,
                 hard_error: f64::NAN,
                 confusable_error: f64::NAN,
+                train_error: f64::NAN,
+                start_train_error: f64::NAN,
+                predictions: Vec::new(),
             }],
             epochs: Vec::new(),
+            fine_probe: None,
         }
     }
 

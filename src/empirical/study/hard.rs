@@ -56,6 +56,10 @@ pub struct HardSubset {
     /// The leaves a fine-trained ensemble confuses most (`hard.ensemble.mirror_level`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mirror: Option<ConfusableLeaves>,
+    /// Whether the subsets were chosen on the validation images (no test label used), rather
+    /// than on the test images they are scored on.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub on_validation: bool,
 }
 
 /// The leaves that the coarse-trained ensemble confuses most, whose test images form a design's
@@ -117,6 +121,10 @@ pub struct DesignSubsets {
     pub design: String,
     /// Test-image indices by subset name (one of [`SUBSETS`] but "all").
     pub subsets: std::collections::BTreeMap<String, Vec<u32>>,
+    /// The target class of every test image, in test-set order: what the cells' saved
+    /// predictions are scored against.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub test_targets: Vec<u32>,
 }
 
 /// The ensemble member with seed `seed`.
@@ -304,12 +312,15 @@ pub fn assign_hard_subsets(
                 total: h.len(),
                 confusable: None,
                 mirror: None,
+                on_validation: false,
             });
         }
     }
     if let (Some(members), Some(e)) = (members, &cfg.hard.ensemble) {
-        let chosen = match validation_view(r, members) {
-            Some(v) => choose_on_validation(r, members, mirror, &v, e),
+        let view = validation_view(r, members);
+        let on_validation = view.is_some();
+        let chosen = match view {
+            Some(v) => choose_on_validation(r, members, mirror, v, e),
             None => choose_on_test(r, members, mirror, e),
         };
         for d in designs
@@ -323,6 +334,7 @@ pub fn assign_hard_subsets(
                 confusable: Some(chosen.confusable.clone()),
                 mirror: chosen.mirror.as_ref().map(|m| m.0.clone()),
                 definition: chosen.definition.clone(),
+                on_validation,
             });
             d.test_is_hard = Some(chosen.hard.clone());
             d.test_is_confusable = Some(chosen.confusable_mask.clone());
@@ -346,10 +358,16 @@ pub fn assign_hard_subsets(
             total: test.len,
             confusable: None,
             mirror: None,
+            on_validation: false,
         });
     }
     let indices =
         |m: &[bool]| -> Vec<u32> { (0..m.len()).filter(|&i| m[i]).map(|i| i as u32).collect() };
+    let test_targets: Vec<u32> = test
+        .labels_at_level(r.config().data.target_level)
+        .iter()
+        .map(|&t| t as u32)
+        .collect();
     let masks = designs
         .iter()
         .map(|d| {
@@ -368,6 +386,7 @@ pub fn assign_hard_subsets(
             DesignSubsets {
                 design: d.name.clone(),
                 subsets: out,
+                test_targets: test_targets.clone(),
             }
         })
         .collect();

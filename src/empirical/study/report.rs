@@ -3,10 +3,11 @@
 
 use std::path::Path;
 
-use super::config::StudyConfig;
+use super::comparisons::{compare, COMPARISONS_FILE, FINE_PROBE};
+use super::config::{Readout, StudyConfig};
 use super::designs::{design_plan, DesignInfo, DESIGNS_FILE};
 use super::figures;
-use super::hard::{HardSubset, MemberOutput, MEMBERS_FILE};
+use super::hard::{DesignSubsets, HardSubset, MemberOutput, MEMBERS_FILE, SUBSETS_FILE};
 use super::results::{read_cells, read_timings, CellResult, EpochRecord};
 use super::summary::{subset_table, summarize, summary_table, StudySummary};
 use crate::empirical::error::EmpiricalError;
@@ -95,6 +96,7 @@ pub fn write_reports(dir: &Path) -> Result<StudySummary, EmpiricalError> {
         md.push_str(&subsets.to_string());
     }
     rd.write_text("results.md", &md)?;
+    write_comparisons(&rd, &cfg, &cells)?;
     rd.write_text(
         "results.tex",
         &table.to_latex_table(
@@ -116,4 +118,43 @@ pub fn write_reports(dir: &Path) -> Result<StudySummary, EmpiricalError> {
         }
     }
     Ok(summary)
+}
+
+/// Writes `comparisons.json`, `comparisons.md` and the paired granularity figures
+/// (`paired_{design}_{readout}.svg`, the direct arms' `paired_direct_...`) where the cells saved
+/// their test predictions and `subsets.json` exists; nothing otherwise.
+fn write_comparisons(
+    rd: &ResultsDir,
+    cfg: &StudyConfig,
+    cells: &[CellResult],
+) -> Result<(), EmpiricalError> {
+    let path = rd.path(SUBSETS_FILE);
+    if !path.exists() {
+        return Ok(());
+    }
+    let subsets: Vec<DesignSubsets> = read_json(&path)?;
+    let Some(c) = compare(cfg, cells, &subsets)? else {
+        return Ok(());
+    };
+    rd.write_json(COMPARISONS_FILE, &c)?;
+    rd.write_text("comparisons.md", &c.markdown())?;
+    let readouts = Readout::PRETRAINED
+        .iter()
+        .map(|r| r.name())
+        .chain([FINE_PROBE]);
+    for (design, _) in design_plan(cfg) {
+        for readout in readouts.clone() {
+            for direct in [false, true] {
+                if let Some(chart) = c.granularity_chart(&design, readout, direct) {
+                    let name = format!(
+                        "paired{}_{}_{readout}.svg",
+                        if direct { "_direct" } else { "" },
+                        crate::report::file_safe(&design)
+                    );
+                    rd.write_text(&name, &crate::plot::line_chart(&chart)?)?;
+                }
+            }
+        }
+    }
+    Ok(())
 }

@@ -368,3 +368,277 @@ fn confusable_leaves_on_an_image_folder() {
     );
     assert!(md.contains("| confusable: verdict |"), "{md}");
 }
+
+/// With `train.batch_keying = "seed"` two phases of one seed draw the same batches and
+/// augmentation whatever their names (so the same labels from the same start give the same
+/// bits), and a phase starting later in the cell's schedule draws those of its own epochs; with
+/// the default keying the phase name keys the draws.
+#[test]
+fn seed_keying_gives_every_arm_the_same_batches() {
+    use super::config::BatchKeying;
+    let tmp = tempfile::tempdir().unwrap();
+    let data_cfg = tiny();
+    let data = load_data(&data_cfg, None).unwrap();
+    let labels = data.train.labels_at_level(1);
+    let who = Trainee {
+        design: "d",
+        condition: "c",
+        seed: 3,
+    };
+    let trained = |keying: BatchKeying, name: &'static str, first_epoch: usize| {
+        let mut cfg = tiny();
+        cfg.train.batch_keying = keying;
+        let dir = prepare_dir(
+            &tmp.path().join(format!("{keying:?}{name}{first_epoch}")),
+            "x",
+            false,
+        )
+        .unwrap();
+        let r = Runner::new(&cfg, dir, &data, &opts(tmp.path()));
+        let phase = Phase {
+            name,
+            set: &data.train,
+            labels: &labels,
+            epochs: 1,
+            lr: &cfg.train.pretrain_lr,
+            first_epoch,
+        };
+        let m = Model::new(cfg.model, 4, 1, &Device::Cpu).unwrap();
+        r.train(&m, &who, &phase).unwrap();
+        m.state_vecs().unwrap()
+    };
+    let seed_a = trained(BatchKeying::Seed, "baseline", 0);
+    assert_eq!(seed_a, trained(BatchKeying::Seed, "direct", 0));
+    assert_ne!(seed_a, trained(BatchKeying::Seed, "direct", 5));
+    let phase_a = trained(BatchKeying::Phase, "baseline", 0);
+    assert_ne!(phase_a, trained(BatchKeying::Phase, "direct", 0));
+}
+
+/// The config of a folder study with every method of the validation design: a validation
+/// split, the ensemble on its own images with its fine-label mirror, a training draw per seed,
+/// seed-keyed batches, LP-FT, the fine-class probe and a named primary comparison.
+fn validation_folder_config(extra: &[&str]) -> StudyConfig {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/experiments/empirical/folder.toml"
+    );
+    let data = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/tiny_folder");
+    let mut set = vec![
+        format!("data.path=\"{data}\""),
+        "seeds=[0, 1]".into(),
+        "data.train_per_leaf=1".into(),
+        "data.validation_per_leaf=1".into(),
+        "data.draw_per_seed=true".into(),
+        "train.batch_size=4".into(),
+        "train.probe.batch_size=4".into(),
+        "train.batch_keying=\"seed\"".into(),
+        "train.finetune_head=\"probe\"".into(),
+        "train.fine_probe=true".into(),
+        "hard.ensemble={seeds = [50], disjoint = true, mirror_level = 1, confusable_leaves = 2}"
+            .into(),
+        "granularity=[{name = \"fine-4\", labels = {kind = \"level\", level = 1}, direct = true}, {name = \"placebo\", labels = {kind = \"random_aligned\", per_target = 2}, direct = true}]".into(),
+        "analysis.primary={condition = \"fine-4 direct\", readout = \"summed_head\"}".into(),
+    ];
+    set.extend(extra.iter().map(|s| s.to_string()));
+    crate::config::load_file(Path::new(path), &set).unwrap()
+}
+
+/// The validation design end to end on an image folder: the subsets are chosen on the
+/// validation images (said in `hard_subsets.json`), `subsets.json` holds them with the test
+/// targets, every readout saves predictions that re-score to its reported error, train errors
+/// are measured (fine-tuning also at its start, from the probe's head), every network has its
+/// fine-class probe, and `comparisons.json` holds the primary comparison and Holm-adjusted
+/// p-values for every other.
+#[test]
+fn validation_design_end_to_end_on_an_image_folder() {
+    use super::comparisons::{Comparisons, COMPARISONS_FILE};
+    use super::hard::{DesignSubsets, HardSubset};
+    let cfg = validation_folder_config(&[]);
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("v");
+    run_study(&cfg, &opts(&out)).unwrap();
+    let hard: Vec<HardSubset> = read_json(&out.join("hard_subsets.json")).unwrap();
+    assert!(hard[0].on_validation, "{hard:?}");
+    assert!(
+        hard[0].definition.contains("validation"),
+        "{}",
+        hard[0].definition
+    );
+    assert!(hard[0].mirror.is_some());
+    let subsets: Vec<DesignSubsets> = read_json(&out.join("subsets.json")).unwrap();
+    let s = &subsets[0];
+    assert_eq!(s.test_targets.len(), 4);
+    assert_eq!(s.subsets["confusable"].len(), 2);
+    assert_eq!(s.subsets["mirror_confusable"].len(), 2);
+    let (h, e) = (&s.subsets["hard"], &s.subsets["easy"]);
+    assert_eq!(h.len() + e.len(), 4);
+    assert!(h.iter().all(|i| !e.contains(i)));
+    let cells = super::results::read_cells(&out).unwrap();
+    assert_eq!(cells.len(), 2 * 5);
+    for c in &cells {
+        for r in &c.readouts {
+            assert_eq!(r.predictions.len(), 4, "{c:?}");
+            let wrong = r
+                .predictions
+                .iter()
+                .zip(&s.test_targets)
+                .filter(|(p, t)| p != t)
+                .count();
+            assert_eq!(wrong as f64 / 4.0, r.error, "{c:?}");
+            assert!((0.0..=1.0).contains(&r.train_error), "{r:?}");
+            assert_eq!(
+                r.readout == Readout::Finetune,
+                r.start_train_error.is_finite(),
+                "{r:?}"
+            );
+        }
+        let f = c.fine_probe.as_ref().expect("a fine-class probe");
+        assert_eq!(f.per_leaf.len(), 4);
+        assert!((0.0..=1.0).contains(&f.within_target_acc));
+    }
+    let cmp: Comparisons = read_json(&out.join(COMPARISONS_FILE)).unwrap();
+    let p = cmp.primary.as_ref().expect("the primary comparison");
+    assert_eq!(
+        (p.condition.as_str(), p.subset.as_str()),
+        ("fine-4 direct", "all")
+    );
+    assert_eq!(p.paired.seeds, vec![0, 1]);
+    assert!(cmp.made > 0 && cmp.made <= cmp.others.len());
+    for r in &cmp.others {
+        assert!(
+            r.p.is_nan() || (r.p_holm >= r.p && r.p_holm <= 1.0),
+            "{r:?}"
+        );
+    }
+    assert!(cmp.others.iter().any(|r| r.readout == "fine_probe"));
+    let md = std::fs::read_to_string(out.join("comparisons.md")).unwrap();
+    assert!(
+        md.contains(&format!("{} other comparisons were made", cmp.made)),
+        "{md}"
+    );
+    assert!(md.contains("placebo direct"), "{md}");
+}
+
+/// The methods' settings are checked before anything runs: a training draw per seed without
+/// a validation split, a disjoint ensemble without one, a mirror level not finer than the
+/// target, and a primary comparison the study does not make are refused, naming the field.
+#[test]
+fn validation_design_settings_are_checked() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/experiments/empirical/folder.toml"
+    );
+    let refused = |set: &[&str], field: &str| {
+        let set: Vec<String> = set.iter().map(|s| s.to_string()).collect();
+        let e = crate::config::load_file::<StudyConfig>(Path::new(path), &set)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(field), "{set:?}: {e}");
+    };
+    refused(&["data.draw_per_seed=true"], "data.draw_per_seed");
+    refused(
+        &["hard.ensemble={seeds = [50], disjoint = true}"],
+        "hard.ensemble.disjoint",
+    );
+    refused(
+        &["hard.ensemble={seeds = [50], mirror_level = 0}"],
+        "hard.ensemble.mirror_level",
+    );
+    refused(
+        &["analysis.primary={condition = \"fine-9\", readout = \"finetune\"}"],
+        "analysis.primary.condition",
+    );
+    refused(
+        &["analysis.primary={condition = \"fine-4\", readout = \"scratch\"}"],
+        "analysis.primary.readout",
+    );
+    refused(
+        &["analysis.primary={condition = \"fine-4\", readout = \"finetune\", subset = \"hardest\"}"],
+        "analysis.primary.subset",
+    );
+    // a split the folder's 3 images per leaf cannot hold: named with the smallest leaf
+    let cfg = validation_folder_config(&["data.validation_per_leaf=2"]);
+    let e = match load_data(&cfg, None) {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("a split larger than the leaves was accepted"),
+    };
+    assert!(
+        e.contains("data.validation_per_leaf") && e.contains("has 3 training images"),
+        "{e}"
+    );
+}
+
+/// The validation split: validation, ensemble and pool images are disjoint and together the
+/// whole training set, `validation_per_leaf` and `train_per_leaf` per leaf; each seed's draw
+/// (`data.draw_per_seed`) comes from the pool, differs between seeds and is the same for the
+/// same seed.
+#[test]
+fn validation_split_is_disjoint_and_each_seed_draws_from_the_pool() {
+    use std::collections::HashSet;
+    let mut cfg = tiny();
+    cfg.hard.rare_subclass = None;
+    cfg.data.validation_per_leaf = 4;
+    cfg.data.train_per_leaf = 4;
+    cfg.data.draw_per_seed = true;
+    cfg.hard.ensemble.as_mut().unwrap().disjoint = true;
+    let data = load_data(&cfg, None).unwrap();
+    let full = load_data(&tiny(), None).unwrap().train;
+    let ids = |s: &crate::empirical::data::ImageSet| -> HashSet<Vec<u8>> {
+        (0..s.len).map(|i| s.image(i).to_vec()).collect()
+    };
+    let (v, e) = (
+        data.validation.as_ref().unwrap(),
+        data.ensemble_train.as_ref().unwrap(),
+    );
+    let pool = data.train_pool.as_ref().unwrap();
+    let leaves = full.hierarchy.num_leaves();
+    assert_eq!((v.len, e.len), (4 * leaves, 4 * leaves));
+    assert_eq!(v.len + e.len + pool.len, full.len);
+    let (iv, ie, ip) = (ids(v), ids(e), ids(pool));
+    assert_eq!(iv.len() + ie.len() + ip.len(), full.len, "images repeat");
+    assert!(iv.is_disjoint(&ie) && iv.is_disjoint(&ip) && ie.is_disjoint(&ip));
+    let designs = super::designs::designs(&cfg, &data);
+    let d0 = designs[0].for_seed(&cfg, &data, 0);
+    let d1 = designs[0].for_seed(&cfg, &data, 1);
+    assert_eq!(d0.train.len, 4 * leaves);
+    assert!(ids(&d0.train).is_subset(&ip) && ids(&d1.train).is_subset(&ip));
+    assert_ne!(ids(&d0.train), ids(&d1.train));
+    assert_eq!(
+        ids(&d0.train),
+        ids(&designs[0].for_seed(&cfg, &data, 0).train)
+    );
+    assert_eq!(
+        (d0.labels_key(), d1.draw_seed),
+        ("balanced_s0".to_string(), Some(1))
+    );
+}
+
+/// LP-FT starts from the probe: a network whose head is replaced by the linear probe of its
+/// frozen features ([`crate::empirical::probe::LinearProbe::as_linear`]) gives the probe's
+/// logits, up to rounding.
+#[test]
+fn a_head_from_the_probe_gives_the_probe_logits() {
+    use crate::empirical::probe::LinearProbe;
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tiny();
+    let data = load_data(&cfg, None).unwrap();
+    let dir = prepare_dir(&tmp.path().join("lp"), "x", false).unwrap();
+    let r = Runner::new(&cfg, dir, &data, &opts(tmp.path()));
+    let mut model = Model::new(cfg.model, 4, 7, &Device::Cpu).unwrap();
+    let targets = data.train.labels_at_level(0);
+    let train_f = r.features(&model, &data.train).unwrap();
+    let probe = LinearProbe::train(&train_f, &targets, 2, &cfg.train.probe, 11).unwrap();
+    let want = probe
+        .logits(&r.features(&model, &data.test).unwrap())
+        .unwrap();
+    let (w, b) = probe.as_linear();
+    model.replace_head_with(2, w, b).unwrap();
+    let got = r.logits(&model, &data.test).unwrap();
+    assert_eq!(got.dim(), want.dim());
+    let worst = got
+        .iter()
+        .zip(want.iter())
+        .map(|(a, b)| (a - b).abs() / (1.0 + b.abs()))
+        .fold(0f32, f32::max);
+    assert!(worst < 1e-4, "largest relative difference {worst}");
+}
