@@ -302,6 +302,19 @@ pub struct GranularitySpec {
     /// Whether this granularity also runs the direct arm (default: `train.direct`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub direct: Option<bool>,
+    /// Whether this granularity runs its pretrained arm (pretraining, then the readouts of
+    /// `train.readouts`; default true). Off: only the direct arm (which must then run), e.g.
+    /// where a second architecture repeats only the primary comparison.
+    #[serde(default = "yes", skip_serializing_if = "is_yes")]
+    pub pretrained: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_yes(v: &bool) -> bool {
+    *v
 }
 
 impl GranularitySpec {
@@ -616,6 +629,12 @@ impl Validate for StudyConfig {
             if zero {
                 return Err(field(&format!("{f}.labels"), "counts must be at least 1"));
             }
+            if !g.pretrained && !g.runs_direct(t) {
+                return Err(field(
+                    &format!("{f}.pretrained"),
+                    "false leaves the granularity no arm: set direct = true (or train.direct)",
+                ));
+            }
         }
         names.sort_unstable();
         if names.windows(2).any(|w| w[0] == w[1]) {
@@ -725,7 +744,9 @@ impl StudyConfig {
             .collect();
         let mut out = Vec::new();
         for g in &self.granularities {
-            out.push((g.name.clone(), t.readouts.clone()));
+            if g.pretrained {
+                out.push((g.name.clone(), t.readouts.clone()));
+            }
             if g.runs_direct(t) {
                 out.push((format!("{} direct", g.name), frozen.clone()));
             }

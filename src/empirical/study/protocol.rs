@@ -192,7 +192,9 @@ pub fn cells_by_design(cfg: &StudyConfig) -> Vec<(String, Vec<(usize, Cell<'_>)>
             let mut cells = vec![Cell::Baseline];
             for granularity in &cfg.granularities {
                 if granularities.contains(&granularity.name) {
-                    cells.push(Cell::Pretrained { granularity });
+                    if granularity.pretrained {
+                        cells.push(Cell::Pretrained { granularity });
+                    }
                     if granularity.runs_direct(&cfg.train) {
                         let name = format!("{} direct", granularity.name);
                         cells.push(Cell::Direct { granularity, name });

@@ -642,3 +642,27 @@ fn a_head_from_the_probe_gives_the_probe_logits() {
         .fold(0f32, f32::max);
     assert!(worst < 1e-4, "largest relative difference {worst}");
 }
+
+/// A granularity with `pretrained = false` runs only its direct arm, and one with neither arm
+/// is refused naming the field.
+#[test]
+fn a_granularity_can_run_only_its_direct_arm() {
+    let cfg = validation_folder_config(&[
+        "granularity=[{name = \"fine-4\", labels = {kind = \"level\", level = 1}, direct = true, pretrained = false}]",
+    ]);
+    let conditions: Vec<String> = cfg.conditions().into_iter().map(|c| c.0).collect();
+    assert_eq!(conditions, ["fine-4 direct"]);
+    let plan = super::protocol::cells_by_design(&cfg);
+    assert_eq!(plan[0].1.len(), 2, "the baseline and the direct arm");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/experiments/empirical/folder.toml"
+    );
+    let e = crate::config::load_file::<StudyConfig>(
+        Path::new(path),
+        &["granularity=[{name = \"x\", labels = {kind = \"level\", level = 1}, pretrained = false}]".to_string()],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("granularity[0].pretrained"), "{e}");
+}
