@@ -41,6 +41,12 @@ pub const FINE_PROBE: &str = "fine_probe";
 pub struct Comparisons {
     /// The study.
     pub study: String,
+    /// The leaves' names (of the first design with a validation split).
+    #[serde(default)]
+    pub leaf_names: Vec<String>,
+    /// The target-only ensemble's error on each leaf's validation images (that design's).
+    #[serde(default)]
+    pub leaf_validation_error: Vec<f64>,
     /// The number of target classes (the baseline's).
     #[serde(default)]
     pub target_classes: usize,
@@ -55,6 +61,143 @@ pub struct Comparisons {
     /// The false verdicts that uncorrected 95% intervals give among them by chance where nothing
     /// differs (5% of them).
     pub expected_false_uncorrected: f64,
+    /// The fine-class probe leaf by leaf (descriptive; not in the Holm family).
+    #[serde(default)]
+    pub mechanism: Vec<MechanismRow>,
+}
+
+/// The fine-class probe of one condition leaf by leaf: how well its frozen features tell each
+/// leaf from the other leaves of its target class, against how hard coarse training finds the
+/// leaf (the target-only ensemble's error on the leaf's validation images).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct MechanismRow {
+    /// Design.
+    pub design: String,
+    /// Condition ("baseline" included).
+    pub condition: String,
+    /// Seeds.
+    pub seeds: usize,
+    /// The probe's accuracy inside the target classes, over seeds.
+    pub within_target_acc: MeanSd,
+    /// Its mean over seeds on each leaf (NaN where not measured).
+    pub per_leaf: Vec<f64>,
+    /// Spearman's rank correlation over leaves with the ensemble's validation error: for the
+    /// baseline of its per-leaf accuracy, for every other condition of its per-leaf gain over
+    /// the baseline (NaN without a validation split).
+    #[serde(deserialize_with = "crate::report::f64_or_nan")]
+    pub spearman_with_leaf_error: f64,
+}
+
+/// Spearman's rank correlation of the pairs of `x` and `y` where both are finite (ties get
+/// their mean rank); NaN with fewer than 3 pairs or no spread.
+pub fn spearman(x: &[f64], y: &[f64]) -> f64 {
+    let pairs: Vec<(f64, f64)> = x
+        .iter()
+        .zip(y)
+        .filter(|(a, b)| a.is_finite() && b.is_finite())
+        .map(|(&a, &b)| (a, b))
+        .collect();
+    if pairs.len() < 3 {
+        return f64::NAN;
+    }
+    let ranks = |v: Vec<f64>| -> Vec<f64> {
+        let mut idx: Vec<usize> = (0..v.len()).collect();
+        idx.sort_by(|&a, &b| v[a].total_cmp(&v[b]));
+        let mut r = vec![0.0; v.len()];
+        let mut i = 0;
+        while i < idx.len() {
+            let mut j = i;
+            while j + 1 < idx.len() && v[idx[j + 1]] == v[idx[i]] {
+                j += 1;
+            }
+            for &k in &idx[i..=j] {
+                r[k] = (i + j) as f64 / 2.0 + 1.0;
+            }
+            i = j + 1;
+        }
+        r
+    };
+    let rx = ranks(pairs.iter().map(|p| p.0).collect());
+    let ry = ranks(pairs.iter().map(|p| p.1).collect());
+    let n = rx.len() as f64;
+    let (mx, my) = (rx.iter().sum::<f64>() / n, ry.iter().sum::<f64>() / n);
+    let cov: f64 = rx.iter().zip(&ry).map(|(a, b)| (a - mx) * (b - my)).sum();
+    let vx: f64 = rx.iter().map(|a| (a - mx).powi(2)).sum();
+    let vy: f64 = ry.iter().map(|b| (b - my).powi(2)).sum();
+    if vx == 0.0 || vy == 0.0 {
+        f64::NAN
+    } else {
+        cov / (vx * vy).sqrt()
+    }
+}
+
+/// The fine-class probes leaf by leaf, per design and condition (the baseline first).
+fn mechanism(cells: &[CellResult], subsets: &[DesignSubsets]) -> Vec<MechanismRow> {
+    let mut groups: BTreeMap<(String, String), Vec<&CellResult>> = BTreeMap::new();
+    let mut order: Vec<(String, String)> = Vec::new();
+    for c in cells.iter().filter(|c| c.fine_probe.is_some()) {
+        let key = (c.design.clone(), c.condition.clone());
+        if !groups.contains_key(&key) {
+            order.push(key.clone());
+        }
+        groups.entry(key).or_default().push(c);
+    }
+    order.sort_by_key(|k| (k.0.clone(), k.1 != "baseline"));
+    let per_leaf = |cs: &[&CellResult]| -> Vec<f64> {
+        let n = cs
+            .iter()
+            .filter_map(|c| c.fine_probe.as_ref())
+            .map(|f| f.per_leaf.len())
+            .max()
+            .unwrap_or(0);
+        (0..n)
+            .map(|l| {
+                let v: Vec<f64> = cs
+                    .iter()
+                    .filter_map(|c| c.fine_probe.as_ref()?.per_leaf.get(l).copied().flatten())
+                    .collect();
+                MeanSd::of(&v).mean
+            })
+            .collect()
+    };
+    let mut out: Vec<MechanismRow> = Vec::new();
+    for key in &order {
+        let cs = &groups[key];
+        let leaves = per_leaf(cs);
+        let error = subsets
+            .iter()
+            .find(|s| s.design == key.0)
+            .map(|s| s.leaf_validation_error.clone())
+            .unwrap_or_default();
+        let spearman_with_leaf_error = if key.1 == "baseline" {
+            spearman(&leaves, &error)
+        } else {
+            match out
+                .iter()
+                .find(|m| m.design == key.0 && m.condition == "baseline")
+            {
+                Some(b) => {
+                    let gain: Vec<f64> =
+                        leaves.iter().zip(&b.per_leaf).map(|(a, b)| a - b).collect();
+                    spearman(&gain, &error)
+                }
+                None => f64::NAN,
+            }
+        };
+        let acc: Vec<f64> = cs
+            .iter()
+            .filter_map(|c| c.fine_probe.as_ref().map(|f| f.within_target_acc))
+            .collect();
+        out.push(MechanismRow {
+            design: key.0.clone(),
+            condition: key.1.clone(),
+            seeds: cs.len(),
+            within_target_acc: MeanSd::of(&acc),
+            per_leaf: leaves,
+            spearman_with_leaf_error,
+        });
+    }
+    out
 }
 
 /// One comparison with the baseline.
@@ -323,6 +466,16 @@ pub fn compare(
     let made = rows.iter().filter(|r| r.p.is_finite()).count();
     Ok(Some(Comparisons {
         study: cfg.name.clone(),
+        leaf_names: subsets
+            .iter()
+            .find(|s| !s.leaf_validation_error.is_empty())
+            .map(|s| s.leaf_names.clone())
+            .unwrap_or_default(),
+        leaf_validation_error: subsets
+            .iter()
+            .find(|s| !s.leaf_validation_error.is_empty())
+            .map(|s| s.leaf_validation_error.clone())
+            .unwrap_or_default(),
         target_classes: cells
             .iter()
             .find(|c| c.condition == "baseline")
@@ -332,6 +485,7 @@ pub fn compare(
         others: rows,
         made,
         expected_false_uncorrected: 0.05 * made as f64,
+        mechanism: mechanism(cells, subsets),
     }))
 }
 
@@ -411,8 +565,79 @@ impl Comparisons {
                 md.push_str(&format!("{title}:\n\n{t}\n"));
             }
         }
+        if !self.mechanism.is_empty() {
+            md.push_str(&self.mechanism_markdown(&self.leaf_names));
+        }
         md.push_str("### All\n\n");
         md.push_str(&self.table(&self.others).to_string());
+        md
+    }
+
+    /// The fine-class probe section of the report.
+    fn mechanism_markdown(&self, leaf_names: &[String]) -> String {
+        let mut md = String::from("### The fine classes in the frozen features\n\nA linear probe of each network's frozen features trained on the fine labels of the training images, scored on the test images as the accuracy of telling each fine class from the other fine classes of its own target class (chance: one over the leaves of the target). The paired comparisons with the baseline (as an error, 1 − accuracy) are in the table below as readout `fine_probe`. Spearman's ρ is over leaves, with the target-only ensemble's error on each leaf's validation images: for the baseline, of its per-leaf accuracy (the theory expects coarse-trained features to separate worst the leaves coarse training handles worst: ρ < 0); for every other arm, of its per-leaf gain over the baseline (ρ > 0: the gain is largest there). Descriptive: not in the Holm family.\n\n");
+        let mut t = MarkdownTable::new([
+            "design",
+            "condition",
+            "seeds",
+            "fine-class accuracy within the target",
+            "Spearman ρ with the leaf's ensemble error",
+        ]);
+        for m in &self.mechanism {
+            t.row([
+                m.design.clone(),
+                m.condition.clone(),
+                m.seeds.to_string(),
+                format!(
+                    "{:.3} ± {:.3}",
+                    m.within_target_acc.mean, m.within_target_acc.sd
+                ),
+                if m.spearman_with_leaf_error.is_nan() {
+                    "–".to_string()
+                } else {
+                    format!("{:+.2}", m.spearman_with_leaf_error)
+                },
+            ]);
+        }
+        md.push_str(&t.to_string());
+        let base = self.mechanism.iter().find(|m| m.condition == "baseline");
+        let shown: Vec<&MechanismRow> = self
+            .mechanism
+            .iter()
+            .filter(|m| {
+                m.condition == "baseline"
+                    || self
+                        .primary_named
+                        .as_ref()
+                        .is_some_and(|c| c.condition == m.condition)
+            })
+            .collect();
+        if let (Some(_), true) = (base, shown.len() > 1 && !leaf_names.is_empty()) {
+            md.push_str("\nLeaf by leaf (mean over seeds), the leaves coarse training finds hardest first:\n\n");
+            let mut header = vec!["leaf".to_string(), "ensemble validation error".to_string()];
+            header.extend(shown.iter().map(|m| m.condition.clone()));
+            let mut t = MarkdownTable::new(header);
+            let errors = &self.leaf_validation_error;
+            let mut order: Vec<usize> = (0..leaf_names.len()).collect();
+            order.sort_by(|&a, &b| {
+                let e = |l: usize| errors.get(l).copied().unwrap_or(f64::NAN);
+                e(b).total_cmp(&e(a)).then(a.cmp(&b))
+            });
+            for l in order {
+                let mut row = vec![
+                    leaf_names[l].clone(),
+                    errors.get(l).map_or("–".into(), |e| format!("{e:.2}")),
+                ];
+                row.extend(
+                    shown
+                        .iter()
+                        .map(|m| m.per_leaf.get(l).map_or("–".into(), |a| format!("{a:.2}"))),
+                );
+                t.row(row);
+            }
+            md.push_str(&t.to_string());
+        }
+        md.push('\n');
         md
     }
 
@@ -696,6 +921,18 @@ mod tests {
                 "{diffs:?}: p {p}"
             );
         }
+    }
+
+    #[test]
+    fn spearman_by_hand() {
+        // a monotone relation is 1 whatever its shape; reversed, -1
+        assert!((spearman(&[1.0, 2.0, 3.0, 4.0], &[1.0, 4.0, 9.0, 100.0]) - 1.0).abs() < 1e-12);
+        assert!((spearman(&[1.0, 2.0, 3.0], &[3.0, 2.0, 1.0]) + 1.0).abs() < 1e-12);
+        // ranks 1, 2.5, 2.5, 4 against 1, 3, 2, 4: Pearson of the ranks = 4.5 / sqrt(4.5 * 5)
+        let r = spearman(&[1.0, 2.0, 2.0, 5.0], &[10.0, 30.0, 20.0, 40.0]);
+        assert!((r - 4.5 / (4.5f64 * 5.0).sqrt()).abs() < 1e-12, "{r}");
+        // NaN pairs are left out; too few pairs give NaN
+        assert!(spearman(&[1.0, f64::NAN, 2.0], &[1.0, 2.0, 3.0]).is_nan());
     }
 
     #[test]

@@ -125,6 +125,13 @@ pub struct DesignSubsets {
     /// predictions are scored against.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub test_targets: Vec<u32>,
+    /// The leaves' names.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub leaf_names: Vec<String>,
+    /// The target-only ensemble's error on each leaf's validation images (empty without a
+    /// validation split): how hard coarse training finds each leaf, measured off the test set.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub leaf_validation_error: Vec<f64>,
 }
 
 /// The ensemble member with seed `seed`.
@@ -302,6 +309,7 @@ pub fn assign_hard_subsets(
     let test = &r.data().test;
     let mut subsets = Vec::new();
     let mut mirror_masks: Vec<(String, Vec<bool>)> = Vec::new();
+    let mut leaf_errors: Vec<(String, Vec<f64>)> = Vec::new();
     let balanced = |d: &Design| d.name != "rare_subclass";
     if let Some(h) = &r.data().synthetic_hard {
         for d in designs.iter().filter(|d| balanced(d)) {
@@ -341,6 +349,7 @@ pub fn assign_hard_subsets(
             if let Some((_, mask)) = &chosen.mirror {
                 mirror_masks.push((d.name.clone(), mask.clone()));
             }
+            leaf_errors.push((d.name.clone(), chosen.leaf_validation_error.clone()));
         }
     }
     let rare = designs.iter().find(|d| d.name == "rare_subclass");
@@ -387,6 +396,16 @@ pub fn assign_hard_subsets(
                 design: d.name.clone(),
                 subsets: out,
                 test_targets: test_targets.clone(),
+                leaf_names: test
+                    .hierarchy
+                    .level(test.hierarchy.leaf_level())
+                    .class_names
+                    .clone(),
+                leaf_validation_error: leaf_errors
+                    .iter()
+                    .find(|(n, _)| *n == d.name)
+                    .map(|(_, e)| e.clone())
+                    .unwrap_or_default(),
             }
         })
         .collect();
@@ -400,6 +419,8 @@ struct Chosen {
     confusable: ConfusableLeaves,
     confusable_mask: Vec<bool>,
     mirror: Option<(ConfusableLeaves, Vec<bool>)>,
+    /// The ensemble's error on each leaf's validation images (empty when chosen on the test).
+    leaf_validation_error: Vec<f64>,
 }
 
 /// The validation images with the members' probabilities on them, when the study holds out a
@@ -489,6 +510,7 @@ fn choose_on_test(
         confusable,
         confusable_mask: mask,
         mirror,
+        leaf_validation_error: Vec::new(),
     }
 }
 
@@ -562,6 +584,7 @@ fn choose_on_validation(
         confusable,
         confusable_mask: mask,
         mirror,
+        leaf_validation_error: leaf_rates(&val_wrong, v),
     }
 }
 
@@ -593,6 +616,25 @@ fn confidence_threshold(conf: &[f64], fraction: f64) -> f64 {
         k if k == c.len() => f64::INFINITY,
         k => 0.5 * (c[k - 1] + c[k]),
     }
+}
+
+/// The error rate of `wrong` on each leaf's images of `set` (NaN for a leaf without images).
+fn leaf_rates(wrong: &[bool], set: &ImageSet) -> Vec<f64> {
+    let leaves = set.hierarchy.num_leaves();
+    let (mut count, mut errors) = (vec![0usize; leaves], vec![0usize; leaves]);
+    for (&l, &w) in set.leaves.iter().zip(wrong) {
+        count[l] += 1;
+        errors[l] += usize::from(w);
+    }
+    (0..leaves)
+        .map(|l| {
+            if count[l] == 0 {
+                f64::NAN
+            } else {
+                errors[l] as f64 / count[l] as f64
+            }
+        })
+        .collect()
 }
 
 /// The `n` leaves (default: a fifth of them, at least one; at most all) whose images of `set`
