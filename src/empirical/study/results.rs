@@ -90,9 +90,36 @@ pub struct ReadoutError {
     )]
     pub start_train_error: f64,
     /// The predicted target class of every test image, in test-set order (empty in cells
-    /// written before predictions were saved): any subset can be scored again from it.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// written before predictions were saved): any subset can be scored again from it. Written
+    /// as one string of comma-separated classes (see [`compact`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty", with = "compact")]
     pub predictions: Vec<u32>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FineProbe;
+
+    /// Predictions are written as one string and read back from it or from an array; a bad
+    /// entry is an error naming it.
+    #[test]
+    fn predictions_round_trip_compactly() {
+        let f = FineProbe {
+            within_target_acc: 0.5,
+            per_leaf: vec![Some(0.5), None],
+            predictions: vec![4, 0, 13],
+        };
+        let text = serde_json::to_string(&f).unwrap();
+        assert!(text.contains(r#""predictions":"4,0,13""#), "{text}");
+        assert_eq!(serde_json::from_str::<FineProbe>(&text).unwrap(), f);
+        let old = r#"{"within_target_acc":0.5,"per_leaf":[0.5,null],"predictions":[4,0,13]}"#;
+        assert_eq!(serde_json::from_str::<FineProbe>(old).unwrap(), f);
+        let bad = r#"{"within_target_acc":0.5,"per_leaf":[],"predictions":"4,x"}"#;
+        let e = serde_json::from_str::<FineProbe>(bad)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("'x'"), "{e}");
+    }
 }
 
 fn is_nan(v: &f64) -> bool {
@@ -138,8 +165,44 @@ pub struct FineProbe {
     pub within_target_acc: f64,
     /// The same per leaf (leaf order of the hierarchy; none for a leaf without test images).
     pub per_leaf: Vec<Option<f64>>,
-    /// The leaf predicted for every test image (inside its target class).
+    /// The leaf predicted for every test image (inside its target class), written as one
+    /// string (see [`compact`]).
+    #[serde(with = "compact")]
     pub predictions: Vec<u32>,
+}
+
+/// Per-image classes written compactly: one string of comma-separated numbers (`"4,0,3"`, about
+/// two bytes an image) instead of a JSON array of one number per line; read back from either.
+pub mod compact {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Writes `v` as `"a,b,c"`.
+    pub fn serialize<S: Serializer>(v: &[u32], s: S) -> Result<S::Ok, S::Error> {
+        let text: Vec<String> = v.iter().map(u32::to_string).collect();
+        s.serialize_str(&text.join(","))
+    }
+
+    /// Reads `"a,b,c"` (or a JSON array of numbers).
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u32>, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Either {
+            Text(String),
+            List(Vec<u32>),
+        }
+        match Either::deserialize(d)? {
+            Either::List(v) => Ok(v),
+            Either::Text(t) if t.is_empty() => Ok(Vec::new()),
+            Either::Text(t) => t
+                .split(',')
+                .map(|x| {
+                    x.parse::<u32>().map_err(|_| {
+                        serde::de::Error::custom(format!("'{x}' is not a class number"))
+                    })
+                })
+                .collect(),
+        }
+    }
 }
 
 /// The name of a cell's files (`{design}__{condition}__s{seed}`): its result is
