@@ -308,7 +308,8 @@ pub fn compare(
     let with_predictions = cells
         .iter()
         .any(|c| c.readouts.iter().any(|r| !r.predictions.is_empty()));
-    if !with_predictions || subsets.is_empty() {
+    // a preparation written before the test targets were kept cannot score predictions
+    if !with_predictions || subsets.iter().all(|s| s.test_targets.is_empty()) {
         return Ok(None);
     }
     // what every condition measured, by (design, condition, readout, subset)
@@ -323,7 +324,10 @@ pub fn compare(
         e.push(v);
     };
     for c in cells {
-        let Some(ds) = subsets.iter().find(|s| s.design == c.design) else {
+        let Some(ds) = subsets
+            .iter()
+            .find(|s| s.design == c.design && !s.test_targets.is_empty())
+        else {
             continue;
         };
         let targets = &ds.test_targets;
