@@ -381,8 +381,12 @@ mod tests {
                 easy_error: f64::NAN,
                 hard_error: f64::NAN,
                 confusable_error: f64::NAN,
+                train_error: f64::NAN,
+                start_train_error: f64::NAN,
+                predictions: Vec::new(),
             }],
             epochs: Vec::new(),
+            fine_probe: None,
         }
     }
 
