@@ -533,6 +533,7 @@ fn selection_before_decoding() {
         train_per_leaf: per,
         test_per_leaf: 1,
         seed: 3,
+        ..Selection::default()
     };
     let birds = ix.clone().select(&sel("class=Aves", 0, 2)).unwrap();
     let h = birds.hierarchy();

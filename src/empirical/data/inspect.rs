@@ -240,7 +240,12 @@ fn check_images(
         ix.root().display(),
         pick.len()
     );
-    let (_, stats) = materialize(&sample, &opts.decode, &what)?;
+    // Truncated files are counted here (a study refuses them unless allowed).
+    let decode = DecodeOptions {
+        allow_truncated: true,
+        ..opts.decode.clone()
+    };
+    let (_, stats) = materialize(&sample, &decode, &what)?;
     Ok((pick.len(), stats))
 }
 
@@ -286,6 +291,14 @@ pub fn report_indexed(ix: &IndexedSplits, opts: &InspectOptions) -> Result<Strin
             index.len(),
             stats.describe(side).join("; ")
         );
+        if stats.truncated > 0 && !opts.decode.allow_truncated {
+            let _ = writeln!(
+                out,
+                "warning: {split}: {} truncated JPEG files: a study stops at the first one, naming \
+                 it, unless data.allow_truncated = true",
+                stats.truncated
+            );
+        }
     }
     let n = ix.train.len() + ix.test.len();
     let index_bytes = ix.train.heap_bytes() + ix.test.heap_bytes();

@@ -176,9 +176,13 @@ pub struct DataConfig {
     /// image is decoded (folder, inat2021, wordnet, breeds).
     #[serde(default)]
     pub max_leaves: usize,
-    /// Threads decoding images (0 = one per core).
+    /// Threads decoding images (0 = one per core; more than four per core are not started).
     #[serde(default)]
     pub decode_threads: usize,
+    /// Use JPEG files whose data ends before the image does (only partly decoded; the study's
+    /// log counts them) instead of refusing the first one, naming it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_truncated: bool,
     /// Most memory the decoded pixels may take, in GB (10^9 bytes); 0 = the memory the system
     /// reports available. Checked before anything is allocated.
     #[serde(default)]
@@ -624,6 +628,13 @@ impl Validate for StudyConfig {
         if self.data.size == 0 {
             return Err(field("data.size", "must be at least 1"));
         }
+        let gb = self.data.memory_budget_gb;
+        if !(gb.is_finite() && gb >= 0.0) {
+            return Err(field(
+                "data.memory_budget_gb",
+                format!("must be a number of GB >= 0 (0 = the memory available), got {gb}"),
+            ));
+        }
         if self.data.source == DataSource::Synthetic {
             self.data
                 .synthetic
@@ -832,6 +843,8 @@ mod tests {
             ),
             ("train.bogus=1", "train"),
             ("data.train_per_lef=3", "data"),
+            ("data.memory_budget_gb=-1", "data.memory_budget_gb"),
+            ("data.memory_budget_gb=nan", "data.memory_budget_gb"),
             (
                 "data.synthetic.common_strength=[9.0, 1.0]",
                 "data.synthetic",
