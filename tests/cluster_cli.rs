@@ -341,6 +341,46 @@ fn empirical_slurm_writes_the_job_set_and_submit_needs_sbatch() {
         )),
         "{merge}"
     );
+    // bash parses every script written
+    for f in [
+        "prepare.sbatch",
+        "shards.sbatch",
+        "merge.sbatch",
+        "submit.sh",
+    ] {
+        if let Ok(st) = Command::new("bash").arg("-n").arg(dir.join(f)).status() {
+            assert!(st.success(), "{f} does not parse");
+        }
+    }
+    // options that would make a broken script are refused before anything is written
+    for (bad, want) in [
+        (
+            &["--time", "tomorrow"][..],
+            "--time \"tomorrow\" is not a Slurm time limit",
+        ),
+        (
+            &["--max-parallel", "0"][..],
+            "--max-parallel must be at least 1",
+        ),
+        (
+            &["--sbatch-option", "--account=lab\necho ("][..],
+            "--sbatch-option",
+        ),
+        (
+            &["--gpus-per-task", "1"][..],
+            "--gpus-per-task 1 with --device cpu",
+        ),
+    ] {
+        let other = tmp.path().join("refused");
+        let mut a = TINY.to_vec();
+        let o_s = other.to_str().unwrap();
+        a.extend(["slurm", CONFIG, "--out", o_s]);
+        a.extend(bad);
+        let o = run(EMPIRICAL, &a);
+        assert_eq!(o.status.code(), Some(1), "{bad:?}: {}", text(&o));
+        assert!(text(&o).contains(want), "{bad:?}: {}", text(&o));
+        assert!(!other.exists(), "{bad:?}: scripts written");
+    }
     // --submit without sbatch on the PATH says so (the scripts are written)
     args.push("--submit");
     let o = Command::new(EMPIRICAL)

@@ -429,6 +429,7 @@ fn main() -> Result<()> {
                 set: &cli.set,
                 kernels,
             };
+            slurm.check(cli.device.is_cpu())?;
             let jobs = slurm_jobs(&global, &config, &out, data.as_deref(), &slurm)?;
             let dir = slurm.scripts_dir(&out)?;
             let scripts = write_scripts(&jobs, &slurm, &dir)?;
