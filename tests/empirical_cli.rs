@@ -225,6 +225,28 @@ fn bad_sweep_files_are_refused_before_anything_is_written() {
         assert!(text(&o).contains(want), "{axes}: {}", text(&o));
         assert!(!out.exists(), "{axes}");
     }
+    // A value the data cannot serve is found before the base point trains, naming the point.
+    let file = sweep_file(
+        tmp.path(),
+        "[[axis]]\nname = \"target\"\nlabel = \"target level\"\nkey = \"data.target_level\"\nvalues = [0, 7]\n",
+    );
+    let mut args = TINY.to_vec();
+    args.extend([
+        "sweep",
+        file.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let o = run(&args);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{t}");
+    assert!(
+        t.contains("sweep point data.target_level = 7 (axis 'target', folder target/7)")
+            && t.contains("level 7 does not exist"),
+        "{t}"
+    );
+    assert!(!t.contains("epoch 1/"), "{t}");
+    assert!(!out.exists());
 }
 
 #[test]
