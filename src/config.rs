@@ -200,7 +200,11 @@ fn tagged_enum_hint<T: DeserializeOwned>(doc: &toml::Value, path: &str) -> Optio
         *value_at(&mut d, path)? = toml::Value::Table(t);
         serde_path_to_error::deserialize::<_, T>(d)
             .err()
-            .map(|e| e.into_inner().to_string())
+            // the message alone (the parser may add the key's path on the lines after it)
+            .map(|e| {
+                let m = e.into_inner().to_string();
+                m.lines().next().unwrap_or("").trim().to_string()
+            })
     };
     // serde names the variants when a kind is unknown: "unknown variant `x`, expected `a`",
     // "... expected `a` or `b`", "... expected one of `a`, `b`, `c`"

@@ -227,7 +227,7 @@ fn inat_inspect_prints_every_level_and_the_homonym() {
         "level 6 `species`: 6 classes (the leaves)",
         "train images per leaf: min 4 / p10 4 / median 4 / p90 4 / max 4",
         "genus `Morus` appears under 2 classes of level family (Moraceae, Sulidae)",
-        "genus Morus (Sulidae): 1 children, 1 leaves, 4 / 2",
+        "genus Morus (Sulidae): 1 child, 1 leaf, 4 / 2",
         "species Rosa canina: 4 / 2",
         "decoded 24 of 24 images to 8x8 RGB",
         "bytes per image",
@@ -342,7 +342,7 @@ fn wordnet_inspect_names_the_parent_chosen() {
         "level 3 `leaf`: 48 classes (the leaves)",
         "notes (1):",
         "n02084071 dog has 2 hypernyms: n01861778 mammal (depth 4), n01317541 domestic_animal (depth 3); parent: n01861778 mammal (the deepest)",
-        "  depth1 n00004258 living_thing: 1 children, 24 leaves, 48 / 24",
+        "  depth1 n00004258 living_thing: 1 child, 24 leaves, 48 / 24",
         "... ",
         "train images per leaf: min 2 / p10 2 / median 2 / p90 2 / max 2",
     ] {

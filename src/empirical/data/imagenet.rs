@@ -86,9 +86,8 @@ fn scan_split(
             continue;
         }
         if !is_wnid(&name) {
-            return Err(DataError::Format {
-                path: dir,
-                line: 0,
+            return Err(DataError::Invalid {
+                context: dir.display().to_string(),
                 message: format!(
                     "folder `{name}` is not named by a WordNet id (`n` and 8 digits, like n01440764)"
                 ),
@@ -181,7 +180,9 @@ mod tests {
         let e = scan(t.path(), None).unwrap_err();
         assert!(
             e.to_string()
-                .contains("`dogs` is not named by a WordNet id"),
+                .contains("`dogs` is not named by a WordNet id")
+                && e.to_string().contains("train/dogs: folder")
+                && !e.to_string().contains("line 0"),
             "{e}"
         );
         // Only the folders asked for are read.

@@ -15,6 +15,7 @@ use super::sources::{index_source, is_indexed, selection};
 use super::{human_bytes, load_cifar100, synthetic, DataError, Splits};
 use crate::empirical::study::config::{DataConfig, DataSource};
 use crate::hierarchy::Hierarchy;
+use crate::report::count;
 
 /// What to check and how much to print.
 #[derive(Clone, Debug)]
@@ -126,9 +127,9 @@ pub fn hierarchy_report(
         let level = h.level(l);
         let _ = write!(
             out,
-            "  level {l} `{}`: {} classes",
+            "  level {l} `{}`: {}",
             level.name,
-            h.num_classes(l)
+            count(h.num_classes(l), "class", "classes")
         );
         if l + 1 < h.num_levels() {
             let children: Vec<usize> = kids[l].iter().map(Vec::len).collect();
@@ -207,9 +208,9 @@ impl Tree<'_> {
                 out.push(format!("{indent}{level} {name}: {tr} / {te}"));
             } else {
                 out.push(format!(
-                    "{indent}{level} {name}: {} children, {} leaves, {tr} / {te}",
-                    self.kids[l][c].len(),
-                    self.leaves[l][c]
+                    "{indent}{level} {name}: {}, {}, {tr} / {te}",
+                    count(self.kids[l][c].len(), "child", "children"),
+                    count(self.leaves[l][c], "leaf", "leaves")
                 ));
                 self.lines(l + 1, &self.kids[l][c], out);
             }
@@ -420,6 +421,12 @@ mod tests {
             "{r}"
         );
         assert!(r.contains("    subclass s0.1: 1 / 0\n"), "{r}");
+        assert!(
+            r.contains("  superclass s1: 1 child, 1 leaf, 4 / 2\n"),
+            "{r}"
+        );
+        let one = hierarchy_report(&Hierarchy::two_level(&[1]).unwrap(), &[1], &[1], 0);
+        assert!(one.contains("level 0 `superclass`: 1 class;"), "{one}");
         assert!(
             r.contains("train images per leaf: min 1 / p10 1 / median 3"),
             "{r}"

@@ -376,11 +376,15 @@ impl<'de> Deserialize<'de> for LabelSpec {
             Relabeling::deserialize(v)
                 .map(LabelSpec::Hierarchy)
                 .map_err(|e| {
-                    D::Error::custom(format!(
-                        "{} (or one of the data's kinds: {})",
-                        e.message(),
-                        DataLabels::KINDS.join(", ")
-                    ))
+                    let m = e.message();
+                    if m.starts_with("unknown variant") {
+                        // serde's list of the kinds, with the data's kinds added to it
+                        let data: Vec<String> =
+                            DataLabels::KINDS.iter().map(|k| format!("`{k}`")).collect();
+                        D::Error::custom(format!("{m}, {}", data.join(", ")))
+                    } else {
+                        D::Error::custom(m)
+                    }
                 })
         }
     }
@@ -821,6 +825,46 @@ mod tests {
             let c: StudyConfig = load_str(text, name, &[]).unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(c.name, name);
         }
+    }
+
+    /// A label set given as a word: every kind listed (the data's too), nothing else, and
+    /// balanced parentheses.
+    #[test]
+    fn label_kinds_are_listed_when_labels_are_a_word() {
+        let e = load_str::<StudyConfig>(
+            SYNTHETIC_TOML,
+            "synthetic",
+            &["granularity=[{name=\"x\", labels=\"level\"}]".to_string()],
+        )
+        .unwrap_err()
+        .to_string();
+        for k in [
+            "`level`",
+            "`merge_within`",
+            "`per_sample`",
+            "`kmeans_within`",
+            "`kmeans_global`",
+            "`coarser`",
+        ] {
+            assert!(e.contains(k), "{k}: {e}");
+        }
+        assert!(!e.contains("`granularity.labels`"), "{e}");
+        assert!(
+            e.contains("kind `level` also needs its fields (missing field `level`)"),
+            "{e}"
+        );
+        assert_eq!(e.matches('(').count(), e.matches(')').count(), "{e}");
+        let e = load_str::<StudyConfig>(
+            SYNTHETIC_TOML,
+            "synthetic",
+            &["granularity=[{name=\"x\", labels={kind=\"levels\"}}]".to_string()],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("unknown variant `levels`") && e.contains("`coarser`"),
+            "{e}"
+        );
     }
 
     #[test]
