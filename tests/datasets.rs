@@ -179,6 +179,24 @@ fn inat_nan_in_ignored_fields_is_accepted() {
     );
 }
 
+/// Only the mini split on disk: the default split's error says which setting reads it.
+#[test]
+fn inat_missing_train_split_names_the_setting() {
+    let t = inat_fixture();
+    std::fs::remove_file(t.path().join("train.json")).unwrap();
+    let e = index_inat2021(t.path(), &InatConfig::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("missing file: looked for train.json")
+            && e.contains(
+                "set data.inat.train_split = \"train_mini\" (inspect: --inat-split train_mini)"
+            )
+            && e.contains("only the chosen training split and val.json"),
+        "{e}"
+    );
+}
+
 #[test]
 fn inat_missing_image_file_is_named_with_its_listing() {
     let t = inat_fixture();

@@ -89,6 +89,23 @@ fn synthetic_study_runs_resumes_and_replots() {
         summary,
         std::fs::read_to_string(out.join("summary.json")).unwrap()
     );
+    // the default run takes --out (and --threads) at the top level, as theory-sim does
+    let mut top = TINY.to_vec();
+    top.extend(["--threads", "1", "--out", out_s]);
+    let o = run(&top);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("0 cells to run"),
+        "{}",
+        text(&o)
+    );
+    let o = run(&["--out", out_s, "plot", out_s]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("after the subcommand's name"),
+        "{}",
+        text(&o)
+    );
     // re-plot from the saved results
     std::fs::remove_file(out.join("granularity_balanced_finetune.svg")).unwrap();
     let o = run(&["plot", out_s]);

@@ -239,6 +239,11 @@ fn target_classes_are_applied_before_decoding_by_inspect_and_study() {
         };
         let report = inspect_data(&cfg.data, &dir, &opts).unwrap();
         assert!(
+            report.contains("target level 0 `") && report.contains("(1 class); levels (index"),
+            "{}: {report}",
+            s.name
+        );
+        assert!(
             report.contains(&format!("{} leaves", s.leaves_under_target)),
             "{}: {report}",
             s.name

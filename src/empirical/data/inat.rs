@@ -648,6 +648,30 @@ pub fn index_inat2021(dir: &Path, cfg: &InatConfig) -> Result<IndexedSplits, Dat
     let train_name = cfg.train_split.name();
     let train_file = dir.join(format!("{train_name}.json"));
     let val_file = dir.join("val.json");
+    if !train_file.is_file() {
+        let other = match cfg.train_split {
+            InatTrainSplit::Train => InatTrainSplit::TrainMini,
+            InatTrainSplit::TrainMini => InatTrainSplit::Train,
+        };
+        let there = dir.join(format!("{}.json", other.name())).is_file();
+        return Err(DataError::Invalid {
+            context: dir.display().to_string(),
+            message: format!(
+                "missing file: looked for {train_name}.json, the training split data.inat.train_split \
+                 = \"{train_name}\"{}; only the chosen training split and val.json (with their \
+                 image folders) are needed",
+                if there {
+                    format!(
+                        "; {0}.json is there: set data.inat.train_split = \"{0}\" (inspect: \
+                         --inat-split {0})",
+                        other.name()
+                    )
+                } else {
+                    String::new()
+                }
+            ),
+        });
+    }
     let mut train = read_listing(dir, &train_file)?;
     let mut val = read_listing(dir, &val_file)?;
     let (hierarchy, ids, notes) = taxonomy(&train)?;

@@ -347,6 +347,20 @@ pub fn report_splits(
     out
 }
 
+/// One line naming the target level and every level by index, name and class count:
+/// `target level 0 `superclass` (20 classes); levels 0 `superclass` 20, 1 `class` 100`.
+pub fn level_summary(h: &Hierarchy, target: usize) -> String {
+    let levels: Vec<String> = (0..h.num_levels())
+        .map(|l| format!("{l} `{}` {}", h.level(l).name, h.num_classes(l)))
+        .collect();
+    format!(
+        "target level {target} `{}` ({}); levels (index, name, classes): {}",
+        h.level(target).name,
+        count(h.num_classes(target), "class", "classes"),
+        levels.join(", ")
+    )
+}
+
 /// A `[data]` section for `source` at `path` with every other field at its default.
 pub fn data_config(source: DataSource, path: &Path) -> DataConfig {
     let mut t = toml::map::Map::new();
@@ -367,26 +381,30 @@ pub fn inspect_data(
     dir: &Path,
     opts: &InspectOptions,
 ) -> Result<String, DataError> {
-    if is_indexed(data.source) {
+    let (mut out, h) = if is_indexed(data.source) {
         let ix = index_source(data, dir)?.select(&selection(data))?;
-        return report_indexed(&ix, opts);
+        (
+            report_indexed(&ix, opts)?,
+            std::sync::Arc::clone(ix.hierarchy()),
+        )
+    } else {
+        let (desc, splits) = match data.source {
+            DataSource::Cifar100 => (
+                format!("CIFAR-100 binary release at {}", dir.display()),
+                load_cifar100(dir)?,
+            ),
+            _ => (
+                "synthetic multi-view images (data.synthetic)".to_string(),
+                synthetic::generate(&data.synthetic)?.splits(),
+            ),
+        };
+        let h = std::sync::Arc::clone(&splits.train.hierarchy);
+        (report_splits(&desc, &splits, None, opts.tree_lines), h)
+    };
+    if data.target_level < h.num_levels() {
+        let _ = writeln!(out, "{}", level_summary(&h, data.target_level));
     }
-    match data.source {
-        DataSource::Cifar100 => {
-            let splits = load_cifar100(dir)?;
-            let desc = format!("CIFAR-100 binary release at {}", dir.display());
-            Ok(report_splits(&desc, &splits, None, opts.tree_lines))
-        }
-        _ => {
-            let splits = synthetic::generate(&data.synthetic)?.splits();
-            Ok(report_splits(
-                "synthetic multi-view images (data.synthetic)",
-                &splits,
-                None,
-                opts.tree_lines,
-            ))
-        }
-    }
+    Ok(out)
 }
 
 #[cfg(test)]

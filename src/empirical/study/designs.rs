@@ -425,6 +425,10 @@ pub fn load_data(cfg: &StudyConfig, data_dir: Option<&Path>) -> Result<StudyData
             &cfg.data.target_classes,
         )?
     };
+    eprintln!(
+        "data: {}",
+        crate::empirical::data::inspect::level_summary(&train.hierarchy, cfg.data.target_level)
+    );
     let leaf = train.hierarchy.leaf_level();
     let (train, validation, ensemble_train) = if cfg.data.validation_per_leaf > 0 {
         let (pool, validation, ensemble) = split_validation(&train, cfg)?;
