@@ -309,7 +309,7 @@ pub fn assign_hard_subsets(
     }
     if let (Some(members), Some(e)) = (members, &cfg.hard.ensemble) {
         let chosen = match validation_view(r, members) {
-            Some(v) => choose_on_validation(r, members, mirror, &v, e),
+            Some(v) => choose_on_validation(r, members, mirror, v, e),
             None => choose_on_test(r, members, mirror, e),
         };
         for d in designs
