@@ -388,7 +388,7 @@ pub fn inspect_data(
             std::sync::Arc::clone(ix.hierarchy()),
         )
     } else {
-        let (desc, splits) = match data.source {
+        let (desc, mut splits) = match data.source {
             DataSource::Cifar100 => (
                 format!("CIFAR-100 binary release at {}", dir.display()),
                 load_cifar100(dir)?,
@@ -398,6 +398,23 @@ pub fn inspect_data(
                 synthetic::generate(&data.synthetic)?.splits(),
             ),
         };
+        // The study's own cut to `data.target_classes`, so the report is what it will load.
+        if !data.target_classes.is_empty()
+            && data.target_level < splits.train.hierarchy.num_levels()
+        {
+            let (train, test, _) = crate::empirical::study::designs::keep_target_classes(
+                splits.train,
+                splits.test,
+                None,
+                data.target_level,
+                &data.target_classes,
+            )
+            .map_err(|e| DataError::Invalid {
+                context: dir.display().to_string(),
+                message: e.to_string(),
+            })?;
+            splits = Splits { train, test };
+        }
         let h = std::sync::Arc::clone(&splits.train.hierarchy);
         (report_splits(&desc, &splits, None, opts.tree_lines), h)
     };
@@ -424,6 +441,35 @@ mod tests {
         );
         assert_eq!(spread(10, 3), vec![0, 3, 6]);
         assert_eq!(spread(3, 0), vec![0, 1, 2]);
+    }
+
+    /// The in-memory sources are cut to `data.target_classes` too, as the study cuts them.
+    #[test]
+    fn inspect_applies_target_classes_to_in_memory_sources() {
+        let mut d = data_config(DataSource::Synthetic, Path::new(""));
+        d.synthetic.subclasses = vec![2, 3];
+        let all = synthetic::generate(&d.synthetic).unwrap().splits();
+        let first = all.train.hierarchy.level(0).class_names[0].clone();
+        d.target_classes = vec![first];
+        let opts = InspectOptions {
+            decode: DecodeOptions::new(8, "data.size"),
+            check: 0,
+            tree_lines: 0,
+        };
+        let r = inspect_data(&d, Path::new(""), &opts).unwrap();
+        assert!(r.contains("level 0 `superclass`: 1 class;"), "{r}");
+        assert!(
+            r.contains("(1 class); levels (index, name, classes): 0"),
+            "{r}"
+        );
+        d.target_classes = vec!["nope".into()];
+        let e = inspect_data(&d, Path::new(""), &opts)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("data.target_classes") && e.contains("nope"),
+            "{e}"
+        );
     }
 
     #[test]
