@@ -681,4 +681,33 @@ fn theory_slurm_writes_the_job_set() {
         "{merge}"
     );
     assert!(dir.join("submit.sh").is_file());
+    for f in [
+        "prepare.sbatch",
+        "shards.sbatch",
+        "merge.sbatch",
+        "submit.sh",
+    ] {
+        if let Ok(st) = Command::new("bash").arg("-n").arg(dir.join(f)).status() {
+            assert!(st.success(), "{f} does not parse");
+        }
+    }
+    // a time limit Slurm does not read is refused before anything is written
+    let refused = tmp.path().join("refused");
+    let mut bad = THEORY_TINY.to_vec();
+    bad.extend([
+        "--out",
+        refused.to_str().unwrap(),
+        "slurm",
+        "--study",
+        "hardness",
+    ]);
+    bad.extend(["--time", "tomorrow"]);
+    let o = run(THEORY, &bad);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("is not a Slurm time limit"),
+        "{}",
+        text(&o)
+    );
+    assert!(!refused.exists());
 }
