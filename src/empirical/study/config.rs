@@ -531,7 +531,111 @@ fn check_schedule(name: &str, s: &LrSchedule, epochs: usize) -> Result<(), Inval
     Ok(())
 }
 
+/// The level names of `data` where they are known from the config alone (`None` for an image
+/// folder, whose names are the columns of its `hierarchy.csv`).
+fn level_names(data: &toml::Table) -> Option<Vec<String>> {
+    let names = |n: &[&str]| Some(n.iter().map(|s| s.to_string()).collect());
+    match data.get("source").and_then(toml::Value::as_str)? {
+        "inat2021" => names(&crate::empirical::data::inat::LEVELS),
+        "cifar100" => names(&["coarse", "fine"]),
+        "synthetic" | "breeds" => names(&["superclass", "subclass"]),
+        "wordnet" => {
+            let depths = data
+                .get("wordnet")
+                .and_then(|w| w.get("depths"))
+                .and_then(toml::Value::as_array)?;
+            let mut out: Vec<String> = depths
+                .iter()
+                .map(|d| d.as_integer().map(|d| format!("depth{d}")))
+                .collect::<Option<_>>()?;
+            out.push("leaf".into());
+            Some(out)
+        }
+        _ => None,
+    }
+}
+
+/// Replaces a level given by name at `v` (field `f`) with its index in `names`.
+fn level_by_name(
+    f: &str,
+    v: &mut toml::Value,
+    names: Option<&[String]>,
+) -> Result<(), InvalidField> {
+    let toml::Value::String(name) = v else {
+        return Ok(());
+    };
+    let Some(names) = names else {
+        return Err(field(
+            f,
+            format!(
+                "level `{name}`: this source's level names are read with its data; give the \
+                 level's index (0 = coarsest; `empirical inspect` prints each level's index and name)"
+            ),
+        ));
+    };
+    match names.iter().position(|n| n == name) {
+        Some(i) => {
+            *v = toml::Value::Integer(i as i64);
+            Ok(())
+        }
+        None => Err(field(
+            f,
+            format!(
+                "no level `{name}`; the levels are {}",
+                names
+                    .iter()
+                    .enumerate()
+                    .map(|(i, n)| format!("{i} `{n}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )),
+    }
+}
+
 impl Validate for StudyConfig {
+    /// Levels may be given by name where the source's level names are known from the config
+    /// (iNaturalist's ranks, CIFAR-100's `coarse` / `fine`, BREEDS' and the synthetic data's
+    /// `superclass` / `subclass`, WordNet's `depthD` / `leaf`): `data.target_level`, a
+    /// granularity's `level`, `hard.ensemble.mirror_level`. They are read as their indices.
+    fn normalize(doc: &mut toml::Value) -> Result<(), InvalidField> {
+        let Some(root) = doc.as_table_mut() else {
+            return Ok(());
+        };
+        let names = root
+            .get("data")
+            .and_then(toml::Value::as_table)
+            .and_then(level_names);
+        let names = names.as_deref();
+        if let Some(v) = root
+            .get_mut("data")
+            .and_then(|d| d.as_table_mut())
+            .and_then(|d| d.get_mut("target_level"))
+        {
+            level_by_name("data.target_level", v, names)?;
+        }
+        if let Some(gs) = root.get_mut("granularity").and_then(|g| g.as_array_mut()) {
+            for (i, g) in gs.iter_mut().enumerate() {
+                if let Some(v) = g
+                    .get_mut("labels")
+                    .and_then(|l| l.as_table_mut())
+                    .and_then(|l| l.get_mut("level"))
+                {
+                    level_by_name(&format!("granularity[{i}].labels.level"), v, names)?;
+                }
+            }
+        }
+        if let Some(v) = root
+            .get_mut("hard")
+            .and_then(|h| h.get_mut("ensemble"))
+            .and_then(|e| e.as_table_mut())
+            .and_then(|e| e.get_mut("mirror_level"))
+        {
+            level_by_name("hard.ensemble.mirror_level", v, names)?;
+        }
+        Ok(())
+    }
+
     fn validate(&self) -> Result<(), InvalidField> {
         if self.name.trim().is_empty() {
             return Err(field("name", "must not be empty"));
@@ -825,6 +929,52 @@ mod tests {
             let c: StudyConfig = load_str(text, name, &[]).unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(c.name, name);
         }
+    }
+
+    /// Levels by name where the source names them; a wrong name lists the levels, a folder's
+    /// names (read with its data) ask for the index.
+    #[test]
+    fn levels_by_name() {
+        let c: StudyConfig = load_str(
+            SYNTHETIC_TOML,
+            "synthetic",
+            &[
+                "data.target_level=\"superclass\"".to_string(),
+                "granularity=[{name=\"x\", labels={kind=\"level\", level=\"subclass\"}}]"
+                    .to_string(),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.data.target_level, 0);
+        assert!(matches!(
+            c.granularities[0].labels,
+            LabelSpec::Hierarchy(Relabeling::Level { level: 1 })
+        ));
+        let e = load_str::<StudyConfig>(
+            SYNTHETIC_TOML,
+            "synthetic",
+            &["data.target_level=\"order\"".to_string()],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("data.target_level")
+                && e.contains("the levels are 0 `superclass`, 1 `subclass`"),
+            "{e}"
+        );
+        let inat = include_str!("../../../experiments/empirical/folder.toml")
+            .replace("source = \"folder\"", "source = \"inat2021\"");
+        let c: StudyConfig =
+            load_str(&inat, "inat", &["data.target_level=\"order\"".to_string()]).unwrap();
+        assert_eq!(c.data.target_level, 3);
+        let e = load_str::<StudyConfig>(
+            include_str!("../../../experiments/empirical/folder.toml"),
+            "folder",
+            &["data.target_level=\"superclass\"".to_string()],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("give the level's index"), "{e}");
     }
 
     /// A label set given as a word: every kind listed (the data's too), nothing else, and
