@@ -80,6 +80,12 @@ impl InvalidField {
 pub trait Validate {
     /// Check every value the type cannot run with; name the field in the error.
     fn validate(&self) -> Result<(), InvalidField>;
+
+    /// Rewrite the document (overrides applied) before it is read into the type, e.g. a name
+    /// given where the type keeps a number; errors name the field. The default changes nothing.
+    fn normalize(_doc: &mut toml::Value) -> Result<(), InvalidField> {
+        Ok(())
+    }
 }
 
 /// Parse one `key.path=value` override and apply it to a TOML document. The value is read as a
@@ -145,6 +151,11 @@ pub fn load_str<T: DeserializeOwned + Validate>(
     } else {
         format!("{origin} (with overrides {})", overrides.join(" "))
     };
+    T::normalize(&mut doc).map_err(|e| ConfigError::Invalid {
+        origin: origin_full.clone(),
+        field: e.field,
+        msg: e.msg,
+    })?;
     let cfg: T = serde_path_to_error::deserialize(doc.clone()).map_err(|e| {
         let path = e.path().to_string();
         let mut msg = e.into_inner().to_string();
@@ -200,7 +211,11 @@ fn tagged_enum_hint<T: DeserializeOwned>(doc: &toml::Value, path: &str) -> Optio
         *value_at(&mut d, path)? = toml::Value::Table(t);
         serde_path_to_error::deserialize::<_, T>(d)
             .err()
-            .map(|e| e.into_inner().to_string())
+            // the message alone (the parser may add the key's path on the lines after it)
+            .map(|e| {
+                let m = e.into_inner().to_string();
+                m.lines().next().unwrap_or("").trim().to_string()
+            })
     };
     // serde names the variants when a kind is unknown: "unknown variant `x`, expected `a`",
     // "... expected `a` or `b`", "... expected one of `a`, `b`, `c`"

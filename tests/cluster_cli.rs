@@ -341,6 +341,46 @@ fn empirical_slurm_writes_the_job_set_and_submit_needs_sbatch() {
         )),
         "{merge}"
     );
+    // bash parses every script written
+    for f in [
+        "prepare.sbatch",
+        "shards.sbatch",
+        "merge.sbatch",
+        "submit.sh",
+    ] {
+        if let Ok(st) = Command::new("bash").arg("-n").arg(dir.join(f)).status() {
+            assert!(st.success(), "{f} does not parse");
+        }
+    }
+    // options that would make a broken script are refused before anything is written
+    for (bad, want) in [
+        (
+            &["--time", "tomorrow"][..],
+            "--time \"tomorrow\" is not a Slurm time limit",
+        ),
+        (
+            &["--max-parallel", "0"][..],
+            "--max-parallel must be at least 1",
+        ),
+        (
+            &["--sbatch-option", "--account=lab\necho ("][..],
+            "--sbatch-option",
+        ),
+        (
+            &["--gpus-per-task", "1"][..],
+            "--gpus-per-task 1 with --device cpu",
+        ),
+    ] {
+        let other = tmp.path().join("refused");
+        let mut a = TINY.to_vec();
+        let o_s = other.to_str().unwrap();
+        a.extend(["slurm", CONFIG, "--out", o_s]);
+        a.extend(bad);
+        let o = run(EMPIRICAL, &a);
+        assert_eq!(o.status.code(), Some(1), "{bad:?}: {}", text(&o));
+        assert!(text(&o).contains(want), "{bad:?}: {}", text(&o));
+        assert!(!other.exists(), "{bad:?}: scripts written");
+    }
     // --submit without sbatch on the PATH says so (the scripts are written)
     args.push("--submit");
     let o = Command::new(EMPIRICAL)
@@ -513,7 +553,12 @@ fn theory_shards_merge_into_the_single_sweep() {
     ]);
     let o = run(THEORY, &args);
     assert!(!o.status.success());
-    assert!(text(&o).contains("different config.toml"), "{}", text(&o));
+    assert!(
+        text(&o).contains("was prepared for another sweep: its config.toml differs")
+            && !text(&o).contains("merged"),
+        "{}",
+        text(&o)
+    );
     // a run saved twice with different results is refused
     let other = tmp.path().join("other/1-of-3");
     std::fs::create_dir_all(other.join("cells")).unwrap();
@@ -636,4 +681,33 @@ fn theory_slurm_writes_the_job_set() {
         "{merge}"
     );
     assert!(dir.join("submit.sh").is_file());
+    for f in [
+        "prepare.sbatch",
+        "shards.sbatch",
+        "merge.sbatch",
+        "submit.sh",
+    ] {
+        if let Ok(st) = Command::new("bash").arg("-n").arg(dir.join(f)).status() {
+            assert!(st.success(), "{f} does not parse");
+        }
+    }
+    // a time limit Slurm does not read is refused before anything is written
+    let refused = tmp.path().join("refused");
+    let mut bad = THEORY_TINY.to_vec();
+    bad.extend([
+        "--out",
+        refused.to_str().unwrap(),
+        "slurm",
+        "--study",
+        "hardness",
+    ]);
+    bad.extend(["--time", "tomorrow"]);
+    let o = run(THEORY, &bad);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("is not a Slurm time limit"),
+        "{}",
+        text(&o)
+    );
+    assert!(!refused.exists());
 }

@@ -131,6 +131,72 @@ fn inat_malformed_entries_are_named() {
     );
 }
 
+/// An image `file_name` outside the dataset folder is refused, naming it.
+#[test]
+fn inat_file_names_outside_the_folder_are_refused() {
+    for bad in ["../elsewhere/a.jpg", "/etc/a.jpg", "train/../../a.jpg", ""] {
+        let (_, msg) = inat_error(|v| v["images"][2]["file_name"] = bad.into());
+        assert!(
+            msg.contains("train.json: line 1, column")
+                && msg.contains("image id 1002: `file_name`")
+                && (msg.contains("points outside the dataset folder") || bad.is_empty()),
+            "{bad}: {msg}"
+        );
+    }
+}
+
+/// `NaN`, `Infinity` and `-Infinity` (Python's `json.dump` for missing floats) are read in the
+/// fields the toolkit ignores; in a field it reads, the error names the token at its column.
+#[test]
+fn inat_nan_in_ignored_fields_is_accepted() {
+    let t = inat_fixture();
+    let p = t.path().join("train.json");
+    let text = std::fs::read_to_string(&p).unwrap();
+    let nan = text
+        .replacen("\"latitude\":0.0", "\"latitude\":NaN", 3)
+        .replacen("\"longitude\":0.0", "\"longitude\":-Infinity", 2)
+        .replacen(
+            "\"location_uncertainty\":1",
+            "\"location_uncertainty\":Infinity",
+            2,
+        );
+    assert_ne!(nan, text);
+    std::fs::write(&p, &nan).unwrap();
+    let ix = index_inat2021(t.path(), &InatConfig::default()).unwrap();
+    assert_eq!(ix.train.len(), 24);
+    let bad = nan.replacen("\"category_id\":10", "\"category_id\":NaN", 1);
+    std::fs::write(&p, &bad).unwrap();
+    let e = index_inat2021(t.path(), &InatConfig::default()).unwrap_err();
+    let at = bad.find("\"category_id\":NaN").unwrap() + "\"category_id\":NaN".len();
+    assert!(
+        matches!(e, DataError::Json { line: 1, column, .. } if column == at),
+        "{e} (expected column {at})"
+    );
+    assert!(
+        e.to_string()
+            .contains("NaN (accepted only in the fields the toolkit ignores)"),
+        "{e}"
+    );
+}
+
+/// Only the mini split on disk: the default split's error says which setting reads it.
+#[test]
+fn inat_missing_train_split_names_the_setting() {
+    let t = inat_fixture();
+    std::fs::remove_file(t.path().join("train.json")).unwrap();
+    let e = index_inat2021(t.path(), &InatConfig::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("missing file: looked for train.json")
+            && e.contains(
+                "set data.inat.train_split = \"train_mini\" (inspect: --inat-split train_mini)"
+            )
+            && e.contains("only the chosen training split and val.json"),
+        "{e}"
+    );
+}
+
 #[test]
 fn inat_missing_image_file_is_named_with_its_listing() {
     let t = inat_fixture();
@@ -179,7 +245,7 @@ fn inat_inspect_prints_every_level_and_the_homonym() {
         "level 6 `species`: 6 classes (the leaves)",
         "train images per leaf: min 4 / p10 4 / median 4 / p90 4 / max 4",
         "genus `Morus` appears under 2 classes of level family (Moraceae, Sulidae)",
-        "genus Morus (Sulidae): 1 children, 1 leaves, 4 / 2",
+        "genus Morus (Sulidae): 1 child, 1 leaf, 4 / 2",
         "species Rosa canina: 4 / 2",
         "decoded 24 of 24 images to 8x8 RGB",
         "bytes per image",
@@ -294,12 +360,63 @@ fn wordnet_inspect_names_the_parent_chosen() {
         "level 3 `leaf`: 48 classes (the leaves)",
         "notes (1):",
         "n02084071 dog has 2 hypernyms: n01861778 mammal (depth 4), n01317541 domestic_animal (depth 3); parent: n01861778 mammal (the deepest)",
-        "  depth1 n00004258 living_thing: 1 children, 24 leaves, 48 / 24",
+        "  depth1 n00004258 living_thing: 1 child, 24 leaves, 48 / 24",
         "... ",
         "train images per leaf: min 2 / p10 2 / median 2 / p90 2 / max 2",
     ] {
         assert!(s.contains(want), "missing {want:?} in:\n{s}");
     }
+}
+
+/// A cut at or below every leaf and a folder that is an ancestor of other folders are said, in
+/// the index's warnings (the study log) and by inspect.
+#[test]
+fn wordnet_warns_of_a_cut_below_the_leaves_and_of_ancestor_folders() {
+    let t = imagenet_fixture();
+    let root = t.path().join("imagenet");
+    let ix = index_wordnet(&root, &wordnet_cfg(t.path(), vec![1, 40])).unwrap();
+    assert!(
+        ix.warnings.iter().any(|w| w.contains(
+            "depth 40 is at or below every leaf (the deepest is at depth 6), so level depth40 is the leaves themselves"
+        )),
+        "{:?}",
+        ix.warnings
+    );
+    // `dog` (n02084071) beside its breeds
+    for split in ["train", "val"] {
+        let from = root.join(split).join("n09000000");
+        let to = root.join(split).join("n02084071");
+        std::fs::create_dir_all(&to).unwrap();
+        for f in std::fs::read_dir(&from).unwrap() {
+            let f = f.unwrap().path();
+            std::fs::copy(&f, to.join(f.file_name().unwrap())).unwrap();
+        }
+    }
+    let ix = index_wordnet(&root, &wordnet_cfg(t.path(), vec![1, 3])).unwrap();
+    assert_eq!(ix.hierarchy().num_leaves(), 49);
+    assert!(
+        ix.warnings.iter().any(|w| w.contains(
+            "folder n02084071 dog is an ancestor of 6 other folders (e.g. n09000000 dog_kind_0): its images are a leaf of their own"
+        )),
+        "{:?}",
+        ix.warnings
+    );
+    let o = run(&[
+        "inspect",
+        "--imagenet",
+        root.to_str().unwrap(),
+        "--wordnet",
+        t.path().join("data.noun").to_str().unwrap(),
+        "--depths",
+        "1,40",
+    ]);
+    let s = text(&o);
+    assert!(o.status.success(), "{s}");
+    assert!(s.contains("warning: data.wordnet.depths: depth 40"), "{s}");
+    assert!(
+        s.contains("warning: folder n02084071 dog is an ancestor"),
+        "{s}"
+    );
 }
 
 #[test]
@@ -533,6 +650,7 @@ fn selection_before_decoding() {
         train_per_leaf: per,
         test_per_leaf: 1,
         seed: 3,
+        ..Selection::default()
     };
     let birds = ix.clone().select(&sel("class=Aves", 0, 2)).unwrap();
     let h = birds.hierarchy();

@@ -89,6 +89,23 @@ fn synthetic_study_runs_resumes_and_replots() {
         summary,
         std::fs::read_to_string(out.join("summary.json")).unwrap()
     );
+    // the default run takes --out (and --threads) at the top level, as theory-sim does
+    let mut top = TINY.to_vec();
+    top.extend(["--threads", "1", "--out", out_s]);
+    let o = run(&top);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("0 cells to run"),
+        "{}",
+        text(&o)
+    );
+    let o = run(&["--out", out_s, "plot", out_s]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("after the subcommand's name"),
+        "{}",
+        text(&o)
+    );
     // re-plot from the saved results
     std::fs::remove_file(out.join("granularity_balanced_finetune.svg")).unwrap();
     let o = run(&["plot", out_s]);
@@ -225,6 +242,28 @@ fn bad_sweep_files_are_refused_before_anything_is_written() {
         assert!(text(&o).contains(want), "{axes}: {}", text(&o));
         assert!(!out.exists(), "{axes}");
     }
+    // A value the data cannot serve is found before the base point trains, naming the point.
+    let file = sweep_file(
+        tmp.path(),
+        "[[axis]]\nname = \"target\"\nlabel = \"target level\"\nkey = \"data.target_level\"\nvalues = [0, 7]\n",
+    );
+    let mut args = TINY.to_vec();
+    args.extend([
+        "sweep",
+        file.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let o = run(&args);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{t}");
+    assert!(
+        t.contains("sweep point data.target_level = 7 (axis 'target', folder target/7)")
+            && t.contains("level 7 does not exist"),
+        "{t}"
+    );
+    assert!(!t.contains("epoch 1/"), "{t}");
+    assert!(!out.exists());
 }
 
 #[test]

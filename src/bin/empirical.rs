@@ -45,6 +45,16 @@ struct Cli {
     /// operations, several times slower; for checking the fast path end to end).
     #[arg(long, global = true, value_enum, default_value_t = Kernels::Fast)]
     kernels: Kernels,
+    /// Worker threads of the CPU work (default: all cores, or RAYON_NUM_THREADS).
+    #[arg(long, global = true)]
+    threads: Option<usize>,
+    /// Results folder of the default run (no subcommand; default:
+    /// results/empirical/synthetic). A subcommand takes its own --out after its name.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Discard saved results of a different config in --out (the default run).
+    #[arg(long)]
+    fresh: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -351,15 +361,28 @@ fn slurm_jobs(
 fn main() -> Result<()> {
     granularity::runtime::tune_allocator();
     let cli = Cli::parse();
+    if let Some(n) = cli.threads {
+        if n == 0 {
+            bail!("--threads must be at least 1 (leave it out for one per core)");
+        }
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()
+            .context("setting the thread count")?;
+    }
+    if cli.command.is_some() && (cli.out.is_some() || cli.fresh) {
+        bail!("--out and --fresh before the subcommand are the default run's; give them after the subcommand's name (e.g. empirical study CONFIG --out DIR)");
+    }
     let dev = cli.device.open()?;
     let kernels = cli.kernels;
     match cli.command {
         None => study(
             &synthetic_default(&cli.set)?,
             &run_options(
-                "results/empirical/synthetic".into(),
+                cli.out
+                    .unwrap_or_else(|| "results/empirical/synthetic".into()),
                 None,
-                false,
+                cli.fresh,
                 dev,
                 kernels,
             ),
@@ -429,6 +452,7 @@ fn main() -> Result<()> {
                 set: &cli.set,
                 kernels,
             };
+            slurm.check(cli.device.is_cpu())?;
             let jobs = slurm_jobs(&global, &config, &out, data.as_deref(), &slurm)?;
             let dir = slurm.scripts_dir(&out)?;
             let scripts = write_scripts(&jobs, &slurm, &dir)?;

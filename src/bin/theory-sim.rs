@@ -333,6 +333,7 @@ fn main() -> Result<ExitCode> {
             let cfg = load_config(&cli)?;
             let st = spec.study()?;
             let out = sweep_out(&cli, &cfg, &st);
+            slurm.check(false)?;
             let jobs = slurm_jobs(&cli, spec, &out, &st, slurm)?;
             let dir = slurm.scripts_dir(&out)?;
             let scripts = write_scripts(&jobs, slurm, &dir)?;

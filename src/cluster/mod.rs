@@ -46,6 +46,14 @@ pub enum ShardError {
         /// The other.
         b: PathBuf,
     },
+    /// A shard run into a folder prepared for another config or study.
+    #[error("{} was prepared for another sweep: its {file} differs from this run's; a shard runs the config and study of its preparation (the same --set and sweep options), or give another --out", dir.display())]
+    OtherPreparation {
+        /// The file that differs.
+        file: String,
+        /// The prepared folder.
+        dir: PathBuf,
+    },
     /// A file that merging or a shard needs is missing.
     #[error("{} is missing ({what})", path.display())]
     Missing {
@@ -65,7 +73,7 @@ pub enum ShardError {
         b: PathBuf,
     },
     /// Cells that no merged folder holds.
-    #[error("{}: {missing} cells not saved by any shard ({detail}); run (or resume) those shards, then merge again", root.display())]
+    #[error("{}: {} not saved by any shard ({detail}); run (or resume) those shards, then merge again", root.display(), crate::report::count(*missing, "cell", "cells"))]
     Incomplete {
         /// The merged folder.
         root: PathBuf,

@@ -94,6 +94,101 @@ impl SlurmArgs {
     }
 }
 
+/// True for a time limit in one of Slurm's formats: `MM`, `MM:SS`, `HH:MM:SS`, `D-HH`,
+/// `D-HH:MM`, `D-HH:MM:SS` (numbers of digits), or `INFINITE` / `UNLIMITED`.
+pub fn is_slurm_time(t: &str) -> bool {
+    if t.eq_ignore_ascii_case("infinite") || t.eq_ignore_ascii_case("unlimited") {
+        return true;
+    }
+    let number = |s: &str| !s.is_empty() && s.len() <= 9 && s.bytes().all(|b| b.is_ascii_digit());
+    let (days, rest) = match t.split_once('-') {
+        Some((d, r)) => (Some(d), r),
+        None => (None, t),
+    };
+    if days.is_some_and(|d| !number(d)) {
+        return false;
+    }
+    let parts: Vec<&str> = rest.split(':').collect();
+    if !parts.iter().all(|p| number(p)) {
+        return false;
+    }
+    (1..=3).contains(&parts.len())
+}
+
+/// True for a memory size as `#SBATCH --mem` takes it: a whole number with an optional unit
+/// `K`, `M`, `G` or `T` (upper or lower case).
+fn is_slurm_mem(m: &str) -> bool {
+    let digits = m.trim_end_matches(['K', 'M', 'G', 'T', 'k', 'm', 'g', 't']);
+    m.len() - digits.len() <= 1 && !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
+}
+
+impl SlurmArgs {
+    /// Checks every option before a script is written: Slurm's time format for `--time`, a
+    /// memory size for `--mem`, at least one shard, CPU and parallel shard, no GPUs when the
+    /// jobs run on the CPU (`on_cpu`), and single-line options (a line break would end the
+    /// `#SBATCH` line and put the rest in the script's shell code). Errors name the option.
+    pub fn check(&self, on_cpu: bool) -> Result<(), ShardError> {
+        let bad = |m: String| Err(ShardError::Slurm(m));
+        if self.shards == 0 {
+            return bad("--shards must be at least 1".into());
+        }
+        if self.cpus_per_task == 0 {
+            return bad("--cpus-per-task must be at least 1".into());
+        }
+        if self.max_parallel == Some(0) {
+            return bad("--max-parallel must be at least 1 (shards running at once)".into());
+        }
+        match self.gpus_per_task {
+            Some(0) => return bad("--gpus-per-task must be at least 1 (or left out)".into()),
+            Some(g) if on_cpu => {
+                return bad(format!(
+                    "--gpus-per-task {g} with --device cpu: the jobs would hold GPUs and not use \
+                     them; add --device cuda:0 (Slurm shows each job only its own GPUs) or drop \
+                     --gpus-per-task"
+                ))
+            }
+            _ => {}
+        }
+        if let Some(t) = &self.time {
+            if !is_slurm_time(t) {
+                return bad(format!(
+                    "--time {t:?} is not a Slurm time limit: give MM, HH:MM:SS, D-HH, \
+                     D-HH:MM:SS (e.g. 12:00:00 or 2-00:00:00) or UNLIMITED"
+                ));
+            }
+        }
+        if let Some(m) = &self.mem {
+            if !is_slurm_mem(m) {
+                return bad(format!(
+                    "--mem {m:?} is not a memory size: give a number with an optional unit K, \
+                     M, G or T (e.g. 16G)"
+                ));
+            }
+        }
+        let single_line = |what: &str, v: &str| -> Result<(), ShardError> {
+            if v.trim().is_empty() || v.chars().any(char::is_control) {
+                return bad(format!(
+                    "{what} {v:?} must be one non-empty line without control characters"
+                ));
+            }
+            Ok(())
+        };
+        if let Some(p) = &self.partition {
+            single_line("--partition", p)?;
+        }
+        for o in &self.sbatch_options {
+            single_line("--sbatch-option", o)?;
+            if !o.starts_with('-') {
+                return bad(format!(
+                    "--sbatch-option {o:?} is not an sbatch option: give it with its dashes, \
+                     e.g. --sbatch-option=--account=lab"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// `path` made absolute against the current folder (jobs may start elsewhere).
 pub fn absolute(path: &Path) -> Result<PathBuf, ShardError> {
     std::path::absolute(path).map_err(|source| ShardError::Io {
@@ -224,15 +319,10 @@ echo \"prepare: job $prep; shards: array job $shards; merge: job $merge\"
 
 /// Writes `prepare.sbatch`, `shards.sbatch` (an array job of `opts.shards` tasks), `merge.sbatch`
 /// and `submit.sh` into `dir`, and creates `dir/logs`.
+/// The options are checked first ([`SlurmArgs::check`], GPUs allowed): nothing is written
+/// when one is wrong.
 pub fn write_scripts(jobs: &JobSet, opts: &SlurmArgs, dir: &Path) -> Result<Scripts, ShardError> {
-    if opts.shards == 0 {
-        return Err(ShardError::Slurm("--shards must be at least 1".into()));
-    }
-    if opts.cpus_per_task == 0 {
-        return Err(ShardError::Slurm(
-            "--cpus-per-task must be at least 1".into(),
-        ));
-    }
+    opts.check(false)?;
     let logs = dir.join("logs");
     std::fs::create_dir_all(&logs).map_err(|source| ShardError::Io {
         path: logs.clone(),
@@ -441,6 +531,110 @@ mod tests {
                 assert!(st.success(), "{} does not parse", p.display());
             }
         }
+    }
+
+    #[test]
+    fn slurm_time_formats() {
+        for ok in [
+            "30",
+            "30:00",
+            "12:00:00",
+            "2-00",
+            "2-12:30",
+            "2-00:00:00",
+            "UNLIMITED",
+            "infinite",
+        ] {
+            assert!(is_slurm_time(ok), "{ok}");
+        }
+        for bad in [
+            "tomorrow",
+            "",
+            "1:2:3:4",
+            "2-",
+            "-1",
+            "1h",
+            "12:00:00\n",
+            "2-1-1",
+            "1::0",
+        ] {
+            assert!(!is_slurm_time(bad), "{bad:?}");
+        }
+        assert!(is_slurm_mem("16G") && is_slurm_mem("4000") && is_slurm_mem("0"));
+        assert!(!is_slurm_mem("16GB") && !is_slurm_mem("G") && !is_slurm_mem("lots"));
+    }
+
+    #[test]
+    fn bad_options_are_refused_before_a_script_is_written() {
+        let t = tempfile::tempdir().unwrap();
+        let cases: [(SlurmArgs, &str); 7] = [
+            (
+                SlurmArgs {
+                    time: Some("tomorrow".into()),
+                    ..SlurmArgs::default()
+                },
+                "--time \"tomorrow\" is not a Slurm time limit",
+            ),
+            (
+                SlurmArgs {
+                    max_parallel: Some(0),
+                    ..SlurmArgs::default()
+                },
+                "--max-parallel must be at least 1",
+            ),
+            (
+                SlurmArgs {
+                    sbatch_options: vec!["--account=lab\necho hi; (".into()],
+                    ..SlurmArgs::default()
+                },
+                "--sbatch-option",
+            ),
+            (
+                SlurmArgs {
+                    sbatch_options: vec!["account=lab".into()],
+                    ..SlurmArgs::default()
+                },
+                "not an sbatch option",
+            ),
+            (
+                SlurmArgs {
+                    partition: Some("gpu\nrm".into()),
+                    ..SlurmArgs::default()
+                },
+                "--partition",
+            ),
+            (
+                SlurmArgs {
+                    mem: Some("lots".into()),
+                    ..SlurmArgs::default()
+                },
+                "--mem \"lots\"",
+            ),
+            (
+                SlurmArgs {
+                    gpus_per_task: Some(0),
+                    ..SlurmArgs::default()
+                },
+                "--gpus-per-task must be at least 1",
+            ),
+        ];
+        for (i, (opts, want)) in cases.iter().enumerate() {
+            let dir = t.path().join(i.to_string());
+            let e = write_scripts(&jobs(), opts, &dir).unwrap_err().to_string();
+            assert!(e.contains(want), "{want}: {e}");
+            assert!(
+                !dir.exists(),
+                "{} written for a refused option",
+                dir.display()
+            );
+        }
+        let gpus = SlurmArgs {
+            gpus_per_task: Some(1),
+            ..SlurmArgs::default()
+        };
+        let e = gpus.check(true).unwrap_err().to_string();
+        assert!(e.contains("--gpus-per-task 1 with --device cpu"), "{e}");
+        gpus.check(false).unwrap();
     }
 
     #[test]

@@ -130,6 +130,11 @@ pub fn nan() -> f64 {
     f64::NAN
 }
 
+/// `n` and the noun for it: `1 cell`, `0 cells`, `2 cells` (`one` for exactly one).
+pub fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 /// A name made safe for a file name.
 pub fn file_safe(name: &str) -> String {
     name.chars()
@@ -422,6 +427,13 @@ fn remove_stale_temporaries(root: &Path) -> Result<(), ReportError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_say_one_or_many() {
+        assert_eq!(count(1, "cell", "cells"), "1 cell");
+        assert_eq!(count(0, "cell", "cells"), "0 cells");
+        assert_eq!(count(2, "child", "children"), "2 children");
+    }
 
     #[test]
     fn mean_sd_matches_hand_computation() {

@@ -48,10 +48,9 @@ pub fn run_shard(
     for (name, text) in sweep_files(cfg, study)?.1 {
         let saved = out.join(name);
         if std::fs::read_to_string(&saved).is_ok_and(|t| t != text) {
-            return Err(ShardError::Differs {
+            return Err(ShardError::OtherPreparation {
                 file: name.to_string(),
-                a: out.to_path_buf(),
-                b: shard.dir(out),
+                dir: out.to_path_buf(),
             }
             .into());
         }

@@ -103,6 +103,9 @@ fn parse_mem_available(meminfo: &str) -> Option<u64> {
     kb.checked_mul(1024)
 }
 
+/// The most decoding threads started per core, whatever `data.decode_threads` asks.
+pub const MAX_THREADS_PER_CORE: usize = 4;
+
 /// How to decode: the image side, the number of threads and the memory budget.
 #[derive(Clone, Debug)]
 pub struct DecodeOptions {
@@ -114,6 +117,9 @@ pub struct DecodeOptions {
     pub budget: MemoryBudget,
     /// The setting that chose `size`, named in errors (`data.size`, `--size`).
     pub size_field: String,
+    /// Use JPEG files whose data ends early (decoded partly, counted in
+    /// [`DecodeStats::truncated`]) instead of refusing them (`data.allow_truncated`).
+    pub allow_truncated: bool,
 }
 
 impl DecodeOptions {
@@ -124,13 +130,26 @@ impl DecodeOptions {
             threads: 0,
             budget: MemoryBudget::available(),
             size_field: size_field.into(),
+            allow_truncated: false,
         }
     }
 
-    /// A thread pool with `threads` threads (0: one per core).
+    /// The threads a pool of these options starts: `threads` (0: one per core), at most
+    /// [`MAX_THREADS_PER_CORE`] per core (more only wait for the disk and cost memory).
+    pub fn pool_threads(&self) -> usize {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let most = cores.saturating_mul(MAX_THREADS_PER_CORE);
+        if self.threads == 0 {
+            cores
+        } else {
+            self.threads.min(most)
+        }
+    }
+
+    /// A thread pool with [`DecodeOptions::pool_threads`] threads.
     pub(crate) fn pool(&self) -> Result<rayon::ThreadPool, DataError> {
         rayon::ThreadPoolBuilder::new()
-            .num_threads(self.threads)
+            .num_threads(self.pool_threads())
             .build()
             .map_err(|e| DataError::Invalid {
                 context: "decoding threads".into(),
@@ -148,6 +167,8 @@ pub struct ImageInfo {
     pub height: u32,
     /// Colour type of the file's pixels.
     pub color: ColorType,
+    /// A JPEG file whose data ends before its image does (decoded partly).
+    pub truncated: bool,
 }
 
 /// Counts of what decoding did to a set of images.
@@ -163,6 +184,9 @@ pub struct DecodeStats {
     pub converted: BTreeMap<String, usize>,
     /// Images by stored size (width, height).
     pub sizes: BTreeMap<(u32, u32), usize>,
+    /// JPEG files whose data ends before the image does, decoded partly (only with
+    /// [`DecodeOptions::allow_truncated`]).
+    pub truncated: usize,
 }
 
 impl DecodeStats {
@@ -179,6 +203,9 @@ impl DecodeStats {
             *self.converted.entry(color_name(info.color)).or_default() += 1;
         }
         *self.sizes.entry((info.width, info.height)).or_default() += 1;
+        if info.truncated {
+            self.truncated += 1;
+        }
     }
 
     /// Adds the counts of `other`.
@@ -186,6 +213,7 @@ impl DecodeStats {
         self.images += other.images;
         self.resized += other.resized;
         self.cropped += other.cropped;
+        self.truncated += other.truncated;
         for (k, v) in &other.converted {
             *self.converted.entry(k.clone()).or_default() += v;
         }
@@ -232,6 +260,12 @@ impl DecodeStats {
         for (color, n) in &self.converted {
             out.push(format!("{n} of them converted from {color} to 8-bit RGB"));
         }
+        if self.truncated > 0 {
+            out.push(format!(
+                "{} of them truncated JPEG files, only partly decoded",
+                self.truncated
+            ));
+        }
         if self.resized == 0 && self.cropped == 0 && self.converted.is_empty() {
             out.push(format!(
                 "all already {side}x{side} 8-bit RGB: pixels kept as they are"
@@ -275,15 +309,17 @@ pub fn decode_into(
         },
         _ => DataError::io(path, e),
     };
-    let reader = image::ImageReader::open(path)
-        .map_err(open_err)?
+    let bytes = std::fs::read(path).map_err(open_err)?;
+    let reader = image::ImageReader::new(std::io::Cursor::new(&bytes))
         .with_guessed_format()
         .map_err(|e| DataError::io(path, e))?;
+    let truncated = reader.format() == Some(image::ImageFormat::Jpeg) && !jpeg_is_complete(&bytes);
     let img = reader.decode().map_err(|e| undecodable(e.to_string()))?;
     let info = ImageInfo {
         width: img.width(),
         height: img.height(),
         color: img.color(),
+        truncated,
     };
     let rgb = img.to_rgb8();
     let (w, h) = rgb.dimensions();
@@ -312,16 +348,68 @@ pub fn decode_into(
     Ok(info)
 }
 
-/// Decodes image `i` of `index` into `out` (see [`decode_into`]).
+/// True unless the JPEG stream `b` ends before its end-of-image marker: the marker segments
+/// are walked from the start (their lengths skipped, each scan's entropy-coded data read up to
+/// the next marker), so an embedded thumbnail's markers do not count. A stream that does not
+/// start like a JPEG is left to the decoder (true).
+pub fn jpeg_is_complete(b: &[u8]) -> bool {
+    if b.len() < 2 || b[0] != 0xFF || b[1] != 0xD8 {
+        return true;
+    }
+    let mut i = 2;
+    while i + 1 < b.len() {
+        if b[i] != 0xFF || b[i + 1] == 0xFF {
+            i += 1; // fill bytes, or stray bytes between segments
+            continue;
+        }
+        let marker = b[i + 1];
+        i += 2;
+        match marker {
+            0xD9 => return true,
+            0x00 | 0x01 | 0xD0..=0xD8 => {}
+            _ => {
+                if i + 1 >= b.len() {
+                    return false;
+                }
+                let len = usize::from(u16::from_be_bytes([b[i], b[i + 1]]));
+                if len < 2 {
+                    return false;
+                }
+                i += len;
+                if marker == 0xDA {
+                    // Entropy-coded data: up to a marker other than a stuffed byte or a restart.
+                    while i + 1 < b.len()
+                        && !(b[i] == 0xFF && b[i + 1] != 0 && !(0xD0..=0xD7).contains(&b[i + 1]))
+                    {
+                        i += 1;
+                    }
+                }
+            }
+        }
+    }
+    false
+}
+
+/// Decodes image `i` of `index` into `out` (see [`decode_into`]); a truncated JPEG file is an
+/// error unless `allow_truncated`.
 pub(crate) fn decode_indexed(
     index: &ImageIndex,
     i: usize,
     size: u32,
     out: &mut [u8],
+    allow_truncated: bool,
 ) -> Result<ImageInfo, DataError> {
     let rel = index.rel_path(i);
     let listed = index.listed_in().map(|l| (l, rel.as_str()));
-    decode_into(&index.root().join(&rel), size, out, listed)
+    let path = index.root().join(&rel);
+    let info = decode_into(&path, size, out, listed)?;
+    if info.truncated && !allow_truncated {
+        return Err(DataError::TruncatedImage {
+            path,
+            allow_field: "data.allow_truncated".into(),
+        });
+    }
+    Ok(info)
 }
 
 /// Decoding state of one worker: counts, and the lowest-numbered failure.
@@ -383,7 +471,7 @@ pub fn materialize(
                 if i > first_error.load(Ordering::Relaxed) {
                     return acc;
                 }
-                match decode_indexed(index, i, side, out) {
+                match decode_indexed(index, i, side, out, opts.allow_truncated) {
                     Ok(info) => acc.stats.add(info, side),
                     Err(e) => {
                         first_error.fetch_min(i, Ordering::Relaxed);
@@ -441,6 +529,69 @@ mod tests {
         assert!(huge.check("x", usize::MAX, u32::MAX, "--size").is_err());
     }
 
+    /// A JPEG cut inside its scan data decodes without an error from the decoder, but is
+    /// found truncated: refused by default, counted and described when allowed.
+    #[test]
+    fn truncated_jpeg_is_found_and_refused_unless_allowed() {
+        use crate::empirical::data::index::IndexBuilder;
+        use crate::hierarchy::Hierarchy;
+        let t = tempfile::tempdir().unwrap();
+        let img = image::RgbImage::from_fn(64, 64, |x, y| {
+            image::Rgb([(x * 4) as u8, (y * 4) as u8, ((x ^ y) * 3) as u8])
+        });
+        img.save(t.path().join("whole.jpg")).unwrap();
+        let bytes = std::fs::read(t.path().join("whole.jpg")).unwrap();
+        assert!(jpeg_is_complete(&bytes));
+        let cut = &bytes[..bytes.len() * 2 / 3];
+        assert!(!jpeg_is_complete(cut));
+        std::fs::write(t.path().join("cut.jpg"), cut).unwrap();
+        // Trailing bytes after the end marker are not a truncation.
+        let mut padded = bytes.clone();
+        padded.extend_from_slice(b"trailing");
+        assert!(jpeg_is_complete(&padded));
+        let mut out = vec![0u8; 3 * 16 * 16];
+        let info = decode_into(&t.path().join("cut.jpg"), 16, &mut out, None).unwrap();
+        assert!(info.truncated);
+        let h = Arc::new(Hierarchy::two_level(&[1]).unwrap());
+        let mut b = IndexBuilder::new(t.path(), None);
+        b.push("whole.jpg", 0).unwrap();
+        b.push("cut.jpg", 0).unwrap();
+        let ix = b.finish(h).unwrap();
+        let mut opts = DecodeOptions::new(16, "data.size");
+        let e = materialize(&ix, &opts, "train").unwrap_err().to_string();
+        assert!(
+            e.contains("cut.jpg") && e.contains("truncated") && e.contains("data.allow_truncated"),
+            "{e}"
+        );
+        opts.allow_truncated = true;
+        let (set, stats) = materialize(&ix, &opts, "train").unwrap();
+        assert_eq!((set.len, stats.truncated), (2, 1));
+        assert!(
+            stats
+                .describe(16)
+                .join("; ")
+                .contains("1 of them truncated JPEG files, only partly decoded"),
+            "{:?}",
+            stats.describe(16)
+        );
+    }
+
+    #[test]
+    fn decoding_threads_are_capped_per_core() {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let opts = |threads| DecodeOptions {
+            threads,
+            ..DecodeOptions::new(8, "data.size")
+        };
+        assert_eq!(opts(0).pool_threads(), cores);
+        assert_eq!(opts(1).pool_threads(), 1);
+        assert_eq!(opts(100_000).pool_threads(), cores * MAX_THREADS_PER_CORE);
+        assert_eq!(
+            opts(100_000).pool().unwrap().current_num_threads(),
+            cores * MAX_THREADS_PER_CORE
+        );
+    }
+
     #[test]
     fn stats_describe_what_was_done() {
         let mut s = DecodeStats::default();
@@ -448,6 +599,7 @@ mod tests {
             width: 28,
             height: 28,
             color: ColorType::L8,
+            truncated: false,
         };
         for _ in 0..3 {
             s.add(gray, 32);
@@ -465,6 +617,7 @@ mod tests {
                 width: 8,
                 height: 8,
                 color: ColorType::Rgb8,
+                truncated: false,
             },
             8,
         );

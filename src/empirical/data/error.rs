@@ -182,6 +182,15 @@ pub enum DataError {
         /// The decoder's message.
         message: String,
     },
+    /// A JPEG file whose data ends before its image does (a cut download or copy): the
+    /// decoder fills the missing part, so it is refused unless partial images are allowed.
+    #[error("{}: the JPEG data ends before the image does (a truncated file, only partly decoded); replace or remove the file, or set {allow_field} = true to use partly decoded images", .path.display())]
+    TruncatedImage {
+        /// The image file.
+        path: PathBuf,
+        /// The setting that allows such images.
+        allow_field: String,
+    },
     /// A split (folder) with no images at all.
     #[error("{}: split has no images", .path.display())]
     EmptySplit {

@@ -33,6 +33,7 @@ pub struct CacheStats {
 pub struct BatchFetcher {
     index: Arc<ImageIndex>,
     size: u32,
+    allow_truncated: bool,
     pool: rayon::ThreadPool,
     capacity: usize,
     /// image -> (pixels, last use)
@@ -71,6 +72,7 @@ impl BatchFetcher {
         Ok(BatchFetcher {
             index,
             size: opts.size,
+            allow_truncated: opts.allow_truncated,
             pool: opts.pool()?,
             capacity: usize::try_from(cache_bytes / per).unwrap_or(usize::MAX),
             cache: HashMap::new(),
@@ -113,13 +115,13 @@ impl BatchFetcher {
             .collect();
         missing.sort_unstable();
         missing.dedup();
-        let (index, size) = (&self.index, self.size);
+        let (index, size, allow) = (&self.index, self.size, self.allow_truncated);
         let decoded: Vec<Result<Box<[u8]>, DataError>> = self.pool.install(|| {
             missing
                 .par_iter()
                 .map(|&i| {
                     let mut buf = vec![0u8; per];
-                    decode_indexed(index, i, size, &mut buf)?;
+                    decode_indexed(index, i, size, &mut buf, allow)?;
                     Ok(buf.into_boxed_slice())
                 })
                 .collect()

@@ -86,9 +86,8 @@ fn scan_split(
             continue;
         }
         if !is_wnid(&name) {
-            return Err(DataError::Format {
-                path: dir,
-                line: 0,
+            return Err(DataError::Invalid {
+                context: dir.display().to_string(),
                 message: format!(
                     "folder `{name}` is not named by a WordNet id (`n` and 8 digits, like n01440764)"
                 ),
@@ -134,9 +133,27 @@ impl WnidFolders {
             }
         }
         if test.is_empty() {
-            return Err(DataError::EmptySplit {
-                path: self.root.join(&self.test_name),
-            });
+            let split = self.root.join(&self.test_name);
+            let loose = std::fs::read_dir(&split)
+                .map(|rd| {
+                    rd.filter_map(Result::ok)
+                        .filter(|e| e.path().is_file() && super::folder::is_image_name(&e.path()))
+                        .count()
+                })
+                .unwrap_or(0);
+            if loose > 0 {
+                return Err(DataError::Invalid {
+                    context: split.display().to_string(),
+                    message: format!(
+                        "{} directly in the split, not in class folders: sort them into \
+                         {}/nXXXXXXXX/ by their labels first (ImageNet-1k's flat validation set \
+                         comes so; its devkit or a valprep script gives each image's WordNet id)",
+                        crate::report::count(loose, "image lies", "images lie"),
+                        self.test_name
+                    ),
+                });
+            }
+            return Err(DataError::EmptySplit { path: split });
         }
         Ok((
             train.finish(Arc::clone(hierarchy))?,
@@ -181,7 +198,25 @@ mod tests {
         let e = scan(t.path(), None).unwrap_err();
         assert!(
             e.to_string()
-                .contains("`dogs` is not named by a WordNet id"),
+                .contains("`dogs` is not named by a WordNet id")
+                && e.to_string().contains("train/dogs: folder")
+                && !e.to_string().contains("line 0"),
+            "{e}"
+        );
+        // ImageNet-1k's flat val/: said so, with what to do.
+        let flat = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(flat.path().join("train/n00000001")).unwrap();
+        std::fs::write(flat.path().join("train/n00000001/a.JPEG"), b"x").unwrap();
+        std::fs::create_dir_all(flat.path().join("val")).unwrap();
+        std::fs::write(flat.path().join("val/ILSVRC2012_val_00000001.JPEG"), b"x").unwrap();
+        let f = scan(flat.path(), None).unwrap();
+        let h = Arc::new(crate::hierarchy::Hierarchy::two_level(&[1]).unwrap());
+        let e = f
+            .index(&["n00000001".to_string()], &h, flat.path())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("1 image lies directly in the split") && e.contains("val/nXXXXXXXX/"),
             "{e}"
         );
         // Only the folders asked for are read.

@@ -111,7 +111,10 @@ impl<'de> Deserialize<'de> for Category {
             .map(|&level| {
                 let key = if level == "species" { "name" } else { level };
                 match map.remove(key) {
-                    Some(serde_json::Value::String(s)) if !s.trim().is_empty() => {
+                    // A NaN read as a string of DEL characters (see `NonFinite`) names nothing.
+                    Some(serde_json::Value::String(s))
+                        if !s.trim().is_empty() && !s.chars().all(|c| c == '\x7f') =>
+                    {
                         Some(s.trim().to_string())
                     }
                     _ => None,
@@ -173,6 +176,7 @@ impl<'de> Visitor<'de> for ListingSeed<'_> {
                 "images" => {
                     l.saw_images = true;
                     map.next_value_seed(elements(|img: RawImage| -> Result<(), String> {
+                        check_file_name(&img)?;
                         l.builder
                             .push(&img.file_name, 0)
                             .map_err(|e| e.to_string())?;
@@ -198,6 +202,27 @@ impl<'de> Visitor<'de> for ListingSeed<'_> {
         }
         Ok(())
     }
+}
+
+/// Refuses an image `file_name` that is empty, absolute or climbs out of the dataset folder
+/// (a `..` component): every image must lie inside the folder the study was pointed at.
+fn check_file_name(img: &RawImage) -> Result<(), String> {
+    let f = &img.file_name;
+    let outside = f.starts_with('/')
+        || f.starts_with('\\')
+        || f.as_bytes().get(1) == Some(&b':')
+        || f.split(['/', '\\']).any(|c| c == "..");
+    if f.trim().is_empty() {
+        return Err(format!("image id {}: `file_name` is empty", img.id));
+    }
+    if outside {
+        return Err(format!(
+            "image id {}: `file_name` {f:?} points outside the dataset folder (absolute or with \
+             `..`); file names are relative to the folder that holds the JSON files",
+            img.id
+        ));
+    }
+    Ok(())
 }
 
 /// Streams a JSON array of `T`, handing each element to a closure.
@@ -234,6 +259,121 @@ impl<'de, T: Deserialize<'de>, F: FnMut(T) -> Result<(), String>> Visitor<'de>
     }
 }
 
+/// Python's `json.dump` writes a missing float as `NaN` (and infinities as `Infinity`,
+/// `-Infinity`), which JSON does not allow; the published iNaturalist files do so in fields
+/// such as `latitude`. This reader hands the JSON parser each such bare token (outside strings)
+/// as a string of as many bytes, made of DEL characters (`"\x7f"`), so that the fields the
+/// toolkit ignores accept it, one it reads refuses it by name ([`NonFinite::explain`]), and
+/// the line and column of every error stay those of the file.
+struct NonFinite<R> {
+    inner: R,
+    buf: Vec<u8>,
+    /// Next byte to hand out.
+    start: usize,
+    /// End of the bytes already rewritten (those after are held back: a token may go on).
+    ready: usize,
+    /// End of the bytes read.
+    end: usize,
+    eof: bool,
+    in_string: bool,
+    escape: bool,
+}
+
+/// The non-finite tokens and the (same-length) strings they are read as.
+const NON_FINITE: [(&[u8], &str); 3] = [
+    (b"NaN", "NaN"),
+    (b"Infinity", "Infinity"),
+    (b"-Infinity", "-Infinity"),
+];
+
+impl<R: std::io::Read> NonFinite<R> {
+    fn new(inner: R) -> Self {
+        NonFinite {
+            inner,
+            buf: Vec::new(),
+            start: 0,
+            ready: 0,
+            end: 0,
+            eof: false,
+            in_string: false,
+            escape: false,
+        }
+    }
+
+    /// The parser's message with the stand-in strings named as the tokens of the file.
+    fn explain(message: &str) -> String {
+        let mut m = message.to_string();
+        for (token, _) in NON_FINITE.iter().rev() {
+            let stand_in = format!("string {:?}", "\u{7f}".repeat(token.len() - 2));
+            m = m.replace(
+                &stand_in,
+                &format!(
+                    "{} (accepted only in the fields the toolkit ignores)",
+                    String::from_utf8_lossy(token)
+                ),
+            );
+        }
+        m
+    }
+
+    /// Rewrites `buf[ready..end]`, stopping before a token that may continue past `end`.
+    fn rewrite(&mut self) {
+        let mut i = self.ready;
+        while i < self.end {
+            let b = self.buf[i];
+            if self.in_string {
+                if self.escape {
+                    self.escape = false;
+                } else if b == b'\\' {
+                    self.escape = true;
+                } else if b == b'"' {
+                    self.in_string = false;
+                }
+            } else if b == b'"' {
+                self.in_string = true;
+            } else if matches!(b, b'N' | b'I' | b'-') {
+                let rest = &self.buf[i..self.end];
+                if let Some((token, _)) = NON_FINITE.iter().find(|(t, _)| rest.starts_with(t)) {
+                    let n = token.len();
+                    self.buf[i] = b'"';
+                    self.buf[i + 1..i + n - 1].fill(0x7f);
+                    self.buf[i + n - 1] = b'"';
+                    i += n;
+                    continue;
+                }
+                if !self.eof && NON_FINITE.iter().any(|(t, _)| t.starts_with(rest)) {
+                    break; // hold back: the token may go on in the next read
+                }
+            }
+            i += 1;
+        }
+        self.ready = i;
+    }
+}
+
+impl<R: std::io::Read> std::io::Read for NonFinite<R> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while self.start == self.ready {
+            if self.eof && self.ready == self.end {
+                return Ok(0);
+            }
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.ready -= self.start;
+            self.start = 0;
+            self.buf.resize(self.end.max(1 << 16), 0);
+            let n = self.inner.read(&mut self.buf[self.end..])?;
+            self.eof = n == 0;
+            self.end += n;
+            self.rewrite();
+        }
+        let n = out.len().min(self.ready - self.start);
+        out[..n].copy_from_slice(&self.buf[self.start..self.start + n]);
+        self.start += n;
+        Ok(n)
+    }
+}
+
 /// Reads one JSON listing of the dataset at `root`.
 fn read_listing(root: &Path, path: &Path) -> Result<Listing, DataError> {
     if !path.is_file() {
@@ -257,12 +397,15 @@ fn read_listing(root: &Path, path: &Path) -> Result<Listing, DataError> {
     // An image entry of the official files takes about 300 bytes of JSON.
     let guess = usize::try_from(size / 600).unwrap_or(0);
     listing.builder.reserve(guess, 40);
-    let mut de = serde_json::Deserializer::from_reader(BufReader::with_capacity(1 << 20, file));
+    let mut de = serde_json::Deserializer::from_reader(NonFinite::new(BufReader::with_capacity(
+        1 << 20,
+        file,
+    )));
     let json_err = |e: serde_json::Error| DataError::Json {
         path: path.to_path_buf(),
         line: e.line(),
         column: e.column(),
-        message: e.to_string(),
+        message: NonFinite::<File>::explain(&e.to_string()),
     };
     ListingSeed(&mut listing)
         .deserialize(&mut de)
@@ -505,6 +648,30 @@ pub fn index_inat2021(dir: &Path, cfg: &InatConfig) -> Result<IndexedSplits, Dat
     let train_name = cfg.train_split.name();
     let train_file = dir.join(format!("{train_name}.json"));
     let val_file = dir.join("val.json");
+    if !train_file.is_file() {
+        let other = match cfg.train_split {
+            InatTrainSplit::Train => InatTrainSplit::TrainMini,
+            InatTrainSplit::TrainMini => InatTrainSplit::Train,
+        };
+        let there = dir.join(format!("{}.json", other.name())).is_file();
+        return Err(DataError::Invalid {
+            context: dir.display().to_string(),
+            message: format!(
+                "missing file: looked for {train_name}.json, the training split data.inat.train_split \
+                 = \"{train_name}\"{}; only the chosen training split and val.json (with their \
+                 image folders) are needed",
+                if there {
+                    format!(
+                        "; {0}.json is there: set data.inat.train_split = \"{0}\" (inspect: \
+                         --inat-split {0})",
+                        other.name()
+                    )
+                } else {
+                    String::new()
+                }
+            ),
+        });
+    }
     let mut train = read_listing(dir, &train_file)?;
     let mut val = read_listing(dir, &val_file)?;
     let (hierarchy, ids, notes) = taxonomy(&train)?;

@@ -46,6 +46,11 @@ pub struct Selection {
     pub test_per_leaf: usize,
     /// Seed of the random choices.
     pub seed: u64,
+    /// Keep only the leaves under these classes of level `target_level` (their names; empty:
+    /// all), applied last, so the per-leaf caps draw the same images with or without it.
+    pub target_classes: Vec<String>,
+    /// The level of `target_classes` (the study's downstream target level).
+    pub target_level: usize,
 }
 
 /// The indices of each class (`by_leaf[c]`), at most `cap` per class (0 = all) drawn with
@@ -64,6 +69,64 @@ pub fn keep_per_leaf(by_leaf: &[Vec<usize>], cap: usize, rng: &mut ChaCha8Rng) -
     }
     keep.sort_unstable();
     keep
+}
+
+/// The images of both splits under the classes `sel.target_classes` of level
+/// `sel.target_level`, with the hierarchy cut down to their leaves (all of them when the list is
+/// empty). Errors name `data.target_level` or `data.target_classes`.
+fn keep_target_classes(
+    train: ImageIndex,
+    test: ImageIndex,
+    sel: &Selection,
+) -> Result<(ImageIndex, ImageIndex), DataError> {
+    let h = Arc::clone(train.hierarchy());
+    if sel.target_level >= h.num_levels() {
+        return Err(DataError::Invalid {
+            context: "data.target_level".into(),
+            message: format!(
+                "level {} does not exist (the hierarchy has {} levels, 0 to {})",
+                sel.target_level,
+                h.num_levels(),
+                h.num_levels() - 1
+            ),
+        });
+    }
+    if sel.target_classes.is_empty() {
+        return Ok((train, test));
+    }
+    let level = sel.target_level;
+    let valid = &h.level(level).class_names;
+    let mut leaves = Vec::new();
+    for name in &sel.target_classes {
+        let Some(c) = valid.iter().position(|v| v == name) else {
+            return Err(DataError::Invalid {
+                context: "data.target_classes".into(),
+                message: format!(
+                    "no class '{name}' at level {level} ({}); valid names: {}",
+                    h.level(level).name,
+                    valid.join(", ")
+                ),
+            });
+        };
+        leaves.extend(h.leaves_under(level, c));
+    }
+    leaves.sort_unstable();
+    leaves.dedup();
+    let restricted = Arc::new(h.restrict(&leaves).map_err(|e| DataError::Hierarchy {
+        path: train.root().to_path_buf(),
+        error: Box::new(e),
+    })?);
+    let mut leaf_map = vec![None; h.num_leaves()];
+    for (new, &old) in leaves.iter().enumerate() {
+        leaf_map[old] = Some(new);
+    }
+    let cut = |ix: &ImageIndex| {
+        let keep: Vec<usize> = (0..ix.len())
+            .filter(|&i| leaf_map[ix.leaf(i)].is_some())
+            .collect();
+        ix.subset(&keep, &leaf_map, Arc::clone(&restricted))
+    };
+    Ok((cut(&train), cut(&test)))
 }
 
 impl IndexedSplits {
@@ -162,6 +225,7 @@ impl IndexedSplits {
         };
         let train = cap(train, sel.train_per_leaf, "train");
         let test = cap(test, sel.test_per_leaf, "test");
+        let (train, test) = keep_target_classes(train, test, sel)?;
         Ok(IndexedSplits {
             train,
             test,

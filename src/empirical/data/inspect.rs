@@ -15,6 +15,7 @@ use super::sources::{index_source, is_indexed, selection};
 use super::{human_bytes, load_cifar100, synthetic, DataError, Splits};
 use crate::empirical::study::config::{DataConfig, DataSource};
 use crate::hierarchy::Hierarchy;
+use crate::report::count;
 
 /// What to check and how much to print.
 #[derive(Clone, Debug)]
@@ -126,9 +127,9 @@ pub fn hierarchy_report(
         let level = h.level(l);
         let _ = write!(
             out,
-            "  level {l} `{}`: {} classes",
+            "  level {l} `{}`: {}",
             level.name,
-            h.num_classes(l)
+            count(h.num_classes(l), "class", "classes")
         );
         if l + 1 < h.num_levels() {
             let children: Vec<usize> = kids[l].iter().map(Vec::len).collect();
@@ -207,9 +208,9 @@ impl Tree<'_> {
                 out.push(format!("{indent}{level} {name}: {tr} / {te}"));
             } else {
                 out.push(format!(
-                    "{indent}{level} {name}: {} children, {} leaves, {tr} / {te}",
-                    self.kids[l][c].len(),
-                    self.leaves[l][c]
+                    "{indent}{level} {name}: {}, {}, {tr} / {te}",
+                    count(self.kids[l][c].len(), "child", "children"),
+                    count(self.leaves[l][c], "leaf", "leaves")
                 ));
                 self.lines(l + 1, &self.kids[l][c], out);
             }
@@ -240,7 +241,12 @@ fn check_images(
         ix.root().display(),
         pick.len()
     );
-    let (_, stats) = materialize(&sample, &opts.decode, &what)?;
+    // Truncated files are counted here (a study refuses them unless allowed).
+    let decode = DecodeOptions {
+        allow_truncated: true,
+        ..opts.decode.clone()
+    };
+    let (_, stats) = materialize(&sample, &decode, &what)?;
     Ok((pick.len(), stats))
 }
 
@@ -286,6 +292,14 @@ pub fn report_indexed(ix: &IndexedSplits, opts: &InspectOptions) -> Result<Strin
             index.len(),
             stats.describe(side).join("; ")
         );
+        if stats.truncated > 0 && !opts.decode.allow_truncated {
+            let _ = writeln!(
+                out,
+                "warning: {split}: {} truncated JPEG files: a study stops at the first one, naming \
+                 it, unless data.allow_truncated = true",
+                stats.truncated
+            );
+        }
     }
     let n = ix.train.len() + ix.test.len();
     let index_bytes = ix.train.heap_bytes() + ix.test.heap_bytes();
@@ -333,6 +347,20 @@ pub fn report_splits(
     out
 }
 
+/// One line naming the target level and every level by index, name and class count:
+/// `target level 0 `superclass` (20 classes); levels 0 `superclass` 20, 1 `class` 100`.
+pub fn level_summary(h: &Hierarchy, target: usize) -> String {
+    let levels: Vec<String> = (0..h.num_levels())
+        .map(|l| format!("{l} `{}` {}", h.level(l).name, h.num_classes(l)))
+        .collect();
+    format!(
+        "target level {target} `{}` ({}); levels (index, name, classes): {}",
+        h.level(target).name,
+        count(h.num_classes(target), "class", "classes"),
+        levels.join(", ")
+    )
+}
+
 /// A `[data]` section for `source` at `path` with every other field at its default.
 pub fn data_config(source: DataSource, path: &Path) -> DataConfig {
     let mut t = toml::map::Map::new();
@@ -353,26 +381,47 @@ pub fn inspect_data(
     dir: &Path,
     opts: &InspectOptions,
 ) -> Result<String, DataError> {
-    if is_indexed(data.source) {
+    let (mut out, h) = if is_indexed(data.source) {
         let ix = index_source(data, dir)?.select(&selection(data))?;
-        return report_indexed(&ix, opts);
-    }
-    match data.source {
-        DataSource::Cifar100 => {
-            let splits = load_cifar100(dir)?;
-            let desc = format!("CIFAR-100 binary release at {}", dir.display());
-            Ok(report_splits(&desc, &splits, None, opts.tree_lines))
-        }
-        _ => {
-            let splits = synthetic::generate(&data.synthetic)?.splits();
-            Ok(report_splits(
-                "synthetic multi-view images (data.synthetic)",
-                &splits,
+        (
+            report_indexed(&ix, opts)?,
+            std::sync::Arc::clone(ix.hierarchy()),
+        )
+    } else {
+        let (desc, mut splits) = match data.source {
+            DataSource::Cifar100 => (
+                format!("CIFAR-100 binary release at {}", dir.display()),
+                load_cifar100(dir)?,
+            ),
+            _ => (
+                "synthetic multi-view images (data.synthetic)".to_string(),
+                synthetic::generate(&data.synthetic)?.splits(),
+            ),
+        };
+        // The study's own cut to `data.target_classes`, so the report is what it will load.
+        if !data.target_classes.is_empty()
+            && data.target_level < splits.train.hierarchy.num_levels()
+        {
+            let (train, test, _) = crate::empirical::study::designs::keep_target_classes(
+                splits.train,
+                splits.test,
                 None,
-                opts.tree_lines,
-            ))
+                data.target_level,
+                &data.target_classes,
+            )
+            .map_err(|e| DataError::Invalid {
+                context: dir.display().to_string(),
+                message: e.to_string(),
+            })?;
+            splits = Splits { train, test };
         }
+        let h = std::sync::Arc::clone(&splits.train.hierarchy);
+        (report_splits(&desc, &splits, None, opts.tree_lines), h)
+    };
+    if data.target_level < h.num_levels() {
+        let _ = writeln!(out, "{}", level_summary(&h, data.target_level));
     }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -394,6 +443,35 @@ mod tests {
         assert_eq!(spread(3, 0), vec![0, 1, 2]);
     }
 
+    /// The in-memory sources are cut to `data.target_classes` too, as the study cuts them.
+    #[test]
+    fn inspect_applies_target_classes_to_in_memory_sources() {
+        let mut d = data_config(DataSource::Synthetic, Path::new(""));
+        d.synthetic.subclasses = vec![2, 3];
+        let all = synthetic::generate(&d.synthetic).unwrap().splits();
+        let first = all.train.hierarchy.level(0).class_names[0].clone();
+        d.target_classes = vec![first];
+        let opts = InspectOptions {
+            decode: DecodeOptions::new(8, "data.size"),
+            check: 0,
+            tree_lines: 0,
+        };
+        let r = inspect_data(&d, Path::new(""), &opts).unwrap();
+        assert!(r.contains("level 0 `superclass`: 1 class;"), "{r}");
+        assert!(
+            r.contains("(1 class); levels (index, name, classes): 0"),
+            "{r}"
+        );
+        d.target_classes = vec!["nope".into()];
+        let e = inspect_data(&d, Path::new(""), &opts)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("data.target_classes") && e.contains("nope"),
+            "{e}"
+        );
+    }
+
     #[test]
     fn tree_is_printed_with_counts_and_truncated() {
         let h = Hierarchy::two_level(&[2, 1]).unwrap();
@@ -407,6 +485,12 @@ mod tests {
             "{r}"
         );
         assert!(r.contains("    subclass s0.1: 1 / 0\n"), "{r}");
+        assert!(
+            r.contains("  superclass s1: 1 child, 1 leaf, 4 / 2\n"),
+            "{r}"
+        );
+        let one = hierarchy_report(&Hierarchy::two_level(&[1]).unwrap(), &[1], &[1], 0);
+        assert!(one.contains("level 0 `superclass`: 1 class;"), "{one}");
         assert!(
             r.contains("train images per leaf: min 1 / p10 1 / median 3"),
             "{r}"

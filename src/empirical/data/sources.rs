@@ -36,24 +36,35 @@ pub fn index_source(data: &DataConfig, dir: &Path) -> Result<IndexedSplits, Data
     }
 }
 
-/// The leaves and images `data` keeps.
+/// The leaves and images `data` keeps, before any image is decoded: the one selection of the
+/// indexed sources, used by the study and by `empirical inspect --config` alike.
+///
+/// The training images are capped at `data.train_per_leaf` here only when the study needs no
+/// more of them: with `data.sizes` (every size is drawn from all of a leaf's images, nested as
+/// on CIFAR-100) or `data.validation_per_leaf` (split off first) every training image of the
+/// kept leaves is decoded and the study draws its subsets from them.
 pub fn selection(data: &DataConfig) -> Selection {
+    let needs_pool = !data.sizes.is_empty() || data.validation_per_leaf > 0;
     Selection {
         leaves_under: data.leaves_under.clone(),
         max_leaves: data.max_leaves,
-        train_per_leaf: data.train_per_leaf,
+        train_per_leaf: if needs_pool { 0 } else { data.train_per_leaf },
         test_per_leaf: data.test_per_leaf,
         seed: data.subset_seed,
+        target_classes: data.target_classes.clone(),
+        target_level: data.target_level,
     }
 }
 
-/// How `data` decodes images (`data.size`, `data.decode_threads`, `data.memory_budget_gb`).
+/// How `data` decodes images (`data.size`, `data.decode_threads`, `data.memory_budget_gb`,
+/// `data.allow_truncated`).
 pub fn decode_options(data: &DataConfig) -> DecodeOptions {
     DecodeOptions {
         size: data.size,
         threads: data.decode_threads,
         budget: MemoryBudget::from_gb(data.memory_budget_gb, "data.memory_budget_gb"),
         size_field: "data.size".into(),
+        allow_truncated: data.allow_truncated,
     }
 }
 

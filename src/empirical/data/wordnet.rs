@@ -305,11 +305,12 @@ fn wordnet_hierarchy(
     wn: &WordNet,
     leaves: &[u32],
     depths: &[usize],
-) -> Result<(Hierarchy, Vec<String>), DataError> {
+) -> Result<(Hierarchy, Vec<String>, Vec<String>), DataError> {
     let mut chains = Chains::new(wn);
     let mut level_names: Vec<String> = depths.iter().map(|d| format!("depth{d}")).collect();
     level_names.push("leaf".into());
     let mut paths = Vec::with_capacity(leaves.len());
+    let mut leaf_chains = Vec::with_capacity(leaves.len());
     for &leaf in leaves {
         let chain = chains.chain(leaf)?;
         let mut path: Vec<String> = depths
@@ -318,12 +319,72 @@ fn wordnet_hierarchy(
             .collect();
         path.push(wn.label(leaf));
         paths.push(path);
+        leaf_chains.push(chain);
     }
     let h = Hierarchy::from_leaf_paths(&level_names, &paths).map_err(|e| DataError::Hierarchy {
         path: wn.path.clone(),
         error: Box::new(e),
     })?;
-    Ok((h, chains.notes()))
+    let mut notes = chains.notes();
+    let warnings = shallow_and_ancestor_leaves(wn, leaves, &leaf_chains, depths, &mut notes);
+    Ok((h, notes, warnings))
+}
+
+/// What the cut does that a user may not expect: notes on leaves at or above a cut depth
+/// (each is its own class there), and warnings for a depth at or below every leaf (that level
+/// is the leaves again) and for a folder whose synset is an ancestor of other folders' (its
+/// images become a leaf beside theirs, not their parent).
+fn shallow_and_ancestor_leaves(
+    wn: &WordNet,
+    leaves: &[u32],
+    chains: &[Vec<u32>],
+    depths: &[usize],
+    notes: &mut Vec<String>,
+) -> Vec<String> {
+    let mut warnings = Vec::new();
+    let deepest = chains.iter().map(|c| c.len() - 1).max().unwrap_or(0);
+    for &d in depths {
+        let own: Vec<usize> = (0..leaves.len())
+            .filter(|&i| chains[i].len() - 1 <= d)
+            .collect();
+        if own.len() == leaves.len() {
+            warnings.push(format!(
+                "data.wordnet.depths: depth {d} is at or below every leaf (the deepest is at \
+                 depth {deepest}), so level depth{d} is the leaves themselves; cut above depth \
+                 {deepest}"
+            ));
+        } else if let Some(&first) = own.first() {
+            notes.push(format!(
+                "{} of {} leaves are at depth {d} or above (e.g. {}, at depth {}): each is its \
+                 own class at level depth{d}",
+                own.len(),
+                leaves.len(),
+                wn.label(leaves[first]),
+                chains[first].len() - 1
+            ));
+        }
+    }
+    let is_leaf: std::collections::HashSet<u32> = leaves.iter().copied().collect();
+    let mut below: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
+    for (i, chain) in chains.iter().enumerate() {
+        for a in &chain[..chain.len() - 1] {
+            if is_leaf.contains(a) {
+                below.entry(*a).or_default().push(leaves[i]);
+            }
+        }
+    }
+    for (a, under) in below {
+        warnings.push(format!(
+            "folder {} is an ancestor of {} other folder{} (e.g. {}): its images are a leaf of \
+             their own beside them, not their parent; move them into the finer folders or \
+             remove the folder if that is not meant",
+            wn.label(a),
+            under.len(),
+            if under.len() == 1 { "" } else { "s" },
+            wn.label(under[0])
+        ));
+    }
+    warnings
 }
 
 /// Checks `data.wordnet.depths`: non-empty and strictly increasing.
@@ -382,7 +443,7 @@ pub fn index_wordnet(dir: &Path, cfg: &WordnetConfig) -> Result<IndexedSplits, D
             hierarchy: dir.join("train"),
         });
     }
-    let (h, notes) = wordnet_hierarchy(&wn, &offsets, &cfg.depths)?;
+    let (h, notes, cut_warnings) = wordnet_hierarchy(&wn, &offsets, &cfg.depths)?;
     let h = Arc::new(h);
     let (train, test, no_test) = folders.index(&wnids, &h, noun)?;
     Ok(IndexedSplits {
@@ -399,6 +460,7 @@ pub fn index_wordnet(dir: &Path, cfg: &WordnetConfig) -> Result<IndexedSplits, D
         warnings: folders
             .no_test_warning(&no_test, &wnids)
             .into_iter()
+            .chain(cut_warnings)
             .collect(),
     })
 }
@@ -463,7 +525,7 @@ mod tests {
                 && notes[0].contains("parent: n00000004 canine (the deepest)"),
             "{notes:?}"
         );
-        let (h, _) = wordnet_hierarchy(&wn, &[7, 5, 3], &[1, 3]).unwrap();
+        let (h, _, _) = wordnet_hierarchy(&wn, &[7, 5, 3], &[1, 3]).unwrap();
         assert_eq!(h.level(0).name, "depth1");
         assert_eq!(h.level(1).name, "depth3");
         // husky: depth1 object, depth3 canine; pet (depth 1): itself at both; animal (depth 2):

@@ -176,9 +176,13 @@ pub struct DataConfig {
     /// image is decoded (folder, inat2021, wordnet, breeds).
     #[serde(default)]
     pub max_leaves: usize,
-    /// Threads decoding images (0 = one per core).
+    /// Threads decoding images (0 = one per core; more than four per core are not started).
     #[serde(default)]
     pub decode_threads: usize,
+    /// Use JPEG files whose data ends before the image does (only partly decoded; the study's
+    /// log counts them) instead of refusing the first one, naming it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_truncated: bool,
     /// Most memory the decoded pixels may take, in GB (10^9 bytes); 0 = the memory the system
     /// reports available. Checked before anything is allocated.
     #[serde(default)]
@@ -385,11 +389,15 @@ impl<'de> Deserialize<'de> for LabelSpec {
             Relabeling::deserialize(v)
                 .map(LabelSpec::Hierarchy)
                 .map_err(|e| {
-                    D::Error::custom(format!(
-                        "{} (or one of the data's kinds: {})",
-                        e.message(),
-                        DataLabels::KINDS.join(", ")
-                    ))
+                    let m = e.message();
+                    if m.starts_with("unknown variant") {
+                        // serde's list of the kinds, with the data's kinds added to it
+                        let data: Vec<String> =
+                            DataLabels::KINDS.iter().map(|k| format!("`{k}`")).collect();
+                        D::Error::custom(format!("{m}, {}", data.join(", ")))
+                    } else {
+                        D::Error::custom(m)
+                    }
                 })
         }
     }
@@ -536,7 +544,111 @@ fn check_schedule(name: &str, s: &LrSchedule, epochs: usize) -> Result<(), Inval
     Ok(())
 }
 
+/// The level names of `data` where they are known from the config alone (`None` for an image
+/// folder, whose names are the columns of its `hierarchy.csv`).
+fn level_names(data: &toml::Table) -> Option<Vec<String>> {
+    let names = |n: &[&str]| Some(n.iter().map(|s| s.to_string()).collect());
+    match data.get("source").and_then(toml::Value::as_str)? {
+        "inat2021" => names(&crate::empirical::data::inat::LEVELS),
+        "cifar100" => names(&["coarse", "fine"]),
+        "synthetic" | "breeds" => names(&["superclass", "subclass"]),
+        "wordnet" => {
+            let depths = data
+                .get("wordnet")
+                .and_then(|w| w.get("depths"))
+                .and_then(toml::Value::as_array)?;
+            let mut out: Vec<String> = depths
+                .iter()
+                .map(|d| d.as_integer().map(|d| format!("depth{d}")))
+                .collect::<Option<_>>()?;
+            out.push("leaf".into());
+            Some(out)
+        }
+        _ => None,
+    }
+}
+
+/// Replaces a level given by name at `v` (field `f`) with its index in `names`.
+fn level_by_name(
+    f: &str,
+    v: &mut toml::Value,
+    names: Option<&[String]>,
+) -> Result<(), InvalidField> {
+    let toml::Value::String(name) = v else {
+        return Ok(());
+    };
+    let Some(names) = names else {
+        return Err(field(
+            f,
+            format!(
+                "level `{name}`: this source's level names are read with its data; give the \
+                 level's index (0 = coarsest; `empirical inspect` prints each level's index and name)"
+            ),
+        ));
+    };
+    match names.iter().position(|n| n == name) {
+        Some(i) => {
+            *v = toml::Value::Integer(i as i64);
+            Ok(())
+        }
+        None => Err(field(
+            f,
+            format!(
+                "no level `{name}`; the levels are {}",
+                names
+                    .iter()
+                    .enumerate()
+                    .map(|(i, n)| format!("{i} `{n}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )),
+    }
+}
+
 impl Validate for StudyConfig {
+    /// Levels may be given by name where the source's level names are known from the config
+    /// (iNaturalist's ranks, CIFAR-100's `coarse` / `fine`, BREEDS' and the synthetic data's
+    /// `superclass` / `subclass`, WordNet's `depthD` / `leaf`): `data.target_level`, a
+    /// granularity's `level`, `hard.ensemble.mirror_level`. They are read as their indices.
+    fn normalize(doc: &mut toml::Value) -> Result<(), InvalidField> {
+        let Some(root) = doc.as_table_mut() else {
+            return Ok(());
+        };
+        let names = root
+            .get("data")
+            .and_then(toml::Value::as_table)
+            .and_then(level_names);
+        let names = names.as_deref();
+        if let Some(v) = root
+            .get_mut("data")
+            .and_then(|d| d.as_table_mut())
+            .and_then(|d| d.get_mut("target_level"))
+        {
+            level_by_name("data.target_level", v, names)?;
+        }
+        if let Some(gs) = root.get_mut("granularity").and_then(|g| g.as_array_mut()) {
+            for (i, g) in gs.iter_mut().enumerate() {
+                if let Some(v) = g
+                    .get_mut("labels")
+                    .and_then(|l| l.as_table_mut())
+                    .and_then(|l| l.get_mut("level"))
+                {
+                    level_by_name(&format!("granularity[{i}].labels.level"), v, names)?;
+                }
+            }
+        }
+        if let Some(v) = root
+            .get_mut("hard")
+            .and_then(|h| h.get_mut("ensemble"))
+            .and_then(|e| e.as_table_mut())
+            .and_then(|e| e.get_mut("mirror_level"))
+        {
+            level_by_name("hard.ensemble.mirror_level", v, names)?;
+        }
+        Ok(())
+    }
+
     fn validate(&self) -> Result<(), InvalidField> {
         if self.name.trim().is_empty() {
             return Err(field("name", "must not be empty"));
@@ -642,6 +754,13 @@ impl Validate for StudyConfig {
         }
         if self.data.size == 0 {
             return Err(field("data.size", "must be at least 1"));
+        }
+        let gb = self.data.memory_budget_gb;
+        if !(gb.is_finite() && gb >= 0.0) {
+            return Err(field(
+                "data.memory_budget_gb",
+                format!("must be a number of GB >= 0 (0 = the memory available), got {gb}"),
+            ));
         }
         if self.data.source == DataSource::Synthetic {
             self.data
@@ -833,6 +952,92 @@ mod tests {
         }
     }
 
+    /// Levels by name where the source names them; a wrong name lists the levels, a folder's
+    /// names (read with its data) ask for the index.
+    #[test]
+    fn levels_by_name() {
+        let c: StudyConfig = load_str(
+            SYNTHETIC_TOML,
+            "synthetic",
+            &[
+                "data.target_level=\"superclass\"".to_string(),
+                "granularity=[{name=\"x\", labels={kind=\"level\", level=\"subclass\"}}]"
+                    .to_string(),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.data.target_level, 0);
+        assert!(matches!(
+            c.granularities[0].labels,
+            LabelSpec::Hierarchy(Relabeling::Level { level: 1 })
+        ));
+        let e = load_str::<StudyConfig>(
+            SYNTHETIC_TOML,
+            "synthetic",
+            &["data.target_level=\"order\"".to_string()],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("data.target_level")
+                && e.contains("the levels are 0 `superclass`, 1 `subclass`"),
+            "{e}"
+        );
+        let inat = include_str!("../../../experiments/empirical/folder.toml")
+            .replace("source = \"folder\"", "source = \"inat2021\"");
+        let c: StudyConfig =
+            load_str(&inat, "inat", &["data.target_level=\"order\"".to_string()]).unwrap();
+        assert_eq!(c.data.target_level, 3);
+        let e = load_str::<StudyConfig>(
+            include_str!("../../../experiments/empirical/folder.toml"),
+            "folder",
+            &["data.target_level=\"superclass\"".to_string()],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("give the level's index"), "{e}");
+    }
+
+    /// A label set given as a word: every kind listed (the data's too), nothing else, and
+    /// balanced parentheses.
+    #[test]
+    fn label_kinds_are_listed_when_labels_are_a_word() {
+        let e = load_str::<StudyConfig>(
+            SYNTHETIC_TOML,
+            "synthetic",
+            &["granularity=[{name=\"x\", labels=\"level\"}]".to_string()],
+        )
+        .unwrap_err()
+        .to_string();
+        for k in [
+            "`level`",
+            "`merge_within`",
+            "`per_sample`",
+            "`kmeans_within`",
+            "`kmeans_global`",
+            "`coarser`",
+        ] {
+            assert!(e.contains(k), "{k}: {e}");
+        }
+        assert!(!e.contains("`granularity.labels`"), "{e}");
+        assert!(
+            e.contains("kind `level` also needs its fields (missing field `level`)"),
+            "{e}"
+        );
+        assert_eq!(e.matches('(').count(), e.matches(')').count(), "{e}");
+        let e = load_str::<StudyConfig>(
+            SYNTHETIC_TOML,
+            "synthetic",
+            &["granularity=[{name=\"x\", labels={kind=\"levels\"}}]".to_string()],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("unknown variant `levels`") && e.contains("`coarser`"),
+            "{e}"
+        );
+    }
+
     #[test]
     fn bad_values_name_the_field() {
         let cases = [
@@ -853,6 +1058,8 @@ mod tests {
             ),
             ("train.bogus=1", "train"),
             ("data.train_per_lef=3", "data"),
+            ("data.memory_budget_gb=-1", "data.memory_budget_gb"),
+            ("data.memory_budget_gb=nan", "data.memory_budget_gb"),
             (
                 "data.synthetic.common_strength=[9.0, 1.0]",
                 "data.synthetic",

@@ -8,7 +8,7 @@ use rand::seq::SliceRandom;
 
 use crate::seed;
 
-use super::config::{DataConfig, DataSource, StudyConfig};
+use super::config::{DataSource, StudyConfig};
 use super::hard::TestSubsets;
 use super::memory;
 use crate::empirical::data::indexed::keep_per_leaf as keep_per_class;
@@ -190,23 +190,60 @@ fn split_validation(
     ))
 }
 
-/// The training images per leaf an indexed source decodes (0: all): with `data.train_per_leaf`
-/// set, enough for the validation split, the ensemble's own images and the largest design
-/// (see [`split_validation`]); the study draws each design's images from them.
-fn decoded_per_leaf(cfg: &StudyConfig) -> usize {
-    let d = &cfg.data;
-    if d.train_per_leaf == 0 {
-        return 0;
+/// The leaf of `set` with the fewest images (the first of the equally small) and its count.
+fn smallest_leaf(set: &ImageSet) -> Option<(String, usize)> {
+    let leaf = set.hierarchy.leaf_level();
+    let names = &set.hierarchy.level(leaf).class_names;
+    set.class_counts(leaf)
+        .into_iter()
+        .enumerate()
+        .min_by_key(|&(_, n)| n)
+        .map(|(l, n)| (names[l].clone(), n))
+}
+
+/// Refuses a `data.sizes` entry larger than the training images of some leaf of `pool` (the
+/// images the sizes are drawn from), naming the smallest leaf: that design would train on
+/// fewer images than its name says.
+fn check_sizes(pool: &ImageSet, cfg: &StudyConfig) -> Result<(), EmpiricalError> {
+    let Some(&largest) = cfg.data.sizes.iter().max() else {
+        return Ok(());
+    };
+    match smallest_leaf(pool) {
+        Some((name, n)) if n < largest => Err(EmpiricalError::invalid(
+            "data.sizes",
+            format!(
+                "size {largest} per leaf is more than the data holds: leaf '{name}' has {n} \
+                 training images{}; give sizes of at most {n}",
+                if cfg.data.validation_per_leaf > 0 {
+                    " after the validation split"
+                } else {
+                    ""
+                }
+            ),
+        )),
+        _ => Ok(()),
     }
-    let disjoint = cfg.hard.ensemble.as_ref().is_some_and(|e| e.disjoint);
-    let largest = d
-        .sizes
-        .iter()
-        .copied()
-        .chain([d.train_per_leaf])
-        .max()
-        .unwrap_or(0);
-    d.validation_per_leaf + if disjoint { d.train_per_leaf } else { 0 } + largest
+}
+
+/// Refuses a `hard.rare_subclass.rare_per_leaf` at or above the training images of some leaf
+/// of the balanced set `train`: such a leaf would keep all its images, so the rare design
+/// would not be rare there (and with every leaf so, it would be the balanced design).
+fn check_rare_per_leaf(train: &ImageSet, cfg: &StudyConfig) -> Result<(), EmpiricalError> {
+    let Some(r) = &cfg.hard.rare_subclass else {
+        return Ok(());
+    };
+    match smallest_leaf(train) {
+        Some((name, n)) if r.rare_per_leaf >= n => Err(EmpiricalError::invalid(
+            "hard.rare_subclass.rare_per_leaf",
+            format!(
+                "{} is not fewer than the training images of every leaf: leaf '{name}' has {n}, \
+                 so its rare version would keep them all; give at most {}",
+                r.rare_per_leaf,
+                n.saturating_sub(1)
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// See [`Design::epochs`].
@@ -353,11 +390,7 @@ pub fn load_data(cfg: &StudyConfig, data_dir: Option<&Path>) -> Result<StudyData
             (s.train, s.test, None)
         }
         DataSource::Folder | DataSource::Inat2021 | DataSource::Wordnet | DataSource::Breeds => {
-            let data = DataConfig {
-                train_per_leaf: decoded_per_leaf(cfg),
-                ..cfg.data.clone()
-            };
-            let s = load_indexed(&data, &dataset_folder(cfg, data_dir, "dataset")?)?;
+            let s = load_indexed(&cfg.data, &dataset_folder(cfg, data_dir, "dataset")?)?;
             (s.train, s.test, None)
         }
         DataSource::Synthetic => {
@@ -378,7 +411,10 @@ pub fn load_data(cfg: &StudyConfig, data_dir: Option<&Path>) -> Result<StudyData
             ),
         ));
     }
-    let (train, test, synthetic_hard) = if cfg.data.target_classes.is_empty() {
+    // The indexed sources applied `data.target_classes` before decoding (`selection`).
+    let (train, test, synthetic_hard) = if cfg.data.target_classes.is_empty()
+        || crate::empirical::data::sources::is_indexed(cfg.data.source)
+    {
         (train, test, synthetic_hard)
     } else {
         keep_target_classes(
@@ -389,6 +425,10 @@ pub fn load_data(cfg: &StudyConfig, data_dir: Option<&Path>) -> Result<StudyData
             &cfg.data.target_classes,
         )?
     };
+    eprintln!(
+        "data: {}",
+        crate::empirical::data::inspect::level_summary(&train.hierarchy, cfg.data.target_level)
+    );
     let leaf = train.hierarchy.leaf_level();
     let (train, validation, ensemble_train) = if cfg.data.validation_per_leaf > 0 {
         let (pool, validation, ensemble) = split_validation(&train, cfg)?;
@@ -396,6 +436,7 @@ pub fn load_data(cfg: &StudyConfig, data_dir: Option<&Path>) -> Result<StudyData
     } else {
         (train, None, None)
     };
+    check_sizes(&train, cfg)?;
     let train_pool = (!cfg.data.sizes.is_empty() || cfg.data.draw_per_seed).then(|| train.clone());
     let train = if cfg.data.train_per_leaf > 0 {
         train.subset(&keep_per_class(
@@ -417,6 +458,7 @@ pub fn load_data(cfg: &StudyConfig, data_dir: Option<&Path>) -> Result<StudyData
     } else {
         (test, synthetic_hard)
     };
+    check_rare_per_leaf(&train, cfg)?;
     let mean_std = train.rgb_mean_std().ok_or_else(|| {
         EmpiricalError::invalid("data", "the training images need 3 channels (RGB)")
     })?;

@@ -501,14 +501,15 @@ fn announce_work(
     }
     if cells_saved > 0 || ensemble_saved {
         r.progress().note(format!(
-            "resuming {}: loaded {cells_saved} of {cells_total} cells{}; {} cells to run",
+            "resuming {}: loaded {cells_saved} of {}{}; {} to run",
             r.dir().root().display(),
             if ensemble_saved {
                 " and the ensemble"
             } else {
                 ""
             },
-            cells_total - cells_saved
+            crate::report::count(cells_total, "cell", "cells"),
+            crate::report::count(cells_total - cells_saved, "cell", "cells")
         ));
     }
     r.progress().set_length(images as u64);

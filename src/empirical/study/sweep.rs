@@ -36,7 +36,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::config::{Readout, StudyConfig};
-use super::protocol::{resolved_config, run_study};
+use super::designs::{designs, load_data};
+use super::protocol::{check_run, resolved_config, run_study};
 use super::runner::{refuses_dir, RunOptions};
 use super::stats::{half_width, Paired};
 use super::summary::{StudySummary, SummaryRow};
@@ -218,17 +219,6 @@ impl Sweep {
             }
             let mut slugs: Vec<String> = Vec::new();
             for (j, v) in ax.values.iter().enumerate() {
-                let x = ax.x.get(j).copied().unwrap_or_else(|| value_x(v));
-                if !x.is_finite() || (ax.log && x <= 0.0) {
-                    return Err(invalid(
-                        f("x"),
-                        format!(
-                            "value {} has no {}position on the x axis; give x = [...]",
-                            value_text(v),
-                            if ax.log { "positive " } else { "" }
-                        ),
-                    ));
-                }
                 let slug = value_slug(v);
                 if slug.is_empty() || slugs.contains(&slug) {
                     return Err(invalid(
@@ -250,6 +240,18 @@ impl Sweep {
                         e.to_string(),
                     )
                 })?;
+                // After the config: a value of the wrong type is answered with its type error.
+                let x = ax.x.get(j).copied().unwrap_or_else(|| value_x(v));
+                if !x.is_finite() || (ax.log && x <= 0.0) {
+                    return Err(invalid(
+                        f("x"),
+                        format!(
+                            "value {} has no {}position on the x axis; give x = [...]",
+                            value_text(v),
+                            if ax.log { "positive " } else { "" }
+                        ),
+                    ));
+                }
                 let dir = if config == base {
                     PathBuf::from(BASE_DIR)
                 } else {
@@ -341,15 +343,11 @@ pub fn run_sweep(
             return Err(ReportError::OtherConfig { path: out }.into());
         }
     }
+    check_points(sweep, &runs, opts)?;
     let dir = ResultsDir::create(&opts.out)?;
     dir.write_text(SWEEP_FILE, &sweep.record())?;
     for (k, p) in runs.iter().enumerate() {
-        let ax = &sweep.axes[p.axis];
-        let what = if p.dir == Path::new(BASE_DIR) {
-            "the base study".to_string()
-        } else {
-            format!("{} = {}", ax.key, p.value)
-        };
+        let what = point_name(sweep, p);
         note(&format!(
             "sweep point {} of {}: {what} -> {}",
             k + 1,
@@ -369,6 +367,61 @@ pub fn run_sweep(
         }
     }
     Ok(written)
+}
+
+/// `the base study` or `KEY = VALUE` of a point.
+fn point_name(sweep: &Sweep, p: &SweepPoint) -> String {
+    if p.dir == Path::new(BASE_DIR) {
+        "the base study".to_string()
+    } else {
+        format!("{} = {}", sweep.axes[p.axis].key, p.value)
+    }
+}
+
+/// Checks every point against its data before any point runs: each distinct data setting
+/// (`[data]` with `[hard]`, which shapes the splits) is loaded once, and every point using it
+/// is checked as its study would check itself before training (data levels and classes, sizes,
+/// designs, label sets, memory). An error names the axis and the point.
+fn check_points(
+    sweep: &Sweep,
+    runs: &[&SweepPoint],
+    opts: &RunOptions,
+) -> Result<(), EmpiricalError> {
+    let key = |c: &StudyConfig| {
+        format!(
+            "{}\n{}",
+            serde_json::to_string(&c.data).unwrap_or_default(),
+            serde_json::to_string(&c.hard).unwrap_or_default()
+        )
+    };
+    let mut keys: Vec<String> = Vec::new();
+    for p in runs {
+        let k = key(&p.config);
+        if !keys.contains(&k) {
+            keys.push(k);
+        }
+    }
+    for k in &keys {
+        let mut data = None;
+        for p in runs.iter().filter(|p| key(&p.config) == *k) {
+            let at = |e: EmpiricalError| EmpiricalError::Invalid {
+                context: format!(
+                    "sweep point {} (axis '{}', folder {})",
+                    point_name(sweep, p),
+                    sweep.axes[p.axis].name,
+                    p.dir.display()
+                ),
+                message: e.to_string(),
+            };
+            if data.is_none() {
+                data = Some(load_data(&p.config, opts.data.as_deref()).map_err(at)?);
+            }
+            if let Some(d) = &data {
+                check_run(&p.config, d, &designs(&p.config, d)).map_err(at)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// One row of an axis's CSV: one point, design, condition and readout.
@@ -582,6 +635,17 @@ pub fn axis_chart(axis: &SweepAxis, rows: &[SweepRow], hard: bool) -> Option<Lin
                     .collect(),
             ),
         });
+    }
+    // An arm without any finite point (no hard subset without [hard.ensemble] on real data)
+    // is left out; with no arm left there is no figure.
+    series.retain(|s| s.mean.iter().any(|m| m.is_finite()));
+    if series.len()
+        <= series
+            .iter()
+            .filter(|s| s.label.starts_with("baseline's"))
+            .count()
+    {
+        return None;
     }
     let subset = if hard {
         "hard test images"

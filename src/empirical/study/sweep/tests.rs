@@ -89,8 +89,18 @@ fn bad_sweep_files_name_the_file_and_field() {
             "[[axis]]\nname = \"a\"\nlabel = \"A\"\nkey = \"data.synthetic.bogus\"\nvalues = [1]",
             "bogus",
         ),
-        (&one("values = [\"many\"]"), "axis[0].x"),
-        (&one("values = [0]\nlog = true\nx = [0.0]"), "axis[0].x"),
+        // a value of the wrong type: the type error, not the x axis
+        (&one("values = [\"many\"]"), "axis[0].values[0]"),
+        (
+            "[[axis]]\nname = \"b\"\nlabel = \"B\"\nkey = \"train.batch_size\"\nvalues = [\"big\", \"small\"]",
+            "invalid type: string \"big\"",
+        ),
+        // a valid value without a number: the x axis
+        (
+            "[[axis]]\nname = \"k\"\nlabel = \"K\"\nkey = \"train.batch_keying\"\nvalues = [\"phase\", \"seed\"]",
+            "axis[0].x",
+        ),
+        (&one("values = [1]\nlog = true\nx = [0.0]"), "axis[0].x"),
         (&one("values = [3, 3]"), "axis[0].values"),
         (
             &format!("{}\nvalues = [1]\n{}\nvalues = [2]", one(""), one("")),
@@ -181,6 +191,17 @@ fn axis_chart_has_one_line_per_arm_and_the_baseline() {
         axis_chart(&axis, &rows[..1], true).is_none(),
         "baseline alone"
     );
+    // Without a hard subset (real data without [hard.ensemble]) every hard value is NaN: no
+    // hard figure, and the figure of all test images as before.
+    for r in &mut rows {
+        r.hard_diff = f64::NAN;
+        r.hard_diff_lo = f64::NAN;
+        r.hard_diff_hi = f64::NAN;
+        r.hard_error = f64::NAN;
+        r.hard_error_sd = f64::NAN;
+    }
+    assert!(axis_chart(&axis, &rows, true).is_none());
+    assert_eq!(axis_chart(&axis, &rows, false).unwrap().series.len(), 3);
 }
 
 #[test]
