@@ -112,7 +112,18 @@ fn keep_target_classes(
     }
     leaves.sort_unstable();
     leaves.dedup();
-    let restricted = Arc::new(h.restrict(&leaves).map_err(|e| DataError::Hierarchy {
+    let (train, test, _) = keep_leaves(&train, &test, &h, &leaves)?;
+    Ok((train, test))
+}
+
+/// Both indexes cut to the (sorted) `leaves` of `h`, renumbered, with the restricted hierarchy.
+fn keep_leaves(
+    train: &ImageIndex,
+    test: &ImageIndex,
+    h: &Hierarchy,
+    leaves: &[usize],
+) -> Result<(ImageIndex, ImageIndex, Arc<Hierarchy>), DataError> {
+    let restricted = Arc::new(h.restrict(leaves).map_err(|e| DataError::Hierarchy {
         path: train.root().to_path_buf(),
         error: Box::new(e),
     })?);
@@ -126,7 +137,7 @@ fn keep_target_classes(
             .collect();
         ix.subset(&keep, &leaf_map, Arc::clone(&restricted))
     };
-    Ok((cut(&train), cut(&test)))
+    Ok((cut(train), cut(test), restricted))
 }
 
 impl IndexedSplits {
@@ -197,21 +208,7 @@ impl IndexedSplits {
         let (train, test, hierarchy) = if leaves.len() == h.num_leaves() {
             (self.train, self.test, h)
         } else {
-            let restricted = Arc::new(h.restrict(&leaves).map_err(|e| DataError::Hierarchy {
-                path: self.train.root().to_path_buf(),
-                error: Box::new(e),
-            })?);
-            let mut leaf_map = vec![None; h.num_leaves()];
-            for (new, &old) in leaves.iter().enumerate() {
-                leaf_map[old] = Some(new);
-            }
-            let cut = |ix: &ImageIndex| {
-                let keep: Vec<usize> = (0..ix.len())
-                    .filter(|&i| leaf_map[ix.leaf(i)].is_some())
-                    .collect();
-                ix.subset(&keep, &leaf_map, Arc::clone(&restricted))
-            };
-            (cut(&self.train), cut(&self.test), restricted)
+            keep_leaves(&self.train, &self.test, &h, &leaves)?
         };
         // Per-leaf caps: the same generators as the study's subsets of in-memory sets.
         let identity: Vec<Option<usize>> = (0..hierarchy.num_leaves()).map(Some).collect();

@@ -529,7 +529,7 @@ impl Comparisons {
                 c.design
             )),
             (Some(c), Some(r)) => md.push_str(&format!(
-                "Named in the config before the study ran: `{}`, {}, on {} test images ({}) of design `{}`, against the baseline trained from scratch.\n\n* arm: {}\n* baseline: {}\n* paired difference over {} seeds: **{}**, p = {} (two-sided paired t, uncorrected)\n* verdict from the 95% interval: **{}**\n",
+                "Named in the config before the study ran: `{}`, {}, on {} test images ({}) of design `{}`, against the baseline trained from scratch.\n\n* arm: {}\n* baseline: {}\n* paired difference over {}: **{}**, p = {} (two-sided paired t, uncorrected)\n* verdict from the 95% interval: **{}**\n",
                 c.condition,
                 c.readout.title(),
                 c.subset,
@@ -537,7 +537,10 @@ impl Comparisons {
                 c.design,
                 with_train(&r.error, &r.train_error),
                 with_train(&r.baseline_error, &r.baseline_train_error),
-                r.paired.seeds.len(),
+                match r.paired.seeds.len() {
+                    1 => "1 seed".to_string(),
+                    n => format!("{n} seeds"),
+                },
                 r.paired.interval(),
                 p_text(r.p),
                 r.verdict.words()

@@ -489,19 +489,13 @@ fn choose_on_test(
     let mirror = mirror.map(|m| {
         let wrong = ensemble_mistakes(m, r.test_targets(), r.num_targets());
         let (leaves, mask) = confusable_leaves(&wrong, test, e.confusable_leaves);
-        (
-            ConfusableLeaves {
-                definition: format!(
-                    "all test images of the {} leaves whose test images are most often misclassified by the summed head of {} networks trained on level {} (the same seeds and images; chosen on the test images)",
-                    leaves.len(),
-                    m.len(),
-                    e.mirror_level.unwrap_or(0)
-                ),
-                images: mask.iter().filter(|&&c| c).count(),
-                leaves,
-                total: test.len,
-            },
+        mirror_leaves(
+            leaves,
             mask,
+            m.len(),
+            e,
+            "test images",
+            "the same seeds and images; chosen on the test images",
         )
     });
     Chosen {
@@ -563,19 +557,13 @@ fn choose_on_validation(
     let mirror = mirror.map(|m| {
         let wrong = ensemble_mistakes(&validation_members(m), &val_targets, nt);
         let (leaves, mask) = leaves_on(&wrong);
-        (
-            ConfusableLeaves {
-                definition: format!(
-                    "all test images of the {} leaves whose validation images are most often misclassified by the summed head of {} networks trained on level {} (the ensemble's seeds and images)",
-                    leaves.len(),
-                    m.len(),
-                    e.mirror_level.unwrap_or(0)
-                ),
-                images: mask.iter().filter(|&&c| c).count(),
-                leaves,
-                total: test.len,
-            },
+        mirror_leaves(
+            leaves,
             mask,
+            m.len(),
+            e,
+            "validation images",
+            "the ensemble's seeds and images",
         )
     });
     Chosen {
@@ -586,6 +574,31 @@ fn choose_on_validation(
         mirror,
         leaf_validation_error: leaf_rates(&val_wrong, v),
     }
+}
+
+/// The mirror subset of `members` fine-trained networks: the chosen `leaves` (with their
+/// error on the images `on`) and the test-image mask.
+fn mirror_leaves(
+    leaves: Vec<(String, f64)>,
+    mask: Vec<bool>,
+    members: usize,
+    e: &EnsembleConfig,
+    on: &str,
+    note: &str,
+) -> (ConfusableLeaves, Vec<bool>) {
+    (
+        ConfusableLeaves {
+            definition: format!(
+                "all test images of the {} leaves whose {on} are most often misclassified by the summed head of {members} networks trained on level {} ({note})",
+                leaves.len(),
+                e.mirror_level.unwrap_or(0)
+            ),
+            images: mask.iter().filter(|&&c| c).count(),
+            leaves,
+            total: mask.len(),
+        },
+        mask,
+    )
 }
 
 /// The ensemble's confidence on each of `n` images: the largest of its mean probabilities.
