@@ -84,7 +84,7 @@ pub fn save_checkpoint(
     rng: &ChaCha8Rng,
     extra: serde_json::Value,
 ) -> Result<(), EmpiricalError> {
-    let state = optimizer.state();
+    let state = optimizer.state()?;
     let meta = CheckpointMeta {
         format: CHECKPOINT_FORMAT,
         epochs_done,
@@ -291,9 +291,9 @@ mod tests {
         epoch(&c, &mut oc, resume.epochs_done, &mut rc);
 
         assert_eq!(a.state_vecs().unwrap(), c.state_vecs().unwrap());
-        assert_eq!(oa.state(), oc.state());
+        assert_eq!(oa.state().unwrap(), oc.state().unwrap());
         assert_eq!(ra.get_word_pos(), rc.get_word_pos());
-        assert!(!oa.state().momentum.is_empty());
+        assert!(!oa.state().unwrap().momentum.is_empty());
 
         // The checkpoint is also a weights file, and a backbone source for another head.
         let meta = read_checkpoint_meta(&path).unwrap();

@@ -159,8 +159,8 @@ pub fn move_checkpoint(
 }
 
 /// Momentum buffers as a state map.
-fn momentum(sgd: &Sgd) -> BTreeMap<String, Vec<f32>> {
-    sgd.state().momentum.into_iter().collect()
+fn momentum(sgd: &Sgd) -> Result<BTreeMap<String, Vec<f32>>, EmpiricalError> {
+    Ok(sgd.state()?.momentum.into_iter().collect())
 }
 
 /// Runs the agreement check of the module doc; `scratch` is a folder for the two checkpoints.
@@ -208,8 +208,8 @@ pub fn agree(
     );
     c.add_states(
         "momentum",
-        &momentum(&cpu_sgd),
-        &momentum(&dev_sgd),
+        &momentum(&cpu_sgd)?,
+        &momentum(&dev_sgd)?,
         tol,
         Gating::All,
     );
@@ -239,7 +239,7 @@ pub fn agree(
         0.0,
         Gating::Each,
     );
-    let (m_dev, m_on_cpu) = (momentum(&dev_sgd), momentum(&on_cpu_sgd));
+    let (m_dev, m_on_cpu) = (momentum(&dev_sgd)?, momentum(&on_cpu_sgd)?);
     c.add_states(
         "ckpt-dev-to-cpu-momentum",
         &m_dev,
@@ -261,7 +261,7 @@ pub fn agree(
         0.0,
         Gating::Each,
     );
-    let (m_cpu, m_on_dev) = (momentum(&cpu_sgd), momentum(&on_dev_sgd));
+    let (m_cpu, m_on_dev) = (momentum(&cpu_sgd)?, momentum(&on_dev_sgd)?);
     c.add_states(
         "ckpt-cpu-to-dev-momentum",
         &m_cpu,

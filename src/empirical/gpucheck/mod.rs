@@ -23,8 +23,8 @@
 //!   initialised ResNet-20 (`--device cpu gpu-check agree` shows it).
 //! * [`speed`] (`gpu-check speed`): images/s of the training step on `--device` for several
 //!   architectures and batch sizes, with the forward+backward part and the optimizer part
-//!   (which runs on the host: [`Sgd`](super::optim::Sgd) copies gradients and weights to the CPU) timed apart, the
-//!   device synchronised before each clock reading.
+//!   ([`Sgd`](super::optim::Sgd), tensor operations on the device with one scalar back for its
+//!   finite check) timed apart, the device synchronised before each clock reading.
 //!
 //! `scripts/gpu-check.sh` runs both on the GPU machine (see the README's "CUDA" section).
 

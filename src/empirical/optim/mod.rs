@@ -18,7 +18,9 @@
 //! Weight decay is the "L2 coupled" kind (added to the gradient, as PyTorch's `weight_decay`),
 //! and applies only to parameters whose [`Param::weight_decay`](super::model::Param::weight_decay) is set: convolution and linear
 //! weights, not BatchNorm weights or biases. With `mu = 0` there is no buffer and `d` is applied
-//! directly. The arithmetic is `f32`, element by element in a fixed order, so it is deterministic.
+//! directly. The arithmetic is `f32`, one tensor operation per line on the parameters' device, each
+//! element rounded as the element loop above (a test checks the bits against that loop), so it is
+//! deterministic and needs no copy to the host.
 //! The momentum buffers and the step count form the [`SgdState`], which checkpoints save.
 //!
 //! # Schedule

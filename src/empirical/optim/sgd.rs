@@ -67,7 +67,8 @@ pub struct SgdState {
 pub struct Sgd {
     config: SgdConfig,
     params: Vec<Param>,
-    buffers: Vec<Option<Vec<f32>>>,
+    /// Momentum buffers on the parameters' device, one per parameter once it has had a step.
+    buffers: Vec<Option<Tensor>>,
     steps: u64,
 }
 
@@ -112,6 +113,12 @@ impl Sgd {
     /// PyTorch. Every gradient is checked before anything changes: a NaN or infinite entry gives
     /// [`EmpiricalError::NonFiniteGradient`] and leaves parameters, buffers and the step count
     /// as they were.
+    ///
+    /// The update runs as tensor operations on the parameters' device (one multiplication or
+    /// addition per line of the rule in the module doc, each rounded to `f32` as the element
+    /// loop it replaces), and the check brings one scalar back to the host: the sum over all
+    /// gradients of `g - g`, which is 0 exactly when every entry is finite. Only when it is not
+    /// are the gradients copied to the host, to name the parameter and the value.
     pub fn step(&mut self, grads: &GradStore, lr: f64) -> Result<(), EmpiricalError> {
         if !(lr.is_finite() && lr >= 0.0) {
             return Err(EmpiricalError::invalid(
@@ -119,12 +126,73 @@ impl Sgd {
                 format!("learning rate must be finite and >= 0, got {lr}"),
             ));
         }
-        let mut gs: Vec<Option<Vec<f32>>> = Vec::with_capacity(self.params.len());
-        for p in &self.params {
-            let Some(g) = grads.get(&p.var) else {
-                gs.push(None);
-                continue;
+        let gs: Vec<Option<Tensor>> = self
+            .params
+            .iter()
+            .map(|p| grads.get(&p.var).map(Tensor::detach))
+            .collect();
+        self.check_finite(&gs, lr)?;
+        for ((p, buf), g) in self.params.iter().zip(&mut self.buffers).zip(gs) {
+            let Some(g) = g else { continue };
+            let w = p.var.as_tensor().detach();
+            let dev = w.device();
+            let scalar = |v: f64| Tensor::new(v as f32, dev).ctx(&p.name);
+            let mut d = if p.weight_decay && self.config.weight_decay != 0.0 {
+                let wd_w = w.broadcast_mul(&scalar(self.config.weight_decay)?);
+                wd_w.and_then(|x| g.add(&x)).ctx(&p.name)?
+            } else {
+                g
             };
+            if self.config.momentum != 0.0 {
+                let mu = scalar(self.config.momentum)?;
+                let b = match buf.take() {
+                    None => d.clone(),
+                    Some(b) => b.broadcast_mul(&mu).and_then(|x| x.add(&d)).ctx(&p.name)?,
+                };
+                d = if self.config.nesterov {
+                    b.broadcast_mul(&mu).and_then(|x| d.add(&x)).ctx(&p.name)?
+                } else {
+                    b.clone()
+                };
+                *buf = Some(b);
+            }
+            let new = d
+                .broadcast_mul(&scalar(lr)?)
+                .and_then(|x| w.sub(&x))
+                .ctx(&p.name)?;
+            p.var.set(&new).ctx(&p.name)?;
+        }
+        self.steps += 1;
+        Ok(())
+    }
+
+    /// [`EmpiricalError::NonFiniteGradient`] for the first NaN or infinite gradient entry, in
+    /// parameter order; one scalar crosses to the host when all are finite.
+    fn check_finite(&self, gs: &[Option<Tensor>], lr: f64) -> Result<(), EmpiricalError> {
+        let sums = self
+            .params
+            .iter()
+            .zip(gs)
+            .filter_map(|(p, g)| Some((p, g.as_ref()?)))
+            .map(|(p, g)| {
+                g.sub(g)
+                    .and_then(|z| z.sum_all())
+                    .and_then(|z| z.reshape(1))
+                    .ctx(&p.name)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if sums.is_empty() {
+            return Ok(());
+        }
+        let total = Tensor::cat(&sums, 0)
+            .and_then(|t| t.sum_all())
+            .and_then(|t| t.to_scalar::<f32>())
+            .ctx("sgd finite check")?;
+        if total == 0.0 {
+            return Ok(());
+        }
+        for (p, g) in self.params.iter().zip(gs) {
+            let Some(g) = g else { continue };
             let g = g
                 .flatten_all()
                 .and_then(|t| t.to_vec1::<f32>())
@@ -137,64 +205,31 @@ impl Sgd {
                     lr,
                 });
             }
-            gs.push(Some(g));
         }
-        let (mu, wd, lr) = (
-            self.config.momentum as f32,
-            self.config.weight_decay as f32,
-            lr as f32,
-        );
-        for ((p, buf), g) in self.params.iter().zip(&mut self.buffers).zip(gs) {
-            let Some(mut d) = g else { continue };
-            let t = p.var.as_tensor();
-            let mut w = t
+        Err(EmpiricalError::invalid(
+            "sgd step",
+            format!(
+                "the finite check of the gradients summed to {total}, yet every entry is finite"
+            ),
+        ))
+    }
+
+    /// A copy of the state (step count and momentum buffers), for checkpoints; the buffers are
+    /// copied from the device to the host.
+    pub fn state(&self) -> Result<SgdState, EmpiricalError> {
+        let mut momentum = BTreeMap::new();
+        for (p, b) in self.params.iter().zip(&self.buffers) {
+            let Some(b) = b else { continue };
+            let v = b
                 .flatten_all()
                 .and_then(|t| t.to_vec1::<f32>())
                 .ctx(&p.name)?;
-            if p.weight_decay && wd != 0.0 {
-                for (d, w) in d.iter_mut().zip(&w) {
-                    *d += wd * w;
-                }
-            }
-            if mu != 0.0 {
-                match buf {
-                    None => *buf = Some(d.clone()),
-                    Some(b) => {
-                        for (b, d) in b.iter_mut().zip(&d) {
-                            *b = mu * *b + d;
-                        }
-                    }
-                }
-                let b = buf.as_ref().map(Vec::as_slice).unwrap_or_default();
-                if self.config.nesterov {
-                    for (d, b) in d.iter_mut().zip(b) {
-                        *d += mu * b;
-                    }
-                } else {
-                    d.copy_from_slice(b);
-                }
-            }
-            for (w, d) in w.iter_mut().zip(&d) {
-                *w -= lr * d;
-            }
-            let new = Tensor::from_vec(w, t.shape(), t.device()).ctx(&p.name)?;
-            p.var.set(&new).ctx(&p.name)?;
+            momentum.insert(p.name.clone(), v);
         }
-        self.steps += 1;
-        Ok(())
-    }
-
-    /// A copy of the state (step count and momentum buffers), for checkpoints.
-    pub fn state(&self) -> SgdState {
-        SgdState {
+        Ok(SgdState {
             steps: self.steps,
-            momentum: self
-                .params
-                .iter()
-                .zip(&self.buffers)
-                .filter_map(|(p, b)| Some((p.name.clone(), b.clone()?)))
-                .collect(),
-        }
+            momentum,
+        })
     }
 
     /// Restores a state from [`Sgd::state`]. Every buffer must belong to one of this
@@ -218,6 +253,10 @@ impl Sgd {
                     ));
                 }
             }
+            let b = match b {
+                Some(b) => Some(Tensor::from_vec(b, p.var.shape(), p.var.device()).ctx(&p.name)?),
+                None => None,
+            };
             buffers.push(b);
         }
         if let Some(name) = momentum.keys().next() {
