@@ -10,7 +10,7 @@ use granularity::config::load_str;
 use granularity::empirical::data::decode::DecodeOptions;
 use granularity::empirical::data::fixtures::{write_imagenet, write_inat2021};
 use granularity::empirical::data::inspect::{inspect_data, InspectOptions};
-use granularity::empirical::data::sources::{index_source, selection};
+use granularity::empirical::data::{open, Opened};
 use granularity::empirical::study::config::StudyConfig;
 use granularity::empirical::study::designs::{designs, DesignInfo};
 use granularity::empirical::study::load_data;
@@ -221,10 +221,9 @@ fn target_classes_are_applied_before_decoding_by_inspect_and_study() {
             "",
         );
         let dir = PathBuf::from(&cfg.data.path);
-        let ix = index_source(&cfg.data, &dir)
-            .unwrap()
-            .select(&selection(&cfg.data))
-            .unwrap();
+        let Opened::Indexed(ix) = open(&cfg.data, Some(&dir)).unwrap() else {
+            panic!("{}: an indexed source", s.name)
+        };
         assert_eq!(
             ix.hierarchy().num_leaves(),
             s.leaves_under_target,
@@ -237,7 +236,7 @@ fn target_classes_are_applied_before_decoding_by_inspect_and_study() {
             check: 0,
             tree_lines: 0,
         };
-        let report = inspect_data(&cfg.data, &dir, &opts).unwrap();
+        let report = inspect_data(&cfg.data, Some(&dir), &opts).unwrap();
         assert!(
             report.contains("target level 0 `") && report.contains("(1 class); levels (index"),
             "{}: {report}",
@@ -258,11 +257,10 @@ fn target_classes_are_applied_before_decoding_by_inspect_and_study() {
         );
         let mut bad = cfg.clone();
         bad.data.target_classes = vec!["no such class".into()];
-        let e = index_source(&bad.data, &dir)
-            .unwrap()
-            .select(&selection(&bad.data))
-            .unwrap_err()
-            .to_string();
+        let Err(e) = open(&bad.data, Some(&dir)) else {
+            panic!("{}: an unknown class is refused", s.name)
+        };
+        let e = e.to_string();
         assert!(
             e.starts_with("data.target_classes:") && e.contains("no such class"),
             "{e}"

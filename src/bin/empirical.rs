@@ -13,18 +13,18 @@ use granularity::cluster::slurm::{absolute, write_scripts, JobSet};
 use granularity::cluster::{Shard, SlurmArgs};
 use granularity::empirical::bench::{run_cli as run_bench, BenchArgs};
 use granularity::empirical::data::breeds::{BreedsSubclasses, BreedsTask};
-use granularity::empirical::data::cifar100_dir_from_env;
 use granularity::empirical::data::inat::InatTrainSplit;
-use granularity::empirical::data::inspect::{data_config, inspect_data, InspectOptions};
-use granularity::empirical::data::sources::decode_options;
+use granularity::empirical::data::inspect::{inspect_data, InspectOptions};
+use granularity::empirical::data::load::decode_options;
+use granularity::empirical::data::{DataConfig, DataSource};
 use granularity::empirical::device::DeviceSpec;
 use granularity::empirical::gpucheck::{run_cli as run_gpu_check, GpuCheckArgs};
 use granularity::empirical::model::Kernels;
-use granularity::empirical::study::config::{DataSource, StudyConfig};
+use granularity::empirical::study::config::StudyConfig;
 use granularity::empirical::study::sweep::{run_sweep, Sweep};
 use granularity::empirical::study::{
     prepare_study, run_shard, run_study, sharding, single, summary_table, synthetic_default,
-    write_reports, RunOptions, StudySummary, CIFAR100_ENV,
+    write_reports, RunOptions, StudySummary,
 };
 use std::path::{Path, PathBuf};
 
@@ -518,23 +518,16 @@ fn main() -> Result<()> {
             tree_lines,
         }) => {
             let (mut d, dir) = match (config, cifar100, folder, inat, imagenet) {
-                (Some(c), ..) => {
-                    let d = load(&c, &cli.set)?.data;
-                    let env = (d.source == DataSource::Cifar100 && d.path.is_empty())
-                        .then(|| cifar100_dir_from_env(CIFAR100_ENV))
-                        .flatten();
-                    let dir = data.or(env).unwrap_or_else(|| PathBuf::from(&d.path));
-                    (d, dir)
-                }
-                (_, Some(p), ..) => (data_config(DataSource::Cifar100, &p), p),
-                (_, _, Some(p), ..) => (data_config(DataSource::Folder, &p), p),
+                (Some(c), ..) => (load(&c, &cli.set)?.data, data),
+                (_, Some(p), ..) => (DataConfig::for_source(DataSource::Cifar100, &p), None),
+                (_, _, Some(p), ..) => (DataConfig::for_source(DataSource::Folder, &p), None),
                 (_, _, _, Some(p), _) => {
-                    let mut d = data_config(DataSource::Inat2021, &p);
+                    let mut d = DataConfig::for_source(DataSource::Inat2021, &p);
                     d.inat.train_split = inat_split;
-                    (d, p)
+                    (d, None)
                 }
                 (_, _, _, _, Some(p)) => {
-                    let mut d = data_config(DataSource::Wordnet, &p);
+                    let mut d = DataConfig::for_source(DataSource::Wordnet, &p);
                     if let Some(b) = breeds {
                         d.source = DataSource::Breeds;
                         d.breeds.info_dir = b.display().to_string();
@@ -545,7 +538,7 @@ fn main() -> Result<()> {
                         d.wordnet.noun = noun.display().to_string();
                         d.wordnet.depths = depths;
                     }
-                    (d, p)
+                    (d, None)
                 }
                 _ => {
                     bail!("inspect needs one of --config, --cifar100, --folder, --inat, --imagenet")
@@ -566,7 +559,7 @@ fn main() -> Result<()> {
                 check,
                 tree_lines,
             };
-            print!("{}", inspect_data(&d, &dir, &opts)?);
+            print!("{}", inspect_data(&d, dir.as_deref(), &opts)?);
             Ok(())
         }
         Some(Command::Plot { dir }) => {

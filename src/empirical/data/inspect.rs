@@ -7,13 +7,14 @@
 
 use std::fmt::Write as _;
 use std::path::Path;
+use std::sync::Arc;
 
+use super::config::DataConfig;
 use super::decode::{materialize, DecodeOptions, DecodeStats};
 use super::index::ImageIndex;
 use super::indexed::IndexedSplits;
-use super::sources::{index_source, is_indexed, selection};
-use super::{human_bytes, load_cifar100, synthetic, DataError, Splits};
-use crate::empirical::study::config::{DataConfig, DataSource};
+use super::load::{dataset_dir, open, Opened};
+use super::{human_bytes, DataError, Splits};
 use crate::hierarchy::Hierarchy;
 use crate::report::count;
 
@@ -361,62 +362,21 @@ pub fn level_summary(h: &Hierarchy, target: usize) -> String {
     )
 }
 
-/// A `[data]` section for `source` at `path` with every other field at its default.
-pub fn data_config(source: DataSource, path: &Path) -> DataConfig {
-    let mut t = toml::map::Map::new();
-    t.insert(
-        "source".into(),
-        toml::Value::try_from(source).expect("a data source serializes"),
-    );
-    t.insert("path".into(), path.display().to_string().into());
-    toml::Value::Table(t)
-        .try_into()
-        .expect("a [data] section with only source and path is valid")
-}
-
-/// The report for the dataset of a `[data]` section at `dir` (with the section's leaf and image
-/// selection applied to the indexed sources).
+/// The report for the dataset of a `[data]` section (at `dir`, from `--data`, or where the
+/// section says: [`dataset_dir`]), read as the study reads it ([`open`]: the indexed sources
+/// with the section's leaf and image selection, the others cut to `data.target_classes`).
 pub fn inspect_data(
     data: &DataConfig,
-    dir: &Path,
+    dir: Option<&Path>,
     opts: &InspectOptions,
 ) -> Result<String, DataError> {
-    let (mut out, h) = if is_indexed(data.source) {
-        let ix = index_source(data, dir)?.select(&selection(data))?;
-        (
-            report_indexed(&ix, opts)?,
-            std::sync::Arc::clone(ix.hierarchy()),
-        )
-    } else {
-        let (desc, mut splits) = match data.source {
-            DataSource::Cifar100 => (
-                format!("CIFAR-100 binary release at {}", dir.display()),
-                load_cifar100(dir)?,
-            ),
-            _ => (
-                "synthetic multi-view images (data.synthetic)".to_string(),
-                synthetic::generate(&data.synthetic)?.splits(),
-            ),
-        };
-        // The study's own cut to `data.target_classes`, so the report is what it will load.
-        if !data.target_classes.is_empty()
-            && data.target_level < splits.train.hierarchy.num_levels()
-        {
-            let (train, test, _) = crate::empirical::study::designs::keep_target_classes(
-                splits.train,
-                splits.test,
-                None,
-                data.target_level,
-                &data.target_classes,
-            )
-            .map_err(|e| DataError::Invalid {
-                context: dir.display().to_string(),
-                message: e.to_string(),
-            })?;
-            splits = Splits { train, test };
-        }
-        let h = std::sync::Arc::clone(&splits.train.hierarchy);
-        (report_splits(&desc, &splits, None, opts.tree_lines), h)
+    let dir = dataset_dir(data, dir)?;
+    let (mut out, h) = match open(data, dir.as_deref())? {
+        Opened::Indexed(ix) => (report_indexed(&ix, opts)?, Arc::clone(ix.hierarchy())),
+        Opened::Loaded(loaded) => (
+            report_splits(&loaded.description, &loaded.splits, None, opts.tree_lines),
+            Arc::clone(&loaded.splits.train.hierarchy),
+        ),
     };
     if data.target_level < h.num_levels() {
         let _ = writeln!(out, "{}", level_summary(&h, data.target_level));
@@ -446,9 +406,11 @@ mod tests {
     /// The in-memory sources are cut to `data.target_classes` too, as the study cuts them.
     #[test]
     fn inspect_applies_target_classes_to_in_memory_sources() {
-        let mut d = data_config(DataSource::Synthetic, Path::new(""));
+        let mut d = DataConfig::for_source(super::super::DataSource::Synthetic, Path::new(""));
         d.synthetic.subclasses = vec![2, 3];
-        let all = synthetic::generate(&d.synthetic).unwrap().splits();
+        let all = super::super::synthetic::generate(&d.synthetic)
+            .unwrap()
+            .splits();
         let first = all.train.hierarchy.level(0).class_names[0].clone();
         d.target_classes = vec![first];
         let opts = InspectOptions {
@@ -456,16 +418,14 @@ mod tests {
             check: 0,
             tree_lines: 0,
         };
-        let r = inspect_data(&d, Path::new(""), &opts).unwrap();
+        let r = inspect_data(&d, None, &opts).unwrap();
         assert!(r.contains("level 0 `superclass`: 1 class;"), "{r}");
         assert!(
             r.contains("(1 class); levels (index, name, classes): 0"),
             "{r}"
         );
         d.target_classes = vec!["nope".into()];
-        let e = inspect_data(&d, Path::new(""), &opts)
-            .unwrap_err()
-            .to_string();
+        let e = inspect_data(&d, None, &opts).unwrap_err().to_string();
         assert!(
             e.contains("data.target_classes") && e.contains("nope"),
             "{e}"

@@ -1,6 +1,16 @@
-//! Image data for the empirical half: in-memory image sets with a label hierarchy, loaders for
-//! CIFAR-100 ([`cifar`]) and for users' own image folders ([`folder`]), and seeded augmentation
-//! plus batching into normalised `f32` tensors ([`augment`]).
+//! Image data for the empirical half: in-memory image sets with a label hierarchy, the sources
+//! a study reads them from, and seeded augmentation plus batching into normalised `f32`
+//! tensors ([`augment`]).
+//!
+//! * [`config`]: the `[data]` section of a study config (the source and what a study keeps);
+//!   [`load`](mod@load): the one way in to a source's images, for the study and for `empirical
+//!   inspect` ([`inspect`]);
+//! * the sources: the CIFAR-100 binary release ([`cifar`]), image folders with a hierarchy file
+//!   ([`folder`]), iNaturalist 2021 ([`inat`]), ImageNet-style folders under WordNet's noun
+//!   hierarchy ([`wordnet`]) or a BREEDS task ([`breeds`]), and the embedded synthetic
+//!   multi-view images ([`synthetic`]);
+//! * the indexed sources are first an index of image files ([`index`], [`indexed`]), selected,
+//!   then decoded ([`decode`], [`fetch`]).
 //!
 //! Every image set keeps its pixels as `u8` in one contiguous buffer, channel-major per image
 //! (CHW: all of channel 0 row by row, then channel 1, ...), and one *leaf* class per image. The
@@ -30,6 +40,7 @@
 pub mod augment;
 pub mod breeds;
 pub mod cifar;
+pub mod config;
 pub mod decode;
 mod error;
 pub mod fetch;
@@ -40,8 +51,8 @@ pub mod inat;
 pub mod index;
 pub mod indexed;
 pub mod inspect;
+pub mod load;
 pub mod numpy_rng;
-pub mod sources;
 pub mod synthetic;
 pub mod wordnet;
 
@@ -52,8 +63,10 @@ use crate::hierarchy::Hierarchy;
 
 pub use augment::{batch_f32, shuffled_batches, Augment};
 pub use cifar::{cifar100_dir_from_env, load_cifar100};
+pub use config::{DataConfig, DataSource};
 pub use error::{human_bytes, DataError};
 pub use folder::{load_image_folder, load_image_folder_with_warnings};
+pub use load::{dataset_dir, load, open, Loaded, Opened, CIFAR100_ENV};
 
 /// `Ok` when `dir` is a folder, else an error naming it.
 fn require_dir(dir: &std::path::Path) -> Result<(), DataError> {

@@ -2,23 +2,18 @@
 //! (`data.train_per_leaf`, `data.test_per_leaf`) and the training set of each design (the
 //! balanced set as configured, and the rare-subclass set).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use rand::seq::SliceRandom;
 
 use crate::seed;
 
-use super::config::{DataSource, StudyConfig};
+use super::config::StudyConfig;
 use super::hard::TestSubsets;
 use super::memory;
 use crate::empirical::data::indexed::keep_per_leaf as keep_per_class;
-use crate::empirical::data::sources::load_indexed;
-use crate::empirical::data::synthetic::generate;
-use crate::empirical::data::{cifar100_dir_from_env, load_cifar100, ImageSet};
+use crate::empirical::data::{dataset_dir, load, ImageSet};
 use crate::empirical::error::EmpiricalError;
-
-/// The environment variable naming the CIFAR-100 folder when the config leaves it empty.
-pub const CIFAR100_ENV: &str = "GRANULARITY_CIFAR100_DIR";
 
 /// Loaded data of a study.
 pub struct StudyData {
@@ -302,104 +297,18 @@ pub fn size_design(n: usize) -> String {
     format!("n{n}")
 }
 
-/// Keeps only the images under the classes `names` of level `level` (both splits; one
-/// hierarchy, cut down with [`crate::hierarchy::Hierarchy::restrict`], so class indices are
-/// contiguous at every level). Unknown names: an error naming `data.target_classes`.
-pub fn keep_target_classes(
-    train: ImageSet,
-    test: ImageSet,
-    synthetic_hard: Option<Vec<bool>>,
-    level: usize,
-    names: &[String],
-) -> Result<(ImageSet, ImageSet, Option<Vec<bool>>), EmpiricalError> {
-    let h = train.hierarchy.clone();
-    let valid = &h.level(level).class_names;
-    let mut leaves = Vec::new();
-    for name in names {
-        let Some(c) = valid.iter().position(|v| v == name) else {
-            return Err(EmpiricalError::invalid(
-                "data.target_classes",
-                format!(
-                    "no class '{name}' at level {level} ({}); valid names: {}",
-                    h.level(level).name,
-                    valid.join(", ")
-                ),
-            ));
-        };
-        leaves.extend(h.leaves_under(level, c));
-    }
-    leaves.sort_unstable();
-    leaves.dedup();
-    let restricted = std::sync::Arc::new(h.restrict(&leaves)?);
-    let mut new_leaf = vec![usize::MAX; h.num_leaves()];
-    for (i, &l) in leaves.iter().enumerate() {
-        new_leaf[l] = i;
-    }
-    let cut = |set: &ImageSet| -> (ImageSet, Vec<usize>) {
-        let keep: Vec<usize> = (0..set.len)
-            .filter(|&i| new_leaf[set.leaves[i]] != usize::MAX)
-            .collect();
-        let mut out = set.subset(&keep);
-        out.leaves = out.leaves.iter().map(|&l| new_leaf[l]).collect();
-        out.hierarchy = restricted.clone();
-        (out, keep)
-    };
-    let (train, _) = cut(&train);
-    let (test, kept) = cut(&test);
-    let hard = synthetic_hard.map(|h| kept.iter().map(|&i| h[i]).collect());
-    Ok((train, test, hard))
-}
-
-/// The dataset folder of the config: `data_dir` (from `--data`), else `data.path`, else (for
-/// CIFAR-100) the environment.
-fn dataset_folder(
-    cfg: &StudyConfig,
-    data_dir: Option<&Path>,
-    what: &str,
-) -> Result<PathBuf, EmpiricalError> {
-    if let Some(d) = data_dir {
-        return Ok(d.to_path_buf());
-    }
-    if !cfg.data.path.is_empty() {
-        return Ok(PathBuf::from(&cfg.data.path));
-    }
-    let cifar = cfg.data.source == DataSource::Cifar100;
-    if cifar {
-        if let Some(d) = cifar100_dir_from_env(CIFAR100_ENV) {
-            return Ok(d);
-        }
-    }
-    Err(EmpiricalError::invalid(
-        "data.path",
-        format!(
-            "no {what} folder: set data.path in the config, pass --data DIR{}",
-            if cifar {
-                format!(", or set {CIFAR100_ENV}")
-            } else {
-                String::new()
-            }
-        ),
-    ))
-}
-
-/// Loads the study's images (`data_dir` overrides the config's folder) and applies the subsets.
+/// Loads the study's images (`data_dir` overrides the config's folder: [`dataset_dir`]) and
+/// applies the subsets.
 pub fn load_data(cfg: &StudyConfig, data_dir: Option<&Path>) -> Result<StudyData, EmpiricalError> {
-    let (train, test, synthetic_hard) = match cfg.data.source {
-        DataSource::Cifar100 => {
-            let s = load_cifar100(&dataset_folder(cfg, data_dir, "cifar100")?)?;
-            (s.train, s.test, None)
-        }
-        DataSource::Folder | DataSource::Inat2021 | DataSource::Wordnet | DataSource::Breeds => {
-            let s = load_indexed(&cfg.data, &dataset_folder(cfg, data_dir, "dataset")?)?;
-            (s.train, s.test, None)
-        }
-        DataSource::Synthetic => {
-            memory::check(&memory::synthetic_needs(cfg), &memory::budget(cfg))?;
-            let d = generate(&cfg.data.synthetic)?;
-            let test = d.test();
-            (d.train, test, Some(d.test_is_hard))
-        }
-    };
+    let dir = dataset_dir(&cfg.data, data_dir)?;
+    // the synthetic images are checked against the memory budget before they are generated
+    memory::check(&memory::synthetic_needs(cfg), &memory::budget(cfg))?;
+    let loaded = load(&cfg.data, dir.as_deref())?;
+    let (train, test, synthetic_hard) = (
+        loaded.splits.train,
+        loaded.splits.test,
+        loaded.synthetic_hard,
+    );
     let h = &train.hierarchy;
     if cfg.data.target_level >= h.num_levels() {
         return Err(EmpiricalError::invalid(
@@ -411,20 +320,6 @@ pub fn load_data(cfg: &StudyConfig, data_dir: Option<&Path>) -> Result<StudyData
             ),
         ));
     }
-    // The indexed sources applied `data.target_classes` before decoding (`selection`).
-    let (train, test, synthetic_hard) = if cfg.data.target_classes.is_empty()
-        || crate::empirical::data::sources::is_indexed(cfg.data.source)
-    {
-        (train, test, synthetic_hard)
-    } else {
-        keep_target_classes(
-            train,
-            test,
-            synthetic_hard,
-            cfg.data.target_level,
-            &cfg.data.target_classes,
-        )?
-    };
     eprintln!(
         "data: {}",
         crate::empirical::data::inspect::level_summary(&train.hierarchy, cfg.data.target_level)

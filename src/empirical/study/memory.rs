@@ -8,9 +8,10 @@
 //! features of the linear probe. A training step of a ResNet keeps about 3 floats per activation
 //! (measured: peak memory of ResNet-8 and ResNet-18 at batch 64 and 512); 4 are counted.
 
-use super::config::{DataSource, LabelSpec, StudyConfig};
+use super::config::{LabelSpec, StudyConfig};
 use super::designs::StudyData;
 use crate::empirical::data::decode::MemoryBudget;
+use crate::empirical::data::DataSource;
 use crate::empirical::error::EmpiricalError;
 use crate::empirical::model::ModelConfig;
 use crate::hierarchy::Relabeling;

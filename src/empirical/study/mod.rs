@@ -50,7 +50,7 @@ pub mod sweep;
 #[cfg(test)]
 pub(crate) mod tests;
 
-pub use designs::{load_data, CIFAR100_ENV};
+pub use designs::load_data;
 pub use protocol::{prepare_study, run_shard, run_study};
 pub use report::write_reports;
 pub use results::{read_cells, CellResult, EpochRecord, ReadoutError};

@@ -240,48 +240,6 @@ fn phase_resumes_from_its_checkpoint() {
     assert_eq!(m1.state_vecs().unwrap(), m4.state_vecs().unwrap());
 }
 
-/// `data.target_classes` keeps the images under the named classes (both splits, the synthetic
-/// hard flags with them) and renumbers the classes of every level; an unknown name is an error
-/// naming the field and the valid names.
-#[test]
-fn target_classes_keep_and_renumber() {
-    use super::designs::keep_target_classes;
-    use crate::empirical::data::ImageSet;
-    use crate::hierarchy::Hierarchy;
-    use std::sync::Arc;
-    let h = Arc::new(Hierarchy::two_level(&[2, 3, 1]).unwrap());
-    let set = |leaves: Vec<usize>| {
-        let pixels = leaves.iter().map(|&l| l as u8).collect();
-        ImageSet::new(pixels, 1, 1, 1, leaves, h.clone(), "t").unwrap()
-    };
-    let train = set(vec![0, 1, 2, 3, 4, 5, 5, 2]);
-    let test = set(vec![5, 0, 3]);
-    let names = vec!["s2".to_string(), "s1".to_string()];
-    let (tr, te, hard) = keep_target_classes(
-        train.clone(),
-        test.clone(),
-        Some(vec![true, false, true]),
-        0,
-        &names,
-    )
-    .unwrap();
-    assert_eq!(tr.hierarchy.num_classes(0), 2);
-    assert_eq!(tr.hierarchy.num_leaves(), 4);
-    assert_eq!(tr.hierarchy.level(0).class_names, ["s1", "s2"]);
-    // old leaves 2, 3, 4 (under s1) and 5 (s2) become 0..4; pixels follow their images
-    assert_eq!(tr.leaves, vec![0, 1, 2, 3, 3, 0]);
-    assert_eq!(tr.images, vec![2, 3, 4, 5, 5, 2]);
-    assert_eq!(tr.labels_at_level(0), vec![0, 0, 0, 1, 1, 0]);
-    assert_eq!(te.leaves, vec![3, 1]);
-    assert_eq!(hard, Some(vec![true, true]));
-    assert!(Arc::ptr_eq(&tr.hierarchy, &te.hierarchy));
-    let e = keep_target_classes(train, test, None, 0, &["s9".to_string()])
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("data.target_classes") && e.contains("s9"), "{e}");
-    assert!(e.contains("s0, s1, s2"), "{e}");
-}
-
 /// The data-size axis: one balanced design per size (`n4`, `n8`), each trained with equal SGD
 /// steps (`train.equal_steps`: half the images, twice the epochs), the ensemble's hard images in
 /// every size's design, `designs.json` with the epochs, and the gain-vs-size figure and CSV.
