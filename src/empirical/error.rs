@@ -1,6 +1,7 @@
-//! The error type of the empirical half: its network layer ([`super::model`], [`super::optim`],
-//! [`super::train`], [`super::checkpoint`]) and its studies ([`super::study`]), with the
-//! errors of configs, hierarchies, k-means, data and figures kept typed as their sources.
+//! The error type of the empirical half above its data and networks: training
+//! ([`super::optim`], [`super::train`], [`super::checkpoint`], [`super::probe`]) and the studies
+//! ([`super::study`]), with the errors of the layers below (networks, data, k-means, configs,
+//! hierarchies, figures, shards) kept typed as their sources.
 //!
 //! Every variant says what was being done and, where there is one, the file at fault; a diverged
 //! run names the epoch, the optimizer step and the learning rate at which the loss stopped being
@@ -12,6 +13,7 @@ use crate::cluster::ShardError;
 use crate::config::ConfigError;
 use crate::empirical::data::DataError;
 use crate::empirical::kmeans::KmeansError;
+use crate::empirical::model::ModelError;
 use crate::hierarchy::HierarchyError;
 use crate::plot::PlotError;
 use crate::report::ReportError;
@@ -118,9 +120,9 @@ pub enum EmpiricalError {
     /// A shard, its preparation or a merge of shards went wrong.
     #[error(transparent)]
     Shard(Box<ShardError>),
-    /// The vector instructions asked for (`GRANULARITY_SIMD`) are unknown or missing.
+    /// A network could not be built, run, saved or loaded.
     #[error(transparent)]
-    Simd(#[from] crate::empirical::model::SimdError),
+    Model(#[from] ModelError),
 }
 
 impl From<ShardError> for EmpiricalError {

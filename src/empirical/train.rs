@@ -352,7 +352,7 @@ pub fn evaluate(
         std,
         batch_size,
         model.num_classes(),
-        |x| model.logits(x, false),
+        |x| Ok(model.logits(x, false)?),
     )
 }
 
@@ -372,7 +372,7 @@ pub fn extract_features(
         std,
         batch_size,
         model.feature_dim(),
-        |x| model.features(x, false),
+        |x| Ok(model.features(x, false)?),
     )
 }
 

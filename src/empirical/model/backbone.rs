@@ -1,6 +1,6 @@
 //! The [`Backbone`]: stem, residual stages and global average pooling, run either by candle's
 //! operations (the layers of [`super::blocks`]) or, with [`Kernels::Fast`] on the CPU, as one
-//! operation of [`super::engine`] built from a plan of the same layers.
+//! operation of the CPU engine (private module `cpu`) built from a plan of the same layers.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -10,11 +10,10 @@ use candle_nn::VarMap;
 
 use super::blocks::{BasicBlock, BatchNorm, ConvBn, BN_EPS};
 use super::config::{Kernels, ModelConfig, IN_CHANNELS};
-use super::engine;
+use super::cpu::profile::Profiler;
+use super::cpu::{engine, Profile, Simd};
+use super::error::ModelError;
 use super::init::{Init, Param, BACKBONE_STREAM};
-use super::isa::Simd;
-use super::profile::{Profile, Profiler};
-use crate::empirical::error::EmpiricalError;
 
 /// Everything up to the feature vector: stem, residual stages, global average pooling.
 pub struct Backbone {
@@ -47,11 +46,12 @@ impl Backbone {
         device: &Device,
         seed: u64,
         kernels: Kernels,
-    ) -> Result<Self, EmpiricalError> {
+    ) -> Result<Self, ModelError> {
         config.validate()?;
         let mut init = Init::new(varmap, device, seed, BACKBONE_STREAM);
         let w = config.width;
-        let stem = init.conv_bn(
+        let stem = ConvBn::init(
+            &mut init,
             "backbone.stem.conv",
             "backbone.stem.bn",
             IN_CHANNELS,
@@ -92,7 +92,7 @@ impl Backbone {
         blocks: &[BasicBlock],
         params: &[Param],
         simd: Simd,
-    ) -> Result<(engine::Plan, Vec<BatchNorm>), EmpiricalError> {
+    ) -> Result<(engine::Plan, Vec<BatchNorm>), ModelError> {
         let mut offsets = HashMap::new();
         let mut n_params = 0;
         for p in params {
@@ -101,12 +101,12 @@ impl Backbone {
         }
         let off = |t: &Tensor| {
             offsets.get(&t.id()).copied().ok_or_else(|| {
-                EmpiricalError::invalid("model", "a layer's tensor is not among the parameters")
+                ModelError::invalid("model", "a layer's tensor is not among the parameters")
             })
         };
         let mut bns = Vec::new();
         let mut n_running = 0;
-        let mut conv_bn = |cb: &ConvBn| -> Result<(engine::ConvP, engine::BnP), EmpiricalError> {
+        let mut conv_bn = |cb: &ConvBn| -> Result<(engine::ConvP, engine::BnP), ModelError> {
             let c = cb.bn.weight.elem_count();
             let bn = engine::BnP {
                 gamma: off(&cb.bn.weight)?,
@@ -187,7 +187,7 @@ impl Backbone {
 
     /// Runs the fast kernels on `simd` from now on (every path gives the same bits; see
     /// [`Simd`]); an error if this processor lacks it.
-    pub fn set_simd(&mut self, simd: Simd) -> Result<(), EmpiricalError> {
+    pub fn set_simd(&mut self, simd: Simd) -> Result<(), ModelError> {
         simd.check()?;
         Arc::make_mut(&mut self.plan).simd = simd;
         Ok(())

@@ -1,13 +1,13 @@
 //! The layers of the stock path, on candle's operations: a bias-free convolution, BatchNorm,
 //! their pair and the basic residual block. The fast path runs the same layers through
-//! [`super::engine`] from the plan [`super::Backbone`] builds of them.
+//! the CPU engine (private module `cpu`) from the plan [`super::Backbone`] builds of them.
 
 use candle_core::{Tensor, Var};
+use rand_distr::{Distribution, StandardNormal};
 
-use super::engine;
+use super::cpu::{engine, kernels};
+use super::error::ModelError;
 use super::init::Init;
-use super::kernels;
-use crate::empirical::error::EmpiricalError;
 
 /// BatchNorm epsilon (PyTorch's default).
 pub const BN_EPS: f64 = 1e-5;
@@ -23,6 +23,37 @@ pub(super) struct Conv {
 }
 
 impl Conv {
+    /// A bias-free convolution named `name` with Kaiming-normal (fan-out) weights drawn from
+    /// `init`.
+    pub(super) fn init(
+        init: &mut Init<'_>,
+        name: &str,
+        c_in: usize,
+        c_out: usize,
+        k: usize,
+        stride: usize,
+    ) -> Result<Conv, ModelError> {
+        let n = c_out * c_in * k * k;
+        let std = (2.0 / (c_out * k * k) as f64).sqrt();
+        let values = (0..n)
+            .map(|_| {
+                let z: f64 = StandardNormal.sample(&mut init.rng);
+                (z * std) as f32
+            })
+            .collect();
+        let weight = init.param(
+            &format!("{name}.weight"),
+            &[c_out, c_in, k, k],
+            values,
+            true,
+        )?;
+        Ok(Conv {
+            weight,
+            stride,
+            padding: k / 2,
+        })
+    }
+
     pub(super) fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         x.conv2d(&self.weight, self.padding, self.stride, 1, 1)
     }
@@ -53,6 +84,17 @@ pub(super) struct BatchNorm {
 }
 
 impl BatchNorm {
+    /// A BatchNorm named `name` over `c` channels: weight 1, bias 0, running mean 0, running
+    /// variance 1.
+    pub(super) fn init(init: &mut Init<'_>, name: &str, c: usize) -> Result<Self, ModelError> {
+        Ok(BatchNorm {
+            weight: init.param(&format!("{name}.weight"), &[c], vec![1.0; c], false)?,
+            bias: init.param(&format!("{name}.bias"), &[c], vec![0.0; c], false)?,
+            running_mean: init.var(&format!("{name}.running_mean"), &[c], vec![0.0; c])?,
+            running_var: init.var(&format!("{name}.running_var"), &[c], vec![1.0; c])?,
+        })
+    }
+
     /// Moves the running statistics towards the batch's (`var` biased, over `count` values).
     pub(super) fn update_running(
         &self,
@@ -101,6 +143,22 @@ pub(super) struct ConvBn {
 }
 
 impl ConvBn {
+    /// A convolution named `conv` followed by a BatchNorm named `bn`.
+    pub(super) fn init(
+        init: &mut Init<'_>,
+        conv: &str,
+        bn: &str,
+        c_in: usize,
+        c_out: usize,
+        k: usize,
+        stride: usize,
+    ) -> Result<Self, ModelError> {
+        Ok(ConvBn {
+            conv: Conv::init(init, conv, c_in, c_out, k, stride)?,
+            bn: BatchNorm::init(init, bn, c_out)?,
+        })
+    }
+
     pub(super) fn forward_t(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
         self.bn.forward_t(&self.conv.forward(x)?, train)
     }
@@ -122,17 +180,17 @@ impl BasicBlock {
         c_in: usize,
         c_out: usize,
         stride: usize,
-    ) -> Result<Self, EmpiricalError> {
+    ) -> Result<Self, ModelError> {
         let (c1, b1) = (format!("{name}.conv1"), format!("{name}.bn1"));
-        let first = init.conv_bn(&c1, &b1, c_in, c_out, 3, stride)?;
+        let first = ConvBn::init(init, &c1, &b1, c_in, c_out, 3, stride)?;
         let (c2, b2) = (format!("{name}.conv2"), format!("{name}.bn2"));
-        let second = init.conv_bn(&c2, &b2, c_out, c_out, 3, 1)?;
+        let second = ConvBn::init(init, &c2, &b2, c_out, c_out, 3, 1)?;
         let shortcut = if stride != 1 || c_in != c_out {
             let (cs, bs) = (
                 format!("{name}.shortcut.conv"),
                 format!("{name}.shortcut.bn"),
             );
-            Some(init.conv_bn(&cs, &bs, c_in, c_out, 1, stride)?)
+            Some(ConvBn::init(init, &cs, &bs, c_in, c_out, 1, stride)?)
         } else {
             None
         };

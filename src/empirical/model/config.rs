@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::empirical::error::EmpiricalError;
+use super::error::ModelError;
 
 /// Number of input channels (RGB).
 pub const IN_CHANNELS: usize = 3;
@@ -101,9 +101,9 @@ impl ModelConfig {
     }
 
     /// Checks the width is positive and not absurdly large.
-    pub fn validate(&self) -> Result<(), EmpiricalError> {
+    pub fn validate(&self) -> Result<(), ModelError> {
         if self.width == 0 || self.width > 4096 {
-            return Err(EmpiricalError::invalid(
+            return Err(ModelError::invalid(
                 "model config",
                 format!("width must be in 1..=4096, got {}", self.width),
             ));

@@ -4,8 +4,8 @@ use candle_core::{Device, Tensor, D};
 use candle_nn::VarMap;
 use rand::Rng;
 
+use super::error::{ModelError, TensorContext};
 use super::init::{Init, Param, HEAD_STREAM};
-use crate::empirical::error::{EmpiricalError, TensorContext};
 
 /// The linear classifier on top of the features.
 #[derive(Debug)]
@@ -23,7 +23,7 @@ impl Head {
         varmap: &VarMap,
         device: &Device,
         seed: u64,
-    ) -> Result<Self, EmpiricalError> {
+    ) -> Result<Self, ModelError> {
         let mut init = Init::new(varmap, device, seed, HEAD_STREAM);
         let bound = 1.0 / (feature_dim as f64).sqrt();
         let mut uniform = |n: usize| -> Vec<f32> {
@@ -52,9 +52,9 @@ impl Head {
         device: &Device,
         weight: Vec<f32>,
         bias: Vec<f32>,
-    ) -> Result<Self, EmpiricalError> {
+    ) -> Result<Self, ModelError> {
         if weight.len() != num_classes * feature_dim || bias.len() != num_classes {
-            return Err(EmpiricalError::invalid(
+            return Err(ModelError::invalid(
                 "head",
                 format!(
                     "{} weights and {} biases for {num_classes} classes of {feature_dim} features",
@@ -93,7 +93,7 @@ impl Head {
 }
 
 /// The index of the largest value of each row of `logits` `(N, K)` (the first on ties).
-pub fn argmax_rows(logits: &Tensor) -> Result<Vec<usize>, EmpiricalError> {
+pub fn argmax_rows(logits: &Tensor) -> Result<Vec<usize>, ModelError> {
     let idx = logits
         .argmax(D::Minus1)
         .and_then(|t| t.to_vec1::<u32>())

@@ -10,10 +10,8 @@ use candle_core::{Device, Tensor, Var};
 use candle_nn::VarMap;
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use rand_distr::{Distribution, StandardNormal};
 
-use super::blocks::{BatchNorm, Conv, ConvBn};
-use crate::empirical::error::{EmpiricalError, TensorContext};
+use super::error::{ModelError, TensorContext};
 
 /// Stream of the seeded generator that initialises the backbone.
 pub(super) const BACKBONE_STREAM: u64 = 0;
@@ -58,12 +56,12 @@ impl<'a> Init<'a> {
         name: &str,
         shape: &[usize],
         values: Vec<f32>,
-    ) -> Result<Var, EmpiricalError> {
+    ) -> Result<Var, ModelError> {
         let t = Tensor::from_vec(values, shape, self.device).ctx(name)?;
         let var = Var::from_tensor(&t).ctx(name)?;
         let mut map = self.varmap.data().lock().unwrap_or_else(|e| e.into_inner());
         if map.insert(name.to_string(), var.clone()).is_some() {
-            return Err(EmpiricalError::invalid(
+            return Err(ModelError::invalid(
                 "model",
                 format!("duplicate tensor name {name}"),
             ));
@@ -77,7 +75,7 @@ impl<'a> Init<'a> {
         shape: &[usize],
         values: Vec<f32>,
         weight_decay: bool,
-    ) -> Result<Tensor, EmpiricalError> {
+    ) -> Result<Tensor, ModelError> {
         let var = self.var(name, shape, values)?;
         let t = var.as_tensor().clone();
         self.params.push(Param {
@@ -86,61 +84,5 @@ impl<'a> Init<'a> {
             weight_decay,
         });
         Ok(t)
-    }
-
-    /// A bias-free convolution with Kaiming-normal (fan-out) weights.
-    pub(super) fn conv(
-        &mut self,
-        name: &str,
-        c_in: usize,
-        c_out: usize,
-        k: usize,
-        stride: usize,
-    ) -> Result<Conv, EmpiricalError> {
-        let n = c_out * c_in * k * k;
-        let std = (2.0 / (c_out * k * k) as f64).sqrt();
-        let values = (0..n)
-            .map(|_| {
-                let z: f64 = StandardNormal.sample(&mut self.rng);
-                (z * std) as f32
-            })
-            .collect();
-        let weight = self.param(
-            &format!("{name}.weight"),
-            &[c_out, c_in, k, k],
-            values,
-            true,
-        )?;
-        Ok(Conv {
-            weight,
-            stride,
-            padding: k / 2,
-        })
-    }
-
-    /// A BatchNorm over `c` channels: weight 1, bias 0, running mean 0, running variance 1.
-    pub(super) fn bn(&mut self, name: &str, c: usize) -> Result<BatchNorm, EmpiricalError> {
-        Ok(BatchNorm {
-            weight: self.param(&format!("{name}.weight"), &[c], vec![1.0; c], false)?,
-            bias: self.param(&format!("{name}.bias"), &[c], vec![0.0; c], false)?,
-            running_mean: self.var(&format!("{name}.running_mean"), &[c], vec![0.0; c])?,
-            running_var: self.var(&format!("{name}.running_var"), &[c], vec![1.0; c])?,
-        })
-    }
-
-    /// A convolution named `conv` followed by a BatchNorm named `bn`.
-    pub(super) fn conv_bn(
-        &mut self,
-        conv: &str,
-        bn: &str,
-        c_in: usize,
-        c_out: usize,
-        k: usize,
-        stride: usize,
-    ) -> Result<ConvBn, EmpiricalError> {
-        Ok(ConvBn {
-            conv: self.conv(conv, c_in, c_out, k, stride)?,
-            bn: self.bn(bn, c_out)?,
-        })
     }
 }

@@ -6,8 +6,8 @@ use std::path::Path;
 
 use candle_core::{Device, Tensor};
 
+use super::error::{ModelError, TensorContext};
 use super::{Model, BACKBONE_PREFIX};
-use crate::empirical::error::{EmpiricalError, TensorContext};
 use crate::report::write_atomic;
 
 impl Model {
@@ -21,7 +21,7 @@ impl Model {
     }
 
     /// Copies of every tensor's values by name, sorted; for comparing models bit for bit.
-    pub fn state_vecs(&self) -> Result<BTreeMap<String, Vec<f32>>, EmpiricalError> {
+    pub fn state_vecs(&self) -> Result<BTreeMap<String, Vec<f32>>, ModelError> {
         self.named_tensors()
             .into_iter()
             .map(|(k, t)| {
@@ -33,9 +33,9 @@ impl Model {
 
     /// Writes every tensor (backbone, BatchNorm statistics, head) to a safetensors file,
     /// atomically.
-    pub fn save_weights(&self, path: &Path) -> Result<(), EmpiricalError> {
+    pub fn save_weights(&self, path: &Path) -> Result<(), ModelError> {
         let bytes = safetensors_bytes(&self.named_tensors(), None)
-            .map_err(|m| EmpiricalError::checkpoint(path, m))?;
+            .map_err(|m| ModelError::weights(path, m))?;
         write_atomic(path, &bytes)?;
         Ok(())
     }
@@ -43,7 +43,7 @@ impl Model {
     /// Loads every tensor of the model (backbone and head) from a safetensors file written by
     /// [`Model::save_weights`] or a checkpoint; errors name a missing tensor or a shape that
     /// differs.
-    pub fn load_weights(&self, path: &Path) -> Result<(), EmpiricalError> {
+    pub fn load_weights(&self, path: &Path) -> Result<(), ModelError> {
         let tensors = read_safetensors(path, &self.device)?;
         self.set_from(&tensors, "", path)
     }
@@ -51,7 +51,7 @@ impl Model {
     /// Loads only the `backbone.*` tensors (weights and BatchNorm statistics) from a
     /// safetensors file written by [`Model::save_weights`] or a checkpoint, whatever the head
     /// size there: the transfer step.
-    pub fn load_backbone(&self, path: &Path) -> Result<(), EmpiricalError> {
+    pub fn load_backbone(&self, path: &Path) -> Result<(), ModelError> {
         let tensors = read_safetensors(path, &self.device)?;
         self.set_from(&tensors, BACKBONE_PREFIX, path)
     }
@@ -62,7 +62,7 @@ impl Model {
         tensors: &HashMap<String, Tensor>,
         prefix: &str,
         path: &Path,
-    ) -> Result<(), EmpiricalError> {
+    ) -> Result<(), ModelError> {
         let map = self.varmap.data().lock().unwrap_or_else(|e| e.into_inner());
         let mut names: Vec<&String> = map.keys().filter(|k| k.starts_with(prefix)).collect();
         names.sort();
@@ -70,7 +70,7 @@ impl Model {
         for name in &names {
             let var = &map[*name];
             let t = tensors.get(*name).ok_or_else(|| {
-                EmpiricalError::checkpoint(
+                ModelError::weights(
                     path,
                     format!(
                         "no tensor {name} (is this a {} model?)",
@@ -79,7 +79,7 @@ impl Model {
                 )
             })?;
             if t.dims() != var.dims() || t.dtype() != var.dtype() {
-                return Err(EmpiricalError::checkpoint(
+                return Err(ModelError::weights(
                     path,
                     format!(
                         "tensor {name} is {:?} {:?} in the file but {:?} {:?} in the model \
@@ -115,9 +115,9 @@ pub(crate) fn safetensors_bytes(
 pub(crate) fn read_safetensors(
     path: &Path,
     device: &Device,
-) -> Result<HashMap<String, Tensor>, EmpiricalError> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| EmpiricalError::checkpoint(path, format!("cannot read: {e}")))?;
+) -> Result<HashMap<String, Tensor>, ModelError> {
+    let bytes =
+        std::fs::read(path).map_err(|e| ModelError::weights(path, format!("cannot read: {e}")))?;
     candle_core::safetensors::load_buffer(&bytes, device)
-        .map_err(|e| EmpiricalError::checkpoint(path, format!("not a safetensors file: {e}")))
+        .map_err(|e| ModelError::weights(path, format!("not a safetensors file: {e}")))
 }

@@ -53,10 +53,10 @@
 //!
 //! [`Kernels`] chooses the implementation ([`Model::new_with`]; [`Model::new`] takes
 //! [`Kernels::Fast`]). With [`Kernels::Fast`] on the CPU the whole backbone is one candle custom
-//! operation with a hand-written backward pass (private module `engine`) on channels-last
-//! buffers: candle sees one operation per step, so its per-tensor gradient accumulation and
-//! its allocations disappear from the backbone, and the kernels (private modules `kernels`,
-//! `simd`) fuse what a framework runs as separate passes (BatchNorm statistics while a
+//! operation with a hand-written backward pass (the CPU engine, private module `cpu`) on
+//! channels-last buffers: candle sees one operation per step, so its per-tensor gradient
+//! accumulation and its allocations disappear from the backbone, and the kernels fuse what a
+//! framework runs as separate passes (BatchNorm statistics while a
 //! convolution's output is in cache, BatchNorm + ReLU, BatchNorm + shortcut + ReLU). Results do
 //! not depend on the number of threads: work is split by images or fixed chunks of images and
 //! partial sums are added in a fixed order. No gradient flows to the input images.
@@ -65,22 +65,19 @@
 //! logits, every parameter gradient and the running statistics (relative error below 1e-4).
 //! Measured speeds are in the README ("Speed"); `empirical bench` measures them.
 //!
+//! Errors are [`ModelError`]s (the CPU engine's layers return candle's own `Result`).
+//!
 //! A [`Model`] owns its variables through its [`VarMap`]; it is deliberately not `Clone` (a
 //! clone would share the variables). Training mutates the variables through `&Model`.
 
 mod backbone;
 mod blocks;
 mod config;
-mod conv;
-mod engine;
+mod cpu;
+mod error;
 mod head;
 mod init;
 mod io;
-mod isa;
-mod kernels;
-mod micro;
-mod profile;
-mod simd;
 #[cfg(test)]
 mod tests;
 
@@ -90,13 +87,13 @@ use candle_nn::VarMap;
 pub use backbone::Backbone;
 pub use blocks::{BN_EPS, BN_MOMENTUM};
 pub use config::{Arch, Kernels, ModelConfig, IN_CHANNELS};
+pub use cpu::{LayerTime, Pass, Profile, Simd, SimdError, SIMD_ENV};
+pub use error::ModelError;
 pub use head::{argmax_rows, Head};
 pub use init::Param;
 pub(crate) use io::{read_safetensors, safetensors_bytes};
-pub use isa::{Simd, SimdError, SIMD_ENV};
-pub use profile::{LayerTime, Pass, Profile};
 
-use super::error::{EmpiricalError, TensorContext};
+use self::error::TensorContext;
 
 /// Name prefix of the backbone tensors.
 pub const BACKBONE_PREFIX: &str = "backbone.";
@@ -130,7 +127,7 @@ impl Model {
         num_classes: usize,
         seed: u64,
         device: &Device,
-    ) -> Result<Self, EmpiricalError> {
+    ) -> Result<Self, ModelError> {
         Self::new_with(config, num_classes, seed, device, Kernels::Fast)
     }
 
@@ -142,9 +139,9 @@ impl Model {
         seed: u64,
         device: &Device,
         kernels: Kernels,
-    ) -> Result<Self, EmpiricalError> {
+    ) -> Result<Self, ModelError> {
         if num_classes == 0 {
-            return Err(EmpiricalError::invalid(
+            return Err(ModelError::invalid(
                 "model",
                 "the head needs at least one class",
             ));
@@ -164,9 +161,9 @@ impl Model {
     /// Replaces the head by a fresh one with `num_classes` outputs, initialised from `seed`
     /// (as in [`Model::new`]); the backbone is kept. Optimizers built before hold the old head's
     /// variables: build a new one.
-    pub fn replace_head(&mut self, num_classes: usize, seed: u64) -> Result<(), EmpiricalError> {
+    pub fn replace_head(&mut self, num_classes: usize, seed: u64) -> Result<(), ModelError> {
         if num_classes == 0 {
-            return Err(EmpiricalError::invalid(
+            return Err(ModelError::invalid(
                 "model",
                 "the head needs at least one class",
             ));
@@ -193,7 +190,7 @@ impl Model {
         num_classes: usize,
         weight: Vec<f32>,
         bias: Vec<f32>,
-    ) -> Result<(), EmpiricalError> {
+    ) -> Result<(), ModelError> {
         {
             let mut map = self.varmap.data().lock().unwrap_or_else(|e| e.into_inner());
             map.retain(|name, _| !name.starts_with(HEAD_PREFIX));
@@ -223,14 +220,14 @@ impl Model {
 
     /// The feature vectors `(N, feature_dim)` of `x` `(N, 3, H, W)`; `train` selects BatchNorm's
     /// training mode (batch statistics, running statistics updated) or evaluation mode.
-    pub fn features(&self, x: &Tensor, train: bool) -> Result<Tensor, EmpiricalError> {
+    pub fn features(&self, x: &Tensor, train: bool) -> Result<Tensor, ModelError> {
         self.check_input(x)?;
         self.backbone.forward_t(x, train).ctx("backbone forward")
     }
 
     /// The logits `(N, num_classes)` of `x` `(N, 3, H, W)`. With a frozen backbone the features
     /// are computed in evaluation mode and detached whatever `train` says.
-    pub fn logits(&self, x: &Tensor, train: bool) -> Result<Tensor, EmpiricalError> {
+    pub fn logits(&self, x: &Tensor, train: bool) -> Result<Tensor, ModelError> {
         let f = if self.frozen {
             self.features(x, false)?.detach()
         } else {
@@ -240,21 +237,21 @@ impl Model {
     }
 
     /// The logits of precomputed features `(N, feature_dim)`.
-    pub fn logits_from_features(&self, features: &Tensor) -> Result<Tensor, EmpiricalError> {
+    pub fn logits_from_features(&self, features: &Tensor) -> Result<Tensor, ModelError> {
         self.head.forward(features).ctx("head forward")
     }
 
-    fn check_input(&self, x: &Tensor) -> Result<(), EmpiricalError> {
+    fn check_input(&self, x: &Tensor) -> Result<(), ModelError> {
         let dims = x.dims();
         if dims.len() != 4 || dims[1] != IN_CHANNELS || dims[0] == 0 || dims[2] == 0 || dims[3] == 0
         {
-            return Err(EmpiricalError::invalid(
+            return Err(ModelError::invalid(
                 "model input",
                 format!("expected a non-empty batch of shape (N, 3, H, W), got {dims:?}"),
             ));
         }
         if x.dtype() != DType::F32 {
-            return Err(EmpiricalError::invalid(
+            return Err(ModelError::invalid(
                 "model input",
                 format!("expected f32 values, got {:?}", x.dtype()),
             ));
@@ -310,7 +307,7 @@ impl Model {
 
     /// Runs the backbone's fast CPU kernels on `simd` (by default the fastest this processor
     /// has, or [`SIMD_ENV`]); every path gives the same bits. An error if the processor lacks it.
-    pub fn set_simd(&mut self, simd: Simd) -> Result<(), EmpiricalError> {
+    pub fn set_simd(&mut self, simd: Simd) -> Result<(), ModelError> {
         self.backbone.set_simd(simd)
     }
 

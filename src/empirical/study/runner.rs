@@ -195,7 +195,13 @@ impl<'a> Runner<'a> {
     /// A new network with `classes` outputs, initialised from `seed`, on the run's device and
     /// kernels.
     pub fn model(&self, classes: usize, seed: u64) -> Result<Model, EmpiricalError> {
-        Model::new_with(self.cfg.model, classes, seed, &self.device, self.kernels)
+        Ok(Model::new_with(
+            self.cfg.model,
+            classes,
+            seed,
+            &self.device,
+            self.kernels,
+        )?)
     }
 
     /// How the run's training epochs read the data.

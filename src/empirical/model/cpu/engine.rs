@@ -1,9 +1,9 @@
 //! The whole backbone (stem, residual blocks, global average pooling) as one candle custom
 //! operation with a hand-written backward pass, on channels-last buffers, for
-//! [`super::Kernels::Fast`] on the CPU.
+//! [`super::super::Kernels::Fast`] on the CPU.
 //!
 //! `(x (N, 3, H, W), params, running) -> features (N, C)`, where `params` is the concatenation
-//! of the flattened backbone parameters (in the order of [`super::Backbone::params`]) and
+//! of the flattened backbone parameters (in the order of [`super::super::Backbone::params`]) and
 //! `running` that of every BatchNorm's running mean and variance; candle differentiates the
 //! concatenation, so each parameter variable receives its own gradient. The input is converted
 //! to NHWC once; every layer then runs on the NHWC kernels of [`super::kernels`], the forward
@@ -15,7 +15,8 @@ use std::sync::{Arc, Mutex};
 
 use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 
-use super::conv::{ConvGeom, ConvOp};
+use super::conv::ConvOp;
+use super::gather::ConvGeom;
 use super::isa::Simd;
 use super::kernels::{
     bn_add_relu, bn_backward_apply, bn_backward_apply_inplace, bn_backward_coefs, bn_relu,
@@ -26,7 +27,7 @@ use super::simd::affine3;
 
 /// A convolution of the plan: offset of its weight in the packed parameters and its shape.
 #[derive(Clone, Copy, Debug)]
-pub(super) struct ConvP {
+pub(crate) struct ConvP {
     pub off: usize,
     pub ci: usize,
     pub co: usize,
@@ -38,7 +39,7 @@ pub(super) struct ConvP {
 /// A BatchNorm of the plan: offsets of gamma and beta in the packed parameters, of the running
 /// mean in the packed running statistics (the variance follows it), and its channels.
 #[derive(Clone, Copy, Debug)]
-pub(super) struct BnP {
+pub(crate) struct BnP {
     pub gamma: usize,
     pub beta: usize,
     pub run: usize,
@@ -47,7 +48,7 @@ pub(super) struct BnP {
 
 /// A basic residual block of the plan.
 #[derive(Clone, Copy, Debug)]
-pub(super) struct BlockP {
+pub(crate) struct BlockP {
     pub conv1: ConvP,
     pub bn1: BnP,
     pub conv2: ConvP,
@@ -57,7 +58,7 @@ pub(super) struct BlockP {
 
 /// The network the operation runs.
 #[derive(Clone, Debug)]
-pub(super) struct Plan {
+pub(crate) struct Plan {
     pub stem: (ConvP, BnP),
     pub blocks: Vec<BlockP>,
     pub n_params: usize,
@@ -85,7 +86,7 @@ impl Plan {
 
 /// Free buffers for reuse across steps.
 #[derive(Debug, Default)]
-pub(super) struct Pool {
+pub(crate) struct Pool {
     free: Mutex<Vec<Vec<f32>>>,
 }
 
@@ -193,7 +194,7 @@ struct Saved {
 }
 
 /// The operation; see the module doc.
-pub(super) struct BackboneOp {
+pub(crate) struct BackboneOp {
     plan: Arc<Plan>,
     pool: Arc<Pool>,
     train: bool,
@@ -204,7 +205,7 @@ pub(super) struct BackboneOp {
 
 /// The features of `x` (N, 3, H, W) and, in training mode, the batch statistics of every
 /// BatchNorm (in the order of the plan: stem, then per block bn1, bn2, shortcut).
-pub(super) fn forward(
+pub(crate) fn forward(
     plan: &Arc<Plan>,
     pool: &Arc<Pool>,
     prof: &Arc<Profiler>,

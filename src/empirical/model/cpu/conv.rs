@@ -12,12 +12,10 @@
 //!   gathers of the output gradient with the taps that reach that residue (one gather with the
 //!   flipped kernel for stride 1; for stride 2 and a 3x3 kernel, gathers of 1, 2, 2 and 4 taps).
 //! * Stride-1 3x3 gathers with at least [`WINOGRAD_MIN_CHANNELS`] channels on both sides run by
-//!   Winograd F(2x2, 3x3) instead ([`Algo`], module `winograd`): 4 products per output pixel
-//!   and channel pair instead of 9. Measured on this crate's layers, it is faster than the
-//!   direct gather from 32 channels on; at 16 it is about as fast per layer (a ResNet-20 step
-//!   about 2% faster with it), so 16-channel layers stay direct, which keeps the bits of the
-//!   networks already trained. Its error against an `f64` reference is no larger than the
-//!   direct sum's (shorter chains of additions).
+//!   Winograd F(2x2, 3x3) instead ([`Algo`], [`super::winograd`]): 4 products per output pixel
+//!   and channel pair instead of 9. 16-channel layers stay direct (Winograd gains little there,
+//!   and the direct gather keeps the bits of the networks already trained). Its error against an
+//!   `f64` reference is no larger than the direct sum's (shorter chains of additions).
 //! * The weight gradient sums, per tap, outer products of the input channels and the output
 //!   gradient's channels over every pixel where the tap lands inside the image
 //!   ([`super::micro::outer`]), over fixed chunks of about [`WGRAD_PIX`] output pixels; the
@@ -30,7 +28,7 @@
 //!
 //! Weights are packed per step into panels of [`KC`] reduced channels x one block of output
 //! channels (1, 2 or 4 vectors), so that a panel stays in cache while every pixel of a group
-//! of images runs through it. Images of less than [`GROUP_PIX`] output pixels are grouped so
+//! of images runs through it. Images of less than [`GROUP_PIX`](super::gather::GROUP_PIX) output pixels are grouped so
 //! that a panel serves enough pixels.
 //!
 //! Determinism: each output value (and each chunk's partial weight gradient) is computed by one
@@ -38,7 +36,6 @@
 //! shape; tasks are split by images, chunks and channel blocks fixed by the shape; so results
 //! are the same for any thread count and on every [`Simd`] path.
 
-use candle_core::{bail, Result};
 use rayon::prelude::*;
 
 use super::isa::Simd;
@@ -46,19 +43,12 @@ use super::kernels::sum_parts;
 use super::micro::{self, GatherArgs, OuterArgs};
 use super::simd;
 
-mod winograd;
-
-use winograd::{wino_group, WinoPacked};
+use super::gather::{Blocking, ConvGeom, Gather, KC};
+use super::winograd::{wino_group, WinoPacked};
 
 /// Channels (the fewer of input and output) from which stride-1 3x3 convolutions run by
-/// Winograd (see the module doc for why not from 16).
+/// Winograd (see the module doc).
 pub(super) const WINOGRAD_MIN_CHANNELS: usize = 32;
-
-/// Reduced channels per packed weight panel.
-pub(super) const KC: usize = 128;
-
-/// Output pixels of a group of images that share the passes over a weight panel.
-pub(super) const GROUP_PIX: usize = 256;
 
 /// Output pixels per chunk of the weight gradient (whole images, at least one).
 pub(super) const WGRAD_PIX: usize = 2048;
@@ -107,261 +97,6 @@ fn with_scratch_in<R>(
         }
         Err(_) => f(&mut vec![0f32; a], &mut vec![0f32; b]),
     })
-}
-
-/// The shape of one convolution over one image, channels last.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) struct ConvGeom {
-    /// Input rows.
-    pub h: usize,
-    /// Input columns.
-    pub w: usize,
-    /// Input channels.
-    pub ci: usize,
-    /// Output channels.
-    pub co: usize,
-    /// Kernel side.
-    pub k: usize,
-    /// Stride.
-    pub s: usize,
-    /// Zero padding.
-    pub p: usize,
-    /// Output rows.
-    pub ho: usize,
-    /// Output columns.
-    pub wo: usize,
-}
-
-impl ConvGeom {
-    /// A convolution of `ci` to `co` channels with a `k x k` kernel over an `h x w` image.
-    pub fn new(
-        h: usize,
-        w: usize,
-        ci: usize,
-        co: usize,
-        k: usize,
-        s: usize,
-        p: usize,
-    ) -> Result<Self> {
-        if k == 0 || s == 0 || h + 2 * p < k || w + 2 * p < k || ci == 0 || co == 0 {
-            bail!("conv2d: a {k}x{k} kernel (stride {s}, padding {p}) does not fit a {h}x{w} image")
-        }
-        Ok(Self {
-            h,
-            w,
-            ci,
-            co,
-            k,
-            s,
-            p,
-            ho: (h + 2 * p - k) / s + 1,
-            wo: (w + 2 * p - k) / s + 1,
-        })
-    }
-
-    /// Values of one input image.
-    pub fn in_len(&self) -> usize {
-        self.h * self.w * self.ci
-    }
-
-    /// Values of one output image.
-    pub fn out_len(&self) -> usize {
-        self.ho * self.wo * self.co
-    }
-}
-
-/// Output pixels of one residue class of a [`Gather`] and the taps that reach them.
-#[derive(Clone, Debug)]
-struct Class {
-    /// Rows and columns of the class.
-    rows: usize,
-    cols: usize,
-    /// Padded-source pixel of class pixel (0, 0) and the step per class row / column.
-    src0: (usize, usize),
-    src_step: usize,
-    /// Output pixel of class pixel (0, 0) and the step per class row / column.
-    out0: (usize, usize),
-    out_step: usize,
-    /// Source pixel offsets `(dy, dx)` of the taps, with the tap's weight index `ky * k + kx`.
-    taps: Vec<((usize, usize), usize)>,
-}
-
-/// One pass of a convolution as gathers: `out[pixel] = sum over taps of src[pixel's source +
-/// tap] . weight[tap]`, over the output pixels of each class.
-#[derive(Clone, Debug)]
-struct Gather {
-    /// Channels of the source (summed over) and of the output.
-    cr: usize,
-    cout: usize,
-    /// Source image size, its zero padding at the top and left, and the padded size.
-    src_hw: (usize, usize),
-    pad: (usize, usize),
-    padded: (usize, usize),
-    /// Output image size.
-    out_hw: (usize, usize),
-    classes: Vec<Class>,
-    /// Whether the source needs no padding (the padded copy is skipped).
-    no_pad: bool,
-}
-
-impl Gather {
-    /// The forward convolution of `g`.
-    fn forward(g: &ConvGeom) -> Self {
-        let (k, s, p) = (g.k, g.s, g.p);
-        let hs = (p + g.h).max((g.ho - 1) * s + k);
-        let ws = (p + g.w).max((g.wo - 1) * s + k);
-        let taps = (0..k * k).map(|t| ((t / k, t % k), t)).collect();
-        Self {
-            cr: g.ci,
-            cout: g.co,
-            src_hw: (g.h, g.w),
-            pad: (p, p),
-            padded: (hs, ws),
-            out_hw: (g.ho, g.wo),
-            classes: vec![Class {
-                rows: g.ho,
-                cols: g.wo,
-                src0: (0, 0),
-                src_step: s,
-                out0: (0, 0),
-                out_step: 1,
-                taps,
-            }],
-            no_pad: p == 0 && hs == g.h && ws == g.w,
-        }
-        .for_winograd()
-    }
-
-    /// The input gradient of `g` (the transposed convolution), by residue classes.
-    fn transposed(g: &ConvGeom) -> Self {
-        let (k, s, p) = (g.k as isize, g.s as isize, g.p as isize);
-        // Per residue a of an input row / column: the taps (source offset d, kernel index).
-        let residues = |len: usize| -> Vec<(usize, Vec<(isize, usize)>)> {
-            (0..s)
-                .map(|a| {
-                    let count = ((len as isize - a).max(0) as usize).div_ceil(s as usize);
-                    let taps = (0..k)
-                        .filter(|ky| (a + p - ky).rem_euclid(s) == 0)
-                        .map(|ky| ((a + p - ky) / s, ky as usize))
-                        .collect();
-                    (count, taps)
-                })
-                .collect()
-        };
-        let (ry, rx) = (residues(g.h), residues(g.w));
-        // Padding of the output gradient so that every tap of every class is in range.
-        let pads = |r: &[(usize, Vec<(isize, usize)>)], len: usize| -> (usize, usize) {
-            let mut lo = 0isize;
-            let mut hi = len as isize;
-            for (count, taps) in r {
-                for &(d, _) in taps {
-                    lo = lo.min(d);
-                    hi = hi.max(*count as isize + d);
-                }
-            }
-            ((-lo) as usize, (hi - lo) as usize)
-        };
-        let (top, hs) = pads(&ry, g.ho);
-        let (left, ws) = pads(&rx, g.wo);
-        let mut classes = Vec::new();
-        for (a, (rows, ty)) in ry.iter().enumerate() {
-            for (b, (cols, tx)) in rx.iter().enumerate() {
-                let mut taps = Vec::new();
-                for &(dy, ky) in ty {
-                    for &(dx, kx) in tx {
-                        let off = ((dy + top as isize) as usize, (dx + left as isize) as usize);
-                        taps.push((off, ky * g.k + kx));
-                    }
-                }
-                classes.push(Class {
-                    rows: *rows,
-                    cols: *cols,
-                    src0: (0, 0),
-                    src_step: 1,
-                    out0: (a, b),
-                    out_step: g.s,
-                    taps,
-                });
-            }
-        }
-        Self {
-            cr: g.co,
-            cout: g.ci,
-            src_hw: (g.ho, g.wo),
-            pad: (top, left),
-            padded: (hs, ws),
-            out_hw: (g.h, g.w),
-            classes,
-            no_pad: top == 0 && left == 0 && hs == g.ho && ws == g.wo,
-        }
-        .for_winograd()
-    }
-
-    /// Pads the source of a gather that Winograd can run so that every 4x4 patch of its 2x2
-    /// output tiles is inside (an extra zero row / column for odd output sizes), and always
-    /// copies it (the padded copy has the slack the input transform reads).
-    fn for_winograd(mut self) -> Self {
-        if WinoPacked::fits(&self) {
-            let (ho, wo) = self.out_hw;
-            self.padded.0 = self.padded.0.max(2 * ho.div_ceil(2) + 2);
-            self.padded.1 = self.padded.1.max(2 * wo.div_ceil(2) + 2);
-            self.no_pad = false;
-        }
-        self
-    }
-
-    fn src_len(&self) -> usize {
-        self.src_hw.0 * self.src_hw.1 * self.cr
-    }
-
-    fn out_len(&self) -> usize {
-        self.out_hw.0 * self.out_hw.1 * self.cout
-    }
-
-    /// Images per group (see [`GROUP_PIX`]).
-    fn group(&self) -> usize {
-        (GROUP_PIX / (self.out_hw.0 * self.out_hw.1)).max(1)
-    }
-
-    /// Whether the classes with taps write every output pixel once.
-    fn covers(&self) -> bool {
-        self.classes.iter().all(|c| !c.taps.is_empty())
-    }
-}
-
-/// Output channels padded to whole vectors, vectors per block, and blocks.
-#[derive(Clone, Copy, Debug)]
-struct Blocking {
-    simd: Simd,
-    /// Output channels rounded up to whole vectors.
-    cpad: usize,
-    /// Vectors per block.
-    v: usize,
-    /// Channels per block (`v * lanes`).
-    cb: usize,
-}
-
-impl Blocking {
-    fn new(simd: Simd, cout: usize) -> Self {
-        let lanes = micro::lanes(simd);
-        let cpad = cout.div_ceil(lanes) * lanes;
-        let vectors = cpad / lanes;
-        let widest = if simd == Simd::Avx512 { 4 } else { 2 };
-        let v = [4, 2, 1]
-            .into_iter()
-            .find(|&v| v <= widest && vectors.is_multiple_of(v))
-            .unwrap_or(1);
-        Self {
-            simd,
-            cpad,
-            v,
-            cb: v * lanes,
-        }
-    }
-
-    fn blocks(&self) -> usize {
-        self.cpad / self.cb
-    }
 }
 
 /// A gather's weights, packed per (class, block, chunk of [`KC`] reduced channels) as
@@ -613,7 +348,7 @@ enum Kernel {
 impl Kernel {
     /// Packs `w(tap, reduced channel, output channel)` for gather `g` and `algo`.
     fn new(g: &Gather, bl: &Blocking, algo: Algo, w: impl Fn(usize, usize, usize) -> f32) -> Self {
-        if algo == Algo::Winograd && WinoPacked::fits(g) {
+        if algo == Algo::Winograd && g.winograd_fits() {
             Kernel::Winograd(WinoPacked::new(g, bl, w))
         } else {
             Kernel::Direct(Packed::new(g, bl, w))

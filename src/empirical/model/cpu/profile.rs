@@ -50,7 +50,7 @@ pub type Profile = BTreeMap<(String, Pass), LayerTime>;
 
 /// The recorder a backbone shares with its operations.
 #[derive(Debug, Default)]
-pub(super) struct Profiler {
+pub(crate) struct Profiler {
     on: AtomicBool,
     times: Mutex<Profile>,
 }

@@ -13,16 +13,15 @@
 //! are the same on every [`super::Simd`] path and for any thread count. The weights are
 //! transformed in `f64` and rounded once.
 
-use super::{Blocking, Gather, KC};
-use crate::empirical::model::micro::{self, GatherArgs, WinoInArgs, WinoOutArgs};
+use super::gather::{Blocking, Gather, KC};
+use super::micro::{self, GatherArgs, WinoInArgs, WinoOutArgs};
 
 /// Tiles per block: enough that each panel of transformed weights serves many tiles.
 pub(super) const TILES: usize = 64;
 
 /// Values between the 16 planes of a block beyond their contents (one cache line): planes a
 /// multiple of 4 KiB apart would put the 16 values a tile's transform stores or loads in one
-/// level-1 cache set, more than its ways (measured: the input transform took three times the
-/// output transform's time on 32- and 64-channel layers).
+/// level-1 cache set, more than its ways, so that they would evict each other.
 const SKEW: usize = 16;
 
 thread_local! {
@@ -69,28 +68,8 @@ fn transform_filter(g: [[f64; 3]; 3]) -> [f32; 16] {
 }
 
 impl WinoPacked {
-    /// Whether `g` is a stride-1 3x3 gather: one class covering every output pixel with unit
-    /// steps, and nine taps at source offsets `0..3 x 0..3`.
-    pub fn fits(g: &Gather) -> bool {
-        let [c] = g.classes.as_slice() else {
-            return false;
-        };
-        let mut seen = [false; 9];
-        for &((dy, dx), _) in &c.taps {
-            if dy < 3 && dx < 3 {
-                seen[dy * 3 + dx] = true;
-            }
-        }
-        c.src_step == 1
-            && c.out_step == 1
-            && c.src0 == (0, 0)
-            && c.out0 == (0, 0)
-            && c.taps.len() == 9
-            && seen.iter().all(|&s| s)
-    }
-
     /// Transforms and packs the weights `w(tap, reduced channel, output channel)` of a gather
-    /// that [`WinoPacked::fits`].
+    /// that Winograd fits ([`Gather::winograd_fits`]).
     pub fn new(g: &Gather, bl: &Blocking, w: impl Fn(usize, usize, usize) -> f32) -> Self {
         let mut tap_at = [0usize; 9];
         for &((dy, dx), t) in &g.classes[0].taps {

@@ -13,7 +13,7 @@
 //! task computed by one thread in a fixed order, and per-image partial sums are added in image
 //! order. Results therefore do not depend on the number of threads.
 //!
-//! [`batch_norm_train_ops`] is the BatchNorm of [`super::Kernels::Stock`], from candle's tensor
+//! [`batch_norm_train_ops`] is the BatchNorm of [`super::super::Kernels::Stock`], from candle's tensor
 //! operations.
 
 use candle_core::{bail, Result, Tensor};
@@ -35,7 +35,7 @@ pub(super) fn sum_parts(parts: Vec<Vec<f64>>, len: usize) -> Vec<f64> {
 /// The per-channel affine map of a BatchNorm (`y = scale x + shift`) and what its backward
 /// pass needs.
 #[derive(Clone, Debug, Default)]
-pub(super) struct BnAffine {
+pub(crate) struct BnAffine {
     /// Mean used for normalising (batch mean in training, running mean in evaluation).
     pub mean: Vec<f32>,
     /// Biased batch variance (training) or the running variance (evaluation).
@@ -293,7 +293,7 @@ pub(super) fn to_nhwc(x: &[f32], c: usize, hw: usize, out: &mut [f32]) {
 
 /// Per-channel statistics of one training-mode BatchNorm call ([`batch_norm_train_ops`]).
 #[derive(Clone, Debug, Default)]
-pub(super) struct BnStats {
+pub(crate) struct BnStats {
     /// Batch mean per channel.
     pub mean: Vec<f32>,
     /// Biased batch variance per channel.
@@ -305,7 +305,7 @@ pub(super) struct BnStats {
 /// Training-mode BatchNorm of `x` (N, C, ...) from candle's tensor operations: normalises with
 /// the batch statistics per channel, scales by `gamma`, shifts by `beta`; returns the result
 /// and the statistics.
-pub(super) fn batch_norm_train_ops(
+pub(crate) fn batch_norm_train_ops(
     x: &Tensor,
     gamma: &Tensor,
     beta: &Tensor,
