@@ -6,8 +6,8 @@ use plotters::style::text_anchor::{HPos, VPos};
 use super::axes::{self, AxisSpec, Margins, PixMap};
 use super::draw::{self, DrawResult, LegendEntry, PixRect, Pt, Root, Swatch};
 use super::line::pad_range;
+use super::spec::{data_err, draw_err, figure_name, GroupedBars, PlotError};
 use super::style;
-use super::{data_err, draw_err, figure_name, GroupedBars, PlotError};
 
 /// Fraction of a group's slot covered by its bars.
 const GROUP_FILL: f64 = 0.8;

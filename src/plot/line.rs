@@ -4,8 +4,8 @@ use plotters::prelude::{IntoDrawingArea, SVGBackend};
 
 use super::axes::{self, AxisSpec, Margins, PixMap};
 use super::draw::{self, DrawResult, LegendEntry, PixRect, Pt, Root, Swatch};
+use super::spec::{data_err, draw_err, figure_name, LineChart, PlotError};
 use super::style;
-use super::{data_err, draw_err, figure_name, LineChart, PlotError};
 
 /// One point of a series after validation.
 #[derive(Clone, Copy)]

@@ -351,7 +351,7 @@ pub fn run(
             Err("skipped".to_string())
         } else {
             progress(&format!("{}: starting PyTorch", arch.name()));
-            TorchServer::start(arch, args, threads, torch_device)
+            TorchServer::start(arch, args.batch, args.warmup, threads, torch_device)
         };
         progress(&format!("{}: warm-up", arch.name()));
         for _ in 0..args.warmup {

@@ -3,7 +3,6 @@
 
 use std::path::{Path, PathBuf};
 
-use super::BenchArgs;
 use crate::empirical::model::Arch;
 
 /// The PyTorch script: `benches/torch_step.py` of this crate's source tree, or of the current
@@ -27,9 +26,8 @@ pub(super) struct TorchServer {
 }
 
 /// OpenMP's wait policy for the PyTorch process when the environment sets none: `PASSIVE`,
-/// because PyTorch's spinning threads collapse (5-10x slower on the 2-core machine) as soon
-/// as another process wants a core, and would also steal time from the steps interleaved
-/// with theirs.
+/// because PyTorch's spinning threads collapse as soon as another process wants a core, and
+/// would also steal time from the steps interleaved with theirs.
 pub(super) const OMP_WAIT_POLICY: &str = "PASSIVE";
 
 impl TorchServer {
@@ -38,7 +36,8 @@ impl TorchServer {
     /// failed).
     pub(super) fn start(
         arch: Arch,
-        args: &BenchArgs,
+        batch: usize,
+        warmup: usize,
         threads: usize,
         device: &str,
     ) -> Result<Self, String> {
@@ -46,8 +45,8 @@ impl TorchServer {
         let mut cmd = std::process::Command::new("python3");
         cmd.arg(torch_script())
             .args(["--serve", "--arch", arch.name(), "--device", device])
-            .args(["--batch", &args.batch.to_string()])
-            .args(["--warmup", &args.warmup.max(1).to_string()])
+            .args(["--batch", &batch.to_string()])
+            .args(["--warmup", &warmup.max(1).to_string()])
             .args(["--threads", &threads.to_string()])
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())

@@ -1,36 +1,17 @@
 //! Matrix figures: heatmaps and phase diagrams, drawn cell by cell in pixel space with a
 //! labelled colour bar.
 //!
-//! The figure is laid out and drawn by `render`; the colour scale and its bar live in
-//! `colorbar`. This file checks the data of each figure kind and turns it into the one
-//! `GridFig` both kinds share.
+//! The figure is laid out and drawn by `render` from the one `GridFig` both kinds share; the
+//! colour scale and its bar live in `colorbar`. This file checks the data of each figure kind and
+//! turns it into a `GridFig`.
 
+use super::spec::{data_err, draw_err, figure_name, Heatmap, PhaseDiagram, PlotError};
 use super::style;
-use super::{data_err, draw_err, figure_name, Heatmap, PhaseDiagram, PlotError};
 
 mod colorbar;
 mod render;
 
-use render::render;
-
-/// Everything a matrix figure needs, in display order (row 0 at the top).
-struct GridFig<'a> {
-    title: &'a str,
-    x_label: &'a str,
-    y_label: &'a str,
-    color_label: &'a str,
-    col_labels: Vec<String>,
-    col_numeric: bool,
-    row_labels: Vec<String>,
-    row_numeric: bool,
-    values: Vec<Vec<f64>>,
-    diverging: bool,
-    row_breaks: Vec<usize>,
-    col_breaks: Vec<usize>,
-    annotate: bool,
-    threshold: Option<f64>,
-    missing_label: &'static str,
-}
+use render::{render, GridFig};
 
 /// Check the matrix: non-empty, rectangular, some finite value, no infinities.
 fn check_matrix(values: &[Vec<f64>], fig: &str) -> Result<(usize, usize), PlotError> {

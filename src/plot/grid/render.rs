@@ -5,9 +5,27 @@ use plotters::prelude::{IntoDrawingArea, SVGBackend};
 use plotters::style::text_anchor::{HPos, VPos};
 
 use super::colorbar::{color_bar, Scale};
-use super::GridFig;
 use crate::plot::draw::{self, DrawResult, LegendEntry, PixRect, Root, Swatch};
 use crate::plot::style;
+
+/// Everything a matrix figure needs, in display order (row 0 at the top).
+pub(super) struct GridFig<'a> {
+    pub(super) title: &'a str,
+    pub(super) x_label: &'a str,
+    pub(super) y_label: &'a str,
+    pub(super) color_label: &'a str,
+    pub(super) col_labels: Vec<String>,
+    pub(super) col_numeric: bool,
+    pub(super) row_labels: Vec<String>,
+    pub(super) row_numeric: bool,
+    pub(super) values: Vec<Vec<f64>>,
+    pub(super) diverging: bool,
+    pub(super) row_breaks: Vec<usize>,
+    pub(super) col_breaks: Vec<usize>,
+    pub(super) annotate: bool,
+    pub(super) threshold: Option<f64>,
+    pub(super) missing_label: &'static str,
+}
 
 /// Largest plotting area of a matrix figure, px (cells shrink to fit).
 const MAX_PLOT_W: f64 = 640.0;
