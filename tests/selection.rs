@@ -12,8 +12,9 @@ use granularity::empirical::data::fixtures::{write_imagenet, write_inat2021};
 use granularity::empirical::data::inspect::{inspect_data, InspectOptions};
 use granularity::empirical::data::{open, Opened};
 use granularity::empirical::study::config::StudyConfig;
-use granularity::empirical::study::designs::{designs, DesignInfo};
+use granularity::empirical::study::designs::designs;
 use granularity::empirical::study::load_data;
+use granularity::empirical::study::results::DesignInfo;
 use image::{Rgb, RgbImage};
 
 /// An image folder of 2 superclasses x 2 leaves with `per_leaf` training images per leaf
@@ -151,7 +152,7 @@ fn sizes_mean_images_per_leaf_on_every_indexed_source() {
                     s.name,
                     d.name
                 );
-                DesignInfo::of(&cfg, d)
+                d.info(&cfg)
             })
             .collect();
         assert_eq!(infos[0].design, "n2");

@@ -705,6 +705,28 @@ impl Validate for StudyConfig {
 }
 
 impl StudyConfig {
+    /// The designs of the study by name, each with the granularities it runs, in the order
+    /// they run: `balanced` (every granularity; with `data.sizes`, one such design per size
+    /// instead, `n50`, `n100`, ...: [`size_design`]) and, with `[hard.rare_subclass]`,
+    /// `rare_subclass` (its granularities). The config alone decides them; the designs with
+    /// their images are `super::designs::designs`.
+    pub fn design_plan(&self) -> Vec<(String, Vec<String>)> {
+        let all: Vec<String> = self.granularities.iter().map(|g| g.name.clone()).collect();
+        let mut plan: Vec<(String, Vec<String>)> = if self.data.sizes.is_empty() {
+            vec![("balanced".to_string(), all)]
+        } else {
+            self.data
+                .sizes
+                .iter()
+                .map(|&n| (size_design(n), all.clone()))
+                .collect()
+        };
+        if let Some(r) = &self.hard.rare_subclass {
+            plan.push(("rare_subclass".to_string(), r.granularities.clone()));
+        }
+        plan
+    }
+
     /// The names of the conditions the study runs besides the baseline, each with the
     /// readouts it reports.
     pub fn conditions(&self) -> Vec<(String, Vec<Readout>)> {
@@ -752,7 +774,7 @@ impl StudyConfig {
             ));
         }
         if !c.design.is_empty() {
-            let plan = super::designs::design_plan(self);
+            let plan = self.design_plan();
             if !plan.iter().any(|(d, _)| *d == c.design) {
                 let names: Vec<&str> = plan.iter().map(|(d, _)| d.as_str()).collect();
                 return Err(field(
@@ -765,18 +787,23 @@ impl StudyConfig {
                 ));
             }
         }
-        if !super::hard::SUBSETS.contains(&c.subset.as_str()) {
+        if !SUBSETS.contains(&c.subset.as_str()) {
             return Err(field(
                 &format!("{f}.subset"),
-                format!(
-                    "no subset '{}' (one of: {})",
-                    c.subset,
-                    super::hard::SUBSETS.join(", ")
-                ),
+                format!("no subset '{}' (one of: {})", c.subset, SUBSETS.join(", ")),
             ));
         }
         Ok(())
     }
+}
+
+/// The names of the test subsets a comparison can be made on (`analysis.primary.subset`; the
+/// subsets of `subsets.json` and all test images).
+pub const SUBSETS: [&str; 5] = ["all", "easy", "hard", "confusable", "mirror_confusable"];
+
+/// The name of the design with `n` training images per leaf (`data.sizes`).
+pub fn size_design(n: usize) -> String {
+    format!("n{n}")
 }
 
 #[cfg(test)]

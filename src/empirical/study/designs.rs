@@ -8,9 +8,10 @@ use rand::seq::SliceRandom;
 
 use crate::seed;
 
-use super::config::StudyConfig;
-use super::hard::TestSubsets;
+use super::config::{size_design, StudyConfig};
 use super::memory;
+use super::plan::scaled_epochs;
+use super::results::DesignInfo;
 use crate::empirical::data::indexed::keep_per_leaf as keep_per_class;
 use crate::empirical::data::{dataset_dir, load, ImageSet};
 use crate::empirical::error::EmpiricalError;
@@ -46,6 +47,16 @@ impl StudyData {
             confusable: None,
         }
     }
+}
+
+/// The test subsets a design scores apart from the whole test set: per test image, whether it
+/// is hard, and whether it belongs to a confusable leaf (None: the design has no such subset).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TestSubsets<'a> {
+    /// Hard test images.
+    pub hard: Option<&'a [bool]>,
+    /// Test images of the confusable leaves.
+    pub confusable: Option<&'a [bool]>,
 }
 
 /// A design: the training set and which test images are hard.
@@ -101,6 +112,23 @@ impl Design {
         match self.draw_seed {
             Some(s) => format!("{}_s{s}", self.name),
             None => self.name.clone(),
+        }
+    }
+
+    /// The record of the design in `designs.json`.
+    pub fn info(&self, cfg: &StudyConfig) -> DesignInfo {
+        let t = &cfg.train;
+        let (pre, fine) = (
+            self.epochs(cfg, t.pretrain_epochs),
+            self.epochs(cfg, t.finetune_epochs),
+        );
+        DesignInfo {
+            design: self.name.clone(),
+            per_leaf: self.per_leaf,
+            train_images: self.train.len,
+            pretrain_epochs: pre,
+            finetune_epochs: fine,
+            baseline_epochs: pre + fine,
         }
     }
 
@@ -241,62 +269,6 @@ fn check_rare_per_leaf(train: &ImageSet, cfg: &StudyConfig) -> Result<(), Empiri
     }
 }
 
-/// See [`Design::epochs`].
-pub fn scaled_epochs(cfg: &StudyConfig, per_leaf: Option<usize>, epochs: usize) -> usize {
-    match per_leaf {
-        Some(n) if cfg.train.equal_steps && epochs > 0 => {
-            let e = epochs as f64 * cfg.data.train_per_leaf as f64 / n as f64;
-            (e.round() as usize).max(1)
-        }
-        _ => epochs,
-    }
-}
-
-/// What a design trained on, as written to `designs.json`: its training images and the epochs
-/// of each phase (scaled with `train.equal_steps`).
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct DesignInfo {
-    /// The design's name.
-    pub design: String,
-    /// Training images per leaf (designs of `data.sizes`; none otherwise).
-    pub per_leaf: Option<usize>,
-    /// Training images.
-    pub train_images: usize,
-    /// Pretraining epochs.
-    pub pretrain_epochs: usize,
-    /// Fine-tuning epochs.
-    pub finetune_epochs: usize,
-    /// Epochs of the baseline and of the direct arm (the whole schedule).
-    pub baseline_epochs: usize,
-}
-
-impl DesignInfo {
-    /// The record of `design`.
-    pub fn of(cfg: &StudyConfig, design: &Design) -> Self {
-        let t = &cfg.train;
-        let (pre, fine) = (
-            design.epochs(cfg, t.pretrain_epochs),
-            design.epochs(cfg, t.finetune_epochs),
-        );
-        DesignInfo {
-            design: design.name.clone(),
-            per_leaf: design.per_leaf,
-            train_images: design.train.len,
-            pretrain_epochs: pre,
-            finetune_epochs: fine,
-            baseline_epochs: pre + fine,
-        }
-    }
-}
-
-/// The file of the designs' records ([`DesignInfo`]) in the study folder.
-pub const DESIGNS_FILE: &str = "designs.json";
-
-/// The name of the design with `n` training images per leaf (`data.sizes`).
-pub fn size_design(n: usize) -> String {
-    format!("n{n}")
-}
-
 /// Loads the study's images (`data_dir` overrides the config's folder: [`dataset_dir`]) and
 /// applies the subsets.
 pub fn load_data(cfg: &StudyConfig, data_dir: Option<&Path>) -> Result<StudyData, EmpiricalError> {
@@ -368,33 +340,12 @@ pub fn load_data(cfg: &StudyConfig, data_dir: Option<&Path>) -> Result<StudyData
     })
 }
 
-/// The designs of a study by name, each with the granularities it runs, in the order they run:
-/// `balanced` (every granularity; with `data.sizes`, one such design per size instead, `n50`,
-/// `n100`, ...) and, with `[hard.rare_subclass]`, `rare_subclass` (its granularities). Needs
-/// only the config ([`designs`] adds the data).
-pub fn design_plan(cfg: &StudyConfig) -> Vec<(String, Vec<String>)> {
-    let all: Vec<String> = cfg.granularities.iter().map(|g| g.name.clone()).collect();
-    let mut plan: Vec<(String, Vec<String>)> = if cfg.data.sizes.is_empty() {
-        vec![("balanced".to_string(), all)]
-    } else {
-        cfg.data
-            .sizes
-            .iter()
-            .map(|&n| (size_design(n), all.clone()))
-            .collect()
-    };
-    if let Some(r) = &cfg.hard.rare_subclass {
-        plan.push(("rare_subclass".to_string(), r.granularities.clone()));
-    }
-    plan
-}
-
-/// The designs of a study ([`design_plan`]) with their data: `balanced` trains on the balanced
+/// The designs of a study ([`StudyConfig::design_plan`]) with their data: `balanced` trains on the balanced
 /// set (hard test images are the synthetic data's, or none until the ensemble defines them),
 /// `rare_subclass` on the rare-subclass set (hard test images are the rare leaves'), a size's
 /// design on `n` images per leaf of the pool (in the order of `data.train_per_leaf`'s subset).
 pub fn designs(cfg: &StudyConfig, data: &StudyData) -> Vec<Design> {
-    design_plan(cfg)
+    cfg.design_plan()
         .into_iter()
         .map(|(name, granularities)| {
             let size = cfg

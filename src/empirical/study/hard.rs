@@ -25,114 +25,19 @@
 //! subset. Every subset's test images are written to `subsets.json`; cells save their
 //! per-image predictions, so [`super::comparisons`] scores any subset from them.
 
-use serde::{Deserialize, Serialize};
+use ndarray::Array2;
 
 use super::config::EnsembleConfig;
 use super::designs::Design;
-use super::phase::{Phase, Trainee};
-use super::results::EpochRecord;
-use super::runner::Runner;
+use super::plan::{PhaseName, Trainee};
+use super::results::{
+    ConfusableLeaves, DesignSubsets, HardSubset, MemberOutput, MEMBERS_FILE, MIRROR_FILE,
+};
+use super::runner::{Phase, Runner};
 use crate::empirical::data::ImageSet;
 use crate::empirical::error::EmpiricalError;
 use crate::empirical::model::Model;
 use crate::report::read_json;
-use ndarray::Array2;
-
-/// How a design's hard test images were defined.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct HardSubset {
-    /// Design.
-    pub design: String,
-    /// Definition.
-    pub definition: String,
-    /// Hard test images.
-    pub hard: usize,
-    /// All test images.
-    pub total: usize,
-    /// The confusable leaves of this design (with an ensemble on a design without its own hard
-    /// images).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub confusable: Option<ConfusableLeaves>,
-    /// The leaves a fine-trained ensemble confuses most (`hard.ensemble.mirror_level`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mirror: Option<ConfusableLeaves>,
-    /// Whether the subsets were chosen on the validation images (no test label used), rather
-    /// than on the test images they are scored on.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub on_validation: bool,
-}
-
-/// The leaves that the coarse-trained ensemble confuses most, whose test images form a design's
-/// confusable subset.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct ConfusableLeaves {
-    /// How the leaves were chosen.
-    pub definition: String,
-    /// The leaves (names), most confused first, with the ensemble's error on each.
-    pub leaves: Vec<(String, f64)>,
-    /// Test images of these leaves.
-    pub images: usize,
-    /// All test images.
-    pub total: usize,
-}
-
-/// The test subsets a design scores apart from the whole test set: per test image, whether it
-/// is hard, and whether it belongs to a confusable leaf (None: the design has no such subset).
-#[derive(Clone, Copy, Debug, Default)]
-pub struct TestSubsets<'a> {
-    /// Hard test images.
-    pub hard: Option<&'a [bool]>,
-    /// Test images of the confusable leaves.
-    pub confusable: Option<&'a [bool]>,
-}
-
-/// One ensemble member's output: its test-set softmax probabilities and training epochs
-/// (`ensemble/members.json`).
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct MemberOutput {
-    /// The member's seed.
-    pub seed: u64,
-    /// Softmax probabilities of every test image (of the target classes; for a mirror member,
-    /// its summed head's).
-    pub probs: Array2<f32>,
-    /// The same for every validation image (with `data.validation_per_leaf`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub validation_probs: Option<Array2<f32>>,
-    /// Its training epochs.
-    pub epochs: Vec<EpochRecord>,
-}
-
-/// The file holding the ensemble's outputs.
-pub const MEMBERS_FILE: &str = "ensemble/members.json";
-
-/// The file holding the mirror ensemble's outputs (`hard.ensemble.mirror_level`).
-pub const MIRROR_FILE: &str = "ensemble/mirror.json";
-
-/// The file of every design's test subsets (test-image indices by subset name).
-pub const SUBSETS_FILE: &str = "subsets.json";
-
-/// The names of the test subsets a comparison can be made on.
-pub const SUBSETS: [&str; 5] = ["all", "easy", "hard", "confusable", "mirror_confusable"];
-
-/// One design's test subsets, as written to [`SUBSETS_FILE`]: the test images of each.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct DesignSubsets {
-    /// The design.
-    pub design: String,
-    /// Test-image indices by subset name (one of [`SUBSETS`] but "all").
-    pub subsets: std::collections::BTreeMap<String, Vec<u32>>,
-    /// The target class of every test image, in test-set order: what the cells' saved
-    /// predictions are scored against.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub test_targets: Vec<u32>,
-    /// The leaves' names.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub leaf_names: Vec<String>,
-    /// The target-only ensemble's error on each leaf's validation images (empty without a
-    /// validation split): how hard coarse training finds each leaf, measured off the test set.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub leaf_validation_error: Vec<f64>,
-}
 
 /// The ensemble member with seed `seed`.
 fn member(seed: u64) -> Trainee<'static> {
@@ -231,7 +136,7 @@ fn members(
         let who = who_of(s);
         let model = r.model(classes, who.key("init"))?;
         let phase = Phase {
-            name: "ensemble",
+            name: PhaseName::Ensemble,
             set: train,
             labels: &labels,
             epochs,
@@ -251,7 +156,7 @@ fn members(
         if who.condition == "target-only" {
             model.save_weights(&r.prep_dir().path(&member_weights(s)))?;
         }
-        r.drop_checkpoints(&who, &["ensemble"]);
+        r.drop_checkpoints(&who, &[PhaseName::Ensemble]);
         out.push(MemberOutput {
             seed: s,
             probs,
@@ -298,7 +203,7 @@ pub fn first_member(r: &Runner) -> Result<Model, EmpiricalError> {
 
 /// Gives every design its hard test images where the data do not already (the balanced design
 /// on real data: the ensemble's, see the module doc) and says how each design's were defined;
-/// also returns every design's test subsets by name (what [`SUBSETS_FILE`] holds).
+/// also returns every design's test subsets by name (what `subsets.json` holds).
 pub fn assign_hard_subsets(
     r: &Runner,
     designs: &mut [Design],

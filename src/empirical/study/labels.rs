@@ -1,7 +1,8 @@
 //! Pretraining labels of a study's training set, for every [`LabelSpec`]: the hierarchy's
 //! relabelings, k-means clusters of image embeddings (inside each class of a level, or over the
-//! whole set) and levels coarser than the target; and the summed head that reads target
-//! predictions off a network trained on labels nested inside the target classes.
+//! whole set) and levels coarser than the target. The summed head that reads target predictions
+//! off a network trained on labels nested inside the target classes is
+//! [`super::readouts::summed_head`].
 //!
 //! Whatever made them, the labels come with their [`LabelRule`]: for each pretraining class, the
 //! target class it lies inside (the class is then *nested* in that target) or none when it
@@ -15,10 +16,10 @@ use std::collections::BTreeMap;
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
-use super::config::StudyConfig;
-use super::config::{DataLabels, EmbeddingSource, GranularitySpec, LabelSpec};
+use super::config::{DataLabels, EmbeddingSource, GranularitySpec, LabelSpec, StudyConfig};
 use super::designs::Design;
 use super::hard::first_member;
+use super::results::{labels_file, LabelSummary};
 use super::runner::Runner;
 use crate::empirical::data::ImageSet;
 use crate::empirical::error::EmpiricalError;
@@ -36,31 +37,6 @@ pub struct PretrainLabels {
     pub labels: Vec<usize>,
     /// Fraction of images whose class's majority target is their own target.
     pub purity: f64,
-}
-
-/// What a cell records about its training labels.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct LabelSummary {
-    /// Classes.
-    pub classes: usize,
-    /// Classes that label at least one image.
-    pub used_classes: usize,
-    /// Every class nested inside one target class.
-    pub aligned: bool,
-    /// Fraction of images whose class's majority target is their own target.
-    pub purity: f64,
-}
-
-impl LabelSummary {
-    /// The target labels themselves (`classes` target classes).
-    pub fn targets(classes: usize) -> Self {
-        LabelSummary {
-            classes,
-            used_classes: classes,
-            aligned: true,
-            purity: 1.0,
-        }
-    }
 }
 
 impl PretrainLabels {
@@ -147,47 +123,6 @@ impl PretrainLabels {
     pub fn used_classes(&self) -> usize {
         self.used().iter().filter(|&&s| s).count()
     }
-
-    /// The summed head: the score of a target is the log of the summed softmax probabilities
-    /// of the pretraining classes nested in it (the log-sum-exp of their logits, up to the
-    /// normaliser every target shares), so a target's score is the network's probability that
-    /// the image is in it, however many classes it holds. A target with no nested class scores
-    /// minus infinity. None when the labels are not aligned.
-    pub fn summed_head(
-        &self,
-        logits: &Array2<f32>,
-        num_targets: usize,
-    ) -> Result<Option<Array2<f32>>, EmpiricalError> {
-        if !self.aligned() {
-            return Ok(None);
-        }
-        if logits.ncols() != self.num_classes() {
-            return Err(EmpiricalError::invalid(
-                "summed head",
-                format!(
-                    "{} logits per image for {} pretraining classes",
-                    logits.ncols(),
-                    self.num_classes()
-                ),
-            ));
-        }
-        let mut out = Array2::from_elem((logits.nrows(), num_targets), f32::NEG_INFINITY);
-        for (mut o, row) in out.rows_mut().into_iter().zip(logits.rows()) {
-            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let mut sums = vec![0f64; num_targets];
-            for (&v, t) in row.iter().zip(self.rule.target_of_class()) {
-                if let Some(t) = *t {
-                    sums[t] += f64::from(v - max).exp();
-                }
-            }
-            for (o, s) in o.iter_mut().zip(sums) {
-                if s > 0.0 {
-                    *o = (s.ln() + f64::from(max)) as f32;
-                }
-            }
-        }
-        Ok(Some(out))
-    }
 }
 
 /// The pretraining labels of every granularity of a design, by name.
@@ -214,11 +149,6 @@ pub fn embeddings(r: &Runner, set: &ImageSet) -> Result<Array2<f32>, EmpiricalEr
         )?,
     };
     r.features(&model, set)
-}
-
-/// The file, in the study's preparation folder, holding the label sets of `design`.
-pub fn labels_file(design: &str) -> String {
-    format!("labels/{design}.json")
 }
 
 /// The labels of every granularity of `design`: read back if the study's preparation saved
@@ -423,7 +353,6 @@ pub fn build_labels(
 mod tests {
     use super::*;
     use crate::empirical::data::synthetic::{generate, SyntheticConfig};
-    use crate::empirical::train::predictions;
 
     fn data() -> ImageSet {
         generate(&SyntheticConfig {
@@ -536,42 +465,5 @@ mod tests {
         assert!(
             build_labels(&D(DataLabels::Coarser { groups: 3 }), &train, 0, None, 0, 5).is_err()
         );
-    }
-
-    /// The summed head sums the logits of the classes nested in each target and is undefined
-    /// for labels that cross targets.
-    #[test]
-    fn summed_head_sums_nested_classes() {
-        // 4 classes: 0, 1, 2 in target 0 (three children), 3 in target 1 (one child)
-        let l = PretrainLabels::from_table("t", vec![0, 1, 2, 3], 4, &[0, 0, 0, 1], 2).unwrap();
-        assert!(l.aligned());
-        assert_eq!(
-            l.rule.target_of_class(),
-            &[Some(0), Some(0), Some(0), Some(1)]
-        );
-        // Two children of target 0 are likely, one very unlikely; target 1's child is a bit
-        // less likely than either. The probability of target 0 is larger (2 e^2 > e^2.5), so the
-        // summed head picks it; a sum of logits (-6 vs 2.5) would pick target 1.
-        let logits = ndarray::array![[2.0f32, 2.0, -10.0, 2.5], [0.0, 0.0, 0.0, 5.0]];
-        let m = l.summed_head(&logits, 2).unwrap().unwrap();
-        let lse = |v: &[f64]| v.iter().map(|x| x.exp()).sum::<f64>().ln();
-        let want = [[lse(&[2.0, 2.0, -10.0]), 2.5], [lse(&[0.0, 0.0, 0.0]), 5.0]];
-        for i in 0..2 {
-            for t in 0..2 {
-                assert!((f64::from(m[[i, t]]) - want[i][t]).abs() < 1e-5, "{m}");
-            }
-        }
-        assert_eq!(predictions(&m), vec![0, 1]);
-        let logit_sum = [2.0 + 2.0 - 10.0, 2.5];
-        assert!(
-            logit_sum[1] > logit_sum[0],
-            "the case must tell the two readouts apart"
-        );
-        let crossing =
-            PretrainLabels::from_table("c", vec![0, 0, 1, 1], 2, &[0, 1, 1, 1], 2).unwrap();
-        assert!(!crossing.aligned());
-        assert_eq!(crossing.purity, 0.75);
-        let logits = ndarray::array![[1.0f32, 2.0]];
-        assert!(crossing.summed_head(&logits, 2).unwrap().is_none());
     }
 }

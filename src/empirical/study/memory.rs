@@ -9,9 +9,9 @@
 //! (measured: peak memory of ResNet-8 and ResNet-18 at batch 64 and 512); 4 are counted.
 
 use super::config::{LabelSpec, StudyConfig};
-use super::designs::StudyData;
 use crate::empirical::data::decode::MemoryBudget;
 use crate::empirical::data::DataSource;
+use crate::empirical::data::ImageSet;
 use crate::empirical::error::EmpiricalError;
 use crate::empirical::model::ModelConfig;
 use crate::hierarchy::Relabeling;
@@ -154,20 +154,20 @@ fn largest_label_set(
         .max_by_key(|(_, c)| *c)
 }
 
-/// What a study on `data` allocates besides the images: the training step, the networks, the
+/// What a study on the images `train` and `test` allocates besides them: the training step, the networks, the
 /// test logits of the largest label set and the probe's features.
-pub fn study_needs(cfg: &StudyConfig, data: &StudyData) -> Vec<Need> {
+pub fn study_needs(cfg: &StudyConfig, train: &ImageSet, test: &ImageSet) -> Vec<Need> {
     let m = &cfg.model;
-    let side = data.train.height.max(data.train.width);
+    let side = train.height.max(train.width);
     let act = activations_per_image(m, side);
     let batch = cfg.train.batch_size as f64;
-    let (n, n_test) = (data.train.len, data.test.len);
-    let h = &data.train.hierarchy;
+    let (n, n_test) = (train.len, test.len);
+    let h = &train.hierarchy;
     let targets = h.num_classes(cfg.data.target_level);
     let (label_field, classes) = largest_label_set(cfg, n, h.num_leaves(), targets)
         .unwrap_or_else(|| ("data.target_level".into(), targets));
     let dim = m.feature_dim() as f64;
-    let images = (data.train.images.len() + data.test.images.len()) as f64;
+    let images = (train.images.len() + test.images.len()) as f64;
     vec![
         Need {
             field: "data".into(),
@@ -235,11 +235,11 @@ mod tests {
     fn too_large_values_name_their_field() {
         let mut cfg = tiny();
         let data = load_data(&cfg, None).unwrap();
-        let needs = study_needs(&cfg, &data);
+        let needs = study_needs(&cfg, &data.train, &data.test);
         let gb = |g: f64| MemoryBudget::from_gb(g, "test");
         assert!(check(&needs, &gb(1.0)).is_ok());
         cfg.train.batch_size = 1 << 30;
-        let e = check(&study_needs(&cfg, &data), &gb(64.0)).unwrap_err();
+        let e = check(&study_needs(&cfg, &data.train, &data.test), &gb(64.0)).unwrap_err();
         assert!(e.to_string().starts_with("train.batch_size: "), "{e}");
         let mut cfg = tiny();
         cfg.data.synthetic.train_per_leaf = 1 << 30;

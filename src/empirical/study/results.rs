@@ -5,10 +5,12 @@
 
 use std::path::{Path, PathBuf};
 
+use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 
-use super::config::Readout;
+use super::plan::PhaseName;
 use crate::empirical::error::EmpiricalError;
+use crate::readout::Readout;
 use crate::report::{file_safe, read_csv, read_json};
 
 /// One training epoch, as written to `epochs.csv`.
@@ -20,8 +22,8 @@ pub struct EpochRecord {
     pub condition: String,
     /// Seed.
     pub seed: u64,
-    /// "baseline", "pretrain", "finetune", "direct" or "ensemble".
-    pub phase: String,
+    /// The training phase.
+    pub phase: PhaseName,
     /// 0-based epoch.
     pub epoch: usize,
     /// Mean training loss.
@@ -41,7 +43,7 @@ pub struct Timing {
     pub condition: String,
     /// Seed.
     pub seed: u64,
-    /// The phase ("baseline", "pretrain", ...), or "cell" for the whole cell.
+    /// The phase ([`PhaseName`]), or "cell" for the whole cell.
     pub phase: String,
     /// 0-based epoch (none for a whole cell).
     pub epoch: Option<usize>,
@@ -258,4 +260,142 @@ pub fn read_timings(dir: &Path) -> Result<Vec<Timing>, EmpiricalError> {
         rows.extend(read_csv::<Timing>(&p)?);
     }
     Ok(rows)
+}
+
+/// The file of every design's hard test images and how they were defined ([`HardSubset`]),
+/// written last by the preparation.
+pub const HARD_SUBSETS_FILE: &str = "hard_subsets.json";
+
+/// How a design's hard test images were defined.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct HardSubset {
+    /// Design.
+    pub design: String,
+    /// Definition.
+    pub definition: String,
+    /// Hard test images.
+    pub hard: usize,
+    /// All test images.
+    pub total: usize,
+    /// The confusable leaves of this design (with an ensemble on a design without its own hard
+    /// images).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confusable: Option<ConfusableLeaves>,
+    /// The leaves a fine-trained ensemble confuses most (`hard.ensemble.mirror_level`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror: Option<ConfusableLeaves>,
+    /// Whether the subsets were chosen on the validation images (no test label used), rather
+    /// than on the test images they are scored on.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub on_validation: bool,
+}
+
+/// The leaves that the coarse-trained ensemble confuses most, whose test images form a design's
+/// confusable subset.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ConfusableLeaves {
+    /// How the leaves were chosen.
+    pub definition: String,
+    /// The leaves (names), most confused first, with the ensemble's error on each.
+    pub leaves: Vec<(String, f64)>,
+    /// Test images of these leaves.
+    pub images: usize,
+    /// All test images.
+    pub total: usize,
+}
+
+/// One ensemble member's output: its test-set softmax probabilities and training epochs
+/// (`ensemble/members.json`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct MemberOutput {
+    /// The member's seed.
+    pub seed: u64,
+    /// Softmax probabilities of every test image (of the target classes; for a mirror member,
+    /// its summed head's).
+    pub probs: Array2<f32>,
+    /// The same for every validation image (with `data.validation_per_leaf`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation_probs: Option<Array2<f32>>,
+    /// Its training epochs.
+    pub epochs: Vec<EpochRecord>,
+}
+
+/// The file holding the ensemble's outputs.
+pub const MEMBERS_FILE: &str = "ensemble/members.json";
+
+/// The file holding the mirror ensemble's outputs (`hard.ensemble.mirror_level`).
+pub const MIRROR_FILE: &str = "ensemble/mirror.json";
+
+/// The file of every design's test subsets (test-image indices by subset name).
+pub const SUBSETS_FILE: &str = "subsets.json";
+
+/// One design's test subsets, as written to [`SUBSETS_FILE`]: the test images of each.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DesignSubsets {
+    /// The design.
+    pub design: String,
+    /// Test-image indices by subset name (one of [`super::config::SUBSETS`] but "all").
+    pub subsets: std::collections::BTreeMap<String, Vec<u32>>,
+    /// The target class of every test image, in test-set order: what the cells' saved
+    /// predictions are scored against.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub test_targets: Vec<u32>,
+    /// The leaves' names.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub leaf_names: Vec<String>,
+    /// The target-only ensemble's error on each leaf's validation images (empty without a
+    /// validation split): how hard coarse training finds each leaf, measured off the test set.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub leaf_validation_error: Vec<f64>,
+}
+
+/// What a design trained on, as written to `designs.json`: its training images and the epochs
+/// of each phase (scaled with `train.equal_steps`).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DesignInfo {
+    /// The design's name.
+    pub design: String,
+    /// Training images per leaf (designs of `data.sizes`; none otherwise).
+    pub per_leaf: Option<usize>,
+    /// Training images.
+    pub train_images: usize,
+    /// Pretraining epochs.
+    pub pretrain_epochs: usize,
+    /// Fine-tuning epochs.
+    pub finetune_epochs: usize,
+    /// Epochs of the baseline and of the direct arm (the whole schedule).
+    pub baseline_epochs: usize,
+}
+
+/// The file of the designs' records ([`DesignInfo`]) in the study folder.
+pub const DESIGNS_FILE: &str = "designs.json";
+
+/// What a cell records about its training labels.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LabelSummary {
+    /// Classes.
+    pub classes: usize,
+    /// Classes that label at least one image.
+    pub used_classes: usize,
+    /// Every class nested inside one target class.
+    pub aligned: bool,
+    /// Fraction of images whose class's majority target is their own target.
+    pub purity: f64,
+}
+
+impl LabelSummary {
+    /// The target labels themselves (`classes` target classes).
+    pub fn targets(classes: usize) -> Self {
+        LabelSummary {
+            classes,
+            used_classes: classes,
+            aligned: true,
+            purity: 1.0,
+        }
+    }
+}
+
+/// The file, in the study's preparation folder, holding the label sets of `design`.
+pub fn labels_file(design: &str) -> String {
+    format!("labels/{design}.json")
 }

@@ -1,30 +1,37 @@
-//! The machinery under the protocol: building networks on the run's device and kernels, training
-//! phases ([`super::phase`]: a checkpoint after every epoch, a killed run resumes from the last
-//! one), scoring readouts on the test set, and running a cell once (a finished cell is a file in
-//! `cells/`, and is never run again; its wall-clock times go to `timings/`).
+//! The machinery under the protocol: networks on the run's device and kernels, training phases
+//! with checkpoints, scoring readouts on the test set, and running a cell once (a finished cell
+//! is a file in `cells/`, and is never run again; its wall-clock times go to `timings/`).
 //! [`protocol`](super::protocol) says what a cell does; this module how.
+//!
+//! A training phase ([`Phase`], [`Runner::train`]) checkpoints after every epoch (model,
+//! optimizer, generator, the epoch records so far) and resumes from its checkpoint, so a killed
+//! study recomputes at most the epoch it was in and gives the same bits as one never stopped.
+//! The checkpoint before the last is kept too: a checkpoint that cannot be read (truncated,
+//! another format) is discarded with a note, and training resumes from the one before
+//! (recomputing that epoch) or from the start.
 
 use std::cell::{Cell as Counter, RefCell};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use candle_core::Device;
+use ndarray::Array2;
+use serde::{Deserialize, Serialize};
 
-use super::config::{GranularitySpec, Readout, StudyConfig};
-use super::designs::{Design, StudyData};
-use super::hard::TestSubsets;
-use super::labels::LabelSummary;
-use super::phase::Trainee;
+use super::config::{BatchKeying, Readout, StudyConfig};
+use super::designs::{Design, StudyData, TestSubsets};
+use super::plan::{Cell, PhaseName, Trainee};
 use super::results::{
-    cell_name, cell_path, timings_path, CellResult, EpochRecord, FineProbe, ReadoutError, Timing,
+    cell_name, cell_path, timings_path, CellResult, EpochRecord, FineProbe, LabelSummary,
+    ReadoutError, Timing,
 };
+use crate::empirical::checkpoint::{load_checkpoint, read_checkpoint_meta, save_checkpoint};
 use crate::empirical::data::ImageSet;
 use crate::empirical::error::EmpiricalError;
 use crate::empirical::model::{Kernels, Model};
-use crate::empirical::train::{evaluate, extract_features, predictions, EpochConfig};
-use crate::report::read_json;
-use crate::report::{Progress, ResultsDir};
-use ndarray::Array2;
+use crate::empirical::optim::{LrSchedule, Schedule, Sgd};
+use crate::empirical::train::{evaluate, extract_features, predictions, train_epoch, EpochConfig};
+use crate::report::{read_json, Progress, ResultsDir};
 
 /// Batch size of evaluation passes (results do not depend on it).
 const EVAL_BATCH: usize = 256;
@@ -65,36 +72,6 @@ impl RunOptions {
     }
 }
 
-/// What a cell of a design runs.
-pub enum Cell<'a> {
-    /// The target labels from scratch.
-    Baseline,
-    /// Pretraining on a granularity's labels, then the readouts.
-    Pretrained {
-        /// The granularity.
-        granularity: &'a GranularitySpec,
-    },
-    /// The direct arm: a network trained on a granularity's labels for the baseline's whole
-    /// schedule, read out with the summed head and the linear probe (condition `NAME direct`).
-    Direct {
-        /// The granularity.
-        granularity: &'a GranularitySpec,
-        /// The condition's name.
-        name: String,
-    },
-}
-
-impl Cell<'_> {
-    /// The condition's name in files and tables.
-    pub fn condition(&self) -> &str {
-        match self {
-            Cell::Baseline => "baseline",
-            Cell::Pretrained { granularity, .. } => &granularity.name,
-            Cell::Direct { name, .. } => name,
-        }
-    }
-}
-
 /// What the body of a cell produced.
 pub struct CellOutcome {
     /// The readouts' errors.
@@ -105,6 +82,36 @@ pub struct CellOutcome {
     pub labels: LabelSummary,
     /// The fine-class probe of the network's features (`train.fine_probe`).
     pub fine_probe: Option<FineProbe>,
+}
+
+/// One training phase of a network.
+pub struct Phase<'a> {
+    /// Its name (in `epochs.csv` and checkpoint names).
+    pub name: PhaseName,
+    /// The training images.
+    pub set: &'a ImageSet,
+    /// One label per image.
+    pub labels: &'a [usize],
+    /// Epochs.
+    pub epochs: usize,
+    /// The learning-rate schedule over those epochs.
+    pub lr: &'a LrSchedule,
+    /// The epoch of the cell's schedule this phase starts at (fine-tuning: after pretraining),
+    /// which keys its batches with `train.batch_keying = "seed"`.
+    pub first_epoch: usize,
+}
+
+/// What a checkpoint keeps of the phase besides the networks' state.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PhaseLog {
+    epochs: Vec<EpochRecord>,
+    timings: Vec<Timing>,
+}
+
+/// The checkpoint before the last one of `ckpt`.
+fn previous(ckpt: &Path) -> PathBuf {
+    ckpt.with_extension("ckpt.prev")
 }
 
 /// Shared state of a running study (or single run): config, results folder, device, test set.
@@ -205,7 +212,7 @@ impl<'a> Runner<'a> {
     }
 
     /// How the run's training epochs read the data.
-    pub(super) fn epoch_config(&self) -> EpochConfig {
+    fn epoch_config(&self) -> EpochConfig {
         EpochConfig {
             batch_size: self.cfg.train.batch_size,
             augment: self.cfg.train.augment,
@@ -289,7 +296,7 @@ impl<'a> Runner<'a> {
 
     /// Counts a finished (checkpointed) epoch; stops the run when `stop_after_epochs` is
     /// reached.
-    pub(super) fn count_epoch(&self) -> Result<(), EmpiricalError> {
+    fn count_epoch(&self) -> Result<(), EmpiricalError> {
         let n = self.epochs_run.get() + 1;
         self.epochs_run.set(n);
         match self.stop_after_epochs {
@@ -299,7 +306,7 @@ impl<'a> Runner<'a> {
     }
 
     /// Keeps wall-clock records until [`Runner::write_timings`].
-    pub(super) fn add_timings(&self, rows: Vec<Timing>) {
+    fn add_timings(&self, rows: Vec<Timing>) {
         self.timings.borrow_mut().extend(rows);
     }
 
@@ -349,17 +356,10 @@ impl<'a> Runner<'a> {
             seed,
         };
         let out = body(&who)?;
-        let family = match cell {
-            Cell::Baseline => "baseline".to_string(),
-            Cell::Pretrained { granularity } => granularity.labels.family().to_string(),
-            Cell::Direct { granularity, .. } => {
-                format!("direct, {}", granularity.labels.family())
-            }
-        };
         let result = CellResult {
             design: design.name.clone(),
             condition: condition.to_string(),
-            family,
+            family: cell.family(),
             seed,
             classes: out.labels.classes,
             used_classes: out.labels.used_classes,
@@ -382,7 +382,7 @@ impl<'a> Runner<'a> {
         self.write_timings(&name)?;
         self.dir
             .write_json(&format!("cells/{name}.json"), &result)?;
-        self.drop_checkpoints(&who, &["baseline", "pretrain", "finetune", "direct"]);
+        self.drop_checkpoints(&who, &PhaseName::OF_CELLS);
         let errors: Vec<String> = result
             .readouts
             .iter()
@@ -391,6 +391,155 @@ impl<'a> Runner<'a> {
         self.bar
             .milestone(format!("{} done: error {}", who.label(), errors.join(", ")));
         Ok(())
+    }
+
+    /// The checkpoint of `phase` of `who`.
+    pub fn checkpoint(&self, who: &Trainee, phase: PhaseName) -> PathBuf {
+        self.dir().path(&format!(
+            "checkpoints/{}.{phase}.ckpt",
+            cell_name(who.design, who.condition, who.seed)
+        ))
+    }
+
+    /// Deletes the checkpoints of `who` (after its results are saved).
+    pub fn drop_checkpoints(&self, who: &Trainee, phases: &[PhaseName]) {
+        for &p in phases {
+            let ckpt = self.checkpoint(who, p);
+            let _ = std::fs::remove_file(previous(&ckpt));
+            let _ = std::fs::remove_file(ckpt);
+        }
+    }
+
+    /// Restores `model` and `sgd` from the newest readable checkpoint of the phase; returns the
+    /// epochs done, the generator and the log, or None to start from scratch. Unreadable
+    /// checkpoints are deleted with a note.
+    fn resume(
+        &self,
+        ckpt: &Path,
+        model: &Model,
+        sgd: &mut Sgd,
+        what: &str,
+    ) -> Result<Option<(usize, rand_chacha::ChaCha8Rng, PhaseLog)>, EmpiricalError> {
+        for path in [ckpt.to_path_buf(), previous(ckpt)] {
+            if !path.exists() {
+                continue;
+            }
+            let restored = read_checkpoint_meta(&path).and_then(|meta| {
+                let log: PhaseLog = serde_json::from_value(meta.extra).map_err(|e| {
+                    EmpiricalError::checkpoint(&path, format!("bad epoch records: {e}"))
+                })?;
+                let r = load_checkpoint(&path, model, sgd)?;
+                Ok((r.epochs_done, r.rng, log))
+            });
+            match restored {
+                Ok(r) => {
+                    self.progress().note(format!(
+                        "{what}: resumed from {} after epoch {}",
+                        path.display(),
+                        r.0
+                    ));
+                    return Ok(Some(r));
+                }
+                Err(e) => {
+                    self.progress()
+                        .note(format!("{what}: {e}: discarded, recomputing"));
+                    let _ = std::fs::remove_file(&path);
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Trains `model` through `phase`, checkpointing after every epoch and resuming from the
+    /// checkpoint if one exists. Batch order and augmentation come from the generator of the
+    /// phase's name under the trainee's seed, or, with `train.batch_keying = "seed"`, from a
+    /// generator of the trainee's seed and the epoch of the cell's schedule. Returns the epoch records (including those of
+    /// epochs run before a resume); the wall-clock times go to the runner's timings.
+    pub fn train(
+        &self,
+        model: &Model,
+        who: &Trainee,
+        phase: &Phase,
+    ) -> Result<Vec<EpochRecord>, EmpiricalError> {
+        let ckpt = self.checkpoint(who, phase.name);
+        let (set, epochs) = (phase.set, phase.epochs);
+        let ecfg = self.epoch_config();
+        let mut sgd = Sgd::new(model.trainable_params(), self.config().train.sgd)?;
+        let schedule = Schedule::new(phase.lr.clone(), epochs, ecfg.steps_per_epoch(set.len))?;
+        let what = format!("{} {}", who.label(), phase.name);
+        let (mut start, mut rng, mut log) = (
+            0,
+            crate::seed::rng(who.seed, &[phase.name.name()]),
+            PhaseLog::default(),
+        );
+        if let Some((done, r, l)) = self.resume(&ckpt, model, &mut sgd, &what)? {
+            (start, rng, log) = (done, r, l);
+            self.progress().inc((start * set.len) as u64);
+        }
+        let by_seed = self.config().train.batch_keying == BatchKeying::Seed;
+        for e in start..epochs {
+            if by_seed {
+                // common random numbers: the draws of epoch k of every arm of a seed
+                let k = (phase.first_epoch + e).to_string();
+                rng = crate::seed::rng(who.seed, &["batches", &k]);
+            }
+            let bar = self.progress();
+            let mut last = 0;
+            let stats = train_epoch(
+                model,
+                &mut sgd,
+                &schedule,
+                set,
+                phase.labels,
+                &ecfg,
+                e,
+                &mut rng,
+                &mut |s| {
+                    bar.inc((s.images - last) as u64);
+                    last = s.images;
+                },
+            )?;
+            bar.milestone(format!(
+                "{what} epoch {}/{epochs}: loss {:.3}, train acc {:.3}, {:.0} img/s",
+                e + 1,
+                stats.loss,
+                stats.acc,
+                stats.images_per_sec
+            ));
+            log.epochs.push(EpochRecord {
+                design: who.design.into(),
+                condition: who.condition.into(),
+                seed: who.seed,
+                phase: phase.name,
+                epoch: e,
+                loss: stats.loss,
+                train_acc: stats.acc,
+                lr: stats.last_lr,
+            });
+            log.timings.push(Timing {
+                design: who.design.into(),
+                condition: who.condition.into(),
+                seed: who.seed,
+                phase: phase.name.name().into(),
+                epoch: Some(e),
+                seconds: stats.seconds,
+                images_per_sec: Some(stats.images_per_sec),
+            });
+            let extra = serde_json::to_value(&log)
+                .map_err(|e| EmpiricalError::checkpoint(&ckpt, e.to_string()))?;
+            if ckpt.exists() {
+                std::fs::rename(&ckpt, previous(&ckpt)).map_err(|e| {
+                    EmpiricalError::checkpoint(
+                        &ckpt,
+                        format!("cannot keep it as the previous: {e}"),
+                    )
+                })?;
+            }
+            save_checkpoint(&ckpt, model, &sgd, e + 1, &rng, extra)?;
+            self.count_epoch()?;
+        }
+        self.add_timings(log.timings);
+        Ok(log.epochs)
     }
 }
 
@@ -425,4 +574,14 @@ pub fn prepare_dir(out: &Path, resolved: &str, fresh: bool) -> Result<ResultsDir
 /// results); writes nothing.
 pub fn refuses_dir(out: &Path, resolved: &str) -> bool {
     crate::report::holds_other_results(out, resolved, RESULT_ENTRIES)
+}
+
+/// The config as saved in the results folder: results of other kernels agree only to rounding,
+/// so the kernels are part of it (never mixed in one folder).
+pub fn resolved_config(cfg: &StudyConfig, kernels: Kernels) -> Result<String, EmpiricalError> {
+    let mut resolved = crate::config::to_toml(cfg)?;
+    if kernels != Kernels::Fast {
+        resolved.push_str(&format!("\n# trained with --kernels {}\n", kernels.name()));
+    }
+    Ok(resolved)
 }

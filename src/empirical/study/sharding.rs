@@ -6,19 +6,16 @@
 use std::path::{Path, PathBuf};
 
 use super::config::StudyConfig;
-use super::designs::design_plan;
-use super::hard::MEMBERS_FILE;
-use super::labels::labels_file;
-use super::protocol::cells_by_design;
-use super::report::write_reports;
-use super::results::{cell_name, CellResult};
-use super::summary::StudySummary;
+use super::plan::cells_by_design;
+use super::reports::summary::StudySummary;
+use super::reports::write_reports;
+use super::results::{cell_name, labels_file, CellResult, HARD_SUBSETS_FILE, MEMBERS_FILE};
 use crate::cluster::{self, Shard, ShardError};
 use crate::empirical::error::EmpiricalError;
 use crate::report::{read_json, ReportError, ResultsDir};
 
 /// The file the preparation writes last (with the hard test images of every design).
-const PREPARED_FILE: &str = "hard_subsets.json";
+const PREPARED_FILE: &str = HARD_SUBSETS_FILE;
 
 /// Checks that the study folder `root` holds the preparation of the config `resolved` (its
 /// `config.toml`, the ensemble's outputs if there is an ensemble, every design's label sets)
@@ -52,7 +49,7 @@ pub fn check_prepared(
     if cfg.hard.ensemble.is_some() {
         needed.push(MEMBERS_FILE.to_string());
     }
-    needed.extend(design_plan(cfg).iter().map(|(d, _)| labels_file(d)));
+    needed.extend(cfg.design_plan().iter().map(|(d, _)| labels_file(d)));
     for f in needed {
         let p = root.join(&f);
         if !p.is_file() {

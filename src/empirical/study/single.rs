@@ -1,7 +1,8 @@
 //! Single networks from a study config, for interactive use and debugging: `pretrain` trains one
 //! network on one granularity (on the balanced design's training set) and saves its weights;
 //! `finetune` loads a pretrained backbone, fits the linear probe and fine-tunes it on the target
-//! labels. Both run on the study's [`Runner`] (the same training phases, checkpoints and scoring),
+//! labels. Both run on the study's [`Runner`] and read out through [`super::readouts`] (the same
+//! training phases, checkpoints, readouts and scoring),
 //! write `config.toml`, `epochs.csv` and `result.json` into their folder and resume from their
 //! checkpoint if killed.
 
@@ -9,14 +10,13 @@ use std::path::Path;
 
 use super::config::{EmbeddingSource, LabelSpec, Readout, StudyConfig};
 use super::designs::load_data;
-use super::labels::{build_labels, embeddings, labels_key, LabelSummary};
+use super::labels::{build_labels, embeddings, labels_key};
 use super::memory::{budget, check, study_needs};
-use super::phase::{Phase, Trainee};
-use super::protocol::resolved_config;
-use super::results::{CellResult, ReadoutError};
-use super::runner::{prepare_dir, RunOptions, Runner};
+use super::plan::{PhaseName, Trainee};
+use super::readouts::{fine_tune_phase, summed_head, train_probe};
+use super::results::{CellResult, EpochRecord, LabelSummary, ReadoutError};
+use super::runner::{prepare_dir, resolved_config, Phase, RunOptions, Runner};
 use crate::empirical::error::EmpiricalError;
-use crate::empirical::probe::LinearProbe;
 
 /// Writes the result of a single run and returns its report.
 fn finish(r: &Runner<'_>, cell: &CellResult) -> Result<String, EmpiricalError> {
@@ -48,7 +48,7 @@ fn single_result(
     seed: u64,
     labels: LabelSummary,
     readouts: Vec<ReadoutError>,
-    epochs: Vec<super::results::EpochRecord>,
+    epochs: Vec<EpochRecord>,
 ) -> CellResult {
     CellResult {
         design: "balanced".into(),
@@ -104,7 +104,7 @@ pub fn pretrain(
         ));
     }
     let data = load_data(cfg, opts.data.as_deref())?;
-    check(&study_needs(cfg, &data), &budget(cfg))?;
+    check(&study_needs(cfg, &data.train, &data.test), &budget(cfg))?;
     let resolved = format!(
         "# pretrain {name}, seed {seed}\n{}",
         resolved_config(cfg, opts.kernels)?
@@ -133,7 +133,7 @@ pub fn pretrain(
     r.progress()
         .set_length((cfg.train.pretrain_epochs * data.train.len) as u64);
     let phase = Phase {
-        name: "pretrain",
+        name: PhaseName::Pretrain,
         set: &data.train,
         labels: &l.labels,
         epochs: cfg.train.pretrain_epochs,
@@ -145,10 +145,10 @@ pub fn pretrain(
     r.dir().write_json("labels.json", &l)?;
     let mut readouts = Vec::new();
     let logits = r.test_logits(&model)?;
-    if let Some(m) = l.summed_head(&logits, r.num_targets())? {
+    if let Some(m) = summed_head(&l, &logits, r.num_targets())? {
         readouts.push(r.score(Readout::SummedHead, &m, data.hard_only()));
     }
-    r.drop_checkpoints(&who, &["pretrain"]);
+    r.drop_checkpoints(&who, &[PhaseName::Pretrain]);
     let cell = single_result(
         name.into(),
         spec.family(),
@@ -169,7 +169,7 @@ pub fn finetune(
     opts: &RunOptions,
 ) -> Result<String, EmpiricalError> {
     let data = load_data(cfg, opts.data.as_deref())?;
-    check(&study_needs(cfg, &data), &budget(cfg))?;
+    check(&study_needs(cfg, &data.train, &data.test), &budget(cfg))?;
     let resolved = format!(
         "# finetune {}, seed {seed}\n{}",
         weights.display(),
@@ -187,28 +187,22 @@ pub fn finetune(
     let hard = data.hard_only();
     let train_features = r.features(&model, &data.train)?;
     let test_features = r.features(&model, &data.test)?;
-    let probe = LinearProbe::train(
-        &train_features,
-        &targets,
-        r.num_targets(),
-        &cfg.train.probe,
-        who.key("probe"),
-    )?;
+    let probe = train_probe(&r, &train_features, &targets, &who)?;
     let mut readouts = vec![r.score(Readout::LinearProbe, &probe.logits(&test_features)?, hard)];
     r.progress()
         .set_length((cfg.train.finetune_epochs * data.train.len) as u64);
-    let phase = Phase {
-        name: "finetune",
-        set: &data.train,
-        labels: &targets,
-        epochs: cfg.train.finetune_epochs,
-        lr: &cfg.train.finetune_lr,
-        first_epoch: 0,
-    };
-    let epochs = r.train(&model, &who, &phase)?;
+    let epochs = fine_tune_phase(
+        &r,
+        &model,
+        &data.train,
+        &targets,
+        cfg.train.finetune_epochs,
+        0,
+        &who,
+    )?;
     readouts.push(r.score(Readout::Finetune, &r.test_logits(&model)?, hard));
     model.save_weights(&r.dir().path("weights.safetensors"))?;
-    r.drop_checkpoints(&who, &["finetune"]);
+    r.drop_checkpoints(&who, &[PhaseName::Finetune]);
     let cell = single_result(
         format!("finetune of {}", weights.display()),
         "",

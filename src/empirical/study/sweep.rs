@@ -37,10 +37,10 @@ use serde::{Deserialize, Serialize};
 
 use super::config::{Readout, StudyConfig};
 use super::designs::{designs, load_data};
-use super::protocol::{check_run, resolved_config, run_study};
-use super::runner::{refuses_dir, RunOptions};
-use super::stats::{half_width, Paired};
-use super::summary::{StudySummary, SummaryRow};
+use super::protocol::{check_run, run_study};
+use super::reports::stats::{half_width, Paired};
+use super::reports::summary::{StudySummary, SummaryRow};
+use super::runner::{refuses_dir, resolved_config, RunOptions};
 use crate::config::{load_str, ConfigError};
 use crate::empirical::error::EmpiricalError;
 use crate::plot::{line_chart_x_ticks, HBand, LineChart, Series};

@@ -7,9 +7,9 @@ use candle_core::Device;
 
 use super::config::{Readout, StudyConfig};
 use super::designs::load_data;
-use super::phase::{Phase, Trainee};
+use super::plan::{PhaseName, Trainee};
 use super::results::{cell_path, CellResult};
-use super::runner::{prepare_dir, RunOptions, Runner};
+use super::runner::{prepare_dir, Phase, RunOptions, Runner};
 use super::{run_study, synthetic_default};
 use crate::empirical::error::EmpiricalError;
 use crate::empirical::model::{Kernels, Model};
@@ -209,7 +209,7 @@ fn phase_resumes_from_its_checkpoint() {
         seed: 0,
     };
     let phase = Phase {
-        name: "p",
+        name: PhaseName::Pretrain,
         set: &data.train,
         labels: &labels,
         epochs: 2,
@@ -219,7 +219,7 @@ fn phase_resumes_from_its_checkpoint() {
     let straight = Runner::new(&cfg, dir.clone(), &data, &opts(tmp.path()));
     let m1 = Model::new(cfg.model, 4, 1, &Device::Cpu).unwrap();
     let records = straight.train(&m1, &who, &phase).unwrap();
-    straight.drop_checkpoints(&who, &["p"]);
+    straight.drop_checkpoints(&who, &[PhaseName::Pretrain]);
     // stopped after epoch 1, then resumed
     let m2 = Model::new(cfg.model, 4, 1, &Device::Cpu).unwrap();
     let stopping = Runner::new(&cfg, dir.clone(), &data, &stop);
@@ -233,7 +233,7 @@ fn phase_resumes_from_its_checkpoint() {
     assert_eq!(again.train(&m3, &who, &phase).unwrap(), records);
     assert_eq!(m1.state_vecs().unwrap(), m3.state_vecs().unwrap());
     // garbage in place of the checkpoint: discarded, trained from the start, same bits
-    let ck = again.checkpoint(&who, "p");
+    let ck = again.checkpoint(&who, PhaseName::Pretrain);
     std::fs::write(&ck, b"not a checkpoint").unwrap();
     let m4 = Model::new(cfg.model, 4, 1, &Device::Cpu).unwrap();
     assert_eq!(again.train(&m4, &who, &phase).unwrap(), records);
@@ -263,7 +263,7 @@ fn size_axis_with_equal_steps() {
         assert!(s.hard_subsets.iter().any(|h| h.design == d && h.hard > 0));
     }
     assert!(!s.rows.iter().any(|r| r.design == "balanced"));
-    let infos: Vec<super::designs::DesignInfo> = read_json(&out.join("designs.json")).unwrap();
+    let infos: Vec<super::results::DesignInfo> = read_json(&out.join("designs.json")).unwrap();
     let n4 = &infos[0];
     assert_eq!((n4.design.as_str(), n4.train_images), ("n4", 16));
     assert_eq!((n4.pretrain_epochs, n4.finetune_epochs), (4, 2));
@@ -343,7 +343,7 @@ fn seed_keying_gives_every_arm_the_same_batches() {
         condition: "c",
         seed: 3,
     };
-    let trained = |keying: BatchKeying, name: &'static str, first_epoch: usize| {
+    let trained = |keying: BatchKeying, name: PhaseName, first_epoch: usize| {
         let mut cfg = tiny();
         cfg.train.batch_keying = keying;
         let dir = prepare_dir(
@@ -365,11 +365,11 @@ fn seed_keying_gives_every_arm_the_same_batches() {
         r.train(&m, &who, &phase).unwrap();
         m.state_vecs().unwrap()
     };
-    let seed_a = trained(BatchKeying::Seed, "baseline", 0);
-    assert_eq!(seed_a, trained(BatchKeying::Seed, "direct", 0));
-    assert_ne!(seed_a, trained(BatchKeying::Seed, "direct", 5));
-    let phase_a = trained(BatchKeying::Phase, "baseline", 0);
-    assert_ne!(phase_a, trained(BatchKeying::Phase, "direct", 0));
+    let seed_a = trained(BatchKeying::Seed, PhaseName::Baseline, 0);
+    assert_eq!(seed_a, trained(BatchKeying::Seed, PhaseName::Direct, 0));
+    assert_ne!(seed_a, trained(BatchKeying::Seed, PhaseName::Direct, 5));
+    let phase_a = trained(BatchKeying::Phase, PhaseName::Baseline, 0);
+    assert_ne!(phase_a, trained(BatchKeying::Phase, PhaseName::Direct, 0));
 }
 
 /// The config of a folder study with every method of the validation design: a validation
@@ -409,8 +409,8 @@ fn validation_folder_config(extra: &[&str]) -> StudyConfig {
 /// p-values for every other.
 #[test]
 fn validation_design_end_to_end_on_an_image_folder() {
-    use super::comparisons::{Comparisons, COMPARISONS_FILE};
-    use super::hard::{DesignSubsets, HardSubset};
+    use super::reports::comparisons::{Comparisons, COMPARISONS_FILE};
+    use super::results::{DesignSubsets, HardSubset};
     let cfg = validation_folder_config(&[]);
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("v");
@@ -610,7 +610,7 @@ fn a_granularity_can_run_only_its_direct_arm() {
     ]);
     let conditions: Vec<String> = cfg.conditions().into_iter().map(|c| c.0).collect();
     assert_eq!(conditions, ["fine-4 direct"]);
-    let plan = super::protocol::cells_by_design(&cfg);
+    let plan = super::plan::cells_by_design(&cfg);
     assert_eq!(plan[0].1.len(), 2, "the baseline and the direct arm");
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),

@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::empirical::study::config::SYNTHETIC_TOML;
-use crate::empirical::study::stats::Verdict;
+use crate::empirical::study::reports::stats::Verdict;
 use crate::report::MeanSd;
 
 /// The embedded default study with `axes` appended.

@@ -7,10 +7,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::config::Readout;
-use super::hard::HardSubset;
-use super::results::{CellResult, EpochRecord, ReadoutError};
 use super::stats::Paired;
+use crate::empirical::study::config::Readout;
+use crate::empirical::study::plan::PhaseName;
+use crate::empirical::study::results::{CellResult, EpochRecord, HardSubset, ReadoutError};
 use crate::report::{MarkdownTable, MeanSd};
 
 /// Everything a finished (or partly finished) study produced, as read back from its folder.
@@ -51,7 +51,7 @@ pub struct SummaryRow {
     pub easy_error: MeanSd,
     /// Error on the hard test images.
     pub hard_error: MeanSd,
-    /// Error on the test images of the confusable leaves (see [`super::hard`]).
+    /// Error on the test images of the confusable leaves (see [`crate::empirical::study::hard`]).
     pub confusable_error: MeanSd,
     /// Relative error reduction against the design's baseline, `(base - err) / base`, from the
     /// seed means (the paper's metric); positive = better than the baseline.
@@ -81,18 +81,14 @@ fn last_epochs(
     readout: Readout,
     f: impl Fn(&EpochRecord) -> f64,
 ) -> Vec<f64> {
-    let phases: &[&str] = match readout {
-        Readout::Scratch => &["baseline"],
-        Readout::Finetune => &["finetune"],
-        Readout::SummedHead | Readout::LinearProbe => &["pretrain", "direct"],
-    };
+    let phases = PhaseName::read_by(readout);
     cells
         .iter()
         .filter_map(|c| {
             c.epochs
                 .iter()
                 .rev()
-                .find(|e| phases.contains(&e.phase.as_str()))
+                .find(|e| phases.contains(&e.phase))
                 .map(&f)
         })
         .collect()

@@ -8,11 +8,11 @@
 
 use std::collections::BTreeMap;
 
-use super::config::Readout;
-use super::designs::DesignInfo;
 use super::stats::{half_width, Paired};
 use super::summary::{StudySummary, SummaryRow};
 use crate::empirical::error::EmpiricalError;
+use crate::empirical::study::config::Readout;
+use crate::empirical::study::results::DesignInfo;
 use crate::plot::{grouped_bars, line_chart, BarSeries, GroupedBars, HBand, LineChart, Series};
 use crate::report::{MeanSd, ResultsDir};
 
@@ -359,8 +359,8 @@ pub fn gain_vs_size(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::empirical::study::reports::summary::summarize;
     use crate::empirical::study::results::{CellResult, ReadoutError};
-    use crate::empirical::study::summary::summarize;
 
     fn cell(condition: &str, family: &str, classes: usize, error: f64) -> CellResult {
         CellResult {

@@ -4,7 +4,7 @@
 //!   condition, a readout and a test subset against the baseline; decided "helps / hurts / no
 //!   detectable difference" from its 95% paired t-interval over seeds, uncorrected;
 //! * **every other comparison**: each condition × readout × subset, and the fine-class probe of
-//!   every condition (see [`super::fine_probe`]), against the baseline, with its two-sided
+//!   every condition (see [`crate::empirical::study::readouts::fine_probe`]), against the baseline, with its two-sided
 //!   paired-t p-value and its Holm-adjusted p-value, the family being all of them; the report
 //!   says how many there are and how many false verdicts uncorrected 95% intervals would give by
 //!   chance if nothing differed;
@@ -21,12 +21,10 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use statrs::distribution::{ContinuousCDF, StudentsT};
 
-use super::config::{Comparison, Readout, StudyConfig};
-use super::designs::design_plan;
-use super::hard::DesignSubsets;
-use super::results::CellResult;
 use super::stats::{t975, Paired, Verdict};
 use crate::empirical::error::EmpiricalError;
+use crate::empirical::study::config::{Comparison, Readout, StudyConfig};
+use crate::empirical::study::results::{CellResult, DesignSubsets};
 use crate::plot::{HBand, LineChart, Series};
 use crate::report::{MarkdownTable, MeanSd};
 
@@ -440,7 +438,8 @@ pub fn compare(
     let named = cfg.analysis.as_ref().map(|a| {
         let mut c = a.primary.clone();
         if c.design.is_empty() {
-            c.design = design_plan(cfg)
+            c.design = cfg
+                .design_plan()
                 .first()
                 .map(|d| d.0.clone())
                 .unwrap_or_default();

@@ -1,15 +1,26 @@
-//! The reports of a study folder, written from its saved cells (so `empirical plot` can redraw
-//! them at any time): `epochs.csv`, `summary.json`, `results.md` and the figures.
+//! The reports of a study folder, written from its saved files only (its config, cells and
+//! preparation: so `empirical plot` can redraw them at any time, and a merge of shards writes
+//! the same bytes as a single run): `epochs.csv`, `timings.csv`, `summary.json`, `results.md`,
+//! `results.tex`, the comparisons and the figures.
+//!
+//! * [`summary`]: statistics over seeds and the table; [`stats`]: paired comparisons with the
+//!   baseline (95% intervals, verdicts); [`comparisons`]: the comparisons decided from the
+//!   cells' saved predictions (paired t, Holm); [`figures`]: the SVG figures.
+
+pub mod comparisons;
+pub mod figures;
+pub mod stats;
+pub mod summary;
 
 use std::path::Path;
 
-use super::comparisons::{compare, COMPARISONS_FILE, FINE_PROBE};
+use self::comparisons::{compare, COMPARISONS_FILE, FINE_PROBE};
+use self::summary::{subset_table, summarize, summary_table, StudySummary};
 use super::config::{Readout, StudyConfig};
-use super::designs::{design_plan, DesignInfo, DESIGNS_FILE};
-use super::figures;
-use super::hard::{DesignSubsets, HardSubset, MemberOutput, MEMBERS_FILE, SUBSETS_FILE};
-use super::results::{read_cells, read_timings, CellResult, EpochRecord};
-use super::summary::{subset_table, summarize, summary_table, StudySummary};
+use super::results::{
+    read_cells, read_timings, CellResult, DesignInfo, DesignSubsets, EpochRecord, HardSubset,
+    MemberOutput, DESIGNS_FILE, HARD_SUBSETS_FILE, MEMBERS_FILE, SUBSETS_FILE,
+};
 use crate::empirical::error::EmpiricalError;
 use crate::report::{read_json, ResultsDir};
 
@@ -19,7 +30,7 @@ pub fn write_reports(dir: &Path) -> Result<StudySummary, EmpiricalError> {
     let rd = ResultsDir::create(dir)?;
     let cfg: StudyConfig = crate::config::load_file(&rd.path("config.toml"), &[])?;
     let mut cells = read_cells(dir)?;
-    let plan = design_plan(&cfg);
+    let plan = cfg.design_plan();
     // order: designs as run, baseline first, then the config's granularity order, then seed
     let pos = |c: &CellResult| {
         let d = plan
@@ -40,9 +51,9 @@ pub fn write_reports(dir: &Path) -> Result<StudySummary, EmpiricalError> {
     cells.sort_by_key(pos);
     let mut epochs: Vec<EpochRecord> = Vec::new();
     let hard_subsets: Vec<HardSubset> = rd
-        .path("hard_subsets.json")
+        .path(HARD_SUBSETS_FILE)
         .exists()
-        .then(|| read_json(&rd.path("hard_subsets.json")))
+        .then(|| read_json(&rd.path(HARD_SUBSETS_FILE)))
         .transpose()?
         .unwrap_or_default();
     if let Ok(members) = read_json::<Vec<MemberOutput>>(&rd.path(MEMBERS_FILE)) {
@@ -142,7 +153,7 @@ fn write_comparisons(
         .iter()
         .map(|r| r.name())
         .chain([FINE_PROBE]);
-    for (design, _) in design_plan(cfg) {
+    for (design, _) in cfg.design_plan() {
         for readout in readouts.clone() {
             for direct in [false, true] {
                 if let Some(chart) = c.granularity_chart(&design, readout, direct) {
