@@ -42,6 +42,28 @@ pub fn shard_dirs(root: &Path) -> Result<Vec<PathBuf>, ShardError> {
     Ok(dirs)
 }
 
+/// The shard folders to merge into the study folder `root`: its own ([`shard_dirs`]), then the
+/// folders `extra` (e.g. copied from machines without a shared disk), each once.
+pub fn merge_dirs(root: &Path, extra: &[PathBuf]) -> Result<Vec<PathBuf>, ShardError> {
+    let mut dirs = shard_dirs(root)?;
+    for d in extra {
+        if !dirs.contains(d) {
+            dirs.push(d.clone());
+        }
+    }
+    Ok(dirs)
+}
+
+/// How many shards the folders `dirs` came from: the largest `N` of those named `I-of-N`
+/// ([`Shard::dir`]); 1 when none is.
+pub fn shard_count(dirs: &[PathBuf]) -> usize {
+    dirs.iter()
+        .filter_map(|d| Shard::from_dir(d))
+        .map(|s| s.count())
+        .max()
+        .unwrap_or(1)
+}
+
 /// Makes `root` hold the same `files` (e.g. `config.toml`) as every folder of `dirs`, byte for
 /// byte: a file `root` lacks is copied from the first folder; a folder whose copy differs, or
 /// lacks it, is refused.

@@ -19,9 +19,11 @@ pub mod merge;
 pub mod shard;
 pub mod slurm;
 
-pub use merge::{check_complete, check_same_files, merge_cells, same_bytes, shard_dirs};
+pub use merge::{
+    check_complete, check_same_files, merge_cells, merge_dirs, same_bytes, shard_count, shard_dirs,
+};
 pub use shard::{Shard, SHARDS_DIR};
-pub use slurm::{JobSet, SlurmArgs};
+pub use slurm::{deploy, JobSet, SlurmArgs};
 
 use std::path::PathBuf;
 

@@ -212,6 +212,64 @@ pub struct JobSet {
     pub merge: Vec<String>,
 }
 
+impl JobSet {
+    /// The jobs of the study or sweep `name` whose shard command is `shard` (an argument list
+    /// starting with the binary; each array task appends its `--shard I/N`): the preparation is
+    /// the same command with `--prepare`, the merge `BINARY merge OUT`. The jobs start in this
+    /// process's working folder.
+    pub fn new(name: &str, shard: Vec<String>, out: &Path) -> Result<JobSet, ShardError> {
+        let binary = shard
+            .first()
+            .cloned()
+            .ok_or_else(|| ShardError::Slurm("a job needs a command".into()))?;
+        let mut prepare = shard.clone();
+        prepare.push("--prepare".into());
+        Ok(JobSet {
+            name: name.to_string(),
+            workdir: absolute(Path::new("."))?,
+            prepare,
+            shard,
+            merge: vec![binary, "merge".into(), path_arg(out)?],
+        })
+    }
+}
+
+/// `path` made absolute, as an argument of a job's command.
+pub fn path_arg(path: &Path) -> Result<String, ShardError> {
+    Ok(absolute(path)?.to_string_lossy().into_owned())
+}
+
+/// The `slurm` command of both binaries once its jobs are built (and its options checked):
+/// writes the scripts into the scripts folder of the results folder `out` and, with
+/// `--submit`, submits them. Returns what to print: where the scripts are and, when submitted,
+/// the job ids; `what` names the kind of work ("study", "sweep").
+pub fn deploy(
+    jobs: &JobSet,
+    args: &SlurmArgs,
+    out: &Path,
+    what: &str,
+) -> Result<String, ShardError> {
+    let dir = args.scripts_dir(out)?;
+    let scripts = write_scripts(jobs, args, &dir)?;
+    let mut text = format!(
+        "Slurm jobs of {what} '{}' in {}: submit them with\n  {}",
+        jobs.name,
+        dir.display(),
+        scripts.submit.display()
+    );
+    if args.submit {
+        let ids = submit(&scripts)?;
+        text.push_str(&format!(
+            "\nsubmitted: prepare job {}, shards array job {}, merge job {}; results in {}",
+            ids.prepare,
+            ids.shards,
+            ids.merge,
+            out.display()
+        ));
+    }
+    Ok(text)
+}
+
 /// The files [`write_scripts`] wrote.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Scripts {

@@ -111,21 +111,11 @@ pub fn merge(root: &Path, extra: &[PathBuf]) -> Result<StudySummary, EmpiricalEr
         }
         .into());
     }
-    let mut dirs = cluster::shard_dirs(root)?;
-    for d in extra {
-        if !dirs.contains(d) {
-            dirs.push(d.clone());
-        }
-    }
+    let dirs = cluster::merge_dirs(root, extra)?;
     cluster::check_same_files(root, &dirs, &["config.toml"])?;
     let cfg: StudyConfig = crate::config::load_file(&root.join("config.toml"), &[])?;
     cluster::merge_cells(root, &dirs, "cells", &same_cell)?;
-    let shards = dirs
-        .iter()
-        .filter_map(|d| Shard::from_dir(d))
-        .map(|s| s.count())
-        .max()
-        .unwrap_or(1);
+    let shards = cluster::shard_count(&dirs);
     cluster::check_complete(root, "cells", &expected_cells(&cfg, shards)?)?;
     write_reports(root)
 }
