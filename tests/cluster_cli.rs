@@ -640,7 +640,7 @@ fn theory_slurm_writes_the_job_set() {
         "--out",
         out.to_str().unwrap(),
         "slurm",
-        "--study",
+        "--sweep",
         "hardness",
         "--shards",
         "5",
@@ -665,14 +665,14 @@ fn theory_slurm_writes_the_job_set() {
     );
     assert!(
         shards.contains(&format!(
-            "--out {} sweep --study hardness --shard \"${{SLURM_ARRAY_TASK_ID}}/5\"",
+            "--out {} sweep --sweep hardness --shard \"${{SLURM_ARRAY_TASK_ID}}/5\"",
             out.display()
         )),
         "{shards}"
     );
     let prep = String::from_utf8(read(&dir.join("prepare.sbatch"))).unwrap();
     assert!(
-        prep.contains("sweep --study hardness --prepare\n"),
+        prep.contains("sweep --sweep hardness --prepare\n"),
         "{prep}"
     );
     let merge = String::from_utf8(read(&dir.join("merge.sbatch"))).unwrap();
@@ -691,7 +691,8 @@ fn theory_slurm_writes_the_job_set() {
             assert!(st.success(), "{f} does not parse");
         }
     }
-    // a time limit Slurm does not read is refused before anything is written
+    // a time limit Slurm does not read is refused before anything is written (the sweep named
+    // by the old name of --sweep)
     let refused = tmp.path().join("refused");
     let mut bad = THEORY_TINY.to_vec();
     bad.extend([

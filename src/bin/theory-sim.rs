@@ -1,18 +1,12 @@
 //! `theory-sim`: the CPU simulation of the paper's theory. With no arguments it runs `verify`
-//! on the embedded default config and writes its results and figures. See `--help`.
+//! on the embedded default config and writes its results and figures. See `--help`. Each
+//! subcommand is one function of [`granularity::theory::commands`].
 
-use anyhow::{bail, Context, Result};
-use clap::{Args, Parser, Subcommand};
-use granularity::cluster::slurm::{absolute, write_scripts, JobSet};
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
 use granularity::cluster::{Shard, SlurmArgs};
-use granularity::hierarchy::Relabeling;
-use granularity::theory::claims::{Outcome, CLAIMS_MD};
-use granularity::theory::commands;
-use granularity::theory::config::{ActivationConfig, TheoryConfig, DEFAULT_TOML};
-use granularity::theory::run::Condition;
-use granularity::theory::study::{axis_from_arg, Study, BUILT_IN};
-use granularity::theory::{bench, readout::Readout, sharding};
-use std::path::{Path, PathBuf};
+use granularity::theory::commands::{self, SweepPart, SweepSpec};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -57,11 +51,11 @@ enum Command {
         #[arg(long)]
         strict: bool,
     },
-    /// Sweep parameters over a grid: a built-in study, a study file, or --param axes.
+    /// Sweep parameters over a grid: a built-in sweep, a sweep file, or --param axes.
     Sweep {
         #[command(flatten)]
         spec: SweepSpec,
-        /// Only write the sweep's folder (config and study) that the shards and the merge check.
+        /// Only write the sweep's folder (config and sweep) that the shards and the merge check.
         #[arg(long, conflicts_with = "shard")]
         prepare: bool,
         /// Run only the runs of shard I of N, into OUT/shards/I-of-N.
@@ -83,8 +77,9 @@ enum Command {
         #[command(flatten)]
         slurm: SlurmArgs,
     },
-    /// List the built-in sweep studies.
-    Studies,
+    /// List the built-in sweeps.
+    #[command(visible_alias = "studies")]
+    Sweeps,
     /// Redraw the figures of a results folder from its saved results.
     Plot {
         /// A folder written by verify or sweep.
@@ -108,130 +103,6 @@ enum Command {
     },
 }
 
-/// Which sweep to run.
-#[derive(Args, Clone, Debug)]
-struct SweepSpec {
-    /// Built-in study name (see `theory-sim studies`).
-    #[arg(long, conflicts_with_all = ["study_file", "param"])]
-    study: Option<String>,
-    /// Study TOML file.
-    #[arg(long, conflicts_with = "param")]
-    study_file: Option<PathBuf>,
-    /// An axis KEY=V1,V2,... (one or two), e.g. --param data.hard_noise=0.5,1,2.
-    #[arg(long)]
-    param: Vec<String>,
-}
-
-impl SweepSpec {
-    /// The study it names.
-    fn study(&self) -> Result<Study> {
-        Ok(if let Some(name) = &self.study {
-            Study::built_in(name)?
-        } else if let Some(p) = &self.study_file {
-            let text =
-                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
-            Study::from_toml(&text, &p.display().to_string())?
-        } else if !self.param.is_empty() {
-            if self.param.len() > 2 {
-                bail!("--param: at most two axes");
-            }
-            let axis = self
-                .param
-                .iter()
-                .map(|p| axis_from_arg(p))
-                .collect::<Result<Vec<_>, _>>()?;
-            let name = axis
-                .iter()
-                .map(|a| a.key.clone())
-                .collect::<Vec<_>>()
-                .join("_x_");
-            Study {
-                name: granularity::report::file_safe(&name),
-                description: format!("sweep of {}", self.param.join(" and ")),
-                set: vec![],
-                readouts: Readout::PRETRAINED.to_vec(),
-                condition: vec![
-                    Condition::new("coarse", Relabeling::Level { level: 0 }),
-                    Condition::new("fine", Relabeling::Level { level: 1 }),
-                ],
-                axis,
-                pair: vec![],
-            }
-        } else {
-            bail!("sweep needs --study NAME, --study-file FILE or --param KEY=V1,V2,...");
-        })
-    }
-
-    /// The same options as arguments (paths made absolute).
-    fn args(&self) -> Result<Vec<String>> {
-        let mut a = Vec::new();
-        if let Some(n) = &self.study {
-            a.extend(["--study".into(), n.clone()]);
-        }
-        if let Some(p) = &self.study_file {
-            a.extend(["--study-file".into(), path_arg(p)?]);
-        }
-        for p in &self.param {
-            a.extend(["--param".into(), p.clone()]);
-        }
-        Ok(a)
-    }
-}
-
-fn path_arg(p: &Path) -> Result<String> {
-    Ok(absolute(p)?.to_string_lossy().into_owned())
-}
-
-/// The results folder of the sweep `st`: --out, else the config's out_dir/sweeps/NAME.
-fn sweep_out(cli: &Cli, cfg: &TheoryConfig, st: &Study) -> PathBuf {
-    cli.out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(&cfg.out_dir).join("sweeps").join(&st.name))
-}
-
-/// The Slurm jobs of a sweep: every job runs this binary with the same global options, the
-/// same sweep and absolute paths.
-fn slurm_jobs(
-    cli: &Cli,
-    spec: &SweepSpec,
-    out: &Path,
-    st: &Study,
-    args: &SlurmArgs,
-) -> Result<JobSet> {
-    let bin = args.binary()?.to_string_lossy().into_owned();
-    let mut global = vec![bin.clone()];
-    if let Some(c) = &cli.config {
-        global.extend(["--config".into(), path_arg(c)?]);
-    }
-    for s in &cli.set {
-        global.extend(["--set".into(), s.clone()]);
-    }
-    global.extend(["--out".into(), path_arg(out)?]);
-    let mut shard = global.clone();
-    shard.push("sweep".into());
-    shard.extend(spec.args()?);
-    let mut prepare = shard.clone();
-    prepare.push("--prepare".into());
-    Ok(JobSet {
-        name: st.name.clone(),
-        workdir: absolute(Path::new("."))?,
-        prepare,
-        shard,
-        merge: vec![bin, "merge".into(), path_arg(out)?],
-    })
-}
-
-fn load_config(cli: &Cli) -> Result<TheoryConfig> {
-    Ok(match &cli.config {
-        Some(p) => granularity::config::load_file(p, &cli.set)?,
-        None => granularity::config::load_str(
-            DEFAULT_TOML,
-            "<embedded experiments/theory/default.toml>",
-            &cli.set,
-        )?,
-    })
-}
-
 fn main() -> Result<ExitCode> {
     granularity::runtime::tune_allocator();
     let cli = Cli::parse();
@@ -246,144 +117,63 @@ fn main() -> Result<ExitCode> {
         no_figures: false,
         strict: false,
     });
-    match command {
+    let config = || commands::load_config(cli.config.as_deref(), &cli.set);
+    let out = cli.out.as_deref();
+    let text = match command {
         Command::Verify {
             claims,
             no_figures,
             strict,
         } => {
-            let cfg = load_config(&cli)?;
-            let (md, origin) = match claims {
-                Some(p) => (
-                    std::fs::read_to_string(p)
-                        .with_context(|| format!("reading {}", p.display()))?,
-                    p.display().to_string(),
-                ),
-                None => (CLAIMS_MD.to_string(), "theory/CLAIMS.md".to_string()),
-            };
-            let out = cli
-                .out
-                .clone()
-                .unwrap_or_else(|| PathBuf::from(&cfg.out_dir).join("verify"));
-            let t = std::time::Instant::now();
-            let v = commands::verify(&cfg, &md, &origin, &out, cli.fresh, !no_figures)?;
-            println!("{}", v.table);
-            let (failed, open) = (v.with(Outcome::Fail), v.with(Outcome::NotConverged));
-            println!(
-                "{} of {} claims pass over seeds {:?} ({:.0} s). Results and figures: {}",
-                v.with(Outcome::Pass).len(),
-                v.verdicts.len(),
-                cfg.seeds,
-                t.elapsed().as_secs_f64(),
-                v.dir.display()
-            );
-            if !failed.is_empty() {
-                println!(
-                    "Claims that do not hold in this model (findings, see theory/CLAIMS.md): {}",
-                    failed.join(", ")
-                );
-            }
-            if !open.is_empty() {
-                println!(
-                    "No verdict, a run they read hit train.max_steps before converging: {}",
-                    open.join(", ")
-                );
-            }
-            if *strict && (!failed.is_empty() || !open.is_empty()) {
-                return Ok(ExitCode::FAILURE);
-            }
+            let (text, all_pass) = commands::verify_command(
+                &config()?,
+                claims.as_deref(),
+                out,
+                cli.fresh,
+                !no_figures,
+            )?;
+            println!("{text}");
+            return Ok(if *strict && !all_pass {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            });
         }
         Command::Sweep {
             spec,
             prepare,
             shard,
         } => {
-            let cfg = load_config(&cli)?;
-            let st = spec.study()?;
-            let out = sweep_out(&cli, &cfg, &st);
-            if *prepare {
-                let dir = sharding::prepare(&cfg, &st, &out, cli.fresh)?;
-                println!(
-                    "sweep '{}' prepared in {}: the shards can run (--shard I/N)",
-                    st.name,
-                    dir.display()
-                );
-            } else if let Some(s) = shard {
-                let dir = sharding::run_shard(&cfg, &st, &out, cli.fresh, *s)?;
-                println!(
-                    "sweep '{}' shard {s} done in {}; once every shard is: theory-sim merge {}",
-                    st.name,
-                    dir.display(),
-                    out.display()
-                );
-            } else {
-                let dir = commands::sweep(&cfg, &st, &out, cli.fresh)?;
-                println!(
-                    "sweep '{}' done: results and figures in {}",
-                    st.name,
-                    dir.display()
-                );
-            }
+            let part = match (prepare, shard) {
+                (true, _) => SweepPart::Prepare,
+                (false, Some(s)) => SweepPart::Shard(*s),
+                (false, None) => SweepPart::Whole,
+            };
+            commands::sweep_command(&config()?, spec, out, cli.fresh, part)?
         }
-        Command::Merge { dir, shards } => {
-            let dir = sharding::merge(dir, shards)?;
-            println!("shards merged: results and figures in {}", dir.display());
-        }
-        Command::Slurm { spec, slurm } => {
-            let cfg = load_config(&cli)?;
-            let st = spec.study()?;
-            let out = sweep_out(&cli, &cfg, &st);
-            slurm.check(false)?;
-            let jobs = slurm_jobs(&cli, spec, &out, &st, slurm)?;
-            let dir = slurm.scripts_dir(&out)?;
-            let scripts = write_scripts(&jobs, slurm, &dir)?;
-            println!(
-                "Slurm jobs of sweep '{}' in {}: submit them with\n  {}",
-                st.name,
-                dir.display(),
-                scripts.submit.display()
-            );
-            if slurm.submit {
-                let ids = granularity::cluster::slurm::submit(&scripts)?;
-                println!(
-                    "submitted: prepare job {}, shards array job {}, merge job {}; results in {}",
-                    ids.prepare,
-                    ids.shards,
-                    ids.merge,
-                    out.display()
-                );
-            }
-        }
-        Command::Studies => {
-            for (name, _) in BUILT_IN {
-                let s = Study::built_in(name)?;
-                println!("{name:16} {}", s.description);
-            }
-        }
-        Command::Plot { dir } => {
-            for f in commands::replot(dir)? {
-                println!("{}", f.display());
-            }
-        }
+        Command::Merge { dir, shards } => commands::merge_command(dir, shards)?,
+        Command::Slurm { spec, slurm } => commands::slurm_command(
+            &config()?,
+            cli.config.as_deref(),
+            &cli.set,
+            spec,
+            out,
+            slurm,
+        )?,
+        Command::Sweeps => commands::list_sweeps()?,
+        Command::Plot { dir } => commands::plot_command(dir)?,
         Command::Bench {
             rounds,
             steps,
             no_numpy,
             script,
-        } => {
-            let cfg = load_config(&cli)?;
-            let b = bench::BenchConfig {
-                rounds: *rounds,
-                steps: *steps,
-                ..Default::default()
-            };
-            let mut acts = vec![ActivationConfig::Relu];
-            if cfg.net.activation != ActivationConfig::Relu {
-                acts.push(cfg.net.activation);
-            }
-            let r = bench::run(&b, &acts, (!no_numpy).then_some(script.as_path()))?;
-            println!("{}", bench::report(&b, &r));
-        }
-    }
+        } => commands::bench_command(
+            &config()?,
+            *rounds,
+            *steps,
+            (!no_numpy).then_some(script.as_path()),
+        )?,
+    };
+    println!("{text}");
     Ok(ExitCode::SUCCESS)
 }

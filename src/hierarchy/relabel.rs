@@ -77,6 +77,20 @@ impl Relabeling {
         }
     }
 
+    /// The lowest mean training loss the labels allow: the entropy of the label given the leaf
+    /// (ln n for labels drawn uniformly among n inside a leaf or class; 0 when the leaf, or the
+    /// sample, decides the label).
+    pub fn loss_floor(&self) -> f64 {
+        match self {
+            Relabeling::RandomAligned { per_target } => (*per_target as f64).ln(),
+            Relabeling::SplitFiner { splits } => (*splits as f64).ln(),
+            Relabeling::Level { .. }
+            | Relabeling::MergeWithin { .. }
+            | Relabeling::Misaligned { .. }
+            | Relabeling::PerSample => 0.0,
+        }
+    }
+
     /// Build the rule. `target_level` is the level of the downstream (coarse) target.
     /// `num_samples` is required (Some) for PerSample, otherwise ignored. Errors (never panics)
     /// on zero groups/splits/per_target, level out of range, target_level out of range,
@@ -106,7 +120,11 @@ impl Relabeling {
                 Some(0) => return Err(zero("num_samples")),
                 Some(_) => {}
             },
-            _ => {}
+            Relabeling::Level { .. }
+            | Relabeling::MergeWithin { .. }
+            | Relabeling::RandomAligned { .. }
+            | Relabeling::Misaligned { .. }
+            | Relabeling::SplitFiner { .. } => {}
         }
         check_level(&rule, "target_level", target_level, h)?;
         let num_targets = h.num_classes(target_level);

@@ -161,21 +161,21 @@ impl ClaimsFile {
     /// claim refers to a defined condition.
     pub fn from_markdown(md: &str, origin: &str) -> Result<Self, TheoryError> {
         let start = md.find("```toml").ok_or_else(|| {
-            TheoryError::Study(format!("{origin}: no ```toml block with the claims"))
+            TheoryError::Invalid(format!("{origin}: no ```toml block with the claims"))
         })?;
         let body = &md[start + "```toml".len()..];
         let end = body
             .find("```")
-            .ok_or_else(|| TheoryError::Study(format!("{origin}: unterminated ```toml block")))?;
+            .ok_or_else(|| TheoryError::Invalid(format!("{origin}: unterminated ```toml block")))?;
         let text = &body[..end];
         let doc: toml::Value = text
             .parse::<toml::Table>()
             .map(toml::Value::Table)
             .map_err(|e| {
-                TheoryError::Study(format!("{origin}: claims block is not valid TOML: {e}"))
+                TheoryError::Invalid(format!("{origin}: claims block is not valid TOML: {e}"))
             })?;
         let file: ClaimsFile = serde_path_to_error::deserialize(doc).map_err(|e| {
-            TheoryError::Study(format!(
+            TheoryError::Invalid(format!(
                 "{origin}: claims block, field '{}': {}",
                 e.path(),
                 e.inner()
@@ -184,7 +184,7 @@ impl ClaimsFile {
         let names: Vec<&str> = file.condition.iter().map(|c| c.name.as_str()).collect();
         for (i, n) in names.iter().enumerate() {
             if names[..i].contains(n) {
-                return Err(TheoryError::Study(format!(
+                return Err(TheoryError::Invalid(format!(
                     "{origin}: condition '{n}' is defined twice"
                 )));
             }
@@ -192,7 +192,7 @@ impl ClaimsFile {
         for c in &file.claim {
             for used in c.quantity.conditions() {
                 if !names.contains(&used) {
-                    return Err(TheoryError::Study(format!(
+                    return Err(TheoryError::Invalid(format!(
                         "{origin}: claim '{}' uses condition '{used}', which is not defined",
                         c.id
                     )));

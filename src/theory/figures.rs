@@ -8,7 +8,7 @@ use crate::report::{MeanSd, ResultsDir};
 use crate::theory::config::TheoryConfig;
 use crate::theory::readout::Readout;
 use crate::theory::run::RunResult;
-use crate::theory::study::{Study, SweepRow};
+use crate::theory::sweep::{Sweep, SweepRow};
 use crate::theory::TheoryError;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -382,18 +382,18 @@ fn series_of(label: String, pts: &[(f64, f64, f64)]) -> Series {
     }
 }
 
-/// The figures of a one-axis study's coarse-fine pairs: the hard-error gap against the axis
+/// The figures of a one-axis sweep's coarse-fine pairs: the hard-error gap against the axis
 /// per readout; the coarse net's fine/common contrast ratio (with the plain-ReLU drive ratio
 /// (n_f/n_c)/k of `theory/MODEL.md` §3 as a reference); and the coarse net's measured hard
 /// error beside the one predicted from its weights (§4.4), where that prediction exists.
 fn pair_figures(
-    study: &Study,
+    sweep: &Sweep,
     rows: &[SweepRow],
     cfg: &TheoryConfig,
     readouts: &[String],
     dir: &ResultsDir,
 ) -> Result<Vec<PathBuf>, TheoryError> {
-    let ax = &study.axis[0];
+    let ax = &sweep.axis[0];
     let log_x = ax.log && rows.iter().all(|r| r.x > 0.0);
     let mut ticks: Vec<f64> = rows.iter().map(|r| r.x).collect();
     ticks.sort_by(f64::total_cmp);
@@ -411,7 +411,7 @@ fn pair_figures(
     };
     let mut out = Vec::new();
     for ro in readouts {
-        let series: Vec<Series> = study
+        let series: Vec<Series> = sweep
             .pair
             .iter()
             .map(|p| {
@@ -428,7 +428,7 @@ fn pair_figures(
         let c = chart(
             format!(
                 "{}: coarse − fine hard error ({})",
-                study.name,
+                sweep.name,
                 ro.replace('_', " ")
             ),
             "coarse − fine hard-sample error (mean ± sd)",
@@ -444,7 +444,7 @@ fn pair_figures(
     let Some(ro) = readouts.first() else {
         return Ok(out);
     };
-    let ratio: Vec<Series> = study
+    let ratio: Vec<Series> = sweep
         .pair
         .iter()
         .map(|p| {
@@ -463,7 +463,7 @@ fn pair_figures(
         let c = chart(
             format!(
                 "{}: what the coarse net learns of the fine features",
-                study.name
+                sweep.name
             ),
             "coarse net: fine / common feature contrast",
             ratio,
@@ -478,7 +478,7 @@ fn pair_figures(
     }
     let summed = Readout::SummedHead.name();
     let mut check = Vec::new();
-    for p in &study.pair {
+    for p in &sweep.pair {
         let measured = paired(rows, &p.coarse, &p.coarse, summed, |c, _| c.hard);
         let predicted = paired(rows, &p.coarse, &p.coarse, summed, |c, _| c.predicted_hard);
         if predicted.iter().all(|q| q.1.is_finite()) && !predicted.is_empty() {
@@ -493,7 +493,7 @@ fn pair_figures(
         let c = chart(
             format!(
                 "{}: coarse net's hard error, measured and predicted",
-                study.name
+                sweep.name
             ),
             "coarse net, summed head: hard-sample error",
             check,
@@ -510,7 +510,7 @@ fn pair_figures(
 /// of the coarse-minus-fine hard error (when conditions named `coarse` and `fine` exist) and of
 /// each condition's hard error.
 pub fn sweep_figures(
-    study: &Study,
+    sweep: &Sweep,
     rows: &[SweepRow],
     cfg: &TheoryConfig,
     dir: &ResultsDir,
@@ -522,16 +522,16 @@ pub fn sweep_figures(
         v.dedup();
         v
     };
-    let ax0 = &study.axis[0];
-    if study.axis.len() == 1 {
-        if !study.pair.is_empty() {
-            out.extend(pair_figures(study, rows, cfg, &readouts, dir)?);
+    let ax0 = &sweep.axis[0];
+    if sweep.axis.len() == 1 {
+        if !sweep.pair.is_empty() {
+            out.extend(pair_figures(sweep, rows, cfg, &readouts, dir)?);
         }
         for ro in &readouts {
             let mut series = Vec::new();
             for hard in [true, false] {
                 let g = group(rows, |r| if hard { r.hard } else { r.easy });
-                for cond in &study.condition {
+                for cond in &sweep.condition {
                     let pts: Vec<&(f64, f64, f64, f64)> = g
                         .iter()
                         .filter(|(k, _)| k.0 == cond.name && &k.3 == ro)
@@ -560,7 +560,7 @@ pub fn sweep_figures(
                 &plot::line_chart(&LineChart {
                     title: format!(
                         "{}: coarse test error ({})",
-                        study.name,
+                        sweep.name,
                         ro.replace('_', " ")
                     ),
                     x_label: ax0.label.clone(),
@@ -576,7 +576,7 @@ pub fn sweep_figures(
         }
         return Ok(out);
     }
-    let ax1 = &study.axis[1];
+    let ax1 = &sweep.axis[1];
     let g = group(rows, |r| r.hard);
     let mut xs: Vec<f64> = rows.iter().map(|r| r.x).collect();
     let mut ys: Vec<f64> = rows.iter().map(|r| r.y).collect();
@@ -590,8 +590,8 @@ pub fn sweep_figures(
             .unwrap_or(f64::NAN)
     };
     for ro in &readouts {
-        let has_pair = study.condition.iter().any(|c| c.name == "coarse")
-            && study.condition.iter().any(|c| c.name == "fine");
+        let has_pair = sweep.condition.iter().any(|c| c.name == "coarse")
+            && sweep.condition.iter().any(|c| c.name == "fine");
         if has_pair {
             let values: Vec<Vec<f64>> = ys
                 .iter()
@@ -606,7 +606,7 @@ pub fn sweep_figures(
                 &plot::phase_diagram(&PhaseDiagram {
                     title: format!(
                         "{}: coarse − fine hard error ({})",
-                        study.name,
+                        sweep.name,
                         ro.replace('_', " ")
                     ),
                     x_label: ax0.label.clone(),
@@ -621,7 +621,7 @@ pub fn sweep_figures(
                 })?,
             )?);
         }
-        for cond in &study.condition {
+        for cond in &sweep.condition {
             let values: Vec<Vec<f64>> = ys
                 .iter()
                 .map(|&y| xs.iter().map(|&x| lookup(&cond.name, ro, x, y)).collect())
@@ -631,7 +631,7 @@ pub fn sweep_figures(
                 &plot::phase_diagram(&PhaseDiagram {
                     title: format!(
                         "{}: hard error after {} pretraining ({})",
-                        study.name,
+                        sweep.name,
                         cond.name,
                         ro.replace('_', " ")
                     ),

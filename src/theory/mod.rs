@@ -8,7 +8,7 @@
 //! - [`responses`]: neuron x feature correlations and their summaries;
 //! - [`readout`]: downstream coarse classifiers (summed head, linear probe, fine-tuning);
 //! - [`run`]: conditions, one run per condition and seed, grids of runs;
-//! - [`study`]: studies over parameter grids, and the built-in ones;
+//! - [`sweep`]: sweeps over parameter grids, and the built-in ones;
 //! - [`margin`]: the summed head's hard-sample margin explained by the responses (the d axis);
 //! - [`commands`]: the `theory-sim` commands as library functions;
 //! - [`sharding`]: a sweep spread over shards (`--prepare`, `--shard I/N`, `theory-sim merge`);
@@ -28,7 +28,7 @@ pub mod readout;
 pub mod responses;
 pub mod run;
 pub mod sharding;
-pub mod study;
+pub mod sweep;
 pub mod train;
 
 /// Errors of the theory simulator.
@@ -54,9 +54,9 @@ pub enum TheoryError {
     /// Drawing a figure failed.
     #[error(transparent)]
     Plot(#[from] crate::plot::PlotError),
-    /// A study or claim definition is inconsistent.
+    /// A sweep or claims definition is inconsistent, or a saved file cannot be read back.
     #[error("{0}")]
-    Study(String),
+    Invalid(String),
     /// A shard or a merge of shards went wrong.
     #[error(transparent)]
     Shard(#[from] crate::cluster::ShardError),

@@ -6,7 +6,7 @@
 //! same bits whatever the thread count.
 
 use crate::hierarchy::Relabeling;
-use crate::report::{file_safe, read_json, write_json, Progress};
+use crate::report::{file_safe, read_json, write_json, Progress, ResultsDir};
 use crate::seed;
 use crate::theory::config::TheoryConfig;
 use crate::theory::data::Distribution;
@@ -95,17 +95,6 @@ pub struct RunResult {
     pub hard_margin: Option<Margin>,
 }
 
-/// The lowest mean training loss that labels allow: the entropy of the label given the subclass
-/// (ln n for labels drawn uniformly among n inside a subclass or class; 0 when the subclass
-/// decides the label).
-pub fn loss_floor(labels: &Relabeling) -> f64 {
-    match labels {
-        Relabeling::RandomAligned { per_target } => (*per_target as f64).ln(),
-        Relabeling::SplitFiner { splits } => (*splits as f64).ln(),
-        _ => 0.0,
-    }
-}
-
 /// The config of a condition: base config plus the condition's overrides (re-validated).
 pub fn condition_config(
     base: &TheoryConfig,
@@ -129,7 +118,7 @@ pub fn run(
     let h = dist.hierarchy();
     let pool = (cfg.train.pool > 0).then_some(cfg.train.pool);
     if matches!(cond.labels, Relabeling::PerSample) && pool.is_none() {
-        return Err(TheoryError::Study(format!(
+        return Err(TheoryError::Invalid(format!(
             "condition '{}': one label per sample needs a fixed pool (set train.pool > 0)",
             cond.name
         )));
@@ -176,7 +165,7 @@ pub fn run(
     };
     let level = init_level(cfg.net.init_scale, net.neurons());
     let floors = Floors {
-        loss: loss_floor(&cond.labels),
+        loss: cond.labels.loss_floor(),
         response: level,
     };
     let trained = pretrain(
@@ -193,7 +182,7 @@ pub fn run(
     for r in readouts {
         let e = match r {
             Readout::Scratch => {
-                return Err(TheoryError::Study(
+                return Err(TheoryError::Invalid(
                     "readout \"scratch\" is not a readout of a pretrained net: train the coarse condition instead".into(),
                 ))
             }
@@ -268,6 +257,20 @@ pub fn run(
         weight_norms,
         hard_margin,
     })
+}
+
+/// Progress over SGD steps with an ETA (a bar on a terminal, plain lines otherwise, one per
+/// finished run); its length is set by [`run_grid`].
+pub fn progress(what: &str) -> Progress {
+    let pb = Progress::new(0, "steps", true);
+    pb.set_message(what);
+    pb
+}
+
+/// Opens the results folder `out` for `resolved` (see [`ResultsDir::prepare`]; the saved runs
+/// are in `cells/`).
+pub fn prepare_dir(out: &Path, resolved: &str, fresh: bool) -> Result<ResultsDir, TheoryError> {
+    Ok(ResultsDir::prepare(out, resolved, fresh, &["cells"])?)
 }
 
 /// The file name, in a grid's store, of the run of the condition named `condition` at `seed`:

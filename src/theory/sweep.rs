@@ -1,7 +1,8 @@
-//! Studies: any config parameter (or the pretraining labels) swept over a grid of values, for a
+//! Sweeps: any config parameter (or the pretraining labels) swept over a grid of values, for a
 //! set of conditions, at many seeds (the runs themselves are [`crate::theory::run`]'s). Built-in
-//! studies are TOML files in `experiments/theory/studies/`; `theory-sim sweep --param
-//! key=v1,v2,...` builds one on the fly.
+//! sweeps are TOML files in `experiments/theory/studies/`; `theory-sim sweep --param
+//! key=v1,v2,...` builds one on the fly. A sweep's folder keeps its definition in `study.toml`
+//! (the file name of the results already written).
 
 use crate::hierarchy::Relabeling;
 use crate::theory::readout::Readout;
@@ -28,7 +29,7 @@ pub struct Axis {
     pub log: bool,
 }
 
-/// A coarse and a fine condition whose hard-error gap a one-axis study draws along its axis.
+/// A coarse and a fine condition whose hard-error gap a one-axis sweep draws along its axis.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Pair {
@@ -40,15 +41,15 @@ pub struct Pair {
     pub fine: String,
 }
 
-/// A sweep study.
+/// A sweep: conditions run at every point of a grid of one or two axes.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Study {
+pub struct Sweep {
     /// Name (also the results sub-folder).
     pub name: String,
-    /// What the study asks.
+    /// What the sweep asks.
     pub description: String,
-    /// Config overrides for the whole study.
+    /// Config overrides for the whole sweep.
     #[serde(default)]
     pub set: Vec<String>,
     /// Readouts to compute.
@@ -58,7 +59,7 @@ pub struct Study {
     pub condition: Vec<Condition>,
     /// One or two axes.
     pub axis: Vec<Axis>,
-    /// Coarse-fine pairs whose gap is drawn against the axis (one-axis studies).
+    /// Coarse-fine pairs whose gap is drawn against the axis (one-axis sweeps).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pair: Vec<Pair>,
 }
@@ -173,30 +174,30 @@ fn value_x(v: &toml::Value) -> f64 {
     }
 }
 
-impl Study {
-    /// Parse a study TOML (origin names the file for errors) and check it.
+impl Sweep {
+    /// Parse a sweep TOML (origin names the file for errors) and check it.
     pub fn from_toml(text: &str, origin: &str) -> Result<Self, TheoryError> {
         let doc: toml::Value = text
             .parse::<toml::Table>()
             .map(toml::Value::Table)
-            .map_err(|e| TheoryError::Study(format!("{origin}: not valid TOML: {e}")))?;
-        let s: Study = serde_path_to_error::deserialize(doc).map_err(|e| {
-            TheoryError::Study(format!("{origin}: field '{}': {}", e.path(), e.inner()))
+            .map_err(|e| TheoryError::Invalid(format!("{origin}: not valid TOML: {e}")))?;
+        let s: Sweep = serde_path_to_error::deserialize(doc).map_err(|e| {
+            TheoryError::Invalid(format!("{origin}: field '{}': {}", e.path(), e.inner()))
         })?;
         if s.axis.is_empty() || s.axis.len() > 2 {
-            return Err(TheoryError::Study(format!(
-                "{origin}: field 'axis': a study has one or two axes, found {}",
+            return Err(TheoryError::Invalid(format!(
+                "{origin}: field 'axis': a sweep has one or two axes, found {}",
                 s.axis.len()
             )));
         }
         for (i, a) in s.axis.iter().enumerate() {
             if a.values.is_empty() {
-                return Err(TheoryError::Study(format!(
+                return Err(TheoryError::Invalid(format!(
                     "{origin}: field 'axis[{i}].values': no values"
                 )));
             }
             if !a.x.is_empty() && a.x.len() != a.values.len() {
-                return Err(TheoryError::Study(format!(
+                return Err(TheoryError::Invalid(format!(
                     "{origin}: field 'axis[{i}].x': {} positions for {} values",
                     a.x.len(),
                     a.values.len()
@@ -205,7 +206,7 @@ impl Study {
             if a.key == "labels" {
                 for v in &a.values {
                     Relabeling::deserialize(v.clone()).map_err(|e| {
-                        TheoryError::Study(format!(
+                        TheoryError::Invalid(format!(
                             "{origin}: field 'axis[{i}].values': {} is not a relabeling: {e}",
                             value_text(v)
                         ))
@@ -214,14 +215,14 @@ impl Study {
             }
         }
         if s.condition.is_empty() {
-            return Err(TheoryError::Study(format!(
+            return Err(TheoryError::Invalid(format!(
                 "{origin}: field 'condition': no conditions"
             )));
         }
         for (i, p) in s.pair.iter().enumerate() {
             for c in [&p.coarse, &p.fine] {
                 if !s.condition.iter().any(|x| &x.name == c) {
-                    return Err(TheoryError::Study(format!(
+                    return Err(TheoryError::Invalid(format!(
                         "{origin}: field 'pair[{i}]': no condition named '{c}'"
                     )));
                 }
@@ -230,11 +231,11 @@ impl Study {
         Ok(s)
     }
 
-    /// A built-in study by name.
+    /// A built-in sweep by name.
     pub fn built_in(name: &str) -> Result<Self, TheoryError> {
         let (_, text) = BUILT_IN.iter().find(|(n, _)| *n == name).ok_or_else(|| {
-            TheoryError::Study(format!(
-                "no built-in study '{name}'; known: {}",
+            TheoryError::Invalid(format!(
+                "no built-in sweep '{name}'; known: {}",
                 BUILT_IN
                     .iter()
                     .map(|(n, _)| *n)
@@ -242,7 +243,7 @@ impl Study {
                     .join(", ")
             ))
         })?;
-        Study::from_toml(text, &format!("experiments/theory/studies/{name}.toml"))
+        Sweep::from_toml(text, &format!("experiments/theory/studies/{name}.toml"))
     }
 
     /// All grid points, first axis fastest.
@@ -270,7 +271,7 @@ impl Study {
     }
 
     /// The condition run for `cond` at `cell`: the condition's overrides, then the cell's
-    /// values. (The study's own `set` applies to the base config, see [`Study::set`].)
+    /// values. (The sweep's own `set` applies to the base config, see [`Sweep::set`].)
     pub fn cell_condition(&self, cond: &Condition, cell: &Cell) -> Result<Condition, TheoryError> {
         let mut c = cond.clone();
         c.name = format!("{}@{}", cond.name, cell.assignment.join(";"));
@@ -278,7 +279,7 @@ impl Study {
         for (ax, &i) in self.axis.iter().zip(&cell.at) {
             if ax.key == "labels" {
                 c.labels = Relabeling::deserialize(ax.values[i].clone())
-                    .map_err(|e| TheoryError::Study(format!("labels axis value: {e}")))?;
+                    .map_err(|e| TheoryError::Invalid(format!("labels axis value: {e}")))?;
             } else {
                 set.push(format!("{}={}", ax.key, value_text(&ax.values[i])));
             }
@@ -380,7 +381,7 @@ pub fn split_values(list: &str) -> Vec<String> {
 pub fn axis_from_arg(arg: &str) -> Result<Axis, TheoryError> {
     let (key, list) = arg
         .split_once('=')
-        .ok_or_else(|| TheoryError::Study(format!("--param '{arg}': expected key=v1,v2,...")))?;
+        .ok_or_else(|| TheoryError::Invalid(format!("--param '{arg}': expected key=v1,v2,...")))?;
     let mut values = Vec::new();
     for raw in split_values(list) {
         let v = match format!("v = {raw}").parse::<toml::Table>() {
@@ -390,7 +391,7 @@ pub fn axis_from_arg(arg: &str) -> Result<Axis, TheoryError> {
         values.push(v);
     }
     if values.is_empty() {
-        return Err(TheoryError::Study(format!("--param '{arg}': no values")));
+        return Err(TheoryError::Invalid(format!("--param '{arg}': no values")));
     }
     Ok(Axis {
         key: key.trim().to_string(),
@@ -406,9 +407,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn built_in_studies_parse() {
+    fn built_in_sweeps_parse() {
         for (name, _) in BUILT_IN {
-            let s = Study::built_in(name).unwrap();
+            let s = Sweep::built_in(name).unwrap();
             assert_eq!(&s.name, name);
             assert!(!s.jobs().unwrap().is_empty());
         }
@@ -444,12 +445,12 @@ key = "labels"
 label = "l"
 values = [{ kind = "level", level = 1 }, { kind = "split_finer", splits = 2 }]
 "#;
-        let s = Study::from_toml(text, "t.toml").unwrap();
+        let s = Sweep::from_toml(text, "t.toml").unwrap();
         let jobs = s.jobs().unwrap();
         assert_eq!(jobs.len(), 6);
         assert!(jobs[0].2.set.contains(&"data.hard_noise=0.5".to_string()));
         assert_eq!(jobs[4].2.labels, Relabeling::SplitFiner { splits: 2 });
         let bad = text.replace("splits = 2", "splits = \"x\"");
-        assert!(Study::from_toml(&bad, "t.toml").is_err());
+        assert!(Sweep::from_toml(&bad, "t.toml").is_err());
     }
 }
