@@ -14,6 +14,7 @@
 
 pub mod bench;
 pub mod checkpoint;
+pub mod commands;
 pub mod data;
 pub mod device;
 pub mod error;
