@@ -1,6 +1,7 @@
 //! The readouts: how a network trained on some labels is read out on the coarse target. One
 //! enum for both halves, so that a name means the same thing in the simulation and on real
-//! images, in configs, files, tables and figures.
+//! images, in configs, files, tables and figures. A new readout is a variant here (with its
+//! place in [`Readout::PRETRAINED`]); the compiler then asks each half how to compute it.
 
 use serde::{Deserialize, Serialize};
 
@@ -27,6 +28,15 @@ impl Readout {
     /// The readouts of a pretrained network, in report order.
     pub const PRETRAINED: [Readout; 3] =
         [Readout::SummedHead, Readout::LinearProbe, Readout::Finetune];
+
+    /// Whether the readout trains the network it reads (the baseline from scratch, fine-tuning);
+    /// the others read a frozen network.
+    pub fn trains_network(self) -> bool {
+        match self {
+            Readout::Scratch | Readout::Finetune => true,
+            Readout::SummedHead | Readout::LinearProbe => false,
+        }
+    }
 
     /// The name used in files, tables and configs.
     pub fn name(self) -> &'static str {

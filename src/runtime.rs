@@ -15,11 +15,9 @@
 //! what a training process wants. `GLIBC_TUNABLES` set in the environment still applies first;
 //! these calls override it.
 //!
-//! Measured with `empirical bench` on the 2-core AMD EPYC development machine (batch 128,
-//! 2 threads, runs alternating with `GRANULARITY_MALLOC=default`): candle's stock operations
-//! gain 20-35% on ResNet-8 (46-51 to 61-62 images/s) and 5-10% on ResNet-20; the fast kernels
-//! recycle their own buffers and do not change measurably. On other platforms and C libraries
-//! this is a no-op.
+//! Candle's stock operations gain from it; the fast kernels recycle their own buffers
+//! (`empirical bench` with `GRANULARITY_MALLOC=default` compares the two settings; the README's
+//! speed table has the numbers). On other platforms and C libraries this is a no-op.
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 mod glibc {

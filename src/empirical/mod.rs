@@ -1,16 +1,19 @@
-//! The empirical half: fine-to-coarse transfer on real images (CIFAR-100, your own image
-//! folders, or the embedded synthetic multi-view images) with candle.
+//! The empirical half: fine-to-coarse transfer on real images with candle, layer by layer (no
+//! module imports from a layer above its own):
 //!
-//! * [`data`]: loaders (CIFAR-100 binary release, image folders with a hierarchy file), the
-//!   synthetic images, seeded augmentation and batching;
-//! * [`model`]: ResNet-8/20/18 with fast CPU kernels; [`optim`]: SGD and schedules;
-//!   [`train`]: training epochs and evaluation; [`checkpoint`]: resumable training state;
-//!   [`probe`]: linear probes on frozen features; [`kmeans`]: k-means label granularities;
+//! * [`data`]: the image sources (CIFAR-100, image folders with a hierarchy file, iNaturalist
+//!   2021, ImageNet-style folders under WordNet's hierarchy or a BREEDS task, the embedded
+//!   synthetic multi-view images), their `[data]` config, seeded augmentation and batching;
+//! * [`model`]: ResNet-8/20/18, with the fast CPU engine; [`kmeans`]: k-means label
+//!   granularities; [`device`]: the `--device` flag (CPU or a CUDA GPU);
+//! * [`error`]: the error of the layers above the data and the networks;
+//! * [`optim`]: SGD and schedules; [`train`]: training epochs and evaluation;
+//!   [`checkpoint`]: resumable training state; [`probe`]: linear probes on frozen features;
 //! * [`study`]: the transfer protocol over granularities, seeds and hard-sample designs, with
-//!   its results, tables and figures;
-//! * [`bench`](mod@bench): the training-step benchmark against candle's stock operations and PyTorch;
-//! * [`device`]: the `--device` flag (CPU or a CUDA GPU); [`gpucheck`]: a device's training step
-//!   checked against the CPU, and its speed.
+//!   its results, reports and figures;
+//! * [`commands`]: the `empirical` subcommands as library functions;
+//!   [`bench`](mod@bench): the training-step benchmark against candle's stock operations and
+//!   PyTorch; [`gpucheck`]: a device's training step checked against the CPU, and its speed.
 
 pub mod bench;
 pub mod checkpoint;

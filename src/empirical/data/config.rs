@@ -2,7 +2,8 @@
 //! which of them a study keeps ([`DataConfig`]), with what each source is: whether it is read
 //! through an image index, whether it reads a folder, and the level names it has before its
 //! data are read. Every property of a source is one exhaustive `match` here, so a new source is
-//! a variant the compiler walks through (with its loader, and its arm in [`super::load`]).
+//! a variant the compiler walks through (with its loader, and its arm in
+//! [`super::load::open`]).
 
 use std::path::Path;
 

@@ -41,7 +41,7 @@ pub struct StudyConfig {
     #[serde(default)]
     pub hard: HardConfig,
     /// The comparison the study is run to decide, named before it runs (see
-    /// [`super::comparisons`]); every other comparison is reported with a Holm-adjusted p-value.
+    /// [`super::reports::comparisons`]); every other comparison is reported with a Holm-adjusted p-value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub analysis: Option<AnalysisConfig>,
 }
@@ -293,6 +293,25 @@ impl LabelSpec {
             self,
             LabelSpec::Data(DataLabels::KmeansWithin { .. } | DataLabels::KmeansGlobal { .. })
         )
+    }
+
+    /// The most pretraining classes these labels can have on `samples` training images with
+    /// `leaves` leaves and `targets` target classes (for the memory guard).
+    pub fn max_classes(&self, samples: usize, leaves: usize, targets: usize) -> usize {
+        match self {
+            LabelSpec::Hierarchy(Relabeling::PerSample) => samples,
+            LabelSpec::Hierarchy(Relabeling::SplitFiner { splits }) => leaves * splits,
+            LabelSpec::Hierarchy(Relabeling::RandomAligned { per_target }) => targets * per_target,
+            LabelSpec::Data(DataLabels::KmeansWithin { k, .. }) => leaves.max(targets) * k,
+            LabelSpec::Hierarchy(
+                Relabeling::Level { .. }
+                | Relabeling::MergeWithin { .. }
+                | Relabeling::Misaligned { .. },
+            )
+            | LabelSpec::Data(DataLabels::KmeansGlobal { .. } | DataLabels::Coarser { .. }) => {
+                leaves.max(targets)
+            }
+        }
     }
 
     /// The family this spec belongs to: one line per family in the granularity figure.
@@ -735,7 +754,7 @@ impl StudyConfig {
             .readouts
             .iter()
             .copied()
-            .filter(|r| *r != Readout::Finetune)
+            .filter(|r| !r.trains_network())
             .collect();
         let mut out = Vec::new();
         for g in &self.granularities {

@@ -23,7 +23,7 @@
 //! trains on. With `hard.ensemble.mirror_level` the same seeds train on that finer level's
 //! labels, and the leaves *they* confuse most (read out with the summed head) form the mirror
 //! subset. Every subset's test images are written to `subsets.json`; cells save their
-//! per-image predictions, so [`super::comparisons`] scores any subset from them.
+//! per-image predictions, so [`super::reports::comparisons`] scores any subset from them.
 
 use ndarray::Array2;
 

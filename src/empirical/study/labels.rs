@@ -222,7 +222,7 @@ pub fn check_buildable(cfg: &StudyConfig, design: &Design) -> Result<(), Empiric
                 )));
             }
             LabelSpec::Data(DataLabels::KmeansWithin { .. } | DataLabels::KmeansGlobal { .. }) => {}
-            _ => {
+            LabelSpec::Hierarchy(_) | LabelSpec::Data(DataLabels::Coarser { .. }) => {
                 build_granularity(cfg, g, &design.train, None)?;
             }
         }

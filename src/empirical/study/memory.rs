@@ -6,15 +6,15 @@
 //! (with the designs' copies), one training step's activations and gradients, the networks'
 //! parameters, optimizer state and head, the test logits of the largest label set and the
 //! features of the linear probe. A training step of a ResNet keeps about 3 floats per activation
-//! (measured: peak memory of ResNet-8 and ResNet-18 at batch 64 and 512); 4 are counted.
+//! (the peak memory of a training step grows by about that per image of the batch); 4 are
+//! counted.
 
-use super::config::{LabelSpec, StudyConfig};
+use super::config::StudyConfig;
 use crate::empirical::data::decode::MemoryBudget;
 use crate::empirical::data::DataSource;
 use crate::empirical::data::ImageSet;
 use crate::empirical::error::EmpiricalError;
 use crate::empirical::model::ModelConfig;
-use crate::hierarchy::Relabeling;
 
 /// Floats kept per activation of a training step (output, normalised, rectified, gradient).
 const FLOATS_PER_ACTIVATION: f64 = 4.0;
@@ -138,17 +138,7 @@ fn largest_label_set(
         .iter()
         .enumerate()
         .map(|(i, g)| {
-            let classes = match &g.labels {
-                LabelSpec::Hierarchy(Relabeling::PerSample) => n,
-                LabelSpec::Hierarchy(Relabeling::SplitFiner { splits }) => leaves * splits,
-                LabelSpec::Hierarchy(Relabeling::RandomAligned { per_target }) => {
-                    targets * per_target
-                }
-                LabelSpec::Data(super::config::DataLabels::KmeansWithin { k, .. }) => {
-                    leaves.max(targets) * k
-                }
-                _ => leaves.max(targets),
-            };
+            let classes = g.labels.max_classes(n, leaves, targets);
             (format!("granularity[{i}].labels ({})", g.name), classes)
         })
         .max_by_key(|(_, c)| *c)

@@ -169,7 +169,7 @@ pub fn write_figures(
     }
     let mut written = Vec::new();
     for d in designs {
-        for ro in [Readout::Finetune, Readout::LinearProbe, Readout::SummedHead] {
+        for ro in Readout::PRETRAINED {
             for hard in [false, true] {
                 if let Some(c) = granularity_chart(&summary.rows, d, ro, hard) {
                     let name = format!(
