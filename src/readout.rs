@@ -1,7 +1,8 @@
 //! The readouts: how a network trained on some labels is read out on the coarse target. One
 //! enum for both halves, so that a name means the same thing in the simulation and on real
 //! images, in configs, files, tables and figures. A new readout is a variant here (with its
-//! place in [`Readout::PRETRAINED`]); the compiler then asks each half how to compute it.
+//! place in [`Readout::PRETRAINED`] and what it [`Readout::reads`]); the compiler then asks each
+//! half how to compute it.
 
 use serde::{Deserialize, Serialize};
 
@@ -24,17 +25,28 @@ pub enum Readout {
     Finetune,
 }
 
+/// Which network a readout reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reads {
+    /// The network trained on the target labels from scratch, through its own head.
+    Own,
+    /// A network trained on other labels, frozen: nothing of it is trained.
+    Frozen,
+    /// A network trained on other labels, then trained whole on the target labels.
+    FineTuned,
+}
+
 impl Readout {
     /// The readouts of a pretrained network, in report order.
     pub const PRETRAINED: [Readout; 3] =
         [Readout::SummedHead, Readout::LinearProbe, Readout::Finetune];
 
-    /// Whether the readout trains the network it reads (the baseline from scratch, fine-tuning);
-    /// the others read a frozen network.
-    pub fn trains_network(self) -> bool {
+    /// Which network the readout reads.
+    pub fn reads(self) -> Reads {
         match self {
-            Readout::Scratch | Readout::Finetune => true,
-            Readout::SummedHead | Readout::LinearProbe => false,
+            Readout::Scratch => Reads::Own,
+            Readout::SummedHead | Readout::LinearProbe => Reads::Frozen,
+            Readout::Finetune => Reads::FineTuned,
         }
     }
 

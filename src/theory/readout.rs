@@ -11,8 +11,9 @@
 //! Errors are measured separately on easy and hard test samples. A tie between the top logits
 //! counts as an error (the classifier did not decide).
 
+use crate::hierarchy::LabelRule;
 use crate::seed;
-use crate::theory::config::{ProbeInput, ReadoutConfig, TrainConfig};
+use crate::theory::config::{ProbeInput, ReadoutConfig, TheoryConfig, TrainConfig};
 use crate::theory::data::{Distribution, SampleKind, Samples};
 use crate::theory::net::{Head, Net, Workspace};
 use crate::theory::TheoryError;
@@ -135,6 +136,49 @@ pub fn summed_head(net: &Net, map: &[usize], dist: &Distribution, test: &TestSet
         easy: eval(&test.easy),
         hard: eval(&test.hard),
     }
+}
+
+/// The errors of the readout `readout` of the pretrained `net`, whose labels are `rule`; none
+/// where it does not apply: the summed head of labels not nested in the superclasses,
+/// fine-tuning with `readout.finetune_steps = 0`. The one place that says how the simulation
+/// computes each readout.
+pub fn read_out(
+    readout: Readout,
+    net: &Net,
+    rule: &LabelRule,
+    dist: &Distribution,
+    cfg: &TheoryConfig,
+    seed: u64,
+    test: &TestSets,
+) -> Result<Option<Errors>, TheoryError> {
+    Ok(match readout {
+        Readout::Scratch => {
+            return Err(TheoryError::Invalid(
+                "readout \"scratch\" is not a readout of a pretrained net: train the coarse condition instead".into(),
+            ))
+        }
+        Readout::SummedHead => rule
+            .summed_head()
+            .map(|map| summed_head(net, &map, dist, test)),
+        Readout::LinearProbe => Some(linear_probe(
+            net,
+            dist,
+            &cfg.readout,
+            cfg.data.train_hard_fraction,
+            seed,
+            test,
+        )),
+        Readout::Finetune if cfg.readout.finetune_steps == 0 => None,
+        Readout::Finetune => Some(finetune(
+            net,
+            dist,
+            &cfg.readout,
+            &cfg.train,
+            cfg.data.train_hard_fraction,
+            seed,
+            test,
+        )?),
+    })
 }
 
 /// Linear-probe errors: a softmax classifier on the pooled activations of the frozen net,

@@ -180,40 +180,9 @@ pub fn run(
     )?;
     let mut errors = BTreeMap::new();
     for r in readouts {
-        let e = match r {
-            Readout::Scratch => {
-                return Err(TheoryError::Invalid(
-                    "readout \"scratch\" is not a readout of a pretrained net: train the coarse condition instead".into(),
-                ))
-            }
-            Readout::SummedHead => match rule.summed_head() {
-                Some(map) => readout::summed_head(&trained.net, &map, &dist, &test),
-                None => continue,
-            },
-            Readout::LinearProbe => readout::linear_probe(
-                &trained.net,
-                &dist,
-                &cfg.readout,
-                cfg.data.train_hard_fraction,
-                seed,
-                &test,
-            ),
-            Readout::Finetune => {
-                if cfg.readout.finetune_steps == 0 {
-                    continue;
-                }
-                readout::finetune(
-                    &trained.net,
-                    &dist,
-                    &cfg.readout,
-                    &cfg.train,
-                    cfg.data.train_hard_fraction,
-                    seed,
-                    &test,
-                )?
-            }
-        };
-        errors.insert(*r, e);
+        if let Some(e) = readout::read_out(*r, &trained.net, &rule, &dist, &cfg, seed, &test)? {
+            errors.insert(*r, e);
+        }
     }
     let corr = correlations(&trained.net, &dist);
     let per_class = trained.net.neurons() / classes.max(1);

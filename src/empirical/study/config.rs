@@ -172,6 +172,7 @@ fn default_readouts() -> Vec<Readout> {
 }
 
 pub use crate::readout::Readout;
+use crate::readout::Reads;
 
 /// One pretraining granularity.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -754,7 +755,7 @@ impl StudyConfig {
             .readouts
             .iter()
             .copied()
-            .filter(|r| !r.trains_network())
+            .filter(|r| r.reads() == Reads::Frozen)
             .collect();
         let mut out = Vec::new();
         for g in &self.granularities {

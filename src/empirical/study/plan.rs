@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::config::{GranularitySpec, StudyConfig};
 use crate::cluster::Shard;
-use crate::readout::Readout;
+use crate::readout::{Readout, Reads};
 
 /// What a cell of a design runs.
 pub enum Cell<'a> {
@@ -117,10 +117,10 @@ impl PhaseName {
     /// fit its own labels): the baseline's, the pretraining or direct training of the network
     /// a frozen readout reads, or fine-tuning.
     pub fn read_by(readout: Readout) -> &'static [PhaseName] {
-        match readout {
-            Readout::Scratch => &[PhaseName::Baseline],
-            Readout::Finetune => &[PhaseName::Finetune],
-            Readout::SummedHead | Readout::LinearProbe => &[PhaseName::Pretrain, PhaseName::Direct],
+        match readout.reads() {
+            Reads::Own => &[PhaseName::Baseline],
+            Reads::Frozen => &[PhaseName::Pretrain, PhaseName::Direct],
+            Reads::FineTuned => &[PhaseName::Finetune],
         }
     }
 }
