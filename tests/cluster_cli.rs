@@ -410,7 +410,12 @@ fn adding_seeds_keeps_the_cells_already_run() {
         })
         .collect();
     assert!(!before.is_empty());
-    study(&out, &["--set", "seeds=[0, 1]"], true);
+    let log = study(&out, &["--set", "seeds=[0, 1]"], true);
+    let n = before.len();
+    assert!(
+        log.contains(&format!("loaded {n} of {} cells", 2 * n)),
+        "{log}"
+    );
     // the cells of seed 0 were kept as they were (their wall-clock times too: not run again)
     for (c, bytes) in &before {
         assert!(

@@ -283,12 +283,12 @@ fn announce_work(
         r.progress().note(format!(
             "resuming {}: loaded {cells_saved} of {}{}; {} to run",
             r.dir().root().display(),
+            crate::report::count(cells_total, "cell", "cells"),
             if ensemble_saved {
                 " and the ensemble"
             } else {
                 ""
             },
-            crate::report::count(cells_total, "cell", "cells"),
             crate::report::count(cells_total - cells_saved, "cell", "cells")
         ));
     }

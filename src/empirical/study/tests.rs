@@ -475,6 +475,25 @@ fn validation_design_end_to_end_on_an_image_folder() {
         "{md}"
     );
     assert!(md.contains("placebo direct"), "{md}");
+    // Only the primary comparison is labelled so in the side-by-side tables, also when one
+    // seed leaves every comparison without a p-value.
+    let labelled = |md: &str| -> usize {
+        md.lines()
+            .filter(|l| l.starts_with("| all |"))
+            .map(|r| r.matches("(primary)").count())
+            .sum()
+    };
+    assert_eq!(labelled(&md), 1, "{md}");
+    for e in std::fs::read_dir(out.join("cells")).unwrap() {
+        let path = e.unwrap().path();
+        if path.to_string_lossy().ends_with("__s1.json") {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+    super::report::write_reports(&out).unwrap();
+    let md = std::fs::read_to_string(out.join("comparisons.md")).unwrap();
+    assert_eq!(labelled(&md), 1, "{md}");
+    assert!(md.contains("listed without a p-value"), "{md}");
 }
 
 /// The methods' settings are checked before anything runs: a training draw per seed without

@@ -560,9 +560,18 @@ impl Comparisons {
             .iter()
             .filter(|r| r.paired.verdict != Verdict::NoDetectableDifference)
             .count();
+        let untested = self.others.len() - self.made;
+        let untested = if untested == 0 {
+            String::new()
+        } else {
+            format!(
+                " {untested} more are listed without a p-value (a single seed, or no spread over \
+                 seeds) and are not part of the family."
+            )
+        };
         md.push_str(&format!(
-            "\n## Every other comparison\n\n{} other comparisons were made (each condition × readout × test subset, and the fine-class probe of every condition). If nothing differed, uncorrected 95% intervals would give about {:.1} false verdicts among them by chance; uncorrected, {} of them exclude zero. Each is listed with its two-sided paired-t p-value and its Holm-adjusted p-value (the family: all {} comparisons); the verdict column is read at adjusted p < 0.05: {} helps, {} hurts, the rest no detectable difference.\n\n",
-            self.made, self.expected_false_uncorrected, uncorrected, self.made, helps, hurts
+            "\n## Every other comparison\n\n{} other comparisons were made (each condition × readout × test subset, and the fine-class probe of every condition). If nothing differed, uncorrected 95% intervals would give about {:.1} false verdicts among them by chance; uncorrected, {} of them exclude zero. Each is listed with its two-sided paired-t p-value and its Holm-adjusted p-value (the family: all {} comparisons); the verdict column is read at adjusted p < 0.05: {} helps, {} hurts, the rest no detectable difference.{}\n\n",
+            self.made, self.expected_false_uncorrected, uncorrected, self.made, helps, hurts, untested
         ));
         let tables = self.placebo_tables();
         if !tables.is_empty() {
@@ -782,7 +791,8 @@ impl Comparisons {
                 });
                 cells.push(match r {
                     Some(r) => {
-                        let p = if r.p_holm.is_nan() {
+                        let is_primary = self.primary.as_ref().is_some_and(|p| std::ptr::eq(p, *r));
+                        let p = if is_primary {
                             "primary".to_string()
                         } else {
                             p_text(r.p_holm)
