@@ -490,7 +490,7 @@ fn validation_design_end_to_end_on_an_image_folder() {
             std::fs::remove_file(path).unwrap();
         }
     }
-    super::report::write_reports(&out).unwrap();
+    super::reports::write_reports(&out).unwrap();
     let md = std::fs::read_to_string(out.join("comparisons.md")).unwrap();
     assert_eq!(labelled(&md), 1, "{md}");
     assert!(md.contains("listed without a p-value"), "{md}");
