@@ -13,6 +13,7 @@ use super::breeds::BreedsConfig;
 use super::inat::{InatConfig, LEVELS as INAT_LEVELS};
 use super::synthetic::SyntheticConfig;
 use super::wordnet::WordnetConfig;
+use crate::config::InvalidField;
 
 /// Where the images come from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -199,6 +200,21 @@ pub fn level_names(data: &toml::Table) -> Option<Vec<String>> {
 }
 
 impl DataConfig {
+    /// Checks the settings of the section's source (those of the other sources are not read).
+    pub fn validate_source(&self) -> Result<(), InvalidField> {
+        match self.source {
+            DataSource::Synthetic => self
+                .synthetic
+                .validate()
+                .map_err(|e| InvalidField::new("data.synthetic", e.to_string())),
+            DataSource::Cifar100
+            | DataSource::Folder
+            | DataSource::Inat2021
+            | DataSource::Wordnet
+            | DataSource::Breeds => Ok(()),
+        }
+    }
+
     /// A `[data]` section for `source` at `path` with every other field at its default.
     pub fn for_source(source: DataSource, path: &Path) -> DataConfig {
         let mut t = toml::map::Map::new();

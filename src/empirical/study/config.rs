@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{InvalidField, Validate};
 use crate::empirical::data::config::level_names;
-use crate::empirical::data::{Augment, DataConfig, DataSource};
+use crate::empirical::data::{Augment, DataConfig};
 use crate::empirical::model::ModelConfig;
 use crate::empirical::optim::{LrSchedule, SgdConfig};
 use crate::empirical::probe::ProbeConfig;
@@ -290,10 +290,12 @@ impl LabelSpec {
 
     /// True for the k-means kinds (they need embeddings).
     pub fn needs_embeddings(&self) -> bool {
-        matches!(
-            self,
-            LabelSpec::Data(DataLabels::KmeansWithin { .. } | DataLabels::KmeansGlobal { .. })
-        )
+        match self {
+            LabelSpec::Data(DataLabels::KmeansWithin { .. } | DataLabels::KmeansGlobal { .. }) => {
+                true
+            }
+            LabelSpec::Data(DataLabels::Coarser { .. }) | LabelSpec::Hierarchy(_) => false,
+        }
     }
 
     /// The most pretraining classes these labels can have on `samples` training images with
@@ -636,12 +638,7 @@ impl Validate for StudyConfig {
                 format!("must be a number of GB >= 0 (0 = the memory available), got {gb}"),
             ));
         }
-        if self.data.source == DataSource::Synthetic {
-            self.data
-                .synthetic
-                .validate()
-                .map_err(|e| field("data.synthetic", e.to_string()))?;
-        }
+        self.data.validate_source()?;
         if let Some(e) = &self.hard.ensemble {
             if e.seeds.is_empty() {
                 return Err(field("hard.ensemble.seeds", "needs at least one seed"));
