@@ -79,7 +79,7 @@ fn run(cfg: &StudyConfig, opts: &RunOptions, part: Part) -> Result<(), Empirical
             let dir = prepare_dir(&shard.dir(&opts.out), &resolved, opts.fresh)?;
             Runner::new(cfg, dir, &data, opts).with_prep_dir(prep)
         }
-        _ => {
+        Part::Whole | Part::Prepare => {
             let dir = prepare_dir(&opts.out, &resolved, opts.fresh)?;
             Runner::new(cfg, dir, &data, opts)
         }
