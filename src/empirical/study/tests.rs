@@ -469,6 +469,14 @@ fn validation_design_end_to_end_on_an_image_folder() {
         );
     }
     assert!(cmp.others.iter().any(|r| r.readout == "fine_probe"));
+    // the fine arm's contrasts against the placebo, on every subset but "easy"
+    assert!(cmp.contrasts.iter().any(|c| c.condition == "fine-4 direct"
+        && c.placebo == "placebo direct"
+        && c.subset == "confusable"));
+    assert!(cmp
+        .contrasts
+        .iter()
+        .all(|c| c.subset != "easy" && c.subset != "all"));
     let md = std::fs::read_to_string(out.join("comparisons.md")).unwrap();
     assert!(
         md.contains(&format!("{} other comparisons were made", cmp.made)),

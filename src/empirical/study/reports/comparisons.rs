@@ -11,7 +11,10 @@
 //! * the **placebo beside the primary arm** on every subset: an arm of randomly grouped labels
 //!   nested in the targets (family "random, aligned") is as unlike the baseline as the fine
 //!   labels but carries no fine-class information, so a subset on which it gains as much as the
-//!   fine arm measures the selection, not fine-class learning.
+//!   fine arm measures the selection, not fine-class learning;
+//! * the **contrasts** ([`ContrastRow`]): whether an arm's difference from the baseline is
+//!   larger on a subset than on the other test images, beyond the placebo's, seed by seed; a
+//!   second Holm family.
 //!
 //! Each comparison pairs the arm and the baseline seed by seed (same seed: the same training
 //! images, and with `train.batch_keying = "seed"` the same batches).
@@ -62,6 +65,90 @@ pub struct Comparisons {
     /// The fine-class probe leaf by leaf (descriptive; not in the Holm family).
     #[serde(default)]
     pub mechanism: Vec<MechanismRow>,
+    /// Whether each arm's gain concentrates on a test subset beyond what the placebo's does
+    /// (a second Holm family, of these rows alone).
+    #[serde(default)]
+    pub contrasts: Vec<ContrastRow>,
+}
+
+/// Whether an arm's difference from the baseline concentrates on a test subset more than the
+/// placebo's does. Per seed, the *contrast* of an arm is (arm − baseline on the subset) −
+/// (arm − baseline on the other test images); a subset chosen as hard for the baseline's kind
+/// of network gives every arm unlike the baseline some contrast, so the arm's contrast is
+/// compared with the placebo's (random labels nested in the targets, same readout, same
+/// pretraining mode), seed by seed.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ContrastRow {
+    /// Design.
+    pub design: String,
+    /// Condition.
+    pub condition: String,
+    /// The placebo condition it is compared with.
+    pub placebo: String,
+    /// The readout's name.
+    pub readout: String,
+    /// The test subset.
+    pub subset: String,
+    /// Test images in the subset.
+    pub images: usize,
+    /// The arm's contrast per seed (as the difference of its subset and other-image
+    /// differences).
+    pub arm: Paired,
+    /// The placebo's contrast per seed.
+    pub placebo_contrast: Paired,
+    /// The arm's contrast minus the placebo's, paired by seed (negative: the arm's gain
+    /// concentrates on the subset more than the placebo's).
+    pub paired: Paired,
+    /// Its two-sided paired-t p-value.
+    #[serde(deserialize_with = "crate::report::f64_or_nan")]
+    pub p: f64,
+    /// Holm-adjusted among the contrasts.
+    #[serde(deserialize_with = "crate::report::f64_or_nan")]
+    pub p_holm: f64,
+    /// The verdict at adjusted p < 0.05.
+    pub verdict: Verdict,
+}
+
+/// Per seed, (a − b on the subset) − (a − b on the other images), from the errors on the
+/// subset (`s`, `in_s` images) and on all `n` images; seeds where either side is missing are
+/// left out.
+fn contrast_per_seed(
+    arm_s: &Measured,
+    arm_all: &Measured,
+    base_s: &Measured,
+    base_all: &Measured,
+    in_s: usize,
+    n: usize,
+) -> Vec<(u64, f64)> {
+    let rest = |s: f64, all: f64| (all * n as f64 - s * in_s as f64) / (n - in_s) as f64;
+    let find = |m: &Measured, seed: u64| m.iter().find(|x| x.0 == seed).map(|x| x.1);
+    arm_s
+        .iter()
+        .filter_map(|&(seed, a_s, _)| {
+            let (a_all, b_s, b_all) = (
+                find(arm_all, seed)?,
+                find(base_s, seed)?,
+                find(base_all, seed)?,
+            );
+            let d_s = a_s - b_s;
+            let d_rest = rest(a_s, a_all) - rest(b_s, b_all);
+            Some((seed, d_s - d_rest))
+        })
+        .collect()
+}
+
+/// Holm-adjusted verdicts of `rows`' p-values, in place.
+fn holm_verdicts<'a>(p: &[f64], out: impl Iterator<Item = (&'a mut f64, &'a mut Verdict, f64)>) {
+    for ((p_holm, verdict, mean), adj) in out.zip(holm(p)) {
+        *p_holm = adj;
+        *verdict = if adj < 0.05 && mean < 0.0 {
+            Verdict::Helps
+        } else if adj < 0.05 && mean > 0.0 {
+            Verdict::Hurts
+        } else {
+            Verdict::NoDetectableDifference
+        };
+    }
 }
 
 /// The fine-class probe of one condition leaf by leaf: how well its frozen features tell each
@@ -455,18 +542,88 @@ pub fn compare(
         })
     };
     let primary = rows.iter().position(is_primary).map(|i| rows.remove(i));
-    let adjusted = holm(&rows.iter().map(|r| r.p).collect::<Vec<_>>());
-    for (r, adj) in rows.iter_mut().zip(adjusted) {
-        r.p_holm = adj;
-        r.verdict = if adj < 0.05 && r.paired.mean < 0.0 {
-            Verdict::Helps
-        } else if adj < 0.05 && r.paired.mean > 0.0 {
-            Verdict::Hurts
-        } else {
-            Verdict::NoDetectableDifference
-        };
-    }
+    let ps: Vec<f64> = rows.iter().map(|r| r.p).collect();
+    holm_verdicts(
+        &ps,
+        rows.iter_mut()
+            .map(|r| (&mut r.p_holm, &mut r.verdict, r.paired.mean)),
+    );
     let made = rows.iter().filter(|r| r.p.is_finite()).count();
+    let mut contrasts: Vec<ContrastRow> = Vec::new();
+    let is_placebo = |cond: &str| {
+        info.get(cond)
+            .is_some_and(|(family, _)| family.ends_with("random, aligned"))
+    };
+    let get = |d: &str, c: &str, r: &str, s: &str| {
+        measured.get(&(d.to_string(), c.to_string(), r.to_string(), s.to_string()))
+    };
+    for (design, condition, readout, subset) in &order {
+        if condition == "baseline"
+            || is_placebo(condition)
+            || readout == FINE_PROBE
+            || subset == "all"
+            || subset == "easy"
+        {
+            continue;
+        }
+        let direct = condition.ends_with(" direct");
+        let Some(placebo) = order.iter().find(|k| {
+            &k.0 == design
+                && is_placebo(&k.1)
+                && k.1.ends_with(" direct") == direct
+                && &k.2 == readout
+                && &k.3 == subset
+        }) else {
+            continue;
+        };
+        let (n, in_s) = (size(design, "all"), size(design, subset));
+        if in_s == 0 || in_s >= n {
+            continue;
+        }
+        let scratch = Readout::Scratch.name();
+        let (Some(a_s), Some(a_all), Some(p_s), Some(p_all), Some(b_s), Some(b_all)) = (
+            get(design, condition, readout, subset),
+            get(design, condition, readout, "all"),
+            get(design, &placebo.1, readout, subset),
+            get(design, &placebo.1, readout, "all"),
+            get(design, "baseline", scratch, subset),
+            get(design, "baseline", scratch, "all"),
+        ) else {
+            continue;
+        };
+        let arm = contrast_per_seed(a_s, a_all, b_s, b_all, in_s, n);
+        let plc = contrast_per_seed(p_s, p_all, b_s, b_all, in_s, n);
+        let as_pairs = |v: &[(u64, f64)]| -> Vec<(u64, f64, f64)> {
+            v.iter().map(|&(s, c)| (s, c, 0.0)).collect()
+        };
+        let both: Vec<(u64, f64, f64)> = arm
+            .iter()
+            .filter_map(|&(s, a)| plc.iter().find(|x| x.0 == s).map(|&(_, b)| (s, a, b)))
+            .collect();
+        let paired = Paired::of(&both);
+        let (_, p) = paired_t(&paired.diffs);
+        contrasts.push(ContrastRow {
+            design: design.clone(),
+            condition: condition.clone(),
+            placebo: placebo.1.clone(),
+            readout: readout.clone(),
+            subset: subset.clone(),
+            images: in_s,
+            arm: Paired::of(&as_pairs(&arm)),
+            placebo_contrast: Paired::of(&as_pairs(&plc)),
+            verdict: paired.verdict,
+            paired,
+            p,
+            p_holm: f64::NAN,
+        });
+    }
+    let ps: Vec<f64> = contrasts.iter().map(|c| c.p).collect();
+    holm_verdicts(
+        &ps,
+        contrasts
+            .iter_mut()
+            .map(|c| (&mut c.p_holm, &mut c.verdict, c.paired.mean)),
+    );
     Ok(Some(Comparisons {
         study: cfg.name.clone(),
         leaf_names: subsets
@@ -489,6 +646,7 @@ pub fn compare(
         made,
         expected_false_uncorrected: 0.05 * made as f64,
         mechanism: mechanism(cells, subsets),
+        contrasts,
     }))
 }
 
@@ -580,11 +738,53 @@ impl Comparisons {
                 md.push_str(&format!("{title}:\n\n{t}\n"));
             }
         }
+        if !self.contrasts.is_empty() {
+            md.push_str(&self.contrasts_markdown());
+        }
         if !self.mechanism.is_empty() {
             md.push_str(&self.mechanism_markdown(&self.leaf_names));
         }
         md.push_str("### All\n\n");
         md.push_str(&self.table(&self.others).to_string());
+        md
+    }
+
+    /// The section on whether gains concentrate on a subset beyond the placebo's.
+    fn contrasts_markdown(&self) -> String {
+        let tested = self.contrasts.iter().filter(|c| c.p.is_finite()).count();
+        let mut md = format!("### Does the gain concentrate on a subset more than the placebo's?\n\nFor each arm, readout and test subset, the arm's *contrast* per seed: its difference from the baseline on the subset minus its difference on the other test images (negative: it gains more, or loses less, on the subset). A subset picked as hard for target-only training gives any arm unlike the baseline such a contrast (more room to gain, less to lose), so each contrast is compared, seed by seed, with the placebo's (same readout, same pretraining mode). A second family: {tested} of these {} rows have a p-value, Holm-adjusted among themselves; verdicts at adjusted p < 0.05.\n\n", self.contrasts.len());
+        let mut t = MarkdownTable::new([
+            "design",
+            "condition",
+            "readout",
+            "subset",
+            "images",
+            "arm's contrast [95%]",
+            "placebo",
+            "placebo's contrast [95%]",
+            "arm − placebo [95%]",
+            "p",
+            "Holm p",
+            "verdict (Holm)",
+        ]);
+        for c in &self.contrasts {
+            t.row([
+                c.design.clone(),
+                c.condition.clone(),
+                c.readout.clone(),
+                c.subset.clone(),
+                c.images.to_string(),
+                c.arm.interval(),
+                c.placebo.clone(),
+                c.placebo_contrast.interval(),
+                c.paired.interval(),
+                p_text(c.p),
+                p_text(c.p_holm),
+                c.verdict.words().to_string(),
+            ]);
+        }
+        md.push_str(&t.to_string());
+        md.push('\n');
         md
     }
 
@@ -949,6 +1149,21 @@ mod tests {
         assert!((r - 4.5 / (4.5f64 * 5.0).sqrt()).abs() < 1e-12, "{r}");
         // NaN pairs are left out; too few pairs give NaN
         assert!(spearman(&[1.0, f64::NAN, 2.0], &[1.0, 2.0, 3.0]).is_nan());
+    }
+
+    #[test]
+    fn contrast_by_hand() {
+        // 10 images, 4 in the subset. Seed 0: the arm errs on 2 of the subset and 1 of the other
+        // 6 (all: 0.3), the baseline on 3 and 1 (all: 0.4): the subset difference is -0.25, on
+        // the others 0, so the contrast is -0.25. Seed 1 has no baseline and is left out.
+        let arm_s = vec![(0, 0.5, 0.0), (1, 0.5, 0.0)];
+        let arm_all = vec![(0, 0.3, 0.0), (1, 0.3, 0.0)];
+        let base_s = vec![(0, 0.75, 0.0)];
+        let base_all = vec![(0, 0.4, 0.0)];
+        let c = contrast_per_seed(&arm_s, &arm_all, &base_s, &base_all, 4, 10);
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].0, 0);
+        assert!((c[0].1 + 0.25).abs() < 1e-12, "{c:?}");
     }
 
     #[test]
