@@ -5,7 +5,7 @@
 #   scripts/build-cuda.sh            # .gpu/empirical and .gpu/empirical-cudnn
 #   scripts/build-cuda.sh --no-cudnn # .gpu/empirical only
 #
-# What it does (see the README's "CUDA" section for why):
+# What it does (see docs/cuda.md for why):
 # 1. Installs the build-time CUDA 13.0 toolkit pieces from NVIDIA's PyPI wheels (nvcc, headers,
 #    and the libraries to link against) into $GRANULARITY_CUDA_TOOLS (default
 #    ~/.cache/granularity/cuda-13.0), unless they are already there. About 1.2 GB (+ cuDNN). CUDA 13.0, not newer: candle's kernels are embedded as PTX, which the driver

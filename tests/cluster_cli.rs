@@ -650,20 +650,24 @@ fn theory_slurm_writes_the_job_set() {
         "--shards",
         "5",
     ]);
-    args.extend([
-        "--gpus-per-task",
-        "1",
-        "--binary",
-        "/opt/theory-sim",
-        "--max-parallel",
-        "2",
-    ]);
+    args.extend(["--binary", "/opt/theory-sim", "--max-parallel", "2"]);
+    // the simulation runs on the CPU: GPUs for its jobs are refused before anything is written
+    let mut gpus = args.clone();
+    gpus.extend(["--gpus-per-task", "1"]);
+    let o = run(THEORY, &gpus);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("theory-sim runs on the CPU"),
+        "{}",
+        text(&o)
+    );
+    assert!(!out.join("slurm").exists());
     let o = run(THEORY, &args);
     assert!(o.status.success(), "{}", text(&o));
     let dir = out.join("slurm");
     let shards = String::from_utf8(read(&dir.join("shards.sbatch"))).unwrap();
     assert!(shards.contains("#SBATCH --array=1-5%2\n"), "{shards}");
-    assert!(shards.contains("#SBATCH --gpus-per-task=1\n"), "{shards}");
+    assert!(!shards.contains("--gpus-per-task"), "{shards}");
     assert!(
         shards.contains("exec /opt/theory-sim --set 'seeds=[0, 1]'"),
         "{shards}"

@@ -1,7 +1,7 @@
 //! Memory and users' own folders: the guard that rejects a load before allocating, what
 //! `inspect --folder` says about converted images and bad hierarchy rows, and (ignored, run by
 //! hand with `--release --nocapture`) the index's bytes per image and the JSON reading at
-//! iNaturalist 2021's 2.7 M images, the numbers in the README.
+//! iNaturalist 2021's 2.7 M images, the numbers in docs/data.md.
 
 use std::path::Path;
 use std::sync::Arc;

@@ -554,6 +554,13 @@ pub fn slurm_command(
 ) -> Result<String, TheoryError> {
     let sw = spec.sweep()?;
     let out = sweep_out(out, cfg, &sw);
+    if let Some(g) = args.gpus_per_task {
+        return Err(cluster::ShardError::Slurm(format!(
+            "--gpus-per-task {g}: theory-sim runs on the CPU, so the jobs would hold GPUs and \
+             not use them; drop --gpus-per-task"
+        ))
+        .into());
+    }
     args.check(false)?;
     let mut shard = vec![args.binary()?.to_string_lossy().into_owned()];
     if let Some(c) = config {

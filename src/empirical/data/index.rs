@@ -5,7 +5,7 @@
 //! Paths are stored relative to the dataset root, split into a folder (stored once per distinct
 //! folder) and a file name (stored once per image, all names in one byte buffer). Per image that
 //! is the file name's bytes plus 12 bytes (its end offset, its folder and its leaf, `u32` each);
-//! [`ImageIndex::heap_bytes`] counts it all. The README gives the bytes per image measured on a
+//! [`ImageIndex::heap_bytes`] counts it all. docs/data.md gives the bytes per image measured on a
 //! generated index of 2.7 M iNaturalist-like entries.
 
 use std::collections::HashMap;
