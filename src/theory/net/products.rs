@@ -167,11 +167,13 @@ pub fn packed_weights_len(n: usize, d: usize) -> usize {
 
 /// The weights W (n x d, row-major) transposed into panels of [`FWD_PANEL`] neurons: panel `p`
 /// holds `[k][j] = W[p * FWD_PANEL + j, k]`, zero for neurons past `n`.
-pub fn pack_weights(w: &[f32], n: usize, d: usize, out: &mut [f32]) {
+/// The panels are packed in parallel when `parallel`.
+pub fn pack_weights(w: &[f32], n: usize, d: usize, out: &mut [f32], parallel: bool) {
+    use rayon::prelude::*;
     assert_eq!(w.len(), n * d);
     assert_eq!(out.len(), packed_weights_len(n, d));
     const B: usize = 16;
-    for (p, panel) in out.chunks_exact_mut(FWD_PANEL * d).enumerate() {
+    let pack = |(p, panel): (usize, &mut [f32])| {
         let cols = FWD_PANEL.min(n - p * FWD_PANEL);
         if cols < FWD_PANEL {
             panel.fill(0.0);
@@ -187,6 +189,15 @@ pub fn pack_weights(w: &[f32], n: usize, d: usize, out: &mut [f32]) {
                 }
             }
         }
+    };
+    if parallel {
+        out.par_chunks_exact_mut(FWD_PANEL * d)
+            .enumerate()
+            .for_each(pack);
+    } else {
+        out.chunks_exact_mut(FWD_PANEL * d)
+            .enumerate()
+            .for_each(pack);
     }
 }
 
@@ -292,8 +303,9 @@ unsafe impl Sync for SharedOut {}
 
 /// dst (n x d) <- alpha dZ^T X + beta dst (dst is not read when beta is 0): the weight gradient,
 /// or with alpha = -lr and beta = 1 the SGD update fused into it. `x` holds the rows' inputs
-/// (rows x d), `dzp` dL/dZ packed as [`packed_grad_len`] says. The columns are cut into runs of
-/// 128, computed in parallel when `parallel` (the bits are the same either way).
+/// (rows x d), `dzp` dL/dZ packed as [`packed_grad_len`] says. The columns are cut into panels
+/// of 32, and the panels into one run per thread of the pool computed in parallel when
+/// `parallel` (the bits are the same however they are cut).
 ///
 /// # Panics
 /// If AVX-512F is missing ([`available`]) or the lengths do not match.
@@ -314,6 +326,13 @@ pub fn weight_product(
     let rows = x.len() / d;
     assert_eq!(dzp.len(), packed_grad_len(rows, n));
     assert_eq!(dst.len(), n * d);
+    if rows == 0 {
+        // no terms: C <- beta C, as matrixmultiply does
+        for v in dst.iter_mut() {
+            *v = if beta == 0.0 { 0.0 } else { *v * beta };
+        }
+        return;
+    }
     let panels = d.div_ceil(BWD_PANEL);
     let out = SharedOut(dst.as_mut_ptr());
     let part = |ps: std::ops::Range<usize>| {
@@ -361,10 +380,15 @@ pub fn weight_product(
             }
         }
     };
-    // runs of 4 panels (128 columns) per part
-    let runs: Vec<std::ops::Range<usize>> = (0..panels)
-        .step_by(4)
-        .map(|p| p..(p + 4).min(panels))
+    // one run of panels per thread: each reads all of dL/dZ once, and keeps its columns of
+    // dst in its own cache from one block of rows to the next
+    let parts = if parallel {
+        rayon::current_num_threads().clamp(1, panels)
+    } else {
+        1
+    };
+    let runs: Vec<std::ops::Range<usize>> = (0..parts)
+        .map(|i| i * panels / parts..(i + 1) * panels / parts)
         .collect();
     if parallel {
         runs.into_par_iter().for_each(part);
@@ -496,7 +520,7 @@ mod tests {
             let x = normals(rows * d, 1.0, &mut rng);
             let w = normals(n * d, 0.1, &mut rng);
             let mut packed = vec![f32::NAN; packed_weights_len(n, d)];
-            pack_weights(&w, n, d, &mut packed);
+            pack_weights(&w, n, d, &mut packed, i % 2 == 0);
             let want = reference_forward(&x, &w, n, d);
             // in two runs of rows, as the net cuts them
             let mut z = vec![f32::NAN; rows * n];
@@ -537,7 +561,7 @@ mod tests {
         let (n, d) = (70, 19);
         let w: Vec<f32> = (0..n * d).map(|i| i as f32).collect();
         let mut packed = vec![f32::NAN; packed_weights_len(n, d)];
-        pack_weights(&w, n, d, &mut packed);
+        pack_weights(&w, n, d, &mut packed, true);
         for (p, panel) in packed.chunks_exact(FWD_PANEL * d).enumerate() {
             for k in 0..d {
                 for j in 0..FWD_PANEL {

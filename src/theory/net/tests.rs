@@ -155,6 +155,16 @@ fn vectorised_activation_matches_eval() {
         let mut z = z0.clone();
         let mut h = vec![1.0f32; z0.len()];
         act.apply(&mut z, &b, &mut h);
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            let mut z2 = z0.clone();
+            let mut h2 = vec![1.0f32; z0.len()];
+            // SAFETY: AVX-512F is present.
+            unsafe { act.apply_avx512(&mut z2, &b, &mut h2) };
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&z2), bits(&z), "{act:?}: AVX-512 derivative");
+            assert_eq!(bits(&h2), bits(&h), "{act:?}: AVX-512 activation");
+        }
         for i in 0..z0.len() {
             let (a, da) = act.eval(z0[i] + b[i]);
             assert_eq!(h[i].to_bits(), (1.0 + a).to_bits(), "{act:?} at {}", z0[i]);
