@@ -91,7 +91,8 @@ enum Command {
         dir: PathBuf,
     },
     /// Time one SGD step (fixed pool and online) against a careful NumPy step, interleaved,
-    /// for the plain ReLU and the config's activation.
+    /// for the plain ReLU and the config's activation, with 1 thread and with --threads (NumPy's
+    /// BLAS with as many).
     Bench {
         /// Rounds (each runs every side and mode in turn).
         #[arg(long, default_value_t = 10)]
@@ -381,7 +382,9 @@ fn main() -> Result<ExitCode> {
             if cfg.net.activation != ActivationConfig::Relu {
                 acts.push(cfg.net.activation);
             }
-            let r = bench::run(&b, &acts, (!no_numpy).then_some(script.as_path()))?;
+            let mut threads = vec![1, rayon::current_num_threads()];
+            threads.dedup();
+            let r = bench::run(&b, &acts, (!no_numpy).then_some(script.as_path()), &threads)?;
             println!("{}", bench::report(&b, &r));
         }
     }
