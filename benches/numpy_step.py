@@ -11,14 +11,16 @@ Written with care means: float32 throughout, every large array allocated once an
 place (`out=`), the activation and its derivative from one clipped copy of Z (no `np.where`
 chains), the fixed head as a reshape-and-sum (neurons of a class are contiguous), and the update
 fused into W in place. The two matrix products are timed on their own inside the step, so the
-share of the step outside them is known.
+share of the step outside them is known. Its BLAS threads follow OPENBLAS_NUM_THREADS (the
+benchmark sets it to the Rust step's thread count).
 
 Modes:
   --check IN OUT   reference step for the tests: read W, X, labels and settings from JSON, write
                    W after one step (the Rust test compares the two).
   --serve          wait for commands on stdin, for the interleaved benchmark: `pool N` or
                    `online N` runs N steps and prints one JSON line with per-step seconds (whole
-                   step, its two products, drawing the batch); `quit` ends. `info` prints the
+                   step, its two products, the forward one alone, drawing the batch); `quit`
+                   ends. `info` prints the
                    NumPy version and BLAS, and the seconds of one 2048^3 product.
 Needs numpy (pip install numpy).
 """
@@ -48,6 +50,7 @@ class Step:
         self.A = np.empty((B * P, N), f)  # activation
         self.G = np.empty((N, d), f)
         self.products_s = 0.0
+        self.forward_s = 0.0
 
     def __call__(self, W, X, y, lr):
         """One SGD step: updates W (N x d) in place from X (B*P x d) and labels y."""
@@ -93,6 +96,7 @@ class Step:
         self.G *= np.float32(lr)
         W -= self.G
         self.products_s += (t1 - t0) + (t3 - t2)
+        self.forward_s += t1 - t0
 
 
 def check(path_in, path_out):
@@ -173,9 +177,10 @@ def serve(a):
                               "sgemm_2048_s": time.perf_counter() - t0}), flush=True)
             continue
         mode, n = cmd[0], int(cmd[1])
-        steps, prods, samp = [], [], []
+        steps, prods, fwds, samp = [], [], [], []
         for _ in range(n):
             step.products_s = 0.0
+            step.forward_s = 0.0
             t0 = time.perf_counter()
             if mode == "online":
                 _, y = draw(B, Xb)
@@ -190,8 +195,10 @@ def serve(a):
             t2 = time.perf_counter()
             steps.append(t2 - t0)
             prods.append(step.products_s)
+            fwds.append(step.forward_s)
             samp.append(t1 - t0)
-        print(json.dumps({"step_s": steps, "products_s": prods, "sampling_s": samp}), flush=True)
+        print(json.dumps({"step_s": steps, "products_s": prods, "forward_s": fwds,
+                          "sampling_s": samp}), flush=True)
 
 
 def main():

@@ -16,7 +16,9 @@ fn main() {
             threshold: 1.0,
         },
     ];
-    match bench::run(&b, &acts, Some(&script)) {
+    let mut threads = vec![1, rayon::current_num_threads()];
+    threads.dedup();
+    match bench::run(&b, &acts, Some(&script), &threads) {
         Ok(r) => println!("{}", bench::report(&b, &r)),
         Err(e) => {
             eprintln!("benchmark failed: {e}");

@@ -45,6 +45,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "theory::config",
             "theory::net",
             "theory::data",
+            "theory::normals",
             "theory::responses",
             "theory::readout",
             "theory::margin",

@@ -86,7 +86,8 @@ enum Command {
         dir: PathBuf,
     },
     /// Time one SGD step (fixed pool and online) against a careful NumPy step, interleaved,
-    /// for the plain ReLU and the config's activation.
+    /// for the plain ReLU and the config's activation, with 1 thread and with --threads (NumPy's
+    /// BLAS with as many).
     Bench {
         /// Rounds (each runs every side and mode in turn).
         #[arg(long, default_value_t = 10)]

@@ -17,7 +17,10 @@ use serde::Deserialize;
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// The wait before each side's turn.
+pub const SETTLE: Duration = Duration::from_millis(200);
 
 /// Benchmark settings.
 #[derive(Clone, Debug)]
@@ -62,6 +65,9 @@ pub struct Timings {
     pub step_s: Vec<f64>,
     /// The two matrix products inside it.
     pub products_s: Vec<f64>,
+    /// The forward product alone (in Rust with the activation fused into it).
+    #[serde(default)]
+    pub forward_s: Vec<f64>,
     /// Drawing the batch (online; 0 for the pool, whose gather counts as outside the products).
     pub sampling_s: Vec<f64>,
 }
@@ -70,6 +76,7 @@ impl Timings {
     fn extend(&mut self, o: Timings) {
         self.step_s.extend(o.step_s);
         self.products_s.extend(o.products_s);
+        self.forward_s.extend(o.forward_s);
         self.sampling_s.extend(o.sampling_s);
     }
 }
@@ -125,7 +132,12 @@ pub struct NumpyInfo {
 }
 
 impl Numpy {
-    fn start(script: &Path, b: &BenchConfig, act: &ActivationConfig) -> Result<Self, String> {
+    fn start(
+        script: &Path,
+        b: &BenchConfig,
+        act: &ActivationConfig,
+        threads: usize,
+    ) -> Result<Self, String> {
         let (kind, q, t) = match *act {
             ActivationConfig::SmoothedRelu { q, threshold } => ("smoothed_relu", q, threshold),
             _ => ("relu", 3, 1.0),
@@ -144,6 +156,10 @@ impl Numpy {
                 format!("--q={q}"),
                 format!("--t={t}"),
             ])
+            .envs(
+                ["OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"]
+                    .map(|k| (k, threads.to_string())),
+            )
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -201,19 +217,41 @@ pub struct ActivationResult {
     pub numpy: Result<(Timings, Timings), String>,
 }
 
-/// The whole benchmark.
+/// The measurements with one thread count.
 #[derive(Clone, Debug)]
-pub struct BenchResult {
-    /// Threads in the rayon pool.
+pub struct ThreadsResult {
+    /// Threads of the Rust step (and of NumPy's BLAS).
     pub threads: usize,
-    /// The CPU, from /proc/cpuinfo, with its vector extensions.
-    pub machine: String,
-    /// Load average (1 min) before and after.
-    pub load: (f64, f64),
     /// NumPy's version and BLAS (Err: why not).
     pub numpy: Result<NumpyInfo, String>,
     /// Per activation.
     pub activations: Vec<ActivationResult>,
+}
+
+/// The machine's fused multiply-adds from registers, in GFLOP/s.
+#[derive(Clone, Copy, Debug)]
+pub struct Peak {
+    /// One thread.
+    pub one: f64,
+    /// Every thread of the run with the most threads, together.
+    pub all: f64,
+    /// Their number.
+    pub threads: usize,
+    /// Bits of the vectors (512, 256, or 32 for scalar code).
+    pub bits: usize,
+}
+
+/// The whole benchmark.
+#[derive(Clone, Debug)]
+pub struct BenchResult {
+    /// The CPU, from /proc/cpuinfo, with its vector extensions.
+    pub machine: String,
+    /// Load average (1 min) before and after.
+    pub load: (f64, f64),
+    /// Peak multiply-add rate.
+    pub peak: Peak,
+    /// Per thread count.
+    pub runs: Vec<ThreadsResult>,
 }
 
 fn load_average() -> f64 {
@@ -245,39 +283,144 @@ pub fn machine() -> String {
     format!("{model}, {cpus} logical CPUs, {simd}")
 }
 
-/// Run the benchmark in the current rayon pool for each activation, against the NumPy worker
-/// `script` when given.
+/// Run the benchmark for each thread count (each in its own rayon pool, NumPy's BLAS with as
+/// many threads) and each activation, against the NumPy worker `script` when given.
 pub fn run(
     b: &BenchConfig,
     activations: &[ActivationConfig],
     script: Option<&Path>,
+    thread_counts: &[usize],
 ) -> Result<BenchResult, TheoryError> {
     let load0 = load_average();
-    let mut info: Result<NumpyInfo, String> = Err("skipped (--no-numpy)".into());
-    let mut out = Vec::new();
-    for act in activations {
-        let mut numpy = script.map(|s| Numpy::start(s, b, act));
-        if let Some(Ok(np)) = &mut numpy {
-            if out.is_empty() {
-                info = np.ask("info");
+    let mut runs = Vec::new();
+    for &threads in thread_counts {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads.max(1))
+            .build()
+            .map_err(|e| TheoryError::Study(format!("thread pool: {e}")))?;
+        let mut info: Result<NumpyInfo, String> = Err("skipped (--no-numpy)".into());
+        let mut out = Vec::new();
+        for act in activations {
+            let mut numpy = script.map(|s| Numpy::start(s, b, act, threads));
+            if let Some(Ok(np)) = &mut numpy {
+                if out.is_empty() {
+                    info = np.ask("info");
+                }
+            }
+            out.push(pool.install(|| run_one(b, act, numpy))?);
+        }
+        if let (Err(e), Some(first)) = (&info, out.first()) {
+            if let Err(why) = &first.numpy {
+                if script.is_some() && e != why {
+                    info = Err(why.clone());
+                }
             }
         }
-        out.push(run_one(b, act, numpy)?);
+        runs.push(ThreadsResult {
+            threads: pool.current_num_threads(),
+            numpy: info,
+            activations: out,
+        });
     }
-    if let (Err(e), Some(first)) = (&info, out.first()) {
-        if let Err(why) = &first.numpy {
-            if script.is_some() && e != why {
-                info = Err(why.clone());
-            }
-        }
-    }
+    let most = runs.iter().map(|r| r.threads).max().unwrap_or(1);
+    let (one, bits) = peak_fma(1);
+    let (all, _) = peak_fma(most);
     Ok(BenchResult {
-        threads: rayon::current_num_threads(),
         machine: machine(),
         load: (load0, load_average()),
-        numpy: info,
-        activations: out,
+        peak: Peak {
+            one,
+            all,
+            threads: most,
+            bits,
+        },
+        runs,
     })
+}
+
+/// GFLOP/s of fused multiply-adds from registers on `threads` threads at once (independent
+/// chains, enough to fill every unit), with the widest vectors this processor has; and their
+/// width in bits.
+pub fn peak_fma(threads: usize) -> (f64, usize) {
+    let threads = threads.max(1);
+    let iters: u64 = 20_000_000;
+    let mut best = f64::INFINITY;
+    let mut bits = 32;
+    for _ in 0..3 {
+        let t = Instant::now();
+        let got: Vec<(f64, usize)> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..threads).map(|_| s.spawn(|| fma_loop(iters))).collect();
+            hs.into_iter().filter_map(|h| h.join().ok()).collect()
+        });
+        best = best.min(t.elapsed().as_secs_f64());
+        bits = got.first().map_or(32, |g| g.1);
+    }
+    // 12 chains, 2 flops per lane and multiply-add
+    let flops = iters as f64 * 12.0 * 2.0 * (bits / 32) as f64 * threads as f64;
+    (flops / best / 1e9, bits)
+}
+
+/// `iters` rounds of 12 independent multiply-add chains; returns a value that depends on them
+/// (so they are computed) and the vector width in bits.
+fn fma_loop(iters: u64) -> (f64, usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: AVX-512F is present.
+            return (unsafe { fma_loop_avx512(iters) }, 512);
+        }
+        if std::arch::is_x86_feature_detected!("fma") {
+            // SAFETY: AVX and FMA are present.
+            return (unsafe { fma_loop_avx2(iters) }, 256);
+        }
+    }
+    let mut acc = [1.0f32; 12];
+    for _ in 0..iters {
+        for a in acc.iter_mut() {
+            *a = a.mul_add(0.999_999, 1e-7);
+        }
+    }
+    (
+        std::hint::black_box(acc).iter().map(|&v| v as f64).sum(),
+        32,
+    )
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn fma_loop_avx512(iters: u64) -> f64 {
+    use std::arch::x86_64::*;
+    let (m, c) = (_mm512_set1_ps(0.999_999), _mm512_set1_ps(1e-7));
+    let mut acc = [_mm512_set1_ps(1.0); 12];
+    for _ in 0..iters {
+        for a in acc.iter_mut() {
+            *a = _mm512_fmadd_ps(*a, m, c);
+        }
+    }
+    let acc = std::hint::black_box(acc);
+    acc.iter().map(|a| _mm512_reduce_add_ps(*a) as f64).sum()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx,fma")]
+unsafe fn fma_loop_avx2(iters: u64) -> f64 {
+    use std::arch::x86_64::*;
+    let (m, c) = (_mm256_set1_ps(0.999_999), _mm256_set1_ps(1e-7));
+    let mut acc = [_mm256_set1_ps(1.0); 12];
+    for _ in 0..iters {
+        for a in acc.iter_mut() {
+            *a = _mm256_fmadd_ps(*a, m, c);
+        }
+    }
+    let acc = std::hint::black_box(acc);
+    let mut out = [0f32; 8];
+    let mut sum = 0.0;
+    for a in acc {
+        // SAFETY: `out` holds 8 floats.
+        unsafe { _mm256_storeu_ps(out.as_mut_ptr(), a) };
+        sum += out.iter().map(|&v| v as f64).sum::<f64>();
+    }
+    sum
 }
 
 fn run_one(
@@ -314,7 +457,7 @@ fn run_one(
     let mut online_index = 0u64;
     let mut rust_step = |mode: Mode, t: &mut Timings| {
         let t0 = Instant::now();
-        let p0 = ws.products_s;
+        let (p0, f0) = (ws.products_s, ws.forward_s);
         let labels: Vec<usize> = match mode {
             Mode::Pool => {
                 let idx: Vec<usize> = (0..b.batch)
@@ -340,6 +483,7 @@ fn run_one(
         net.sgd_step(&x, &labels, lr, false, &mut ws);
         t.step_s.push(t0.elapsed().as_secs_f64());
         t.products_s.push(ws.products_s - p0);
+        t.forward_s.push(ws.forward_s - f0);
         t.sampling_s.push(if mode == Mode::Online {
             (t1 - t0).as_secs_f64()
         } else {
@@ -365,10 +509,12 @@ fn run_one(
     for _ in 0..b.rounds {
         for mode in [Mode::Pool, Mode::Online] {
             let t = if mode == Mode::Pool { &mut rp } else { &mut ro };
+            std::thread::sleep(SETTLE);
             for _ in 0..b.steps {
                 rust_step(mode, t);
             }
             if let Ok(np) = &mut numpy {
+                std::thread::sleep(SETTLE);
                 match np.ask::<Timings>(&format!("{} {}", mode.word(), b.steps)) {
                     Ok(r) if mode == Mode::Pool => np_pool.extend(r),
                     Ok(r) => np_online.extend(r),
@@ -395,34 +541,61 @@ fn activation_name(a: &ActivationConfig) -> String {
     }
 }
 
-/// The benchmark's report: the machine, then one Markdown table row per activation and mode
-/// (Rust and NumPy ms per step, the speed ratio, and each side's share of the step outside
-/// its two matrix products), then the batch-drawing times and the products' GFLOP/s.
+/// The benchmark's report: the machine and its peak multiply-add rate, one Markdown table row
+/// per thread count, activation and mode (Rust and NumPy ms per step, the speed ratio, and each
+/// side's share of the step outside its two matrix products), then the phases of each step:
+/// the two products (their GFLOP/s against the peak), the rest of a fixed-pool step, and
+/// drawing an online batch.
 pub fn report(b: &BenchConfig, r: &BenchResult) -> String {
     use std::fmt::Write;
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "Machine: {}; {} threads; load average {:.1} before, {:.1} after (other processes share the cores when it exceeds the thread count).",
-        r.machine, r.threads, r.load.0, r.load.1
+        "Machine: {}; load average {:.1} before, {:.1} after (other processes share the cores when it exceeds the thread count).",
+        r.machine, r.load.0, r.load.1
     );
-    match &r.numpy {
-        Ok(i) => {
+    let _ = writeln!(
+        s,
+        "Peak of {}-bit fused multiply-adds from registers: {:.0} GFLOP/s with 1 thread, {:.0} with {}.",
+        r.peak.bits, r.peak.one, r.peak.all, r.peak.threads
+    );
+    let infos: Vec<String> = r
+        .runs
+        .iter()
+        .filter_map(|t| {
+            t.numpy.as_ref().ok().map(|i| {
+                format!(
+                    "{:.0} GFLOP/s with {} thread{}",
+                    2.0 * 2048f64.powi(3) / i.sgemm_2048_s / 1e9,
+                    t.threads,
+                    if t.threads == 1 { "" } else { "s" }
+                )
+            })
+        })
+        .collect();
+    match r.runs.iter().find_map(|t| t.numpy.as_ref().ok()) {
+        Some(i) => {
             let _ = writeln!(
                 s,
-                "NumPy {} ({}; one 2048³ product {:.0} GFLOP/s).",
+                "NumPy {} ({}; one 2048³ product: {}).",
                 i.numpy,
                 i.blas,
-                2.0 * 2048f64.powi(3) / i.sgemm_2048_s / 1e9
+                infos.join(", ")
             );
         }
-        Err(e) => {
-            let _ = writeln!(s, "NumPy: {e}");
+        None => {
+            let why = r
+                .runs
+                .first()
+                .and_then(|t| t.numpy.as_ref().err())
+                .cloned()
+                .unwrap_or_default();
+            let _ = writeln!(s, "NumPy: {why}");
         }
     }
     let _ = writeln!(
         s,
-        "One SGD step of the fine-label net: d = {}, P = {}, batch {}, 2 × {} subclasses, m = {} ({} neurons). Medians of {} rounds × {} steps, Rust and NumPy stepped in turn.\n",
+        "One SGD step of the fine-label net: d = {}, P = {}, batch {}, 2 × {} subclasses, m = {} ({} neurons). Medians of {} rounds × {} steps, Rust and NumPy stepped in turn, each turn after a {:.1} s pause; NumPy's BLAS runs with as many threads as the Rust step.\n",
         b.dim,
         b.patches,
         b.batch,
@@ -430,85 +603,99 @@ pub fn report(b: &BenchConfig, r: &BenchResult) -> String {
         b.neurons,
         2 * b.subclasses * b.neurons,
         b.rounds,
-        b.steps
+        b.steps,
+        SETTLE.as_secs_f64()
     );
     let _ = writeln!(
         s,
-        "| activation | mode | Rust ms/step | NumPy ms/step | Rust speed / NumPy | Rust: outside the products | NumPy: outside the products |"
+        "| threads | activation | mode | Rust ms/step | NumPy ms/step | Rust speed / NumPy | Rust: outside the products | NumPy: outside the products |"
     );
-    let _ = writeln!(s, "|---|---|---|---|---|---|---|");
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|");
     let share = |t: &Timings| {
         let step = median(&t.step_s);
         let prod = median(&t.products_s);
         (step, 100.0 * (1.0 - prod / step))
     };
-    for a in &r.activations {
-        for (mode, rust, np) in [
-            (
-                "fixed pool",
-                &a.rust_pool,
-                a.numpy.as_ref().ok().map(|n| &n.0),
-            ),
-            (
-                "online",
-                &a.rust_online,
-                a.numpy.as_ref().ok().map(|n| &n.1),
-            ),
-        ] {
-            let (rs, rsh) = share(rust);
-            let (np_ms, ratio, np_share) = match np {
-                Some(t) => {
-                    let (ns, nsh) = share(t);
-                    (
-                        format!("{:.1}", ns * 1e3),
-                        format!("**{:.2}×**", ns / rs),
-                        format!("{nsh:.0}%"),
-                    )
-                }
-                None => ("n/a".into(), "n/a".into(), "n/a".into()),
-            };
-            let _ = writeln!(
-                s,
-                "| {} | {mode} | {:.1} | {np_ms} | {ratio} | {rsh:.0}% | {np_share} |",
-                activation_name(&a.activation),
-                rs * 1e3,
-            );
+    for run in &r.runs {
+        for a in &run.activations {
+            for (mode, rust, np) in [
+                (
+                    "fixed pool",
+                    &a.rust_pool,
+                    a.numpy.as_ref().ok().map(|n| &n.0),
+                ),
+                (
+                    "online",
+                    &a.rust_online,
+                    a.numpy.as_ref().ok().map(|n| &n.1),
+                ),
+            ] {
+                let (rs, rsh) = share(rust);
+                let (np_ms, ratio, np_share) = match np {
+                    Some(t) => {
+                        let (ns, nsh) = share(t);
+                        (
+                            format!("{:.1}", ns * 1e3),
+                            format!("**{:.2}×**", ns / rs),
+                            format!("{nsh:.0}%"),
+                        )
+                    }
+                    None => ("n/a".into(), "n/a".into(), "n/a".into()),
+                };
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {mode} | {:.1} | {np_ms} | {ratio} | {rsh:.0}% | {np_share} |",
+                    run.threads,
+                    activation_name(&a.activation),
+                    rs * 1e3,
+                );
+            }
         }
     }
     let flops =
         2.0 * 2.0 * (b.batch * b.patches * b.dim) as f64 * (2 * b.subclasses * b.neurons) as f64;
-    let _ = writeln!(s);
-    for a in &r.activations {
-        let rp = median(&a.rust_pool.products_s);
-        let _ = write!(
-            s,
-            "{}: the two products {:.1} ms in Rust ({:.0} GFLOP/s)",
-            activation_name(&a.activation),
-            rp * 1e3,
-            flops / rp / 1e9
-        );
-        if let Ok((np_pool, np_online)) = &a.numpy {
-            let npp = median(&np_pool.products_s);
-            let _ = write!(
-                s,
-                ", {:.1} ms in NumPy ({:.0} GFLOP/s); drawing an online batch: Rust {:.1} ms, NumPy {:.1} ms",
-                npp * 1e3,
-                flops / npp / 1e9,
-                median(&a.rust_online.sampling_s) * 1e3,
-                median(&np_online.sampling_s) * 1e3
-            );
+    let _ = writeln!(
+        s,
+        "\nPhases (ms per step, medians; the products and the rest from fixed-pool steps). Rust's forward product includes the activation (fused into it), NumPy's does not.\n"
+    );
+    let _ = writeln!(
+        s,
+        "| threads | activation | side | forward product | weight product | both: GFLOP/s (% of peak) | rest of a fixed-pool step | drawing an online batch |"
+    );
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|");
+    for run in &r.runs {
+        let peak = if run.threads == 1 {
+            r.peak.one
         } else {
-            let _ = write!(
-                s,
-                "; drawing an online batch: {:.1} ms",
-                median(&a.rust_online.sampling_s) * 1e3
-            );
+            r.peak.all
+        };
+        for a in &run.activations {
+            let mut sides = vec![("Rust", &a.rust_pool, &a.rust_online)];
+            if let Ok((p, o)) = &a.numpy {
+                sides.push(("NumPy", p, o));
+            }
+            for (side, pool, online) in sides {
+                let prod = median(&pool.products_s);
+                let fwd = median(&pool.forward_s);
+                let gflops = flops / prod / 1e9;
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {side} | {:.1} | {:.1} | {:.0} ({:.0}%) | {:.1} | {:.1} |",
+                    run.threads,
+                    activation_name(&a.activation),
+                    fwd * 1e3,
+                    (prod - fwd) * 1e3,
+                    gflops,
+                    100.0 * gflops / peak,
+                    (median(&pool.step_s) - prod) * 1e3,
+                    median(&online.sampling_s) * 1e3,
+                );
+            }
         }
-        let _ = writeln!(s, ".");
     }
     let _ = writeln!(
         s,
-        "Targets (issue 10): outside the products at most 15% of the step; fixed pool at least 1.3× and online at least 2.5× the careful NumPy step."
+        "\nTargets: the fixed-pool step at least 1.3× and the online step at least 2.5× the careful NumPy step, with one thread and with all."
     );
     s
 }

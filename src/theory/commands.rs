@@ -604,6 +604,8 @@ pub fn bench_command(
     if cfg.net.activation != ActivationConfig::Relu {
         acts.push(cfg.net.activation);
     }
-    let r = bench::run(&b, &acts, numpy)?;
+    let mut threads = vec![1, rayon::current_num_threads()];
+    threads.dedup();
+    let r = bench::run(&b, &acts, numpy, &threads)?;
     Ok(bench::report(&b, &r))
 }

@@ -189,6 +189,8 @@ impl Distribution {
         };
         let sd = (c.noise / (d as f64).sqrt()) as f32;
         let sd_hard = (c.hard_noise / (d as f64).sqrt()) as f32;
+        // every patch's standard normals, in order, then each scaled by its patch's std
+        crate::theory::normals::fill(rng, out);
         for (p, patch) in out.chunks_exact_mut(d).enumerate() {
             let s_p = if hard && p < c.common_patches {
                 sd_hard
@@ -196,8 +198,7 @@ impl Distribution {
                 sd
             };
             for v in patch.iter_mut() {
-                let z: f32 = rng.sample(StandardNormal);
-                *v = z * s_p;
+                *v *= s_p;
             }
         }
         let (lo, hi) = (c.strength[0], c.strength[1]);

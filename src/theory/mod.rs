@@ -3,6 +3,7 @@
 //!
 //! - [`config`]: the TOML configuration of a run;
 //! - [`data`]: the data distribution (features, easy and hard samples);
+//! - [`normals`]: standard normals in bulk, with the bits of one-at-a-time sampling;
 //! - [`net`]: the network and its analytic gradients;
 //! - [`train`]: SGD pretraining until convergence, recording the feature responses;
 //! - [`responses`]: neuron x feature correlations and their summaries;
@@ -24,6 +25,7 @@ pub mod data;
 pub mod figures;
 pub mod margin;
 pub mod net;
+pub mod normals;
 pub mod readout;
 pub mod responses;
 pub mod run;

@@ -2,9 +2,12 @@
 //! `F_c(X) = sum_r sum_p act(<w_{c,r}, x_p> + b_{c,r})`, the first layer shared over patches and
 //! the second layer fixed at 1 ([`Head::Fixed`]), or a trainable linear head on the pooled
 //! activations ([`Head::Linear`], used by the readouts). The forward pass and the weight gradient
-//! are the two matrix products of a step; both go through the `matrixmultiply` crate (the
-//! kernel behind ndarray), cut into fixed blocks that run in parallel, so results do not depend on
-//! the number of threads.
+//! are the two matrix products of a step. On a processor with AVX-512 they run in the kernels of
+//! [`products`] (the activation fused into the forward product's last pass, dL/dZ written
+//! straight into the layout the weight gradient reads), which give the same bits as the
+//! `matrixmultiply` crate (the kernel behind ndarray); elsewhere they go through
+//! `matrixmultiply` itself, cut into fixed blocks. Either way the work runs in parallel and
+//! results do not depend on the number of threads.
 
 use crate::theory::config::ActivationConfig;
 use ndarray::Array2;
@@ -13,12 +16,16 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 use rayon::prelude::*;
 
+pub mod products;
+
 /// Rows of X (batch x patches) per block of the forward product. Every block packs all of W
 /// again, so blocks are large: a few per product, enough to keep a few threads busy.
 pub const ROW_BLOCK: usize = 1024;
 /// Input coordinates (columns of W) per block of the weight-gradient product. Every block packs
 /// all of dL/dZ again (batch x patches x neurons floats), so blocks are large.
 pub const COL_BLOCK: usize = 512;
+/// Rows (whole samples) per block of the forward product in the [`products`] kernels.
+pub const FUSED_ROWS: usize = 256;
 
 /// A raw pointer that parallel blocks writing disjoint parts of one buffer may share.
 struct SendPtr(*mut f32);
@@ -79,8 +86,9 @@ impl Activation {
     /// `z[n] + bias[n]` to `h[n]` and overwrite `z[n]` with its derivative. The same values as
     /// [`Activation::eval`], in a loop per activation that the compiler vectorises (no branch
     /// and no `powi` call per element for q = 2 and 3).
-    #[inline]
+    #[inline(always)]
     fn apply(&self, z: &mut [f32], bias: &[f32], h: &mut [f32]) {
+        #[inline(always)]
         fn each(z: &mut [f32], bias: &[f32], h: &mut [f32], f: impl Fn(f32) -> (f32, f32)) {
             for ((zv, hv), b) in z.iter_mut().zip(h.iter_mut()).zip(bias) {
                 let (a, da) = f(*zv + b);
@@ -88,6 +96,7 @@ impl Activation {
                 *zv = da;
             }
         }
+        #[inline(always)]
         fn each_unbiased(z: &mut [f32], h: &mut [f32], f: impl Fn(f32) -> (f32, f32)) {
             for (zv, hv) in z.iter_mut().zip(h.iter_mut()) {
                 let (a, da) = f(*zv);
@@ -107,6 +116,19 @@ impl Activation {
                 }
             }
         }
+    }
+}
+
+impl Activation {
+    /// [`Activation::apply`] compiled for AVX-512: the same operations on every element (no
+    /// fused multiply-add is formed), so the same bits, sixteen lanes at a time.
+    ///
+    /// # Safety
+    /// AVX-512F must be available.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn apply_avx512(&self, z: &mut [f32], bias: &[f32], h: &mut [f32]) {
+        self.apply(z, bias, h)
     }
 }
 
@@ -202,9 +224,22 @@ pub struct Net {
 #[derive(Default, Debug)]
 pub struct Workspace {
     /// Seconds spent in the two matrix products since the workspace was made (for the
-    /// benchmark's share of the step outside them).
+    /// benchmark's share of the step outside them; with the [`products`] kernels the forward
+    /// product includes the activation fused into it).
     pub products_s: f64,
+    /// The part of `products_s` spent in the forward product.
+    pub forward_s: f64,
     z: Vec<f32>,
+    /// The weights packed for the forward product ([`products::pack_weights`]).
+    packed_w: Vec<f32>,
+    /// dL/dZ packed for the weight gradient ([`products::packed_grad_len`]); used instead of
+    /// `z` when `packed` is set.
+    dzp: Vec<f32>,
+    /// Whether the last forward pass ran in the [`products`] kernels.
+    packed: bool,
+    /// Run the products through `matrixmultiply` even where the kernels run (tests compare the
+    /// two).
+    portable: bool,
     h: Vec<f32>,
     logits: Vec<f32>,
     g_logits: Vec<f32>,
@@ -383,11 +418,66 @@ impl Net {
         let mut bias = std::mem::take(&mut ws.bias);
         self.biases(&mut bias);
         let t = std::time::Instant::now();
-        self.preact(x, &mut ws.z);
-        ws.products_s += t.elapsed().as_secs_f64();
-        self.activate(&mut ws.z, &bias, &mut ws.h, batch);
+        ws.packed = !ws.portable && products::available();
+        if ws.packed {
+            self.preact_activate(x, &bias, batch, ws);
+        } else {
+            self.preact(x, &mut ws.z);
+        }
+        let elapsed = t.elapsed().as_secs_f64();
+        ws.products_s += elapsed;
+        ws.forward_s += elapsed;
+        if !ws.packed {
+            self.activate(&mut ws.z, &bias, &mut ws.h, batch);
+        }
         self.head_forward(&ws.h, batch, &mut ws.logits);
         ws.bias = bias;
+    }
+
+    /// The forward product in the [`products`] kernels with the activation fused into its last
+    /// pass: `ws.z` becomes act'(Z + b) and `ws.h` the pooled activations, the same bits as
+    /// [`Net::preact`] followed by [`Net::activate`]. Whole samples are cut into blocks of about
+    /// [`FUSED_ROWS`] rows, computed in parallel when `parallel`; within a block the rows of
+    /// each neuron come in order, so the pooled sums add the patches in order.
+    fn preact_activate(&self, x: &[f32], bias: &[f32], batch: usize, ws: &mut Workspace) {
+        let (n, d, p) = (self.neurons(), self.dim(), self.patches);
+        let rows = batch * p;
+        let w = self.w.as_slice().expect("weights are contiguous");
+        ws.packed_w.resize(products::packed_weights_len(n, d), 0.0);
+        products::pack_weights(w, n, d, &mut ws.packed_w, self.parallel);
+        ws.z.resize(rows * n, 0.0);
+        ws.h.clear();
+        ws.h.resize(batch * n, 0.0);
+        let per = FUSED_ROWS.div_ceil(p).max(1);
+        let act = self.act;
+        let packed = &ws.packed_w;
+        type Block<'a> = (usize, ((&'a mut [f32], &'a [f32]), &'a mut [f32]));
+        let block = |(i, ((zb, xb), hb)): Block| {
+            products::forward_rows(xb, packed, n, d, zb, i * per * p, rows, |r, n0, zr| {
+                let h = &mut hb[(r / p) * n + n0..][..zr.len()];
+                let b = &bias[n0..n0 + zr.len()];
+                // SAFETY: the kernels run, so AVX-512F is available.
+                #[cfg(target_arch = "x86_64")]
+                unsafe {
+                    act.apply_avx512(zr, b, h)
+                };
+                #[cfg(not(target_arch = "x86_64"))]
+                act.apply(zr, b, h);
+            });
+        };
+        if self.parallel {
+            ws.z.par_chunks_mut(per * p * n)
+                .zip(x.par_chunks(per * p * d))
+                .zip(ws.h.par_chunks_mut(per * n))
+                .enumerate()
+                .for_each(block);
+        } else {
+            ws.z.chunks_mut(per * p * n)
+                .zip(x.chunks(per * p * d))
+                .zip(ws.h.chunks_mut(per * n))
+                .enumerate()
+                .for_each(block);
+        }
     }
 
     /// Mean cross-entropy of the batch and the gradients of every parameter, without updating:
@@ -401,7 +491,7 @@ impl Net {
         let mut ws = Workspace::default();
         let loss = self.backward(x, labels, &mut ws);
         let mut dw = Array2::<f32>::zeros(self.w.raw_dim());
-        self.weight_product(x, &ws.z, dw.as_slice_mut().expect("contiguous"), false, 1.0);
+        self.weight_product(x, &ws, dw.as_slice_mut().expect("contiguous"), false, 1.0);
         let dhead = match &self.head {
             Head::Linear { a, .. } => {
                 let (n, c) = (self.neurons(), a.nrows());
@@ -424,8 +514,9 @@ impl Net {
     }
 
     /// Forward and backward pass: fills the workspace with pooled activations (`h`), the logit
-    /// gradient (`g_logits`) and dL/dZ (in `z`). Returns the mean cross-entropy, or NaN if a
-    /// logit is not finite.
+    /// gradient (`g_logits`) and dL/dZ (in `z`, or packed in `dzp` when the forward pass ran in
+    /// the [`products`] kernels). Returns the mean cross-entropy, or NaN if a logit is not
+    /// finite.
     // index loops: b and k index several flat buffers at once
     #[allow(clippy::needless_range_loop)]
     fn backward(&self, x: &[f32], labels: &[usize], ws: &mut Workspace) -> f64 {
@@ -479,6 +570,30 @@ impl Net {
         // dL/dZ = dL/dh (broadcast over patches) * act'(Z + b); z already holds act'
         let p = self.patches;
         let g_h = &ws.g_h;
+        if ws.packed {
+            // straight into the weight gradient's layout, one tile of neurons per part
+            let rows = batch * p;
+            let tn = products::BWD_ROWS;
+            ws.dzp.resize(products::packed_grad_len(rows, n), 0.0);
+            let z = &ws.z;
+            let tile = |(t, part): (usize, &mut [f32])| {
+                let (n0, width) = (t * tn, tn.min(n - t * tn));
+                for (r, o) in part.chunks_exact_mut(tn).enumerate() {
+                    let zr = &z[r * n + n0..][..width];
+                    let g = &g_h[(r / p) * n + n0..][..width];
+                    for ((ov, zv), gv) in o.iter_mut().zip(zr).zip(g) {
+                        *ov = zv * gv;
+                    }
+                    o[width..].fill(0.0);
+                }
+            };
+            if self.parallel {
+                ws.dzp.par_chunks_mut(rows * tn).enumerate().for_each(tile);
+            } else {
+                ws.dzp.chunks_mut(rows * tn).enumerate().for_each(tile);
+            }
+            return loss;
+        }
         let scale = |(zb, gb): (&mut [f32], &[f32])| {
             for zp in zb.chunks_exact_mut(n) {
                 for (zv, g) in zp.iter_mut().zip(gb) {
@@ -497,11 +612,27 @@ impl Net {
     }
 
     /// dst <- (read_dst ? dst : 0) + beta * dZ^T X, the weight-gradient product (dst is
-    /// neurons x dim). The columns (input coordinates) are cut into fixed blocks of
-    /// [`COL_BLOCK`], computed in parallel when `parallel`; each block sums over all rows in the
-    /// same order, so the bits do not depend on the thread count.
-    fn weight_product(&self, x: &[f32], dz: &[f32], dst: &mut [f32], read_dst: bool, beta: f32) {
+    /// neurons x dim), with dL/dZ from the workspace of the last [`Net::backward`]: in the
+    /// [`products`] kernels when the forward pass ran in them, else through `matrixmultiply`
+    /// with the columns (input coordinates) cut into fixed blocks of [`COL_BLOCK`], computed in
+    /// parallel when `parallel`. Each element sums over all rows in the same order, so the bits
+    /// do not depend on the thread count.
+    fn weight_product(
+        &self,
+        x: &[f32],
+        ws: &Workspace,
+        dst: &mut [f32],
+        read_dst: bool,
+        beta: f32,
+    ) {
         let d = self.w.ncols();
+        if ws.packed {
+            let n = dst.len() / d;
+            let b = if read_dst { 1.0 } else { 0.0 };
+            products::weight_product(x, &ws.dzp, n, d, dst, beta, b, self.parallel);
+            return;
+        }
+        let dz = &ws.z;
         let n = dst.len() / d;
         let rows = x.len() / d;
         assert_eq!(dz.len(), rows * n);
@@ -579,7 +710,7 @@ impl Net {
         let d = self.dim();
         let mut w = std::mem::replace(&mut self.w, Array2::zeros((0, d)));
         let t = std::time::Instant::now();
-        self.weight_product(x, &ws.z, w.as_slice_mut().expect("contiguous"), true, -lr);
+        self.weight_product(x, ws, w.as_slice_mut().expect("contiguous"), true, -lr);
         ws.products_s += t.elapsed().as_secs_f64();
         self.w = w;
         loss

@@ -155,6 +155,16 @@ fn vectorised_activation_matches_eval() {
         let mut z = z0.clone();
         let mut h = vec![1.0f32; z0.len()];
         act.apply(&mut z, &b, &mut h);
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            let mut z2 = z0.clone();
+            let mut h2 = vec![1.0f32; z0.len()];
+            // SAFETY: AVX-512F is present.
+            unsafe { act.apply_avx512(&mut z2, &b, &mut h2) };
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&z2), bits(&z), "{act:?}: AVX-512 derivative");
+            assert_eq!(bits(&h2), bits(&h), "{act:?}: AVX-512 activation");
+        }
         for i in 0..z0.len() {
             let (a, da) = act.eval(z0[i] + b[i]);
             assert_eq!(h[i].to_bits(), (1.0 + a).to_bits(), "{act:?} at {}", z0[i]);
@@ -207,4 +217,62 @@ fn step_is_identical_with_one_or_two_threads() {
     assert_eq!(a, b);
     assert_eq!(a, c);
     drop(net);
+}
+
+/// The step in the `products` kernels (where this processor runs them) gives the same bits as
+/// the step through `matrixmultiply`: weights, head, losses and gradients, for every
+/// activation and both heads, over several steps.
+#[test]
+fn kernels_give_the_bits_of_matrixmultiply() {
+    let acts = [
+        Activation::Relu,
+        Activation::ThresholdRelu { scale: 0.3 },
+        Activation::Smoothed { q: 3, t: 0.8 },
+        Activation::Smoothed { q: 2, t: 1.5 },
+        Activation::Smoothed { q: 4, t: 0.7 },
+    ];
+    for (i, act) in acts.into_iter().enumerate() {
+        for linear in [false, true] {
+            let mut rng = ChaCha8Rng::seed_from_u64(40 + i as u64);
+            // 5 classes x 7 neurons (35: partial tiles), d = 300 (two blocks of the reduction),
+            // 20 samples x 13 patches (260 rows)
+            let (classes, m, d, p, batch) = (5, 7, 300, 13, 20);
+            let mut net = Net::new(classes, m, d, p, 0.3, act, &mut rng);
+            if linear {
+                let mut a = Array2::<f32>::zeros((3, classes * m));
+                for v in a.iter_mut() {
+                    *v = rng.sample::<f32, _>(StandardNormal) * 0.3;
+                }
+                net.head = Head::Linear {
+                    a,
+                    c: vec![0.1, -0.2, 0.05],
+                };
+            }
+            let x: Vec<f32> = (0..batch * p * d)
+                .map(|_| rng.sample::<f32, _>(StandardNormal))
+                .collect();
+            let labels: Vec<usize> = (0..batch).map(|b| b % net.head.classes()).collect();
+            let run = |portable: bool| {
+                let mut n = net.clone();
+                let mut ws = Workspace {
+                    portable,
+                    ..Workspace::default()
+                };
+                let losses: Vec<u64> = (0..3)
+                    .map(|_| n.sgd_step(&x, &labels, 0.5, linear, &mut ws).to_bits())
+                    .collect();
+                let f = n.forward(&x);
+                (n, losses, f.pooled, f.logits)
+            };
+            let (a, la, pa, ga) = run(false);
+            let (b, lb, pb, gb) = run(true);
+            assert_eq!(la, lb, "{act:?} linear={linear}: losses");
+            let bits = |v: &Array2<f32>| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&a.w), bits(&b.w), "{act:?} linear={linear}: weights");
+            assert_eq!(a.head, b.head, "{act:?} linear={linear}: head");
+            assert_eq!(bits(&pa), bits(&pb), "{act:?} linear={linear}: pooled");
+            assert_eq!(bits(&ga), bits(&gb), "{act:?} linear={linear}: logits");
+            assert!(a.w != net.w, "the steps must move the weights");
+        }
+    }
 }
