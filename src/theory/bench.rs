@@ -297,7 +297,7 @@ pub fn run(
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads.max(1))
             .build()
-            .map_err(|e| TheoryError::Study(format!("thread pool: {e}")))?;
+            .map_err(|e| TheoryError::Invalid(format!("thread pool: {e}")))?;
         let mut info: Result<NumpyInfo, String> = Err("skipped (--no-numpy)".into());
         let mut out = Vec::new();
         for act in activations {
