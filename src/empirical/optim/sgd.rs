@@ -132,34 +132,46 @@ impl Sgd {
             .map(|p| grads.get(&p.var).map(Tensor::detach))
             .collect();
         self.check_finite(&gs, lr)?;
+        // The step's three scalars, made once on the parameters' device (again only for a
+        // parameter on another device).
+        let mut scalars: Option<[Tensor; 3]> = None;
         for ((p, buf), g) in self.params.iter().zip(&mut self.buffers).zip(gs) {
             let Some(g) = g else { continue };
             let w = p.var.as_tensor().detach();
             let dev = w.device();
-            let scalar = |v: f64| Tensor::new(v as f32, dev).ctx(&p.name);
+            if !scalars
+                .as_ref()
+                .is_some_and(|s| s[0].device().same_device(dev))
+            {
+                let scalar = |v: f64| Tensor::new(v as f32, dev).ctx(&p.name);
+                scalars = Some([
+                    scalar(self.config.weight_decay)?,
+                    scalar(self.config.momentum)?,
+                    scalar(lr)?,
+                ]);
+            }
+            let Some([wd_s, mu, lr_s]) = scalars.as_ref() else {
+                continue;
+            };
             let mut d = if p.weight_decay && self.config.weight_decay != 0.0 {
-                let wd_w = w.broadcast_mul(&scalar(self.config.weight_decay)?);
+                let wd_w = w.broadcast_mul(wd_s);
                 wd_w.and_then(|x| g.add(&x)).ctx(&p.name)?
             } else {
                 g
             };
             if self.config.momentum != 0.0 {
-                let mu = scalar(self.config.momentum)?;
                 let b = match buf.take() {
                     None => d.clone(),
-                    Some(b) => b.broadcast_mul(&mu).and_then(|x| x.add(&d)).ctx(&p.name)?,
+                    Some(b) => b.broadcast_mul(mu).and_then(|x| x.add(&d)).ctx(&p.name)?,
                 };
                 d = if self.config.nesterov {
-                    b.broadcast_mul(&mu).and_then(|x| d.add(&x)).ctx(&p.name)?
+                    b.broadcast_mul(mu).and_then(|x| d.add(&x)).ctx(&p.name)?
                 } else {
                     b.clone()
                 };
                 *buf = Some(b);
             }
-            let new = d
-                .broadcast_mul(&scalar(lr)?)
-                .and_then(|x| w.sub(&x))
-                .ctx(&p.name)?;
+            let new = d.broadcast_mul(lr_s).and_then(|x| w.sub(&x)).ctx(&p.name)?;
             p.var.set(&new).ctx(&p.name)?;
         }
         self.steps += 1;
