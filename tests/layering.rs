@@ -66,16 +66,17 @@ const LAYERS: &[(&str, &[&str])] = &[
         "empirical: networks",
         &["empirical::model", "empirical::kmeans", "empirical::device"],
     ),
-    ("empirical: error", &["empirical::error"]),
     (
         "empirical: training",
         &[
+            "empirical::train_error",
             "empirical::optim",
             "empirical::train",
             "empirical::checkpoint",
             "empirical::probe",
         ],
     ),
+    ("empirical: error", &["empirical::error"]),
     (
         "study: values",
         &[

@@ -26,9 +26,9 @@ use candle_core::Tensor;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::error::{EmpiricalError, TensorContext};
 use super::model::{read_safetensors, safetensors_bytes, Model, ModelConfig};
 use super::optim::{Sgd, SgdConfig, SgdState};
+use super::train_error::{TensorContext, TrainError};
 use crate::report::write_atomic;
 
 /// Version of the checkpoint layout written by [`save_checkpoint`].
@@ -83,7 +83,7 @@ pub fn save_checkpoint(
     epochs_done: usize,
     rng: &ChaCha8Rng,
     extra: serde_json::Value,
-) -> Result<(), EmpiricalError> {
+) -> Result<(), TrainError> {
     let state = optimizer.state()?;
     let meta = CheckpointMeta {
         format: CHECKPOINT_FORMAT,
@@ -108,38 +108,38 @@ pub fn save_checkpoint(
         tensors.insert(format!("{MOMENTUM_PREFIX}{name}"), t);
     }
     let json = serde_json::to_string(&meta)
-        .map_err(|e| EmpiricalError::checkpoint(path, format!("cannot encode header: {e}")))?;
+        .map_err(|e| TrainError::checkpoint(path, format!("cannot encode header: {e}")))?;
     let header = HashMap::from([(META_KEY.to_string(), json)]);
-    let bytes = safetensors_bytes(&tensors, Some(header))
-        .map_err(|m| EmpiricalError::checkpoint(path, m))?;
+    let bytes =
+        safetensors_bytes(&tensors, Some(header)).map_err(|m| TrainError::checkpoint(path, m))?;
     write_atomic(path, &bytes)?;
     Ok(())
 }
 
 /// Reads the header of a checkpoint without loading its tensors.
-pub fn read_checkpoint_meta(path: &Path) -> Result<CheckpointMeta, EmpiricalError> {
+pub fn read_checkpoint_meta(path: &Path) -> Result<CheckpointMeta, TrainError> {
     let bytes = std::fs::read(path)
-        .map_err(|e| EmpiricalError::checkpoint(path, format!("cannot read: {e}")))?;
+        .map_err(|e| TrainError::checkpoint(path, format!("cannot read: {e}")))?;
     meta_of(path, &bytes)
 }
 
-fn meta_of(path: &Path, bytes: &[u8]) -> Result<CheckpointMeta, EmpiricalError> {
+fn meta_of(path: &Path, bytes: &[u8]) -> Result<CheckpointMeta, TrainError> {
     let (_, header) = safetensors::SafeTensors::read_metadata(bytes)
-        .map_err(|e| EmpiricalError::checkpoint(path, format!("not a safetensors file: {e}")))?;
+        .map_err(|e| TrainError::checkpoint(path, format!("not a safetensors file: {e}")))?;
     let json = header
         .metadata()
         .as_ref()
         .and_then(|m| m.get(META_KEY))
         .ok_or_else(|| {
-            EmpiricalError::checkpoint(
+            TrainError::checkpoint(
                 path,
                 "no checkpoint header (a weights-only file? load it with Model::load_weights)",
             )
         })?;
     let meta: CheckpointMeta = serde_json::from_str(json)
-        .map_err(|e| EmpiricalError::checkpoint(path, format!("bad checkpoint header: {e}")))?;
+        .map_err(|e| TrainError::checkpoint(path, format!("bad checkpoint header: {e}")))?;
     if meta.format != CHECKPOINT_FORMAT {
-        return Err(EmpiricalError::checkpoint(
+        return Err(TrainError::checkpoint(
             path,
             format!(
                 "checkpoint format {} (this build reads format {CHECKPOINT_FORMAT})",
@@ -158,14 +158,14 @@ pub fn load_checkpoint(
     path: &Path,
     model: &Model,
     optimizer: &mut Sgd,
-) -> Result<Resume, EmpiricalError> {
+) -> Result<Resume, TrainError> {
     let bytes = std::fs::read(path)
-        .map_err(|e| EmpiricalError::checkpoint(path, format!("cannot read: {e}")))?;
+        .map_err(|e| TrainError::checkpoint(path, format!("cannot read: {e}")))?;
     let meta = meta_of(path, &bytes)?;
     let ours = (model.config(), model.num_classes(), model.backbone_frozen());
     let theirs = (meta.model, meta.num_classes, meta.backbone_frozen);
     if ours != theirs {
-        return Err(EmpiricalError::checkpoint(
+        return Err(TrainError::checkpoint(
             path,
             format!(
                 "checkpoint of a {} (width {}, {} classes, backbone frozen: {}) does not fit \
@@ -190,7 +190,7 @@ pub fn load_checkpoint(
             let v = t
                 .flatten_all()
                 .and_then(|t| t.to_vec1::<f32>())
-                .map_err(|e| EmpiricalError::checkpoint(path, format!("{name}: {e}")))?;
+                .map_err(|e| TrainError::checkpoint(path, format!("{name}: {e}")))?;
             momentum.insert(param.to_string(), v);
         }
     }
@@ -202,7 +202,7 @@ pub fn load_checkpoint(
     let mut restored = optimizer.clone();
     restored
         .load_state(state)
-        .map_err(|e| EmpiricalError::checkpoint(path, e.to_string()))?;
+        .map_err(|e| TrainError::checkpoint(path, e.to_string()))?;
     model.set_from(&tensors, "", path)?;
     *optimizer = restored;
     Ok(Resume {

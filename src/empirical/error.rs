@@ -1,24 +1,21 @@
-//! The error type of the empirical half above its data and networks: training
-//! ([`super::optim`], [`super::train`], [`super::checkpoint`], [`super::probe`]) and the studies
-//! ([`super::study`]), with the errors of the layers below (networks, data, k-means, configs,
-//! hierarchies, figures, shards) kept typed as their sources.
+//! The error type of the empirical half above its training layer: the studies
+//! ([`super::study`]), the benchmarks and the GPU check, with the errors of the layers below
+//! (training, networks, data, k-means, configs, hierarchies, figures, shards) kept typed as
+//! their sources.
 //!
-//! Every variant says what was being done and, where there is one, the file at fault; a diverged
-//! run names the epoch, the optimizer step and the learning rate at which the loss stopped being
-//! finite.
-
-use std::path::PathBuf;
+//! Every variant says what was being done and, where there is one, the file at fault.
 
 use crate::cluster::ShardError;
 use crate::config::ConfigError;
 use crate::empirical::data::DataError;
 use crate::empirical::kmeans::KmeansError;
 use crate::empirical::model::ModelError;
+use crate::empirical::train_error::TrainError;
 use crate::hierarchy::HierarchyError;
 use crate::plot::PlotError;
 use crate::report::ReportError;
 
-/// Errors from building, training, evaluating or checkpointing a network.
+/// Errors from a study, a benchmark or the GPU check.
 #[derive(Debug, thiserror::Error)]
 pub enum EmpiricalError {
     /// An error from the tensor library (shape mismatch, unsupported operation, ...), with what
@@ -31,55 +28,12 @@ pub enum EmpiricalError {
         #[source]
         source: Box<candle_core::Error>,
     },
-    /// The training loss (or a gradient) became NaN or infinite.
-    #[error(
-        "training diverged at epoch {epoch}, step {step} (batch {batch} of the epoch), learning \
-         rate {lr:.6e}: {what} is {value} (try a lower learning rate or a longer warm-up)"
-    )]
-    Diverged {
-        /// The 0-based epoch.
-        epoch: usize,
-        /// The 0-based optimizer step (counted over the whole run).
-        step: u64,
-        /// The 0-based batch within the epoch.
-        batch: usize,
-        /// The learning rate of that step.
-        lr: f64,
-        /// What was not finite ("the loss", "the gradient of backbone.stem.conv.weight", ...).
-        what: String,
-        /// The offending value.
-        value: f32,
-    },
-    /// An optimizer step met a NaN or infinite gradient (nothing was updated). Training loops
-    /// turn this into [`EmpiricalError::Diverged`] with the epoch and batch.
-    #[error(
-        "non-finite gradient at optimizer step {step} (learning rate {lr:.6e}): {param} has an \
-         entry {value}"
-    )]
-    NonFiniteGradient {
-        /// The parameter whose gradient is not finite.
-        param: String,
-        /// The offending value.
-        value: f32,
-        /// The 0-based optimizer step.
-        step: u64,
-        /// The learning rate of that step.
-        lr: f64,
-    },
     /// An argument that does not fit: labels of the wrong length or out of range, a zero batch
     /// size, an image shape the model cannot take, a bad schedule, ...
     #[error("{context}: {message}")]
     Invalid {
         /// The function or object at fault.
         context: String,
-        /// What is wrong.
-        message: String,
-    },
-    /// A checkpoint or weights file that cannot be read or does not fit the model.
-    #[error("{}: {message}", .path.display())]
-    Checkpoint {
-        /// The file.
-        path: PathBuf,
         /// What is wrong.
         message: String,
     },
@@ -123,6 +77,9 @@ pub enum EmpiricalError {
     /// A network could not be built, run, saved or loaded.
     #[error(transparent)]
     Model(#[from] ModelError),
+    /// A network could not be trained, evaluated or checkpointed, or a probe trained.
+    #[error(transparent)]
+    Train(#[from] TrainError),
 }
 
 impl From<ShardError> for EmpiricalError {
@@ -164,12 +121,10 @@ impl EmpiricalError {
         }
     }
 
-    /// An [`EmpiricalError::Checkpoint`].
+    /// A [`TrainError::Checkpoint`]: a checkpoint or weights file that cannot be read or does
+    /// not fit.
     pub(crate) fn checkpoint(path: &std::path::Path, message: impl Into<String>) -> Self {
-        Self::Checkpoint {
-            path: path.to_path_buf(),
-            message: message.into(),
-        }
+        Self::Train(TrainError::checkpoint(path, message))
     }
 }
 
@@ -194,21 +149,10 @@ mod tests {
 
     #[test]
     fn messages_name_what_went_wrong() {
-        let e = EmpiricalError::Diverged {
-            epoch: 3,
-            step: 1234,
-            batch: 7,
-            lr: 0.4,
-            what: "the loss".into(),
-            value: f32::NAN,
-        };
-        let s = e.to_string();
-        assert!(
-            s.contains("epoch 3") && s.contains("step 1234") && s.contains("4.0"),
-            "{s}"
-        );
         let e = EmpiricalError::checkpoint(std::path::Path::new("a/b.ckpt"), "missing tensor x");
         assert_eq!(e.to_string(), "a/b.ckpt: missing tensor x");
+        let e = EmpiricalError::invalid("study", "no seeds");
+        assert_eq!(e.to_string(), "study: no seeds");
         let r: candle_core::Result<()> = Err(candle_core::Error::Msg("boom".into()));
         let e = r.ctx("stem").unwrap_err();
         assert!(e.to_string().starts_with("stem: tensor error: boom"), "{e}");

@@ -6,9 +6,10 @@
 //!   synthetic multi-view images), their `[data]` config, seeded augmentation and batching;
 //! * [`model`]: ResNet-8/20/18, with the fast CPU engine; [`kmeans`]: k-means label
 //!   granularities; [`device`]: the `--device` flag (CPU or a CUDA GPU);
-//! * [`error`]: the error of the layers above the data and the networks;
 //! * [`optim`]: SGD and schedules; [`train`]: training epochs and evaluation;
 //!   [`checkpoint`]: resumable training state; [`probe`]: linear probes on frozen features;
+//!   [`train_error`]: their error;
+//! * [`error`]: the error of the layers above training;
 //! * [`study`]: the transfer protocol over granularities, seeds and hard-sample designs, with
 //!   its results, reports and figures;
 //! * [`commands`]: the `empirical` subcommands as library functions;
@@ -28,3 +29,4 @@ pub mod optim;
 pub mod probe;
 pub mod study;
 pub mod train;
+pub mod train_error;

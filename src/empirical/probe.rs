@@ -11,7 +11,7 @@
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
-use super::error::EmpiricalError;
+use super::train_error::TrainError;
 use ndarray::{Array2, ArrayView1};
 
 /// Settings of a linear probe.
@@ -41,8 +41,8 @@ impl Default for ProbeConfig {
 
 impl ProbeConfig {
     /// Checks the values (names the field at fault).
-    pub fn validate(&self) -> Result<(), EmpiricalError> {
-        let bad = |f: &str, m: String| EmpiricalError::invalid(format!("probe.{f}"), m);
+    pub fn validate(&self) -> Result<(), TrainError> {
+        let bad = |f: &str, m: String| TrainError::invalid(format!("probe.{f}"), m);
         if self.epochs == 0 {
             return Err(bad("epochs", "must be at least 1".into()));
         }
@@ -86,30 +86,30 @@ impl LinearProbe {
         classes: usize,
         cfg: &ProbeConfig,
         seed: u64,
-    ) -> Result<Self, EmpiricalError> {
+    ) -> Result<Self, TrainError> {
         cfg.validate()?;
         let (n, dim) = features.dim();
         let ctx = "linear probe";
         if n == 0 || dim == 0 || classes == 0 {
-            return Err(EmpiricalError::invalid(
+            return Err(TrainError::invalid(
                 ctx,
                 format!("needs samples, features and classes (got {n}, {dim}, {classes})"),
             ));
         }
         if labels.len() != n {
-            return Err(EmpiricalError::invalid(
+            return Err(TrainError::invalid(
                 ctx,
                 format!("{} labels for {n} feature rows", labels.len()),
             ));
         }
         if let Some((i, &l)) = labels.iter().enumerate().find(|(_, &l)| l >= classes) {
-            return Err(EmpiricalError::invalid(
+            return Err(TrainError::invalid(
                 ctx,
                 format!("label {l} of sample {i} is not below {classes}"),
             ));
         }
         if features.iter().any(|v| !v.is_finite()) {
-            return Err(EmpiricalError::invalid(ctx, "a feature is not finite"));
+            return Err(TrainError::invalid(ctx, "a feature is not finite"));
         }
         let mut mean = vec![0f64; dim];
         let mut var = vec![0f64; dim];
@@ -180,7 +180,7 @@ impl LinearProbe {
                 step += 1;
             }
             if !loss.is_finite() {
-                return Err(EmpiricalError::invalid(
+                return Err(TrainError::invalid(
                     ctx,
                     format!(
                         "the loss is not finite at epoch {epoch} (learning rate {})",
@@ -239,9 +239,9 @@ impl LinearProbe {
     ///
     /// # Errors
     /// If the feature dimension differs from the training features'.
-    pub fn logits(&self, features: &Array2<f32>) -> Result<Array2<f32>, EmpiricalError> {
+    pub fn logits(&self, features: &Array2<f32>) -> Result<Array2<f32>, TrainError> {
         if features.ncols() != self.dim {
-            return Err(EmpiricalError::invalid(
+            return Err(TrainError::invalid(
                 "linear probe",
                 format!(
                     "features have {} dimensions, the probe was trained on {}",
@@ -261,7 +261,7 @@ impl LinearProbe {
             }
         }
         Array2::from_shape_vec((features.nrows(), self.classes), data)
-            .map_err(|e| EmpiricalError::invalid("linear probe", e.to_string()))
+            .map_err(|e| TrainError::invalid("linear probe", e.to_string()))
     }
 }
 

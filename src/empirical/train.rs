@@ -10,7 +10,7 @@
 //! state and the generator state: same seed, same bits.
 //!
 //! A loss or gradient that stops being finite ends the epoch with
-//! [`EmpiricalError::Diverged`], naming the epoch, the step and the learning rate.
+//! [`TrainError::Diverged`], naming the epoch, the step and the learning rate.
 //!
 //! [`evaluate`] and [`extract_features`] run the model in evaluation mode (BatchNorm with its
 //! running statistics) over a whole set in batches, returning one row per image.
@@ -23,9 +23,9 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::data::{batch_f32, shuffled_batches, Augment, ImageSet};
-use super::error::{EmpiricalError, TensorContext};
 use super::model::{argmax_rows, Model};
 use super::optim::{cross_entropy, Schedule, Sgd};
+use super::train_error::{TensorContext, TrainError};
 
 /// How one training epoch reads the data.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -105,9 +105,9 @@ fn check_labels(
     set: &ImageSet,
     labels: &[usize],
     classes: usize,
-) -> Result<(), EmpiricalError> {
+) -> Result<(), TrainError> {
     if labels.len() != set.len {
-        return Err(EmpiricalError::invalid(
+        return Err(TrainError::invalid(
             context,
             format!(
                 "{} labels for the {} images of {}",
@@ -118,7 +118,7 @@ fn check_labels(
         ));
     }
     if let Some((i, &y)) = labels.iter().enumerate().find(|(_, &y)| y >= classes) {
-        return Err(EmpiricalError::invalid(
+        return Err(TrainError::invalid(
             context,
             format!(
                 "image {i} of {} has label {y}, but the model has {classes} outputs",
@@ -130,9 +130,9 @@ fn check_labels(
 }
 
 /// Checks that `set` holds RGB images the model can batch.
-fn check_set(context: &str, set: &ImageSet, batch_size: usize) -> Result<(), EmpiricalError> {
+fn check_set(context: &str, set: &ImageSet, batch_size: usize) -> Result<(), TrainError> {
     if set.channels != 3 {
-        return Err(EmpiricalError::invalid(
+        return Err(TrainError::invalid(
             context,
             format!(
                 "{} has {} channels; the models take RGB images",
@@ -141,10 +141,7 @@ fn check_set(context: &str, set: &ImageSet, batch_size: usize) -> Result<(), Emp
         ));
     }
     if batch_size == 0 {
-        return Err(EmpiricalError::invalid(
-            context,
-            "batch size must be positive",
-        ));
+        return Err(TrainError::invalid(context, "batch size must be positive"));
     }
     Ok(())
 }
@@ -157,7 +154,7 @@ fn batch_tensor(
     std: [f32; 3],
     aug: Option<(&Augment, &mut ChaCha8Rng)>,
     device: &Device,
-) -> Result<Tensor, EmpiricalError> {
+) -> Result<Tensor, TrainError> {
     let x = batch_f32(set, idx, mean, std, aug);
     Tensor::from_vec(x, (idx.len(), set.channels, set.height, set.width), device).ctx("batch")
 }
@@ -178,12 +175,12 @@ pub fn train_epoch(
     epoch: usize,
     rng: &mut ChaCha8Rng,
     progress: &mut dyn FnMut(&StepInfo),
-) -> Result<EpochStats, EmpiricalError> {
+) -> Result<EpochStats, TrainError> {
     let ctx = "train_epoch";
     check_set(ctx, set, config.batch_size)?;
     check_labels(ctx, set, labels, model.num_classes())?;
     if !(0.0..1.0).contains(&config.label_smoothing) {
-        return Err(EmpiricalError::invalid(
+        return Err(TrainError::invalid(
             ctx,
             format!(
                 "label smoothing must be in [0, 1), got {}",
@@ -193,7 +190,7 @@ pub fn train_epoch(
     }
     let steps = config.steps_per_epoch(set.len);
     if steps == 0 {
-        return Err(EmpiricalError::invalid(
+        return Err(TrainError::invalid(
             ctx,
             format!(
                 "no full batch: {} images, batch size {}{}",
@@ -204,7 +201,7 @@ pub fn train_epoch(
         ));
     }
     if schedule.steps_per_epoch() != steps {
-        return Err(EmpiricalError::invalid(
+        return Err(TrainError::invalid(
             ctx,
             format!(
                 "the schedule has {} steps per epoch, but {} images in batches of {} make {steps}",
@@ -233,7 +230,7 @@ pub fn train_epoch(
         let logits = model.logits(&x, true)?;
         let loss = cross_entropy(&logits, &y, config.label_smoothing)?;
         let loss_value = loss.to_scalar::<f32>().ctx("loss")?;
-        let diverged = |what: String, value: f32| EmpiricalError::Diverged {
+        let diverged = |what: String, value: f32| TrainError::Diverged {
             epoch,
             step,
             batch: b,
@@ -246,7 +243,7 @@ pub fn train_epoch(
         }
         let grads = loss.backward().ctx("backward")?;
         optimizer.step(&grads, lr).map_err(|e| match e {
-            EmpiricalError::NonFiniteGradient { param, value, .. } => {
+            TrainError::NonFiniteGradient { param, value, .. } => {
                 diverged(format!("the gradient of {param}"), value)
             }
             e => e,
@@ -295,9 +292,9 @@ pub fn predictions(m: &Array2<f32>) -> Vec<usize> {
 }
 
 /// Fraction of rows of `m` whose [`predictions`] equal `labels` (one per row).
-pub fn accuracy(m: &Array2<f32>, labels: &[usize]) -> Result<f64, EmpiricalError> {
+pub fn accuracy(m: &Array2<f32>, labels: &[usize]) -> Result<f64, TrainError> {
     if labels.len() != m.nrows() || m.nrows() == 0 {
-        return Err(EmpiricalError::invalid(
+        return Err(TrainError::invalid(
             "accuracy",
             format!("{} labels for {} rows", labels.len(), m.nrows()),
         ));
@@ -318,8 +315,8 @@ fn eval_rows(
     std: [f32; 3],
     batch_size: usize,
     cols: usize,
-    f: impl Fn(&Tensor) -> Result<Tensor, EmpiricalError>,
-) -> Result<Array2<f32>, EmpiricalError> {
+    f: impl Fn(&Tensor) -> Result<Tensor, TrainError>,
+) -> Result<Array2<f32>, TrainError> {
     check_set("evaluate", set, batch_size)?;
     let mut data = Vec::with_capacity(set.len * cols);
     let all: Vec<usize> = (0..set.len).collect();
@@ -333,7 +330,7 @@ fn eval_rows(
         data.extend_from_slice(&v);
     }
     Array2::from_shape_vec((set.len, cols), data)
-        .map_err(|e| EmpiricalError::invalid("evaluate", e.to_string()))
+        .map_err(|e| TrainError::invalid("evaluate", e.to_string()))
 }
 
 /// The logits of every image of `set` (rows in image order), in evaluation mode, without
@@ -344,7 +341,7 @@ pub fn evaluate(
     mean: [f32; 3],
     std: [f32; 3],
     batch_size: usize,
-) -> Result<Array2<f32>, EmpiricalError> {
+) -> Result<Array2<f32>, TrainError> {
     eval_rows(
         model,
         set,
@@ -364,7 +361,7 @@ pub fn extract_features(
     mean: [f32; 3],
     std: [f32; 3],
     batch_size: usize,
-) -> Result<Array2<f32>, EmpiricalError> {
+) -> Result<Array2<f32>, TrainError> {
     eval_rows(
         model,
         set,
@@ -606,10 +603,7 @@ pub(crate) mod tests {
         assert!(run(&sched(0.1, 2), &labels, &zero).is_err());
         // An absurd learning rate blows the weights up: a Diverged error naming the epoch.
         let e = run(&sched(1e30, 2), &labels, &cfg).unwrap_err();
-        assert!(
-            matches!(e, EmpiricalError::Diverged { epoch: 3, .. }),
-            "{e}"
-        );
+        assert!(matches!(e, TrainError::Diverged { epoch: 3, .. }), "{e}");
         let msg = e.to_string();
         assert!(
             msg.contains("epoch 3") && msg.contains("1.000000e30"),

@@ -2,7 +2,7 @@
 
 use candle_core::{Device, Tensor, D};
 
-use crate::empirical::error::{EmpiricalError, TensorContext};
+use crate::empirical::train_error::{TensorContext, TrainError};
 
 /// Mean cross-entropy of `logits` `(N, K)` against `labels` (length `N`, each `< K`), with
 /// label smoothing `smoothing` in `[0, 1)` (PyTorch semantics, see the module doc). Returns a
@@ -11,22 +11,22 @@ pub fn cross_entropy(
     logits: &Tensor,
     labels: &[usize],
     smoothing: f64,
-) -> Result<Tensor, EmpiricalError> {
+) -> Result<Tensor, TrainError> {
     let (n, k) = logits.dims2().ctx("cross_entropy: logits must be (N, K)")?;
     if labels.len() != n || n == 0 {
-        return Err(EmpiricalError::invalid(
+        return Err(TrainError::invalid(
             "cross_entropy",
             format!("{} labels for {n} rows of logits", labels.len()),
         ));
     }
     if let Some(&bad) = labels.iter().find(|&&y| y >= k) {
-        return Err(EmpiricalError::invalid(
+        return Err(TrainError::invalid(
             "cross_entropy",
             format!("label {bad} out of range for {k} classes"),
         ));
     }
     if !(0.0..1.0).contains(&smoothing) {
-        return Err(EmpiricalError::invalid(
+        return Err(TrainError::invalid(
             "cross_entropy",
             format!("label smoothing must be in [0, 1), got {smoothing}"),
         ));

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::empirical::error::EmpiricalError;
+use crate::empirical::train_error::TrainError;
 
 /// The shape of the learning-rate curve after the warm-up (see the module doc for formulas).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -67,8 +67,8 @@ impl Schedule {
         kind: LrSchedule,
         epochs: usize,
         steps_per_epoch: usize,
-    ) -> Result<Self, EmpiricalError> {
-        let bad = |m: String| Err(EmpiricalError::invalid("lr schedule", m));
+    ) -> Result<Self, TrainError> {
+        let bad = |m: String| Err(TrainError::invalid("lr schedule", m));
         let (lr, warmup) = kind.base_and_warmup();
         if !(lr.is_finite() && lr > 0.0) {
             return bad(format!("lr must be positive and finite, got {lr}"));

@@ -7,8 +7,8 @@ use candle_core::backprop::GradStore;
 use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
-use crate::empirical::error::{EmpiricalError, TensorContext};
 use crate::empirical::model::Param;
+use crate::empirical::train_error::{TensorContext, TrainError};
 
 /// Hyper-parameters of [`Sgd`] (the learning rate comes from the [`Schedule`](super::Schedule)).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -34,8 +34,8 @@ impl Default for SgdConfig {
 
 impl SgdConfig {
     /// Checks the ranges documented on the fields.
-    pub fn validate(&self) -> Result<(), EmpiricalError> {
-        let bad = |m: String| Err(EmpiricalError::invalid("sgd config", m));
+    pub fn validate(&self) -> Result<(), TrainError> {
+        let bad = |m: String| Err(TrainError::invalid("sgd config", m));
         if !(0.0..1.0).contains(&self.momentum) {
             return bad(format!("momentum must be in [0, 1), got {}", self.momentum));
         }
@@ -74,12 +74,12 @@ pub struct Sgd {
 
 impl Sgd {
     /// An optimizer for `params` (usually [`crate::empirical::model::Model::trainable_params`]).
-    pub fn new(params: Vec<Param>, config: SgdConfig) -> Result<Self, EmpiricalError> {
+    pub fn new(params: Vec<Param>, config: SgdConfig) -> Result<Self, TrainError> {
         config.validate()?;
         let mut seen = std::collections::HashSet::new();
         for p in &params {
             if !seen.insert(p.name.as_str()) {
-                return Err(EmpiricalError::invalid(
+                return Err(TrainError::invalid(
                     "sgd",
                     format!("parameter {} listed twice", p.name),
                 ));
@@ -111,7 +111,7 @@ impl Sgd {
     /// Applies one update with learning rate `lr` from the gradients of a `backward()` call.
     /// Parameters without a gradient in `grads` are left alone (their buffers too), as in
     /// PyTorch. Every gradient is checked before anything changes: a NaN or infinite entry gives
-    /// [`EmpiricalError::NonFiniteGradient`] and leaves parameters, buffers and the step count
+    /// [`TrainError::NonFiniteGradient`] and leaves parameters, buffers and the step count
     /// as they were.
     ///
     /// The update runs as tensor operations on the parameters' device (one multiplication or
@@ -119,9 +119,9 @@ impl Sgd {
     /// loop it replaces), and the check brings one scalar back to the host: the sum over all
     /// gradients of `g - g`, which is 0 exactly when every entry is finite. Only when it is not
     /// are the gradients copied to the host, to name the parameter and the value.
-    pub fn step(&mut self, grads: &GradStore, lr: f64) -> Result<(), EmpiricalError> {
+    pub fn step(&mut self, grads: &GradStore, lr: f64) -> Result<(), TrainError> {
         if !(lr.is_finite() && lr >= 0.0) {
-            return Err(EmpiricalError::invalid(
+            return Err(TrainError::invalid(
                 "sgd step",
                 format!("learning rate must be finite and >= 0, got {lr}"),
             ));
@@ -178,9 +178,9 @@ impl Sgd {
         Ok(())
     }
 
-    /// [`EmpiricalError::NonFiniteGradient`] for the first NaN or infinite gradient entry, in
+    /// [`TrainError::NonFiniteGradient`] for the first NaN or infinite gradient entry, in
     /// parameter order; one scalar crosses to the host when all are finite.
-    fn check_finite(&self, gs: &[Option<Tensor>], lr: f64) -> Result<(), EmpiricalError> {
+    fn check_finite(&self, gs: &[Option<Tensor>], lr: f64) -> Result<(), TrainError> {
         let sums = self
             .params
             .iter()
@@ -210,7 +210,7 @@ impl Sgd {
                 .and_then(|t| t.to_vec1::<f32>())
                 .ctx(&p.name)?;
             if let Some(&bad) = g.iter().find(|v| !v.is_finite()) {
-                return Err(EmpiricalError::NonFiniteGradient {
+                return Err(TrainError::NonFiniteGradient {
                     param: p.name.clone(),
                     value: bad,
                     step: self.steps,
@@ -218,7 +218,7 @@ impl Sgd {
                 });
             }
         }
-        Err(EmpiricalError::invalid(
+        Err(TrainError::invalid(
             "sgd step",
             format!(
                 "the finite check of the gradients summed to {total}, yet every entry is finite"
@@ -228,7 +228,7 @@ impl Sgd {
 
     /// A copy of the state (step count and momentum buffers), for checkpoints; the buffers are
     /// copied from the device to the host.
-    pub fn state(&self) -> Result<SgdState, EmpiricalError> {
+    pub fn state(&self) -> Result<SgdState, TrainError> {
         let mut momentum = BTreeMap::new();
         for (p, b) in self.params.iter().zip(&self.buffers) {
             let Some(b) = b else { continue };
@@ -247,14 +247,14 @@ impl Sgd {
     /// Restores a state from [`Sgd::state`]. Every buffer must belong to one of this
     /// optimizer's parameters and have its size; parameters without a buffer in `state` start
     /// without one.
-    pub fn load_state(&mut self, state: SgdState) -> Result<(), EmpiricalError> {
+    pub fn load_state(&mut self, state: SgdState) -> Result<(), TrainError> {
         let mut momentum = state.momentum;
         let mut buffers = Vec::with_capacity(self.params.len());
         for p in &self.params {
             let b = momentum.remove(&p.name);
             if let Some(b) = &b {
                 if b.len() != p.var.elem_count() {
-                    return Err(EmpiricalError::invalid(
+                    return Err(TrainError::invalid(
                         "sgd state",
                         format!(
                             "momentum buffer of {} has {} values, the parameter {}",
@@ -272,7 +272,7 @@ impl Sgd {
             buffers.push(b);
         }
         if let Some(name) = momentum.keys().next() {
-            return Err(EmpiricalError::invalid(
+            return Err(TrainError::invalid(
                 "sgd state",
                 format!("momentum buffer for {name}, which this optimizer does not train"),
             ));

@@ -1,8 +1,8 @@
 //! Tests of the optimizer, the schedule and the loss.
 
 use super::*;
-use crate::empirical::error::EmpiricalError;
 use crate::empirical::model::Param;
+use crate::empirical::train_error::TrainError;
 use candle_core::backprop::GradStore;
 use candle_core::{Device, Tensor, Var};
 
@@ -108,7 +108,7 @@ fn sgd_rejects_non_finite_gradients_and_bad_config() {
     let mut opt = Sgd::new(vec![p.clone()], SgdConfig::default()).unwrap();
     let e = opt.step(&grads_for(&p, &[f32::NAN, 1.0]), 0.1).unwrap_err();
     assert!(
-        matches!(e, EmpiricalError::NonFiniteGradient { step: 0, .. }),
+        matches!(e, TrainError::NonFiniteGradient { step: 0, .. }),
         "{e}"
     );
     assert_eq!(values(&p), P0, "a failed step changes nothing");
@@ -244,7 +244,7 @@ fn sgd_infinite_gradient_in_a_later_parameter_changes_nothing() {
     .unwrap();
     let e = opt.step(&loss.backward().unwrap(), 0.1).unwrap_err();
     match e {
-        EmpiricalError::NonFiniteGradient { param, value, .. } => {
+        TrainError::NonFiniteGradient { param, value, .. } => {
             assert_eq!(param, "q");
             assert_eq!(value, f32::INFINITY);
         }

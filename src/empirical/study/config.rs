@@ -548,11 +548,13 @@ impl Validate for StudyConfig {
         if t.pretrain_epochs == 0 {
             return Err(field("train.pretrain_epochs", "must be at least 1"));
         }
-        if t.finetune_epochs == 0 && t.readouts.contains(&Readout::Finetune) {
-            return Err(field(
-                "train.finetune_epochs",
-                "must be at least 1 when the readouts include finetune",
-            ));
+        if let Some(r) = t.readouts.iter().find(|r| r.reads() == Reads::FineTuned) {
+            if t.finetune_epochs == 0 {
+                return Err(field(
+                    "train.finetune_epochs",
+                    format!("must be at least 1 when the readouts include {}", r.name()),
+                ));
+            }
         }
         check_schedule("train.pretrain_lr", &t.pretrain_lr, t.pretrain_epochs)?;
         let d = &self.data;

@@ -77,16 +77,18 @@ impl Trainee<'_> {
 }
 
 /// A training phase of a network: its name in `epochs.csv`, in checkpoint names and in the
-/// generator of its batches (`train.batch_keying = "phase"`).
+/// generator of its batches (`train.batch_keying = "phase"`). Written as its name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(into = "String", try_from = "String")]
 pub enum PhaseName {
     /// The baseline: the target labels from scratch, for the whole schedule.
     Baseline,
     /// Pretraining on a granularity's labels.
     Pretrain,
-    /// Fine-tuning the pretrained network on the target labels.
-    Finetune,
+    /// The training of a readout that trains the pretrained network on the target labels (one
+    /// that [`Readout::reads`] [`Reads::FineTuned`]), named by the readout: fine-tuning is
+    /// `Trains(Readout::Finetune)`, `finetune`.
+    Trains(Readout),
     /// The direct arm: a granularity's labels for the baseline's whole schedule.
     Direct,
     /// A member of the hard-image ensemble.
@@ -94,20 +96,35 @@ pub enum PhaseName {
 }
 
 impl PhaseName {
-    /// The phases a cell may train (whose checkpoints go when it finishes).
-    pub const OF_CELLS: [PhaseName; 4] = [
-        PhaseName::Baseline,
-        PhaseName::Pretrain,
-        PhaseName::Finetune,
-        PhaseName::Direct,
-    ];
+    /// Fine-tuning: the phase of [`Readout::Finetune`].
+    pub const FINETUNE: PhaseName = PhaseName::Trains(Readout::Finetune);
+
+    /// The phases a cell may train (whose checkpoints go when it finishes): the baseline,
+    /// pretraining, the direct arm and every readout that trains the network.
+    pub fn of_cells() -> Vec<PhaseName> {
+        let mut phases = vec![PhaseName::Baseline, PhaseName::Pretrain, PhaseName::Direct];
+        phases.extend(
+            Readout::PRETRAINED
+                .into_iter()
+                .filter(|r| r.reads() == Reads::FineTuned)
+                .map(PhaseName::Trains),
+        );
+        phases
+    }
+
+    /// Every phase (for reading names back).
+    fn all() -> Vec<PhaseName> {
+        let mut phases = PhaseName::of_cells();
+        phases.push(PhaseName::Ensemble);
+        phases
+    }
 
     /// The name.
     pub fn name(self) -> &'static str {
         match self {
             PhaseName::Baseline => "baseline",
             PhaseName::Pretrain => "pretrain",
-            PhaseName::Finetune => "finetune",
+            PhaseName::Trains(readout) => readout.name(),
             PhaseName::Direct => "direct",
             PhaseName::Ensemble => "ensemble",
         }
@@ -115,13 +132,33 @@ impl PhaseName {
 
     /// The phases whose last epoch a readout reads the network after (how well that training
     /// fit its own labels): the baseline's, the pretraining or direct training of the network
-    /// a frozen readout reads, or fine-tuning.
-    pub fn read_by(readout: Readout) -> &'static [PhaseName] {
+    /// a frozen readout reads, or the readout's own training.
+    pub fn read_by(readout: Readout) -> Vec<PhaseName> {
         match readout.reads() {
-            Reads::Own => &[PhaseName::Baseline],
-            Reads::Frozen => &[PhaseName::Pretrain, PhaseName::Direct],
-            Reads::FineTuned => &[PhaseName::Finetune],
+            Reads::Own => vec![PhaseName::Baseline],
+            Reads::Frozen => vec![PhaseName::Pretrain, PhaseName::Direct],
+            Reads::FineTuned => vec![PhaseName::Trains(readout)],
         }
+    }
+}
+
+impl From<PhaseName> for String {
+    fn from(phase: PhaseName) -> String {
+        phase.name().to_string()
+    }
+}
+
+impl TryFrom<String> for PhaseName {
+    type Error = String;
+
+    fn try_from(name: String) -> Result<Self, Self::Error> {
+        PhaseName::all()
+            .into_iter()
+            .find(|p| p.name() == name)
+            .ok_or_else(|| {
+                let names: Vec<&str> = PhaseName::all().into_iter().map(PhaseName::name).collect();
+                format!("unknown phase `{name}` (one of {})", names.join(", "))
+            })
     }
 }
 
@@ -196,7 +233,9 @@ pub fn cell_epochs(cfg: &StudyConfig, per_leaf: Option<usize>, cell: &Cell) -> u
     );
     match cell {
         Cell::Baseline | Cell::Direct { .. } => pre + fine,
-        Cell::Pretrained { .. } if t.readouts.contains(&Readout::Finetune) => pre + fine,
+        Cell::Pretrained { .. } if t.readouts.iter().any(|r| r.reads() == Reads::FineTuned) => {
+            pre + fine
+        }
         Cell::Pretrained { .. } => pre,
     }
 }
@@ -211,5 +250,33 @@ pub fn scaled_epochs(cfg: &StudyConfig, per_leaf: Option<usize>, epochs: usize) 
             (e.round() as usize).max(1)
         }
         Some(_) | None => epochs,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phase_names_round_trip_and_an_unknown_name_is_refused() {
+        for phase in PhaseName::all() {
+            let json = serde_json::to_string(&phase).unwrap();
+            assert_eq!(json, format!("\"{}\"", phase.name()));
+            assert_eq!(serde_json::from_str::<PhaseName>(&json).unwrap(), phase);
+        }
+        assert_eq!(PhaseName::FINETUNE.name(), "finetune");
+        assert!(PhaseName::of_cells().contains(&PhaseName::FINETUNE));
+        let err = serde_json::from_str::<PhaseName>("\"warmup\"").unwrap_err();
+        assert!(err.to_string().contains("unknown phase `warmup`"), "{err}");
+    }
+
+    #[test]
+    fn a_readout_is_read_after_its_own_phase() {
+        assert_eq!(PhaseName::read_by(Readout::Scratch), [PhaseName::Baseline]);
+        assert_eq!(
+            PhaseName::read_by(Readout::SummedHead),
+            [PhaseName::Pretrain, PhaseName::Direct]
+        );
+        assert_eq!(PhaseName::read_by(Readout::Finetune), [PhaseName::FINETUNE]);
     }
 }

@@ -23,13 +23,15 @@
 //! parts: the preparation alone ([`prepare_study`]), then shards that each run the cells they
 //! own ([`run_shard`]), merged by [`super::sharding::merge`].
 
-use super::config::{Readout, StudyConfig};
+use super::config::StudyConfig;
 use super::designs::{designs, load_data, Design, StudyData};
 use super::hard::{assign_hard_subsets, ensemble, ensemble_epochs, mirror_ensemble};
 use super::labels::{self, PretrainLabels};
 use super::memory::{budget, check, study_needs};
 use super::plan::{cell_epochs, cells_by_design, Cell, Part, PhaseName, Trainee};
-use super::readouts::{fine_class_probe, fine_tune, frozen_readouts, scratch, FrozenFeatures};
+use super::readouts::{
+    fine_class_probe, frozen_readouts, scratch, trained_readouts, FrozenFeatures,
+};
 use super::reports::summary::StudySummary;
 use super::reports::write_reports;
 use super::results::{
@@ -201,12 +203,10 @@ fn pretrained(
     let mut frozen = FrozenFeatures::default();
     let (mut readouts, probe) = frozen_readouts(r, design, labels, &model, who, &mut frozen)?;
     let fine_probe = fine_class_probe(r, design, &model, who, &mut frozen)?;
-    if t.readouts.contains(&Readout::Finetune) {
-        let (readout, fine_tuned) =
-            fine_tune(r, design, model, probe, who, &mut frozen, pretrain_epochs)?;
-        epochs.extend(fine_tuned);
-        readouts.push(readout);
-    }
+    let (trained, trained_epochs) =
+        trained_readouts(r, design, model, probe, who, &mut frozen, pretrain_epochs)?;
+    readouts.extend(trained);
+    epochs.extend(trained_epochs);
     Ok(CellOutcome {
         readouts,
         epochs,

@@ -6,8 +6,8 @@
 //! tell the leaves apart inside their own target class, `train.fine_probe`).
 //!
 //! The protocol reads its networks out through [`scratch`], [`frozen_readouts`] (the readouts
-//! that train nothing of the network, one `match` arm each), [`fine_tune`] and
-//! [`fine_class_probe`]; the single runs (`empirical pretrain`, `empirical finetune`) through
+//! that train nothing of the network, one `match` arm each), [`trained_readouts`] (those that
+//! train it, one `match` arm each) and [`fine_class_probe`]; the single runs (`empirical pretrain`, `empirical finetune`) through
 //! [`summed_head`], [`train_probe`] and [`fine_tune_phase`]. The probes of one network share its
 //! features, extracted once ([`FrozenFeatures`]).
 
@@ -23,6 +23,7 @@ use crate::empirical::data::ImageSet;
 use crate::empirical::error::EmpiricalError;
 use crate::empirical::model::Model;
 use crate::empirical::probe::{LinearProbe, ProbeConfig};
+use crate::readout::Reads;
 
 /// The frozen features of a network on the design's training images and on the test images,
 /// extracted once for every probe of the network.
@@ -174,13 +175,70 @@ pub fn train_probe(
     targets: &[usize],
     who: &Trainee,
 ) -> Result<LinearProbe, EmpiricalError> {
-    LinearProbe::train(
+    Ok(LinearProbe::train(
         features,
         targets,
         r.num_targets(),
         &r.config().train.probe,
         who.key("probe"),
-    )
+    )?)
+}
+
+/// The readouts of a pretrained `model` that train it on the target labels (the config's, in
+/// report order; fine-tuning, [`fine_tune`]), each from the pretrained network (the last one
+/// takes `model`, any before it a copy), from epoch `first_epoch` of the cell's schedule.
+/// `probe` is the frozen network's linear probe, when one was trained. Returns their errors
+/// and the epochs of their training.
+pub fn trained_readouts(
+    r: &Runner,
+    design: &Design,
+    model: Model,
+    probe: Option<LinearProbe>,
+    who: &Trainee,
+    frozen: &mut FrozenFeatures,
+    first_epoch: usize,
+) -> Result<(Vec<ReadoutError>, Vec<EpochRecord>), EmpiricalError> {
+    let t = &r.config().train;
+    let wanted: Vec<Readout> = Readout::PRETRAINED
+        .into_iter()
+        .filter(|x| x.reads() == Reads::FineTuned && t.readouts.contains(x))
+        .collect();
+    let mut model = Some(model);
+    let (mut readouts, mut epochs) = (Vec::new(), Vec::new());
+    for (i, &readout) in wanted.iter().enumerate() {
+        let pretrained = model.as_ref().ok_or_else(|| {
+            EmpiricalError::invalid("readouts", "the pretrained network was already used")
+        })?;
+        let net = if i + 1 == wanted.len() {
+            model.take().ok_or_else(|| {
+                EmpiricalError::invalid("readouts", "the pretrained network was already used")
+            })?
+        } else {
+            copy_of(r, pretrained)?
+        };
+        let (error, trained) = match readout {
+            Readout::Finetune => {
+                fine_tune(r, design, net, probe.clone(), who, frozen, first_epoch)?
+            }
+            Readout::Scratch | Readout::SummedHead | Readout::LinearProbe => {
+                return Err(EmpiricalError::invalid(
+                    "readouts",
+                    format!("{} does not train the network", readout.name()),
+                ))
+            }
+        };
+        readouts.push(error);
+        epochs.extend(trained);
+    }
+    Ok((readouts, epochs))
+}
+
+/// A copy of `model`: the same architecture, head size and every tensor's values.
+fn copy_of(r: &Runner, model: &Model) -> Result<Model, EmpiricalError> {
+    let copy = r.model(model.num_classes(), 0)?;
+    let tensors = model.named_tensors().into_iter().collect();
+    copy.set_from(&tensors, "", std::path::Path::new("the pretrained network"))?;
+    Ok(copy)
 }
 
 /// Fine-tuning: the pretrained `model` given a head for the targets (`train.finetune_head`:
@@ -239,7 +297,7 @@ pub fn fine_tune_phase(
     who: &Trainee,
 ) -> Result<Vec<EpochRecord>, EmpiricalError> {
     let phase = Phase {
-        name: PhaseName::Finetune,
+        name: PhaseName::FINETUNE,
         set,
         labels: targets,
         epochs,

@@ -31,6 +31,7 @@ use crate::empirical::error::EmpiricalError;
 use crate::empirical::model::{Kernels, Model};
 use crate::empirical::optim::{LrSchedule, Schedule, Sgd};
 use crate::empirical::train::{evaluate, extract_features, predictions, train_epoch, EpochConfig};
+use crate::empirical::train_error::TrainError;
 use crate::report::{read_json, Progress, ResultsDir};
 
 /// Batch size of evaluation passes (results do not depend on it).
@@ -226,19 +227,19 @@ impl<'a> Runner<'a> {
     /// The logits of every test image.
     pub fn test_logits(&self, model: &Model) -> Result<Array2<f32>, EmpiricalError> {
         let (mean, std) = self.data.mean_std;
-        evaluate(model, &self.data.test, mean, std, EVAL_BATCH)
+        Ok(evaluate(model, &self.data.test, mean, std, EVAL_BATCH)?)
     }
 
     /// The logits of every image of `set` (evaluation mode, no augmentation).
     pub fn logits(&self, model: &Model, set: &ImageSet) -> Result<Array2<f32>, EmpiricalError> {
         let (mean, std) = self.data.mean_std;
-        evaluate(model, set, mean, std, EVAL_BATCH)
+        Ok(evaluate(model, set, mean, std, EVAL_BATCH)?)
     }
 
     /// The features (backbone outputs) of every image of `set`.
     pub fn features(&self, model: &Model, set: &ImageSet) -> Result<Array2<f32>, EmpiricalError> {
         let (mean, std) = self.data.mean_std;
-        extract_features(model, set, mean, std, EVAL_BATCH)
+        Ok(extract_features(model, set, mean, std, EVAL_BATCH)?)
     }
 
     /// The target error of `readout` whose test-set scores are `logits`, on all test images, on
@@ -382,7 +383,7 @@ impl<'a> Runner<'a> {
         self.write_timings(&name)?;
         self.dir
             .write_json(&format!("cells/{name}.json"), &result)?;
-        self.drop_checkpoints(&who, &PhaseName::OF_CELLS);
+        self.drop_checkpoints(&who, &PhaseName::of_cells());
         let errors: Vec<String> = result
             .readouts
             .iter()
@@ -426,7 +427,7 @@ impl<'a> Runner<'a> {
             }
             let restored = read_checkpoint_meta(&path).and_then(|meta| {
                 let log: PhaseLog = serde_json::from_value(meta.extra).map_err(|e| {
-                    EmpiricalError::checkpoint(&path, format!("bad epoch records: {e}"))
+                    TrainError::checkpoint(&path, format!("bad epoch records: {e}"))
                 })?;
                 let r = load_checkpoint(&path, model, sgd)?;
                 Ok((r.epochs_done, r.rng, log))

@@ -202,7 +202,7 @@ pub fn finetune(
     )?;
     readouts.push(r.score(Readout::Finetune, &r.test_logits(&model)?, hard));
     model.save_weights(&r.dir().path("weights.safetensors"))?;
-    r.drop_checkpoints(&who, &[PhaseName::Finetune]);
+    r.drop_checkpoints(&who, &[PhaseName::FINETUNE]);
     let cell = single_result(
         format!("finetune of {}", weights.display()),
         "",
