@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use statrs::distribution::{ContinuousCDF, StudentsT};
 
-use super::stats::{t975, Paired, Verdict};
+use super::stats::{Paired, Verdict};
 use crate::empirical::error::EmpiricalError;
 use crate::empirical::study::config::{Comparison, Readout, StudyConfig};
 use crate::empirical::study::results::{CellResult, DesignSubsets};
@@ -1018,7 +1018,9 @@ impl Comparisons {
         direct: bool,
     ) -> Option<LineChart> {
         let all: Vec<&ComparisonRow> = self.primary.iter().chain(&self.others).collect();
-        let mut fams: BTreeMap<String, Vec<(usize, &Paired)>> = BTreeMap::new();
+        // families in the order the rows list them (the config's), as the figures of
+        // absolute errors do, so that a family has the same colour in both
+        let mut fams: Vec<(String, Vec<(usize, &Paired)>)> = Vec::new();
         for r in all.iter().filter(|r| {
             r.design == design
                 && r.readout == readout
@@ -1026,9 +1028,10 @@ impl Comparisons {
                 && r.condition.ends_with(" direct") == direct
                 && r.paired.mean.is_finite()
         }) {
-            fams.entry(r.family.clone())
-                .or_default()
-                .push((r.classes, &r.paired));
+            match fams.iter_mut().find(|(f, _)| *f == r.family) {
+                Some((_, pts)) => pts.push((r.classes, &r.paired)),
+                None => fams.push((r.family.clone(), vec![(r.classes, &r.paired)])),
+            }
         }
         if fams.is_empty() {
             return None;
@@ -1076,15 +1079,6 @@ impl Comparisons {
             error_bars: true,
             ..Default::default()
         })
-    }
-}
-
-/// The 95% half-width of a mean over seeds (for figures of absolute values).
-pub fn mean_half_width(m: &MeanSd) -> f64 {
-    if m.n < 2 {
-        f64::NAN
-    } else {
-        t975(m.n - 1) * m.sd / (m.n as f64).sqrt()
     }
 }
 

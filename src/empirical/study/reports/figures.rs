@@ -1,14 +1,14 @@
 //! The figures of an empirical study, drawn from its summary with the toolkit's plot style:
 //! * `granularity_{design}_{readout}.svg`: target error against the number of pretraining
 //!   classes (log x), one line per family of label sets (manual hierarchy, random aligned,
-//!   random misaligned, k-means within class, k-means global, finer than the leaves), mean ±
-//!   sd over seeds, the from-scratch baseline as a band; `..._hard.svg`: the same on the hard
-//!   test images;
+//!   random misaligned, k-means within class, k-means global, finer than the leaves), the mean
+//!   over seeds with its 95% t-interval, the from-scratch baseline as a band of its own 95%
+//!   interval; `..._hard.svg`: the same on the hard test images;
 //! * `easy_hard_{design}_{readout}.svg`: easy- and hard-subset error of every condition.
 
 use std::collections::BTreeMap;
 
-use super::stats::{half_width, Paired};
+use super::stats::{half_width, mean_half_width, Paired};
 use super::summary::{StudySummary, SummaryRow};
 use crate::empirical::error::EmpiricalError;
 use crate::empirical::study::config::Readout;
@@ -86,14 +86,16 @@ pub fn granularity_chart(
                 label: f.to_string(),
                 x: pts.iter().map(|p| p.0 as f64 * shift(f, p.0)).collect(),
                 mean: pts.iter().map(|p| p.1.mean).collect(),
-                sd: Some(pts.iter().map(|p| p.1.sd).collect()),
+                sd: Some(pts.iter().map(|p| mean_half_width(&p.1)).collect()),
             }
         })
         .collect();
     let b = pick(base);
+    let b_half = mean_half_width(&b);
+    let b_half = if b_half.is_finite() { b_half } else { 0.0 };
     Some(LineChart {
         title: format!(
-            "{}: {}{}",
+            "{}: {}{} (95% intervals over seeds)",
             design_title(design),
             readout.title(),
             if hard { ", hard test images" } else { "" }
@@ -109,9 +111,9 @@ pub fn granularity_chart(
         ),
         series,
         bands: vec![HBand {
-            label: format!("baseline (from scratch), {:.3} ± {:.3}", b.mean, b.sd),
+            label: format!("baseline (from scratch), {:.3} ± {:.3}", b.mean, b_half),
             mean: b.mean,
-            sd: b.sd,
+            sd: b_half,
         }],
         log_x: true,
         error_bars: true,

@@ -6,6 +6,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::report::MeanSd;
+
 /// The 97.5% quantile of Student's t with 1..=30 degrees of freedom.
 const T975: [f64; 30] = [
     12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
@@ -129,6 +131,15 @@ pub fn half_width(lo: f64, hi: f64) -> f64 {
         h
     } else {
         f64::NAN
+    }
+}
+
+/// The 95% half-width of a mean over seeds (for figures of absolute values).
+pub fn mean_half_width(m: &MeanSd) -> f64 {
+    if m.n < 2 {
+        f64::NAN
+    } else {
+        t975(m.n - 1) * m.sd / (m.n as f64).sqrt()
     }
 }
 
