@@ -14,7 +14,10 @@
 //!   fine arm measures the selection, not fine-class learning;
 //! * the **contrasts** ([`ContrastRow`]): whether an arm's difference from the baseline is
 //!   larger on a subset than on the other test images, beyond the placebo's, seed by seed; a
-//!   second Holm family.
+//!   second Holm family;
+//! * every pretrained arm **against the two-stage control** ([`ControlRow`]: the arm pretrained
+//!   on the target labels themselves, same epochs, same readout): what the pretraining labels do
+//!   beyond the two-stage recipe; a third Holm family.
 //!
 //! Each comparison pairs the arm and the baseline seed by seed (same seed: the same training
 //! images, and with `train.batch_keying = "seed"` the same batches).
@@ -69,6 +72,49 @@ pub struct Comparisons {
     /// (a second Holm family, of these rows alone).
     #[serde(default)]
     pub contrasts: Vec<ContrastRow>,
+    /// Every pretrained arm against the two-stage control, readout by readout, on all test
+    /// images (a third Holm family, of these rows alone; empty without a control).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub against_control: Vec<ControlRow>,
+}
+
+/// A pretrained arm against the two-stage control: the arm pretrained on the target labels
+/// themselves (family "manual hierarchy", as many classes as the targets) for the same epochs and
+/// read out the same way. The control has everything of the two-stage recipe but other labels
+/// (for fine-tuning: the extra phase, the probe's head, the learning-rate restart), so the
+/// difference is what the pretraining labels alone do.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ControlRow {
+    /// Design.
+    pub design: String,
+    /// Condition.
+    pub condition: String,
+    /// Its family of labels.
+    pub family: String,
+    /// Its number of pretraining classes.
+    pub classes: usize,
+    /// The control condition.
+    pub control: String,
+    /// The readout's name.
+    pub readout: String,
+    /// The arm's test error over the seeds both have.
+    pub error: MeanSd,
+    /// The control's test error over the same seeds.
+    pub control_error: MeanSd,
+    /// The arm's error on its own training images (evaluation mode).
+    pub train_error: MeanSd,
+    /// The control's.
+    pub control_train_error: MeanSd,
+    /// Arm − control, paired by seed (negative: the arm's labels do better).
+    pub paired: Paired,
+    /// Its two-sided paired-t p-value.
+    #[serde(deserialize_with = "crate::report::f64_or_nan")]
+    pub p: f64,
+    /// Holm-adjusted among these rows.
+    #[serde(deserialize_with = "crate::report::f64_or_nan")]
+    pub p_holm: f64,
+    /// The verdict at adjusted p < 0.05.
+    pub verdict: Verdict,
 }
 
 /// Whether an arm's difference from the baseline concentrates on a test subset more than the
@@ -624,6 +670,80 @@ pub fn compare(
             .iter_mut()
             .map(|c| (&mut c.p_holm, &mut c.verdict, c.paired.mean)),
     );
+    let target_classes = cells
+        .iter()
+        .find(|c| c.condition == "baseline")
+        .map_or(0, |c| c.classes);
+    let mut against_control: Vec<ControlRow> = Vec::new();
+    let is_control = |cond: &str| {
+        cond != "baseline"
+            && !cond.ends_with(" direct")
+            && info.get(cond).is_some_and(|(family, classes)| {
+                family == "manual hierarchy" && *classes == target_classes
+            })
+    };
+    for (design, condition, readout, subset) in &order {
+        let Some(control) = order
+            .iter()
+            .find(|k| &k.0 == design && is_control(&k.1))
+            .map(|k| k.1.clone())
+        else {
+            continue;
+        };
+        if condition == "baseline"
+            || *condition == control
+            || condition.ends_with(" direct")
+            || readout == FINE_PROBE
+            || subset != "all"
+        {
+            continue;
+        }
+        let (Some(arm), Some(ctl)) = (
+            get(design, condition, readout, subset),
+            get(design, &control, readout, subset),
+        ) else {
+            continue;
+        };
+        let pairs: Vec<(u64, f64, f64)> = arm
+            .iter()
+            .filter_map(|&(s, a, _)| ctl.iter().find(|c| c.0 == s).map(|&(_, c, _)| (s, a, c)))
+            .collect();
+        let paired = Paired::of(&pairs);
+        let (_, p) = paired_t(&paired.diffs);
+        let seeds = &paired.seeds;
+        let of = |m: &Measured, test: bool| {
+            let v: Vec<f64> = m
+                .iter()
+                .filter(|x| seeds.contains(&x.0))
+                .map(|x| if test { x.1 } else { x.2 })
+                .collect();
+            MeanSd::of(&v)
+        };
+        let (family, classes) = info.get(condition).cloned().unwrap_or_default();
+        against_control.push(ControlRow {
+            design: design.clone(),
+            condition: condition.clone(),
+            family,
+            classes,
+            control,
+            readout: readout.clone(),
+            error: of(arm, true),
+            control_error: of(ctl, true),
+            train_error: of(arm, false),
+            control_train_error: of(ctl, false),
+            verdict: paired.verdict,
+            paired,
+            p,
+            p_holm: f64::NAN,
+        });
+    }
+    let ps: Vec<f64> = against_control.iter().map(|c| c.p).collect();
+    holm_verdicts(
+        &ps,
+        against_control
+            .iter_mut()
+            .map(|c| (&mut c.p_holm, &mut c.verdict, c.paired.mean)),
+    );
     Ok(Some(Comparisons {
         study: cfg.name.clone(),
         leaf_names: subsets
@@ -636,10 +756,7 @@ pub fn compare(
             .find(|s| !s.leaf_validation_error.is_empty())
             .map(|s| s.leaf_validation_error.clone())
             .unwrap_or_default(),
-        target_classes: cells
-            .iter()
-            .find(|c| c.condition == "baseline")
-            .map_or(0, |c| c.classes),
+        target_classes,
         primary_named: named,
         primary,
         others: rows,
@@ -647,6 +764,7 @@ pub fn compare(
         expected_false_uncorrected: 0.05 * made as f64,
         mechanism: mechanism(cells, subsets),
         contrasts,
+        against_control,
     }))
 }
 
@@ -741,6 +859,9 @@ impl Comparisons {
         if !self.contrasts.is_empty() {
             md.push_str(&self.contrasts_markdown());
         }
+        if !self.against_control.is_empty() {
+            md.push_str(&self.control_markdown());
+        }
         if !self.mechanism.is_empty() {
             md.push_str(&self.mechanism_markdown(&self.leaf_names));
         }
@@ -777,6 +898,51 @@ impl Comparisons {
                 c.arm.interval(),
                 c.placebo.clone(),
                 c.placebo_contrast.interval(),
+                c.paired.interval(),
+                p_text(c.p),
+                p_text(c.p_holm),
+                c.verdict.words().to_string(),
+            ]);
+        }
+        md.push_str(&t.to_string());
+        md.push('\n');
+        md
+    }
+
+    /// The section of the pretrained arms against the two-stage control.
+    fn control_markdown(&self) -> String {
+        let tested = self
+            .against_control
+            .iter()
+            .filter(|c| c.p.is_finite())
+            .count();
+        let mut md = format!("### Against the two-stage control
+
+Every pretrained arm against the arm pretrained on the target labels themselves, for the same epochs and read out the same way, on all test images: the two-stage recipe (for fine-tuning: the extra phase, the probe's head, the learning-rate restart) is the same on both sides, so the difference is what the pretraining labels alone do. A third family: {tested} of these {} rows have a p-value, Holm-adjusted among themselves; verdicts at adjusted p < 0.05.\n\n", self.against_control.len());
+        let mut t = MarkdownTable::new([
+            "design",
+            "condition",
+            "classes",
+            "readout",
+            "seeds",
+            "arm error (train)",
+            "control",
+            "control error (train)",
+            "arm − control [95%]",
+            "p",
+            "Holm p",
+            "verdict (Holm)",
+        ]);
+        for c in &self.against_control {
+            t.row([
+                c.design.clone(),
+                c.condition.clone(),
+                c.classes.to_string(),
+                c.readout.clone(),
+                c.paired.seeds.len().to_string(),
+                with_train(&c.error, &c.train_error),
+                c.control.clone(),
+                with_train(&c.control_error, &c.control_train_error),
                 c.paired.interval(),
                 p_text(c.p),
                 p_text(c.p_holm),
@@ -1085,6 +1251,89 @@ impl Comparisons {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::empirical::study::results::ReadoutError;
+
+    /// Every pretrained arm is paired seed by seed with the arm pretrained on the target labels
+    /// (same readout), which is not compared with itself; direct arms and the baseline are left
+    /// out.
+    #[test]
+    fn arms_are_paired_with_the_two_stage_control_by_seed() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/experiments/empirical/granularity.toml"
+        );
+        let cfg: StudyConfig = crate::config::load_file(std::path::Path::new(path), &[]).unwrap();
+        let targets: Vec<u32> = (0..10).map(|i| i % 5).collect();
+        let cell = |condition: &str, classes: usize, seed: u64, wrong: usize| CellResult {
+            design: "balanced".into(),
+            condition: condition.into(),
+            family: if condition.ends_with(" direct") {
+                "direct, manual hierarchy".into()
+            } else {
+                "manual hierarchy".into()
+            },
+            seed,
+            classes,
+            used_classes: classes,
+            aligned: true,
+            purity: 1.0,
+            readouts: vec![ReadoutError {
+                readout: if condition == "baseline" {
+                    Readout::Scratch
+                } else {
+                    Readout::Finetune
+                },
+                error: wrong as f64 / 10.0,
+                easy_error: f64::NAN,
+                hard_error: f64::NAN,
+                confusable_error: f64::NAN,
+                train_error: 0.01,
+                start_train_error: f64::NAN,
+                predictions: targets
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &t)| if i < wrong { (t + 1) % 5 } else { t })
+                    .collect(),
+            }],
+            epochs: Vec::new(),
+            fine_probe: None,
+        };
+        let mut cells = Vec::new();
+        for (seed, (control, fine, direct)) in
+            [(3, 2, 1), (4, 2, 2), (3, 1, 2)].into_iter().enumerate()
+        {
+            let seed = seed as u64;
+            cells.push(cell("baseline", 5, seed, 4));
+            cells.push(cell("target-5", 5, seed, control));
+            cells.push(cell("fine-25", 25, seed, fine));
+            cells.push(cell("fine-25 direct", 25, seed, direct));
+        }
+        let subsets = vec![DesignSubsets {
+            design: "balanced".into(),
+            subsets: BTreeMap::new(),
+            test_targets: targets.clone(),
+            leaf_names: Vec::new(),
+            leaf_validation_error: Vec::new(),
+        }];
+        let c = compare(&cfg, &cells, &subsets).unwrap().unwrap();
+        assert_eq!(c.against_control.len(), 1, "{:?}", c.against_control);
+        let r = &c.against_control[0];
+        assert_eq!(
+            (r.condition.as_str(), r.control.as_str(), r.readout.as_str()),
+            ("fine-25", "target-5", "finetune")
+        );
+        assert_eq!(r.paired.seeds, vec![0, 1, 2]);
+        for (d, want) in r.paired.diffs.iter().zip([-0.1, -0.2, -0.2]) {
+            assert!((d - want).abs() < 1e-12, "{:?}", r.paired.diffs);
+        }
+        let (_, p) = paired_t(&[-0.1, -0.2, -0.2]);
+        assert!(
+            (r.p - p).abs() < 1e-12 && (r.p_holm - p).abs() < 1e-12,
+            "{r:?}"
+        );
+        assert!((r.control_error.mean - 1.0 / 3.0).abs() < 1e-12);
+        assert!(c.markdown().contains("### Against the two-stage control"));
+    }
 
     #[test]
     fn paired_t_matches_reference_values() {
