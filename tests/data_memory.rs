@@ -6,8 +6,8 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use granularity::empirical::data::inat::{index_inat2021, InatConfig};
 use granularity::empirical::data::index::IndexBuilder;
+use granularity::empirical::data::load::inat::{index_inat2021, InatConfig};
 use granularity::hierarchy::Hierarchy;
 
 mod common;

@@ -7,15 +7,15 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use granularity::empirical::data::breeds::{
-    index_breeds, BreedsConfig, BreedsSubclasses, BreedsTask,
-};
 use granularity::empirical::data::decode::{materialize, DecodeOptions, MemoryBudget};
 use granularity::empirical::data::fetch::BatchFetcher;
 use granularity::empirical::data::fixtures::{write_imagenet, write_inat2021};
-use granularity::empirical::data::inat::{index_inat2021, InatConfig};
 use granularity::empirical::data::indexed::Selection;
-use granularity::empirical::data::wordnet::{index_wordnet, WordnetConfig};
+use granularity::empirical::data::load::breeds::{
+    index_breeds, BreedsConfig, BreedsSubclasses, BreedsTask,
+};
+use granularity::empirical::data::load::inat::{index_inat2021, InatConfig};
+use granularity::empirical::data::load::wordnet::{index_wordnet, WordnetConfig};
 use granularity::empirical::data::DataError;
 use serde_json::Value;
 

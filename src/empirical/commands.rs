@@ -9,10 +9,10 @@ use std::path::{Path, PathBuf};
 
 use candle_core::Device;
 
-use super::data::breeds::{BreedsSubclasses, BreedsTask};
-use super::data::inat::InatTrainSplit;
 use super::data::inspect::{inspect_data, InspectOptions};
+use super::data::load::breeds::{BreedsSubclasses, BreedsTask};
 use super::data::load::decode_options;
+use super::data::load::inat::InatTrainSplit;
 use super::data::{DataConfig, DataSource};
 use super::device::DeviceSpec;
 use super::error::EmpiricalError;

@@ -9,10 +9,10 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::breeds::BreedsConfig;
-use super::inat::{InatConfig, LEVELS as INAT_LEVELS};
-use super::synthetic::SyntheticConfig;
-use super::wordnet::WordnetConfig;
+use super::load::breeds::BreedsConfig;
+use super::load::inat::{InatConfig, LEVELS as INAT_LEVELS};
+use super::load::synthetic::SyntheticConfig;
+use super::load::wordnet::WordnetConfig;
 use crate::config::InvalidField;
 
 /// Where the images come from.

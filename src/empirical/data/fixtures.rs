@@ -320,11 +320,11 @@ pub fn write_imagenet(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::empirical::data::breeds::{
+    use crate::empirical::data::load::breeds::{
         index_breeds, BreedsConfig, BreedsInfo, BreedsSubclasses, BreedsTask,
     };
-    use crate::empirical::data::inat::{index_inat2021, InatConfig, InatTrainSplit};
-    use crate::empirical::data::wordnet::{index_wordnet, WordnetConfig};
+    use crate::empirical::data::load::inat::{index_inat2021, InatConfig, InatTrainSplit};
+    use crate::empirical::data::load::wordnet::{index_wordnet, WordnetConfig};
 
     #[test]
     fn inat_fixture_indexes_with_seven_levels_and_a_homonym() {

@@ -408,7 +408,7 @@ mod tests {
     fn inspect_applies_target_classes_to_in_memory_sources() {
         let mut d = DataConfig::for_source(super::super::DataSource::Synthetic, Path::new(""));
         d.synthetic.subclasses = vec![2, 3];
-        let all = super::super::synthetic::generate(&d.synthetic)
+        let all = super::super::load::synthetic::generate(&d.synthetic)
             .unwrap()
             .splits();
         let first = all.train.hierarchy.level(0).class_names[0].clone();

@@ -5,18 +5,26 @@
 //! the indexed ones, saying on stderr what was done to the images. [`open`] holds the one
 //! `match` over the sources.
 
+pub mod breeds;
+pub mod cifar;
+pub mod folder;
+pub mod imagenet;
+pub mod inat;
+pub mod synthetic;
+pub mod wordnet;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::breeds::index_breeds;
-use super::cifar::{cifar100_dir_from_env, load_cifar100};
+use self::breeds::index_breeds;
+use self::cifar::{cifar100_dir_from_env, load_cifar100};
+use self::folder::index_image_folder;
+use self::inat::index_inat2021;
+use self::synthetic::generate;
+use self::wordnet::index_wordnet;
 use super::config::{DataConfig, DataSource};
 use super::decode::{DecodeOptions, MemoryBudget};
-use super::folder::index_image_folder;
-use super::inat::index_inat2021;
 use super::indexed::{IndexedSplits, Selection};
-use super::synthetic::generate;
-use super::wordnet::index_wordnet;
 use super::{DataError, ImageSet, Splits};
 
 /// The environment variable naming the CIFAR-100 folder when the config leaves it empty.

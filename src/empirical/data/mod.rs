@@ -5,10 +5,11 @@
 //! * [`config`]: the `[data]` section of a study config (the source and what a study keeps);
 //!   [`load`](mod@load): the one way in to a source's images, for the study and for `empirical
 //!   inspect` ([`inspect`]);
-//! * the sources: the CIFAR-100 binary release ([`cifar`]), image folders with a hierarchy file
-//!   ([`folder`]), iNaturalist 2021 ([`inat`]), ImageNet-style folders under WordNet's noun
-//!   hierarchy ([`wordnet`]) or a BREEDS task ([`breeds`]), and the embedded synthetic
-//!   multi-view images ([`synthetic`]);
+//! * the sources, each a module of [`load`](mod@load): the CIFAR-100 binary release
+//!   ([`load::cifar`]), image folders with a hierarchy file ([`load::folder`]), iNaturalist 2021
+//!   ([`load::inat`]), ImageNet-style folders under WordNet's noun hierarchy ([`load::wordnet`])
+//!   or a BREEDS task ([`load::breeds`]), and the embedded synthetic multi-view images
+//!   ([`load::synthetic`]);
 //! * the indexed sources are first an index of image files ([`index`], [`indexed`]), selected,
 //!   then decoded ([`decode`], [`fetch`]).
 //!
@@ -22,7 +23,7 @@
 //! whose message names the file or folder at fault.
 //!
 //! ```no_run
-//! use granularity::empirical::data::{cifar, augment::{batch_f32, Augment}};
+//! use granularity::empirical::data::{load::cifar, augment::{batch_f32, Augment}};
 //! use rand_chacha::{rand_core::SeedableRng, ChaCha8Rng};
 //!
 //! let splits = cifar::load_cifar100(std::path::Path::new("data/cifar-100-binary"))?;
@@ -38,23 +39,16 @@
 //! ```
 
 pub mod augment;
-pub mod breeds;
-pub mod cifar;
 pub mod config;
 pub mod decode;
 mod error;
 pub mod fetch;
 pub mod fixtures;
-pub mod folder;
-pub mod imagenet;
-pub mod inat;
 pub mod index;
 pub mod indexed;
 pub mod inspect;
 pub mod load;
 pub mod numpy_rng;
-pub mod synthetic;
-pub mod wordnet;
 
 use std::fmt;
 use std::sync::Arc;
@@ -62,10 +56,10 @@ use std::sync::Arc;
 use crate::hierarchy::Hierarchy;
 
 pub use augment::{batch_f32, shuffled_batches, Augment};
-pub use cifar::{cifar100_dir_from_env, load_cifar100};
 pub use config::{DataConfig, DataSource};
 pub use error::{human_bytes, DataError};
-pub use folder::{load_image_folder, load_image_folder_with_warnings};
+pub use load::cifar::{cifar100_dir_from_env, load_cifar100};
+pub use load::folder::{load_image_folder, load_image_folder_with_warnings};
 pub use load::{dataset_dir, load, open, Loaded, Opened, CIFAR100_ENV};
 
 /// `Ok` when `dir` is a folder, else an error naming it.

@@ -352,7 +352,7 @@ pub fn build_labels(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::empirical::data::synthetic::{generate, SyntheticConfig};
+    use crate::empirical::data::load::synthetic::{generate, SyntheticConfig};
 
     fn data() -> ImageSet {
         generate(&SyntheticConfig {

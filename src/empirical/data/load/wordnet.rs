@@ -40,8 +40,8 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::imagenet;
-use super::indexed::IndexedSplits;
-use super::DataError;
+use crate::empirical::data::indexed::IndexedSplits;
+use crate::empirical::data::DataError;
 use crate::hierarchy::Hierarchy;
 
 /// Where Debian's and Ubuntu's `wordnet-base` package puts WordNet 3.0's noun database.

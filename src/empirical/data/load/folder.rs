@@ -51,7 +51,7 @@
 //! files or hidden (`.`-prefixed) entries directly inside a split folder, are ignored. Each image
 //! is decoded in parallel, converted to 8-bit RGB (alpha dropped), center-cropped to a square
 //! (the largest one) and resized to `size` x `size` with a triangle (bilinear) filter, unless it
-//! is already that size ([`super::decode`]; [`load_image_folder_report`] says what was done).
+//! is already that size ([`crate::empirical::data::decode`]; [`load_image_folder_report`] says what was done).
 //! Images are ordered by leaf (CSV row order), then by file name, so loading is deterministic.
 //! The pixels' memory is checked before anything is allocated.
 //!
@@ -69,10 +69,10 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::decode::{decode_into, DecodeOptions, DecodeStats};
-use super::index::IndexBuilder;
-use super::indexed::IndexedSplits;
-use super::{DataError, Splits};
+use crate::empirical::data::decode::{decode_into, DecodeOptions, DecodeStats};
+use crate::empirical::data::index::IndexBuilder;
+use crate::empirical::data::indexed::IndexedSplits;
+use crate::empirical::data::{DataError, Splits};
 use crate::hierarchy::{Hierarchy, HierarchyError};
 
 /// Name of the hierarchy file inside the dataset folder.
@@ -137,7 +137,7 @@ pub fn load_image_folder_report(dir: &Path, opts: &DecodeOptions) -> Result<Fold
 /// The image folder `dir` as indexed splits (paths and leaves; nothing decoded), with the
 /// checks of the module doc.
 pub fn index_image_folder(dir: &Path) -> Result<IndexedSplits, DataError> {
-    super::require_dir(dir)?;
+    crate::empirical::data::require_dir(dir)?;
     let csv_path = dir.join(HIERARCHY_FILE);
     if !csv_path.is_file() {
         return Err(DataError::MissingFile {

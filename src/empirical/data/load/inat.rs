@@ -50,9 +50,9 @@ use std::sync::Arc;
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
-use super::index::{ImageIndex, IndexBuilder};
-use super::indexed::IndexedSplits;
-use super::DataError;
+use crate::empirical::data::index::{ImageIndex, IndexBuilder};
+use crate::empirical::data::indexed::IndexedSplits;
+use crate::empirical::data::DataError;
 use crate::hierarchy::{Hierarchy, HierarchyError};
 
 /// The taxonomic levels, coarsest first; the last is read from the category's `name`.
@@ -644,7 +644,7 @@ fn check_same_categories(
 
 /// Indexes iNaturalist 2021 at `dir` (see the module doc): the chosen training split and `val`.
 pub fn index_inat2021(dir: &Path, cfg: &InatConfig) -> Result<IndexedSplits, DataError> {
-    super::require_dir(dir)?;
+    crate::empirical::data::require_dir(dir)?;
     let train_name = cfg.train_split.name();
     let train_file = dir.join(format!("{train_name}.json"));
     let val_file = dir.join("val.json");

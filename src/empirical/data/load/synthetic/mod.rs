@@ -52,7 +52,7 @@
 //! rayon).
 //!
 //! ```
-//! use granularity::empirical::data::synthetic::{generate, SyntheticConfig};
+//! use granularity::empirical::data::load::synthetic::{generate, SyntheticConfig};
 //!
 //! let cfg = SyntheticConfig { train_per_leaf: 4, test_easy_per_leaf: 2, test_hard_per_leaf: 2,
 //!                             ..SyntheticConfig::default() };
@@ -73,7 +73,7 @@ use rand_distr::StandardNormal;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::{DataError, ImageSet, Splits};
+use crate::empirical::data::{DataError, ImageSet, Splits};
 use crate::hierarchy::Hierarchy;
 
 /// The context string of configuration errors.

@@ -18,8 +18,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::folder::{file_name, image_files, sorted_entries};
-use super::index::{ImageIndex, IndexBuilder};
-use super::DataError;
+use crate::empirical::data::index::{ImageIndex, IndexBuilder};
+use crate::empirical::data::DataError;
 use crate::hierarchy::Hierarchy;
 
 /// True for a WordNet noun id: `n` and 8 digits.
@@ -43,7 +43,7 @@ pub struct WnidFolders {
 /// Scans `root/train/*/` and `root/val/*/` (or `root/test/*/`). With `only`, just those synset
 /// folders are listed (the others are not read). Every folder name must be a WordNet id.
 pub fn scan(root: &Path, only: Option<&[String]>) -> Result<WnidFolders, DataError> {
-    super::require_dir(root)?;
+    crate::empirical::data::require_dir(root)?;
     let train_dir = root.join("train");
     if !train_dir.is_dir() {
         return Err(DataError::MissingFile {

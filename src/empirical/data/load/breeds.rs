@@ -19,7 +19,7 @@
 //! length of its longest path from the root `n00001740`; the superclasses are the nodes of one
 //! level (under one ancestor) with at least `n` ImageNet classes below them, sorted by id; and
 //! each superclass keeps `n` of its classes drawn with NumPy's `RandomState(2)`
-//! ([`super::numpy_rng`]), superclass after superclass:
+//! ([`crate::empirical::data::numpy_rng`]), superclass after superclass:
 //!
 //! | task         | level | under                          | classes per superclass |
 //! |--------------|-------|--------------------------------|------------------------|
@@ -46,9 +46,9 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::imagenet;
-use super::indexed::IndexedSplits;
-use super::numpy_rng::RandomState;
-use super::DataError;
+use crate::empirical::data::indexed::IndexedSplits;
+use crate::empirical::data::numpy_rng::RandomState;
+use crate::empirical::data::DataError;
 use crate::hierarchy::{Hierarchy, Level};
 
 /// The root of the BREEDS hierarchy (`entity`).
@@ -166,7 +166,7 @@ fn read_text(path: &Path) -> Result<String, DataError> {
 impl BreedsInfo {
     /// Reads the three files of `dir`.
     pub fn read(dir: &Path) -> Result<BreedsInfo, DataError> {
-        super::require_dir(dir)?;
+        crate::empirical::data::require_dir(dir)?;
         let hier_path = file(dir, FILES[0])?;
         let names_path = file(dir, FILES[1])?;
         let info_path = file(dir, FILES[2])?;

@@ -33,7 +33,7 @@ use std::sync::Arc;
 
 use flate2::read::MultiGzDecoder;
 
-use super::{DataError, ImageSet, Splits};
+use crate::empirical::data::{DataError, ImageSet, Splits};
 use crate::hierarchy::{Hierarchy, Level};
 
 /// Bytes per record: coarse label, fine label, 3 x 32 x 32 pixels.
@@ -69,7 +69,7 @@ pub fn cifar100_dir_from_env(var: &str) -> Option<PathBuf> {
 
 /// Loads CIFAR-100 from `dir` (see the module doc for the layout and the checks made).
 pub fn load_cifar100(dir: &Path) -> Result<Splits, DataError> {
-    super::require_dir(dir)?;
+    crate::empirical::data::require_dir(dir)?;
     let coarse_path = require(dir, &["coarse_label_names.txt"])?;
     let fine_path = require(dir, &["fine_label_names.txt"])?;
     let train_path = require(dir, &["train.bin", "train.bin.gz"])?;
