@@ -17,7 +17,9 @@
 //!   second Holm family;
 //! * every pretrained arm **against the two-stage control** ([`ControlRow`]: the arm pretrained
 //!   on the target labels themselves, same epochs, same readout): what the pretraining labels do
-//!   beyond the two-stage recipe; a third Holm family.
+//!   beyond the two-stage recipe; a third Holm family;
+//! * the **shape of the granularity curve** ([`ShapeRow`]): whether the error of the pretrained
+//!   arms along the hierarchy is U-shaped in the number of classes; a fourth Holm family.
 //!
 //! Each comparison pairs the arm and the baseline seed by seed (same seed: the same training
 //! images, and with `train.batch_keying = "seed"` the same batches).
@@ -25,9 +27,9 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use statrs::distribution::{ContinuousCDF, StudentsT};
 
-use super::stats::{Paired, Verdict};
+use super::shape::{curves, Measured, ShapeRow, FITTED_TRAIN_ERROR};
+use super::stats::{holm, paired_t, Paired, Verdict};
 use crate::empirical::error::EmpiricalError;
 use crate::empirical::study::config::{Comparison, Readout, StudyConfig};
 use crate::empirical::study::results::{CellResult, DesignSubsets};
@@ -76,6 +78,10 @@ pub struct Comparisons {
     /// images (a third Holm family, of these rows alone; empty without a control).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub against_control: Vec<ControlRow>,
+    /// The curvature of each readout's error along the granularity path (a fourth Holm family,
+    /// of these rows alone).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shapes: Vec<ShapeRow>,
 }
 
 /// A pretrained arm against the two-stage control: the arm pretrained on the target labels
@@ -374,46 +380,6 @@ pub struct ComparisonRow {
     pub verdict: Verdict,
 }
 
-/// The two-sided p-value of a paired t-test on `diffs` (NaN with fewer than two values; 0 or 1
-/// where every difference is the same).
-pub fn paired_t(diffs: &[f64]) -> (f64, f64) {
-    let n = diffs.len();
-    if n < 2 {
-        return (f64::NAN, f64::NAN);
-    }
-    let mean = diffs.iter().sum::<f64>() / n as f64;
-    let var = diffs.iter().map(|d| (d - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
-    let se = (var / n as f64).sqrt();
-    if se == 0.0 {
-        return if mean == 0.0 {
-            (0.0, 1.0)
-        } else {
-            (mean.signum() * f64::INFINITY, 0.0)
-        };
-    }
-    let t = mean / se;
-    let p = match StudentsT::new(0.0, 1.0, (n - 1) as f64) {
-        Ok(dist) => (2.0 * dist.sf(t.abs())).min(1.0),
-        Err(_) => f64::NAN,
-    };
-    (t, p)
-}
-
-/// Holm's step-down adjustment of `p` (NaN entries are left out of the family and stay NaN):
-/// the k-th smallest of m p-values becomes max over j <= k of min(1, (m - j + 1) p_(j)).
-pub fn holm(p: &[f64]) -> Vec<f64> {
-    let mut order: Vec<usize> = (0..p.len()).filter(|&i| p[i].is_finite()).collect();
-    order.sort_by(|&a, &b| p[a].total_cmp(&p[b]).then(a.cmp(&b)));
-    let m = order.len();
-    let mut out = vec![f64::NAN; p.len()];
-    let mut running: f64 = 0.0;
-    for (j, &i) in order.iter().enumerate() {
-        running = running.max(((m - j) as f64 * p[i]).min(1.0));
-        out[i] = running;
-    }
-    out
-}
-
 /// The top-1 error of `predictions` against `targets` on the images `subset` (all when none).
 fn subset_error(predictions: &[u32], targets: &[u32], subset: Option<&[u32]>) -> f64 {
     let wrong = |i: usize| (predictions[i] != targets[i]) as usize;
@@ -425,9 +391,6 @@ fn subset_error(predictions: &[u32], targets: &[u32], subset: Option<&[u32]>) ->
         }
     }
 }
-
-/// One measured value of a cell: (seed, test value, training value).
-type Measured = Vec<(u64, f64, f64)>;
 
 /// The comparisons of a study from its cells and `subsets.json`; none when no cell saved its
 /// predictions. Refused when a cell's predictions do not cover the test set.
@@ -744,6 +707,7 @@ pub fn compare(
             .iter_mut()
             .map(|c| (&mut c.p_holm, &mut c.verdict, c.paired.mean)),
     );
+    let shapes = curves(&measured, &info, &order);
     Ok(Some(Comparisons {
         study: cfg.name.clone(),
         leaf_names: subsets
@@ -765,6 +729,7 @@ pub fn compare(
         mechanism: mechanism(cells, subsets),
         contrasts,
         against_control,
+        shapes,
     }))
 }
 
@@ -862,6 +827,9 @@ impl Comparisons {
         if !self.against_control.is_empty() {
             md.push_str(&self.control_markdown());
         }
+        if !self.shapes.is_empty() {
+            md.push_str(&self.shape_markdown());
+        }
         if !self.mechanism.is_empty() {
             md.push_str(&self.mechanism_markdown(&self.leaf_names));
         }
@@ -947,6 +915,62 @@ Every pretrained arm against the arm pretrained on the target labels themselves,
                 p_text(c.p),
                 p_text(c.p_holm),
                 c.verdict.words().to_string(),
+            ]);
+        }
+        md.push_str(&t.to_string());
+        md.push('\n');
+        md
+    }
+
+    /// The section on the shape of the granularity curve.
+    fn shape_markdown(&self) -> String {
+        let tested = self.shapes.iter().filter(|c| c.p.is_finite()).count();
+        let mut md = format!("### Is the error U-shaped in granularity?
+
+The pretrained arms along the hierarchy, from coarser than the target to one label per image (families {}), read out the same way: each seed's errors on all test images fitted by a quadratic in log10(classes), the per-seed quadratic coefficients tested against zero (two-sided paired t). *U-shaped*: curved upward (Holm), with the fitted minimum strictly inside the levels and the lowest mean error at neither end. Each curve also without the levels whose mean training error is above {FITTED_TRAIN_ERROR} (evaluation mode), where there are any: a network that has not fitted is not evidence either way. A fourth family: {tested} of these {} rows have a p-value, Holm-adjusted among themselves; verdicts at adjusted p < 0.05.\n\n", super::shape::PATH_FAMILIES.map(|f| format!("\"{f}\"")).join(", "), self.shapes.len());
+        let mut t = MarkdownTable::new([
+            "design",
+            "readout",
+            "levels",
+            "seeds",
+            "error by classes (train)",
+            "best",
+            "curvature [95%]",
+            "fitted minimum (classes)",
+            "p",
+            "Holm p",
+            "verdict (Holm)",
+        ]);
+        for r in &self.shapes {
+            let levels = r
+                .levels
+                .iter()
+                .map(|l| {
+                    let train = if l.train_error.mean.is_finite() {
+                        format!(" ({:.3})", l.train_error.mean)
+                    } else {
+                        String::new()
+                    };
+                    format!("{}: {:.3}{train}", l.classes, l.error.mean)
+                })
+                .collect::<Vec<_>>()
+                .join("; ");
+            t.row([
+                r.design.clone(),
+                r.readout.clone(),
+                r.levels_used.clone(),
+                r.curvature.seeds.len().to_string(),
+                levels,
+                r.best.clone(),
+                r.curvature.interval(),
+                if r.vertex_classes.is_finite() {
+                    format!("{:.0}", r.vertex_classes)
+                } else {
+                    "–".to_string()
+                },
+                p_text(r.p),
+                p_text(r.p_holm),
+                r.shape.words().to_string(),
             ]);
         }
         md.push_str(&t.to_string());

@@ -9,6 +9,7 @@
 
 pub mod comparisons;
 pub mod figures;
+pub mod shape;
 pub mod stats;
 pub mod summary;
 

@@ -6,6 +6,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use statrs::distribution::{ContinuousCDF, StudentsT};
+
 use crate::report::MeanSd;
 
 /// The 97.5% quantile of Student's t with 1..=30 degrees of freedom.
@@ -141,6 +143,46 @@ pub fn mean_half_width(m: &MeanSd) -> f64 {
     } else {
         t975(m.n - 1) * m.sd / (m.n as f64).sqrt()
     }
+}
+
+/// The two-sided p-value of a paired t-test on `diffs` (NaN with fewer than two values; 0 or 1
+/// where every difference is the same).
+pub fn paired_t(diffs: &[f64]) -> (f64, f64) {
+    let n = diffs.len();
+    if n < 2 {
+        return (f64::NAN, f64::NAN);
+    }
+    let mean = diffs.iter().sum::<f64>() / n as f64;
+    let var = diffs.iter().map(|d| (d - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
+    let se = (var / n as f64).sqrt();
+    if se == 0.0 {
+        return if mean == 0.0 {
+            (0.0, 1.0)
+        } else {
+            (mean.signum() * f64::INFINITY, 0.0)
+        };
+    }
+    let t = mean / se;
+    let p = match StudentsT::new(0.0, 1.0, (n - 1) as f64) {
+        Ok(dist) => (2.0 * dist.sf(t.abs())).min(1.0),
+        Err(_) => f64::NAN,
+    };
+    (t, p)
+}
+
+/// Holm's step-down adjustment of `p` (NaN entries are left out of the family and stay NaN):
+/// the k-th smallest of m p-values becomes max over j <= k of min(1, (m - j + 1) p_(j)).
+pub fn holm(p: &[f64]) -> Vec<f64> {
+    let mut order: Vec<usize> = (0..p.len()).filter(|&i| p[i].is_finite()).collect();
+    order.sort_by(|&a, &b| p[a].total_cmp(&p[b]).then(a.cmp(&b)));
+    let m = order.len();
+    let mut out = vec![f64::NAN; p.len()];
+    let mut running: f64 = 0.0;
+    for (j, &i) in order.iter().enumerate() {
+        running = running.max(((m - j) as f64 * p[i]).min(1.0));
+        out[i] = running;
+    }
+    out
 }
 
 #[cfg(test)]
