@@ -36,6 +36,15 @@ pub const FITTED_TRAIN_ERROR: f64 = 0.05;
 /// One measured value of a cell: (seed, test value, training value).
 pub type Measured = Vec<(u64, f64, f64)>;
 
+/// A measurement's key: (design, condition, readout, test subset).
+pub type Key = (String, String, String, String);
+
+/// What a study measured, by key.
+pub type MeasuredBy = BTreeMap<Key, Measured>;
+
+/// Each condition's (family, pretraining classes).
+pub type ConditionInfo = BTreeMap<String, (String, usize)>;
+
 /// One level of a curve.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ShapeLevel {
@@ -151,11 +160,7 @@ pub fn quadratic_fit(x: &[f64], y: &[f64]) -> Option<(f64, f64, f64, f64)> {
 /// The curves of every design and readout over the [`PATH_FAMILIES`] levels, from the measured
 /// errors on all test images (`measured`, keyed by design, condition, readout, subset) and each
 /// condition's (family, classes); readouts in `order`'s order. Holm-adjusted among themselves.
-pub fn curves(
-    measured: &BTreeMap<(String, String, String, String), Measured>,
-    info: &BTreeMap<String, (String, usize)>,
-    order: &[(String, String, String, String)],
-) -> Vec<ShapeRow> {
+pub fn curves(measured: &MeasuredBy, info: &ConditionInfo, order: &[Key]) -> Vec<ShapeRow> {
     let on_path = |cond: &str| {
         cond != "baseline"
             && !cond.ends_with(" direct")
@@ -321,13 +326,7 @@ mod tests {
     }
 
     /// Measured errors of `levels` (classes, per-seed test errors, train error).
-    fn study(
-        levels: &[(usize, [f64; 4], f64)],
-    ) -> (
-        BTreeMap<(String, String, String, String), Measured>,
-        BTreeMap<String, (String, usize)>,
-        Vec<(String, String, String, String)>,
-    ) {
+    fn study(levels: &[(usize, [f64; 4], f64)]) -> (MeasuredBy, ConditionInfo, Vec<Key>) {
         let (mut measured, mut info, mut order) = (BTreeMap::new(), BTreeMap::new(), Vec::new());
         for (classes, errs, train) in levels {
             let cond = format!("level-{classes}");
