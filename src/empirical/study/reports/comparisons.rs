@@ -19,7 +19,8 @@
 //!   on the target labels themselves, same epochs, same readout): what the pretraining labels do
 //!   beyond the two-stage recipe; a third Holm family;
 //! * the **shape of the granularity curve** ([`ShapeRow`]): whether the error of the pretrained
-//!   arms along the hierarchy is U-shaped in the number of classes; a fourth Holm family.
+//!   arms along the hierarchy is U-shaped in the number of classes (the two-lines test); a
+//!   fourth Holm family.
 //!
 //! Each comparison pairs the arm and the baseline seed by seed (same seed: the same training
 //! images, and with `train.batch_keying = "seed"` the same batches).
@@ -78,8 +79,8 @@ pub struct Comparisons {
     /// images (a third Holm family, of these rows alone; empty without a control).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub against_control: Vec<ControlRow>,
-    /// The curvature of each readout's error along the granularity path (a fourth Holm family,
-    /// of these rows alone).
+    /// Whether each readout's error along the granularity path is U-shaped (a fourth Holm
+    /// family, of these rows alone).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub shapes: Vec<ShapeRow>,
 }
@@ -927,7 +928,7 @@ Every pretrained arm against the arm pretrained on the target labels themselves,
         let tested = self.shapes.iter().filter(|c| c.p.is_finite()).count();
         let mut md = format!("### Is the error U-shaped in granularity?
 
-The pretrained arms along the hierarchy, from coarser than the target to one label per image (families {}), read out the same way: each seed's errors on all test images fitted by a quadratic in log10(classes), the per-seed quadratic coefficients tested against zero (two-sided paired t). *U-shaped*: curved upward (Holm), with the fitted minimum strictly inside the levels and the lowest mean error at neither end. Each curve also without the levels whose mean training error is above {FITTED_TRAIN_ERROR} (evaluation mode), where there are any: a network that has not fitted is not evidence either way. A fourth family: {tested} of these {} rows have a p-value, Holm-adjusted among themselves; verdicts at adjusted p < 0.05.\n\n", super::shape::PATH_FAMILIES.map(|f| format!("\"{f}\"")).join(", "), self.shapes.len());
+The pretrained arms along the hierarchy, from coarser than the target to one label per image (families {}), read out the same way, on all test images. The two-lines test: the break is the level with the lowest mean error; per seed, the least-squares slope of error in log10(classes) from the coarsest level to the break (*falls*) and from the break to the finest (*rises*); a U needs both, each by a one-sided paired t over seeds, so its p-value is the larger of the two. Each curve also over the levels whose mean training error is at most {FITTED_TRAIN_ERROR} (evaluation mode) alone, where any is above: a network that has not fitted is not evidence either way. A fourth family: {tested} of these {} rows have a p-value (none where the lowest error is at an end), Holm-adjusted among themselves; verdicts at adjusted p < 0.05.\n\n", super::shape::PATH_FAMILIES.map(|f| format!("\"{f}\"")).join(", "), self.shapes.len());
         let mut t = MarkdownTable::new([
             "design",
             "readout",
@@ -935,8 +936,8 @@ The pretrained arms along the hierarchy, from coarser than the target to one lab
             "seeds",
             "error by classes (train)",
             "best",
-            "curvature [95%]",
-            "fitted minimum (classes)",
+            "slope before [95%]",
+            "slope after [95%]",
             "p",
             "Holm p",
             "verdict (Holm)",
@@ -959,15 +960,11 @@ The pretrained arms along the hierarchy, from coarser than the target to one lab
                 r.design.clone(),
                 r.readout.clone(),
                 r.levels_used.clone(),
-                r.curvature.seeds.len().to_string(),
+                r.levels.first().map_or(0, |l| l.error.n).to_string(),
                 levels,
                 r.best.clone(),
-                r.curvature.interval(),
-                if r.vertex_classes.is_finite() {
-                    format!("{:.0}", r.vertex_classes)
-                } else {
-                    "–".to_string()
-                },
+                r.falling.interval(),
+                r.rising.interval(),
                 p_text(r.p),
                 p_text(r.p_holm),
                 r.shape.words().to_string(),

@@ -1,15 +1,18 @@
 //! The shape of the granularity curve: is the error U-shaped in the number of pretraining
 //! classes? The levels are the pretrained (two-stage) arms whose labels follow the hierarchy
-//! from coarser than the target to one label per image ([`PATH_FAMILIES`]); for each readout,
-//! each seed's errors are fitted by a quadratic in log10(classes), and the per-seed quadratic
-//! coefficients are tested against zero (two-sided paired t over seeds). A positive coefficient
-//! whose fitted minimum lies strictly inside the range of levels, with the lowest mean error at
-//! neither end, is a U; otherwise a positive coefficient is a convex curve whose minimum is at
-//! an end (a curve that falls and flattens has its fitted vertex inside, so both are asked). The test is named before the
-//! data: no level is chosen after looking at the errors.
+//! from coarser than the target to one label per image ([`PATH_FAMILIES`]). For each readout, the
+//! *two-lines test* (Simonsohn 2018, "Two lines: a valid alternative to the invalid testing of
+//! U-shaped relationships with quadratic regressions"): the break is the level with the lowest
+//! mean error; per seed, the least-squares slope of error in log10(classes) is taken from the
+//! coarsest level to the break and from the break to the finest; a U needs the first slope
+//! negative and the second positive, each detected by a one-sided paired t over seeds, so its
+//! p-value is the larger of the two (an intersection-union test). A quadratic fit is not used:
+//! a curve that falls and then flattens gets an inside vertex and a "significant" curvature.
+//! Breaking at the observed minimum favours a U a little (Simonsohn's "Robin Hood" choice of the
+//! break, which balances the two lines' power, is not done here).
 //!
 //! A level whose network did not fit its training images is not evidence either way, so each
-//! curve is also fitted over the levels whose mean training error (evaluation mode) is at most
+//! curve is also tested over the levels whose mean training error (evaluation mode) is at most
 //! [`FITTED_TRAIN_ERROR`], where that leaves out any level and keeps at least three.
 
 use std::collections::BTreeMap;
@@ -58,34 +61,32 @@ pub struct ShapeLevel {
     pub train_error: MeanSd,
 }
 
-/// What the curvature test says.
+/// What the two-lines test says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Shape {
-    /// Curved upward (Holm p < 0.05) with the fitted minimum strictly inside the levels and the
-    /// lowest mean error at neither end.
+    /// The error falls towards the best level and rises after it, both detected (Holm-adjusted
+    /// p of the pair < 0.05).
     U,
-    /// Curved upward with the fitted minimum, or the lowest mean error, at an end of the levels.
-    ConvexMinimumAtEnd,
-    /// Curved downward (Holm p < 0.05): the middle levels are the worst.
-    Cap,
-    /// No curvature detected.
-    NoDetectableCurvature,
+    /// The lowest mean error is at the coarsest or the finest level: no U within the levels run.
+    MinimumAtEnd,
+    /// The best level is inside, but the fall before it and the rise after it are not both
+    /// detected.
+    NoUDetected,
 }
 
 impl Shape {
     /// The words used in tables.
     pub fn words(self) -> &'static str {
         match self {
-            Shape::U => "U-shaped (minimum inside)",
-            Shape::ConvexMinimumAtEnd => "convex, minimum at an end",
-            Shape::Cap => "∩-shaped",
-            Shape::NoDetectableCurvature => "no detectable curvature",
+            Shape::U => "U-shaped (falls, then rises)",
+            Shape::MinimumAtEnd => "lowest error at an end",
+            Shape::NoUDetected => "no U detected",
         }
     }
 }
 
-/// The curvature test of one readout's granularity curve.
+/// The two-lines test of one readout's granularity curve.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ShapeRow {
     /// Design.
@@ -96,70 +97,52 @@ pub struct ShapeRow {
     pub levels_used: String,
     /// The levels, coarsest first.
     pub levels: Vec<ShapeLevel>,
-    /// The per-seed quadratic coefficient of error in log10(classes) (`diffs`; against zero).
-    pub curvature: Paired,
-    /// Its two-sided paired-t p-value.
+    /// The level with the lowest mean error: the break between the two lines.
+    pub best: String,
+    /// Per seed, the least-squares slope of error in log10(classes) from the coarsest level to
+    /// the best (`diffs`; a U needs it negative).
+    pub falling: Paired,
+    /// Per seed, the slope from the best level to the finest (a U needs it positive).
+    pub rising: Paired,
+    /// The intersection-union p-value of the U: the larger of the two slopes' one-sided
+    /// paired-t p-values in the U's direction (NaN when the best level is at an end).
     #[serde(deserialize_with = "crate::report::f64_or_nan")]
     pub p: f64,
     /// Holm-adjusted among the shape rows.
     #[serde(deserialize_with = "crate::report::f64_or_nan")]
     pub p_holm: f64,
-    /// The number of classes at the minimum of the mean fitted quadratic (NaN when it has no
-    /// minimum).
-    #[serde(deserialize_with = "crate::report::f64_or_nan")]
-    pub vertex_classes: f64,
-    /// The level with the lowest mean error.
-    pub best: String,
-    /// The verdict at Holm-adjusted p < 0.05.
+    /// The verdict at adjusted p < 0.05.
     pub shape: Shape,
 }
 
-/// The least-squares quadratic `y = a + b (x - m) + c (x - m)^2` with `m` the mean of `x`:
-/// `(m, a, b, c)`; none with fewer than three distinct `x`.
-pub fn quadratic_fit(x: &[f64], y: &[f64]) -> Option<(f64, f64, f64, f64)> {
+/// The least-squares slope of `y` on `x` (NaN with fewer than two distinct `x`).
+pub fn slope(x: &[f64], y: &[f64]) -> f64 {
     let n = x.len() as f64;
-    let m = x.iter().sum::<f64>() / n;
-    // sums of powers of the centred x, and of y times them
-    let mut s = [0.0f64; 5];
-    let mut t = [0.0f64; 3];
-    for (&xi, &yi) in x.iter().zip(y) {
-        let u = xi - m;
-        let mut p = 1.0;
-        for (k, sk) in s.iter_mut().enumerate() {
-            *sk += p;
-            if k < 3 {
-                t[k] += p * yi;
-            }
-            p *= u;
-        }
+    let (mx, my) = (x.iter().sum::<f64>() / n, y.iter().sum::<f64>() / n);
+    let sxx: f64 = x.iter().map(|v| (v - mx).powi(2)).sum();
+    let sxy: f64 = x.iter().zip(y).map(|(a, b)| (a - mx) * (b - my)).sum();
+    if sxx > 0.0 {
+        sxy / sxx
+    } else {
+        f64::NAN
     }
-    let a = [[s[0], s[1], s[2]], [s[1], s[2], s[3]], [s[2], s[3], s[4]]];
-    let det = |m: &[[f64; 3]; 3]| {
-        m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1])
-            - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
-            + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0])
-    };
-    let d = det(&a);
-    let mut distinct: Vec<f64> = x.to_vec();
-    distinct.sort_by(f64::total_cmp);
-    distinct.dedup();
-    if distinct.len() < 3 || !d.is_normal() {
-        return None;
+}
+
+/// The one-sided p-value of a paired t-test that the mean of `diffs` has the sign of `sign`.
+fn one_sided(diffs: &[f64], sign: f64) -> f64 {
+    let (t, p) = paired_t(diffs);
+    if p.is_nan() {
+        f64::NAN
+    } else if t * sign > 0.0 {
+        p / 2.0
+    } else {
+        1.0 - p / 2.0
     }
-    // Cramer's rule
-    let coef = |col: usize| {
-        let mut b = a;
-        for (row, tr) in b.iter_mut().zip(t) {
-            row[col] = tr;
-        }
-        det(&b) / d
-    };
-    Some((m, coef(0), coef(1), coef(2)))
 }
 
 /// The curves of every design and readout over the [`PATH_FAMILIES`] levels, from the measured
-/// errors on all test images (`measured`, keyed by design, condition, readout, subset) and each
-/// condition's (family, classes); readouts in `order`'s order. Holm-adjusted among themselves.
+/// errors on all test images (`measured`) and each condition's (family, classes); readouts in
+/// `order`'s order. Holm-adjusted among themselves.
 pub fn curves(measured: &MeasuredBy, info: &ConditionInfo, order: &[Key]) -> Vec<ShapeRow> {
     let on_path = |cond: &str| {
         cond != "baseline"
@@ -204,25 +187,12 @@ pub fn curves(measured: &MeasuredBy, info: &ConditionInfo, order: &[Key]) -> Vec
     let ps: Vec<f64> = rows.iter().map(|r| r.p).collect();
     for (r, adj) in rows.iter_mut().zip(holm(&ps)) {
         r.p_holm = adj;
-        let min_x = r
-            .levels
-            .first()
-            .map_or(f64::NAN, |l| (l.classes as f64).log10());
-        let max_x = r
-            .levels
-            .last()
-            .map_or(f64::NAN, |l| (l.classes as f64).log10());
-        let vx = r.vertex_classes.log10();
-        let ends = [r.levels.first(), r.levels.last()].map(|l| l.map(|l| l.condition.clone()));
-        let interior = |best: &str| ends.iter().all(|e| e.as_deref() != Some(best));
-        r.shape = if adj.is_nan() || adj >= 0.05 {
-            Shape::NoDetectableCurvature
-        } else if r.curvature.mean < 0.0 {
-            Shape::Cap
-        } else if vx > min_x && vx < max_x && interior(&r.best) {
+        r.shape = if r.p.is_nan() {
+            Shape::MinimumAtEnd
+        } else if adj < 0.05 {
             Shape::U
         } else {
-            Shape::ConvexMinimumAtEnd
+            Shape::NoUDetected
         };
     }
     rows
@@ -248,37 +218,16 @@ fn curve(
     if seeds.is_empty() {
         return None;
     }
-    let x: Vec<f64> = levels.iter().map(|l| (l.1 as f64).log10()).collect();
     let value = |l: &(String, usize, &Measured), s: u64, test: bool| {
         l.2.iter()
             .find(|v| v.0 == s)
             .map_or(f64::NAN, |v| if test { v.1 } else { v.2 })
     };
-    let mut per_seed = Vec::new();
-    let mut sums = [0.0f64; 3];
-    let mut centre = f64::NAN;
-    for &s in &seeds {
-        let y: Vec<f64> = levels.iter().map(|l| value(l, s, true)).collect();
-        let (m, a, b, c) = quadratic_fit(&x, &y)?;
-        centre = m;
-        for (sum, v) in sums.iter_mut().zip([a, b, c]) {
-            *sum += v / seeds.len() as f64;
-        }
-        per_seed.push((s, c, 0.0));
-    }
-    let curvature = Paired::of(&per_seed);
-    let (_, p) = paired_t(&curvature.diffs);
-    let [_, b, c] = sums;
-    let vertex_classes = if c > 0.0 {
-        10f64.powf(centre - b / (2.0 * c))
-    } else {
-        f64::NAN
-    };
     let of = |l: &(String, usize, &Measured), test: bool| {
         let v: Vec<f64> = seeds.iter().map(|&s| value(l, s, test)).collect();
         MeanSd::of(&v)
     };
-    let levels: Vec<ShapeLevel> = levels
+    let shown: Vec<ShapeLevel> = levels
         .iter()
         .map(|l| ShapeLevel {
             condition: l.0.clone(),
@@ -287,22 +236,46 @@ fn curve(
             train_error: of(l, false),
         })
         .collect();
-    let best = levels
-        .iter()
-        .min_by(|a, b| a.error.mean.total_cmp(&b.error.mean))
-        .map(|l| l.condition.clone())
-        .unwrap_or_default();
+    let b =
+        (0..shown.len()).min_by(|&i, &j| shown[i].error.mean.total_cmp(&shown[j].error.mean))?;
+    // per seed, the slope of each side; a side of one level has none
+    let side = |range: std::ops::RangeInclusive<usize>| -> Vec<(u64, f64, f64)> {
+        if range.end() <= range.start() {
+            return Vec::new();
+        }
+        let x: Vec<f64> = levels[range.clone()]
+            .iter()
+            .map(|l| (l.1 as f64).log10())
+            .collect();
+        seeds
+            .iter()
+            .map(|&s| {
+                let y: Vec<f64> = levels[range.clone()]
+                    .iter()
+                    .map(|l| value(l, s, true))
+                    .collect();
+                (s, slope(&x, &y), 0.0)
+            })
+            .collect()
+    };
+    let falling = Paired::of(&side(0..=b));
+    let rising = Paired::of(&side(b..=levels.len() - 1));
+    let p = if b == 0 || b == levels.len() - 1 {
+        f64::NAN
+    } else {
+        one_sided(&falling.diffs, -1.0).max(one_sided(&rising.diffs, 1.0))
+    };
     Some(ShapeRow {
         design: design.to_string(),
         readout: readout.to_string(),
         levels_used: levels_used.to_string(),
-        levels,
-        curvature,
+        best: shown[b].condition.clone(),
+        levels: shown,
+        falling,
+        rising,
         p,
         p_holm: f64::NAN,
-        vertex_classes,
-        best,
-        shape: Shape::NoDetectableCurvature,
+        shape: Shape::NoUDetected,
     })
 }
 
@@ -311,18 +284,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn quadratic_fit_recovers_a_parabola() {
-        let x = [0.3, 0.7, 1.0, 1.4, 2.4, 3.4];
-        let y: Vec<f64> = x.iter().map(|v| 0.4 - 0.05 * v + 0.02 * v * v).collect();
-        let (m, a, b, c) = quadratic_fit(&x, &y).unwrap();
-        // back to raw coefficients: c u^2 + b u + a with u = x - m
-        assert!((c - 0.02).abs() < 1e-12, "{c}");
-        assert!((b - 2.0 * c * m - (-0.05)).abs() < 1e-12);
-        assert!((a - b * m + c * m * m - 0.4).abs() < 1e-12);
-        // a straight line has no curvature; two distinct x have no fit
-        let line: Vec<f64> = x.iter().map(|v| 1.0 + 2.0 * v).collect();
-        assert!(quadratic_fit(&x, &line).unwrap().3.abs() < 1e-12);
-        assert!(quadratic_fit(&[1.0, 1.0, 2.0], &[0.0, 1.0, 2.0]).is_none());
+    fn slopes_and_one_sided_p_values() {
+        assert!((slope(&[0.0, 1.0, 2.0], &[1.0, 3.0, 5.0]) - 2.0).abs() < 1e-12);
+        assert!(slope(&[1.0, 1.0], &[0.0, 1.0]).is_nan());
+        // the one-sided p in the direction of the mean is half the two-sided one
+        let d = [-0.1, -0.2, -0.15];
+        let (_, p) = paired_t(&d);
+        assert!((one_sided(&d, -1.0) - p / 2.0).abs() < 1e-15);
+        assert!((one_sided(&d, 1.0) - (1.0 - p / 2.0)).abs() < 1e-15);
     }
 
     /// Measured errors of `levels` (classes, per-seed test errors, train error).
@@ -359,8 +328,8 @@ mod tests {
     }
 
     #[test]
-    fn a_u_a_monotone_curve_and_noise() {
-        // U: best in the middle, every seed curved upward
+    fn a_u_a_curve_that_falls_and_flattens_and_noise() {
+        // U: best in the middle, every seed falls to it and rises after it
         let u = [
             (2, [0.50, 0.52, 0.49, 0.51], 0.0),
             (5, [0.44, 0.45, 0.43, 0.46], 0.0),
@@ -375,28 +344,32 @@ mod tests {
         assert_eq!(r.levels.len(), 5);
         assert_eq!(r.levels[0].classes, 2);
         assert_eq!(r.best, "level-25");
+        assert_eq!(r.falling.seeds.len(), 4);
+        assert!(r.falling.hi < 0.0 && r.rising.lo > 0.0, "{r:?}");
         assert_eq!(r.shape, Shape::U, "{r:?}");
-        assert!(r.vertex_classes > 5.0 && r.vertex_classes < 250.0);
-        // falling and flattening: convex, its minimum at the fine end
-        let mono = [
+        // falls and flattens with the best just inside: the rise after it is not detected (a
+        // quadratic would call this a U)
+        let flattens = [
             (2, [0.60, 0.61, 0.59, 0.60], 0.0),
             (5, [0.50, 0.50, 0.49, 0.51], 0.0),
             (25, [0.45, 0.44, 0.45, 0.46], 0.0),
-            (250, [0.43, 0.43, 0.42, 0.44], 0.0),
-            (2500, [0.425, 0.42, 0.415, 0.43], 0.0),
+            (250, [0.425, 0.43, 0.415, 0.43], 0.0),
+            (2500, [0.43, 0.42, 0.43, 0.425], 0.0),
         ];
-        let (m, i, o) = study(&mono);
+        let (m, i, o) = study(&flattens);
         let r = &curves(&m, &i, &o)[0];
-        assert_eq!(r.shape, Shape::ConvexMinimumAtEnd, "{r:?}");
-        // noise around a flat line: nothing detected
-        let flat = [
-            (2, [0.40, 0.42, 0.41, 0.39], 0.0),
-            (5, [0.42, 0.39, 0.40, 0.41], 0.0),
-            (25, [0.41, 0.40, 0.42, 0.40], 0.0),
-            (250, [0.39, 0.41, 0.40, 0.42], 0.0),
+        assert_eq!(r.best, "level-250");
+        assert_eq!(r.shape, Shape::NoUDetected, "{r:?}");
+        // falling all the way: the lowest error at the fine end
+        let falls = [
+            (2, [0.60, 0.61, 0.59, 0.60], 0.0),
+            (5, [0.50, 0.50, 0.49, 0.51], 0.0),
+            (25, [0.45, 0.44, 0.45, 0.46], 0.0),
         ];
-        let (m, i, o) = study(&flat);
-        assert_eq!(curves(&m, &i, &o)[0].shape, Shape::NoDetectableCurvature);
+        let (m, i, o) = study(&falls);
+        let r = &curves(&m, &i, &o)[0];
+        assert_eq!(r.shape, Shape::MinimumAtEnd);
+        assert!(r.p.is_nan() && r.rising.diffs.is_empty());
     }
 
     #[test]
