@@ -29,7 +29,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::shape::{curves, Measured, ShapeRow, FITTED_TRAIN_ERROR};
+use super::shape::{
+    curves, ConditionInfo, Key, Measured, MeasuredBy, ShapeRow, FITTED_TRAIN_ERROR,
+};
 use super::stats::{holm, paired_t, Paired, Verdict};
 use crate::empirical::error::EmpiricalError;
 use crate::empirical::study::config::{Comparison, Readout, StudyConfig};
@@ -408,9 +410,9 @@ pub fn compare(
         return Ok(None);
     }
     // what every condition measured, by (design, condition, readout, subset)
-    let mut measured: BTreeMap<(String, String, String, String), Measured> = BTreeMap::new();
-    let mut info: BTreeMap<String, (String, usize)> = BTreeMap::new();
-    let mut order: Vec<(String, String, String, String)> = Vec::new();
+    let mut measured = MeasuredBy::new();
+    let mut info = ConditionInfo::new();
+    let mut order: Vec<Key> = Vec::new();
     let mut push = |key: (String, String, String, String), v: (u64, f64, f64)| {
         let e = measured.entry(key.clone()).or_default();
         if e.is_empty() {
@@ -1357,53 +1359,6 @@ mod tests {
     }
 
     #[test]
-    fn paired_t_matches_reference_values() {
-        // by hand: mean 0.012, sd 0.023875, se 0.010677, t = 1.12390 with 4 df
-        let (t, p) = paired_t(&[0.01, -0.02, 0.03, 0.04, 0.00]);
-        assert!((t - 1.123_903).abs() < 1e-5, "t {t}");
-        // 2 * (1 - F_4(t)) by numerical integration of the t density: 0.3239407
-        assert!((p - 0.323_940_7).abs() < 1e-5, "p {p}");
-        // 2 df, closed form: p = 1 - t / sqrt(2 + t^2); differences 0.01, -0.02, 0.04 give
-        // t = 0.01 / (0.03 / sqrt 3) = 0.577350, p = 0.622036
-        let (t2, p2) = paired_t(&[0.01, -0.02, 0.04]);
-        assert!((t2 - 0.577_350).abs() < 1e-5, "t {t2}");
-        assert!(
-            (p2 - (1.0 - t2 / (2.0 + t2 * t2).sqrt())).abs() < 1e-9,
-            "p {p2}"
-        );
-        // a constant non-zero difference has no variance: p = 0
-        assert_eq!(paired_t(&[0.02, 0.02, 0.02]).1, 0.0);
-        let (_, p1) = paired_t(&[0.0, 0.0]);
-        assert_eq!(p1, 1.0);
-        assert!(paired_t(&[0.1]).1.is_nan());
-    }
-
-    #[test]
-    fn p_below_five_percent_exactly_when_the_interval_excludes_zero() {
-        for diffs in [
-            vec![-0.01, -0.03, -0.02, -0.025, -0.015],
-            vec![-0.01, 0.03, -0.02, 0.025, -0.015],
-            vec![0.05, 0.01, 0.02, 0.04, 0.06, 0.00],
-            vec![-0.004, -0.001, -0.009],
-        ] {
-            let pairs: Vec<(u64, f64, f64)> = diffs
-                .iter()
-                .enumerate()
-                .map(|(i, &d)| (i as u64, d, 0.0))
-                .collect();
-            let interval = Paired::of(&pairs);
-            let (_, p) = paired_t(&diffs);
-            let excludes = interval.verdict != Verdict::NoDetectableDifference;
-            // the table's quantiles are rounded to 3 decimals: only a p-value right at 0.05 could
-            // disagree
-            assert!(
-                (p < 0.05) == excludes || (p - 0.05).abs() < 1e-3,
-                "{diffs:?}: p {p}"
-            );
-        }
-    }
-
-    #[test]
     fn spearman_by_hand() {
         // a monotone relation is 1 whatever its shape; reversed, -1
         assert!((spearman(&[1.0, 2.0, 3.0, 4.0], &[1.0, 4.0, 9.0, 100.0]) - 1.0).abs() < 1e-12);
@@ -1428,17 +1383,6 @@ mod tests {
         assert_eq!(c.len(), 1);
         assert_eq!(c[0].0, 0);
         assert!((c[0].1 + 0.25).abs() < 1e-12, "{c:?}");
-    }
-
-    #[test]
-    fn holm_by_hand() {
-        // m = 4: sorted 0.01, 0.02, 0.03, 0.5 -> 0.04, 0.06, 0.06 (monotone), 0.5
-        let adj = holm(&[0.03, 0.5, 0.01, f64::NAN, 0.02]);
-        let want = [0.06, 0.5, 0.04, f64::NAN, 0.06];
-        for (a, w) in adj.iter().zip(want) {
-            assert!(a.is_nan() && w.is_nan() || (a - w).abs() < 1e-12, "{adj:?}");
-        }
-        assert_eq!(holm(&[0.9, 0.8]), vec![1.0, 1.0]);
     }
 
     #[test]
