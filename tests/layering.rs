@@ -59,7 +59,12 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("theory: reports", &["theory::figures"]),
     (
         "theory: commands",
-        &["theory::commands", "theory::sharding", "theory::bench"],
+        &[
+            "theory::commands",
+            "theory::sharding",
+            "theory::bench",
+            "theory::product_candidates",
+        ],
     ),
     ("empirical: data", &["empirical::data"]),
     (

@@ -11,6 +11,7 @@ use crate::seed;
 use crate::theory::config::{ActivationConfig, TheoryConfig};
 use crate::theory::data::{Distribution, SampleKind};
 use crate::theory::net::Workspace;
+use crate::theory::product_candidates::{self, ProductsResult, Shapes};
 use crate::theory::train::{init_net, label_samples};
 use crate::theory::TheoryError;
 use serde::Deserialize;
@@ -226,6 +227,8 @@ pub struct ThreadsResult {
     pub numpy: Result<NumpyInfo, String>,
     /// Per activation.
     pub activations: Vec<ActivationResult>,
+    /// The two products alone, as the step computes them and by the `gemm` crate.
+    pub products: ProductsResult,
 }
 
 /// The machine's fused multiply-adds from registers, in GFLOP/s.
@@ -316,10 +319,20 @@ pub fn run(
                 }
             }
         }
+        let shapes = Shapes {
+            rows: b.batch * b.patches,
+            patches: b.patches,
+            d: b.dim,
+            n: 2 * b.subclasses * b.neurons,
+        };
+        let threads = pool.current_num_threads();
+        let products =
+            pool.install(|| product_candidates::measure(shapes, threads, b.rounds, b.steps));
         runs.push(ThreadsResult {
-            threads: pool.current_num_threads(),
+            threads,
             numpy: info,
             activations: out,
+            products,
         });
     }
     let most = runs.iter().map(|r| r.threads).max().unwrap_or(1);
@@ -693,11 +706,70 @@ pub fn report(b: &BenchConfig, r: &BenchResult) -> String {
             }
         }
     }
+    products_table(&mut s, b, r);
     let _ = writeln!(
         s,
         "\nTargets: the fixed-pool step at least 1.3× and the online step at least 2.5× the careful NumPy step, with one thread and with all."
     );
     s
+}
+
+/// The two products alone: the step's kernels beside the `gemm` crate.
+fn products_table(s: &mut String, b: &BenchConfig, r: &BenchResult) {
+    use std::fmt::Write;
+    let flops = 2.0 * (b.batch * b.patches * b.dim) as f64 * (2 * b.subclasses * b.neurons) as f64;
+    let _ = writeln!(
+        s,
+        "\nThe two products alone on the step's shapes (ms per product, medians; without the activation; the step's AVX-512 forward product includes packing the weights), computed as the step computes them (here: {}) and by the `gemm` crate:\n",
+        r.runs
+            .first()
+            .map_or("", |run| run.products.candidates[0].name)
+    );
+    let _ = writeln!(
+        s,
+        "| threads | product | step: ms (GFLOP/s, % of peak) | gemm: ms (GFLOP/s, % of peak) | gemm's speed / the step's | gemm: largest difference (relative) | gemm: same bits with 1 thread |"
+    );
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|");
+    for run in &r.runs {
+        let p = &run.products;
+        let peak = if run.threads == 1 {
+            r.peak.one
+        } else {
+            r.peak.all
+        };
+        let cell = |t: f64| {
+            let g = flops / t / 1e9;
+            format!("{:.1} ({g:.0}, {:.0}%)", t * 1e3, 100.0 * g / peak)
+        };
+        let bits = match p.gemm_thread_independent {
+            None => "(1 thread)",
+            Some(true) => "yes",
+            Some(false) => "**no**",
+        };
+        for (what, own, other, diff) in [
+            (
+                "forward Z = X Wᵀ",
+                median(&p.candidates[0].forward_s),
+                median(&p.candidates[1].forward_s),
+                p.rel_diff.0,
+            ),
+            (
+                "weight dW = dZᵀ X",
+                median(&p.candidates[0].weight_s),
+                median(&p.candidates[1].weight_s),
+                p.rel_diff.1,
+            ),
+        ] {
+            let _ = writeln!(
+                s,
+                "| {} | {what} | {} | {} | {:.2}× | {diff:.1e} | {bits} |",
+                run.threads,
+                cell(own),
+                cell(other),
+                own / other,
+            );
+        }
+    }
 }
 
 #[cfg(test)]

@@ -15,7 +15,8 @@
 //! - [`sharding`]: a sweep spread over shards (`--prepare`, `--shard I/N`, `theory-sim merge`);
 //! - [`claims`]: the paper's claims as executable checks (`theory/CLAIMS.md`);
 //! - [`figures`]: the SVG figures made from saved results;
-//! - [`mod@bench`]: the SGD-step benchmark.
+//! - [`mod@bench`]: the SGD-step benchmark;
+//! - [`product_candidates`]: the step's products beside the `gemm` crate's (part of the benchmark).
 
 pub mod bench;
 pub mod claims;
@@ -26,6 +27,7 @@ pub mod figures;
 pub mod margin;
 pub mod net;
 pub mod normals;
+pub mod product_candidates;
 pub mod readout;
 pub mod responses;
 pub mod run;

@@ -4,10 +4,10 @@
 //! [`fill`] gives exactly what `rng.sample::<f32, _>(StandardNormal)` called once per value
 //! would give, and leaves the generator where those calls would leave it, so the sample
 //! streams (and every result drawn from them) do not change; it is only faster. With AVX-512 it
-//! computes the ChaCha8 keystream sixteen blocks at a time, evaluates the ziggurat's fast path
-//! (about 99% of the draws) eight values at a time, and walks the draws in order, handing the
-//! rest to `rand_distr` itself on a generator that replays the same keystream. Elsewhere it is
-//! the one-at-a-time loop.
+//! computes the ChaCha8 keystream sixteen blocks at a time (with AVX2 eight), evaluates the
+//! ziggurat's fast path (about 99% of the draws) eight values at a time (with AVX2 in two
+//! halves of four), and walks the draws in order, handing the rest to `rand_distr` itself on a
+//! generator that replays the same keystream. Elsewhere it is the one-at-a-time loop.
 
 use rand::RngCore;
 use rand_chacha::ChaCha8Rng;
@@ -237,6 +237,109 @@ unsafe fn blocks16(key: &[u32; 8], stream: u64, first: u64, out: &mut [u32; 256]
     }
 }
 
+/// Blocks `first .. first + 8` of the keystream into `out`, one after the other: the 8 blocks
+/// run in the lanes of 16 vectors of 8 words, then two 8 x 8 transposes put each block's words
+/// together.
+///
+/// # Safety
+/// AVX2 must be available.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn blocks8(key: &[u32; 8], stream: u64, first: u64, out: &mut [u32; 128]) {
+    // SAFETY (whole body): the caller guarantees AVX2; loads read the local arrays and stores
+    // write inside `out` (8 rows of 16 words).
+    unsafe {
+        let mut init = [_mm256_setzero_si256(); 16];
+        for (v, c) in init.iter_mut().zip(CONSTANTS) {
+            *v = _mm256_set1_epi32(c as i32);
+        }
+        for (v, k) in init[4..12].iter_mut().zip(key) {
+            *v = _mm256_set1_epi32(*k as i32);
+        }
+        let lo: [u32; 8] = std::array::from_fn(|l| first.wrapping_add(l as u64) as u32);
+        let hi: [u32; 8] = std::array::from_fn(|l| (first.wrapping_add(l as u64) >> 32) as u32);
+        init[12] = _mm256_loadu_si256(lo.as_ptr().cast());
+        init[13] = _mm256_loadu_si256(hi.as_ptr().cast());
+        init[14] = _mm256_set1_epi32(stream as u32 as i32);
+        init[15] = _mm256_set1_epi32((stream >> 32) as u32 as i32);
+        let mut x = init;
+        // rotations by whole bytes are byte shuffles within each 32-bit word
+        let rot16 = _mm256_setr_epi8(
+            2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13, 2, 3, 0, 1, 6, 7, 4, 5, 10, 11,
+            8, 9, 14, 15, 12, 13,
+        );
+        let rot8 = _mm256_setr_epi8(
+            3, 0, 1, 2, 7, 4, 5, 6, 11, 8, 9, 10, 15, 12, 13, 14, 3, 0, 1, 2, 7, 4, 5, 6, 11, 8, 9,
+            10, 15, 12, 13, 14,
+        );
+        macro_rules! rol {
+            ($v:expr, $n:literal) => {
+                _mm256_or_si256(
+                    _mm256_slli_epi32::<$n>($v),
+                    _mm256_srli_epi32::<{ 32 - $n }>($v),
+                )
+            };
+        }
+        macro_rules! quarter {
+            ($a:expr, $b:expr, $c:expr, $d:expr) => {
+                x[$a] = _mm256_add_epi32(x[$a], x[$b]);
+                x[$d] = _mm256_shuffle_epi8(_mm256_xor_si256(x[$d], x[$a]), rot16);
+                x[$c] = _mm256_add_epi32(x[$c], x[$d]);
+                x[$b] = rol!(_mm256_xor_si256(x[$b], x[$c]), 12);
+                x[$a] = _mm256_add_epi32(x[$a], x[$b]);
+                x[$d] = _mm256_shuffle_epi8(_mm256_xor_si256(x[$d], x[$a]), rot8);
+                x[$c] = _mm256_add_epi32(x[$c], x[$d]);
+                x[$b] = rol!(_mm256_xor_si256(x[$b], x[$c]), 7);
+            };
+        }
+        for _ in 0..DOUBLE_ROUNDS {
+            quarter!(0, 4, 8, 12);
+            quarter!(1, 5, 9, 13);
+            quarter!(2, 6, 10, 14);
+            quarter!(3, 7, 11, 15);
+            quarter!(0, 5, 10, 15);
+            quarter!(1, 6, 11, 12);
+            quarter!(2, 7, 8, 13);
+            quarter!(3, 4, 9, 14);
+        }
+        for (v, i) in x.iter_mut().zip(init) {
+            *v = _mm256_add_epi32(*v, i);
+        }
+        // x[j] lane l is word j of block l; out[16 l + j] wants it: words 0-7, then 8-15
+        let o = out.as_mut_ptr();
+        for half in 0..2 {
+            let r = &x[8 * half..8 * half + 8];
+            let t = [
+                _mm256_unpacklo_epi32(r[0], r[1]),
+                _mm256_unpackhi_epi32(r[0], r[1]),
+                _mm256_unpacklo_epi32(r[2], r[3]),
+                _mm256_unpackhi_epi32(r[2], r[3]),
+                _mm256_unpacklo_epi32(r[4], r[5]),
+                _mm256_unpackhi_epi32(r[4], r[5]),
+                _mm256_unpacklo_epi32(r[6], r[7]),
+                _mm256_unpackhi_epi32(r[6], r[7]),
+            ];
+            let s: [__m256i; 8] = [
+                _mm256_unpacklo_epi64(t[0], t[2]),
+                _mm256_unpackhi_epi64(t[0], t[2]),
+                _mm256_unpacklo_epi64(t[1], t[3]),
+                _mm256_unpackhi_epi64(t[1], t[3]),
+                _mm256_unpacklo_epi64(t[4], t[6]),
+                _mm256_unpackhi_epi64(t[4], t[6]),
+                _mm256_unpacklo_epi64(t[5], t[7]),
+                _mm256_unpackhi_epi64(t[5], t[7]),
+            ];
+            // s[c] is words 0-3 of blocks c | c + 4, s[4 + c] words 4-7 of the same blocks
+            for c in 0..4 {
+                let low = _mm256_permute2x128_si256::<0x20>(s[c], s[4 + c]);
+                let high = _mm256_permute2x128_si256::<0x31>(s[c], s[4 + c]);
+                _mm256_storeu_si256(o.add(16 * c + 8 * half).cast(), low);
+                _mm256_storeu_si256(o.add(16 * (c + 4) + 8 * half).cast(), high);
+            }
+        }
+    }
+}
+
 /// A generator that replays the keystream of a [`ChaCha8Rng`] from word `pos` on: words of the
 /// current chunk from `chunk`, the others computed. It reads words as the generator does
 /// (`next_u64` is two words, the first one low), so `rand_distr` sampling from it consumes and
@@ -310,30 +413,143 @@ unsafe fn fast_path8(bits: *const u64, vals: *mut f32) -> u8 {
     }
 }
 
-/// Fills `out` with what `rng.sample::<f32, _>(StandardNormal)` would give called once per
-/// value, in order, and leaves `rng` where those calls would leave it.
-pub fn fill(rng: &mut ChaCha8Rng, out: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        // SAFETY: AVX-512F is present.
-        unsafe { fill_avx512(rng, out) };
-        return;
-    }
-    for v in out.iter_mut() {
-        *v = StandardNormal.sample(rng);
+/// [`fast_path8`] with AVX2: two halves of 4 draws.
+///
+/// # Safety
+/// AVX2 must be available; `bits` readable for 8 u64, `vals` writable for 8 f32.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn fast_path8_avx2(bits: *const u64, vals: *mut f32) -> u8 {
+    // SAFETY (whole body): the caller guarantees AVX2 and the extents; the gathers read X[i]
+    // and X[i + 1] with i < 256, inside the 257 values.
+    unsafe {
+        let mut ok = 0u8;
+        for half in 0..2 {
+            let b = _mm256_loadu_si256(bits.add(4 * half).cast());
+            let i = _mm256_and_si256(b, _mm256_set1_epi64x(0xff));
+            let one_two = _mm256_set1_epi64x(0x4000_0000_0000_0000);
+            let f = _mm256_or_si256(_mm256_srli_epi64::<12>(b), one_two);
+            let u = _mm256_sub_pd(_mm256_castsi256_pd(f), _mm256_set1_pd(3.0));
+            let table = ZIG_NORM_X.as_ptr();
+            let xi = _mm256_i64gather_pd::<8>(table, i);
+            let next = _mm256_i64gather_pd::<8>(table, _mm256_add_epi64(i, _mm256_set1_epi64x(1)));
+            let x = _mm256_mul_pd(u, xi);
+            let abs = _mm256_and_pd(x, _mm256_castsi256_pd(_mm256_set1_epi64x(i64::MAX)));
+            let lt = _mm256_cmp_pd::<_CMP_LT_OQ>(abs, next);
+            ok |= (_mm256_movemask_pd(lt) as u8) << (4 * half);
+            _mm_storeu_ps(vals.add(4 * half), _mm256_cvtpd_ps(x));
+        }
+        ok
     }
 }
 
-/// [`fill`] with AVX-512: chunk by chunk, the keystream from the generator's word position,
-/// the fast path of every draw, then a walk over the draws in order: an accepted draw is the
-/// next value; a rejected one starts `rand_distr`'s own sampling on a [`Replay`] of the
-/// keystream at its word, which takes as many words as it takes from the generator.
+/// The vector kernels [`fill`] can use.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Kernels {
+    /// 16 keystream blocks and 8 draws per call.
+    Avx512,
+    /// 8 keystream blocks and 2 x 4 draws per call.
+    Avx2,
+    /// One draw at a time.
+    Scalar,
+}
+
+impl Kernels {
+    /// The widest this processor runs.
+    fn best() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                return Kernels::Avx512;
+            }
+            if std::arch::is_x86_feature_detected!("avx2") {
+                return Kernels::Avx2;
+            }
+        }
+        Kernels::Scalar
+    }
+}
+
+/// Fills `out` with what `rng.sample::<f32, _>(StandardNormal)` would give called once per
+/// value, in order, and leaves `rng` where those calls would leave it.
+pub fn fill(rng: &mut ChaCha8Rng, out: &mut [f32]) {
+    fill_with(Kernels::best(), rng, out)
+}
+
+/// [`fill`] with the given kernels, which the processor must run.
+fn fill_with(kernels: Kernels, rng: &mut ChaCha8Rng, out: &mut [f32]) {
+    match kernels {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `best` (or a test that checked) found AVX-512F.
+        Kernels::Avx512 => unsafe { fill_avx512(rng, out) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `best` (or a test that checked) found AVX2.
+        Kernels::Avx2 => unsafe { fill_avx2(rng, out) },
+        #[cfg(not(target_arch = "x86_64"))]
+        Kernels::Avx512 | Kernels::Avx2 => unreachable!("vector kernels on x86-64 only"),
+        Kernels::Scalar => {
+            for v in out.iter_mut() {
+                *v = StandardNormal.sample(rng);
+            }
+        }
+    }
+}
+
+/// [`fill`] with AVX-512 ([`fill_chunked`] with its kernels).
 ///
 /// # Safety
 /// AVX-512F must be available.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn fill_avx512(rng: &mut ChaCha8Rng, out: &mut [f32]) {
+    let keystream = |key: &[u32; 8], stream: u64, first: u64, words: &mut [u32]| {
+        for (c, part) in words.chunks_exact_mut(256).enumerate() {
+            let part: &mut [u32; 256] = part.try_into().expect("256 words");
+            // SAFETY: AVX-512F is present (the caller's guarantee).
+            unsafe { blocks16(key, stream, first + 16 * c as u64, part) };
+        }
+    };
+    // SAFETY: AVX-512F is present (the caller's guarantee); the arrays hold 8 draws and 8 values.
+    let fast8 = |bits: &[u32; 16], vals: &mut [f32; 8]| unsafe {
+        fast_path8(bits.as_ptr().cast(), vals.as_mut_ptr())
+    };
+    fill_chunked(rng, out, keystream, fast8)
+}
+
+/// [`fill`] with AVX2 ([`fill_chunked`] with its kernels).
+///
+/// # Safety
+/// AVX2 must be available.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn fill_avx2(rng: &mut ChaCha8Rng, out: &mut [f32]) {
+    let keystream = |key: &[u32; 8], stream: u64, first: u64, words: &mut [u32]| {
+        for (c, part) in words.chunks_exact_mut(128).enumerate() {
+            let part: &mut [u32; 128] = part.try_into().expect("128 words");
+            // SAFETY: AVX2 is present (the caller's guarantee).
+            unsafe { blocks8(key, stream, first + 8 * c as u64, part) };
+        }
+    };
+    // SAFETY: AVX2 is present (the caller's guarantee); the arrays hold 8 draws and 8 values.
+    let fast8 = |bits: &[u32; 16], vals: &mut [f32; 8]| unsafe {
+        fast_path8_avx2(bits.as_ptr().cast(), vals.as_mut_ptr())
+    };
+    fill_chunked(rng, out, keystream, fast8)
+}
+
+/// The walk of the vector kernels: chunk by chunk, the keystream from the generator's word
+/// position (`keystream(key, stream, first block, words)`), the fast path of every draw (`fast8`
+/// on 8 draws' words, writing their values and returning the accepted ones), then a walk over
+/// the draws in order: an accepted draw is the next value; a rejected one starts `rand_distr`'s
+/// own sampling on a [`Replay`] of the keystream at its word, which takes as many words as it
+/// takes from the generator.
+#[inline(always)]
+fn fill_chunked(
+    rng: &mut ChaCha8Rng,
+    out: &mut [f32],
+    keystream: impl Fn(&[u32; 8], u64, u64, &mut [u32]),
+    fast8: impl Fn(&[u32; 16], &mut [f32; 8]) -> u8,
+) {
     let key = key_words(rng);
     let stream = rng.get_stream();
     // word positions below 2^68 (2^64 blocks); the streams drawn here stay far below 2^64
@@ -344,17 +560,20 @@ unsafe fn fill_avx512(rng: &mut ChaCha8Rng, out: &mut [f32]) {
     let mut k = 0;
     while k < out.len() {
         let first = pos / 16;
-        for (c, part) in words.chunks_exact_mut(256).enumerate() {
-            let part: &mut [u32; 256] = part.try_into().expect("256 words");
-            // SAFETY: AVX-512F is present (the caller's guarantee).
-            unsafe { blocks16(&key, stream, first + 16 * c as u64, part) };
-        }
+        keystream(&key, stream, first, &mut words);
         let chunk_start = first * 16;
         let off = (pos - chunk_start) as usize;
         for (g, m) in ok.iter_mut().enumerate() {
-            // SAFETY: draw j is the little-endian u64 at word off + 2 j; the last group ends at
-            // word off + 2 CHUNK_DRAWS <= 15 + 2 CHUNK_DRAWS <= 1024, inside `words`.
-            *m = unsafe { fast_path8(words.as_ptr().add(off + 16 * g).cast(), &mut vals[8 * g]) };
+            // draw j is the little-endian u64 at word off + 2 j; the last group ends at word
+            // off + 2 CHUNK_DRAWS <= 15 + 2 CHUNK_DRAWS <= 1024, inside `words`
+            let (bits, to) = (
+                &words[off + 16 * g..off + 16 * g + 16],
+                &mut vals[8 * g..8 * g + 8],
+            );
+            *m = fast8(
+                bits.try_into().expect("16 words"),
+                to.try_into().expect("8 values"),
+            );
         }
         // draw j of the chunk starts at word pos + 2 j
         let mut j = 0;
@@ -413,14 +632,44 @@ mod tests {
                 unsafe { blocks16(&key, stream, 3, &mut out) };
                 assert_eq!(out[..], words[48..48 + 256]);
             }
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx2") {
+                let mut out = [0u32; 128];
+                // SAFETY: AVX2 is present.
+                unsafe { blocks8(&key, stream, 5, &mut out) };
+                assert_eq!(out[..], words[80..80 + 128]);
+            }
         }
     }
 
-    /// `fill` gives the bits of one-at-a-time sampling from any word position (odd ones
-    /// included), for short and long runs (over several chunks, through rejections and the
-    /// tail), and leaves the generator where one-at-a-time sampling leaves it.
+    /// The kernels this processor runs.
+    fn runnable() -> Vec<Kernels> {
+        let mut k = vec![Kernels::Scalar];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2") {
+                k.push(Kernels::Avx2);
+            }
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                k.push(Kernels::Avx512);
+            }
+        }
+        k
+    }
+
+    /// `fill` with every kernel this processor runs gives the bits of one-at-a-time sampling
+    /// from any word position (odd ones included), for short and long runs (over several
+    /// chunks, through rejections and the tail), and leaves the generator where one-at-a-time
+    /// sampling leaves it.
     #[test]
     fn fill_matches_one_at_a_time_sampling() {
+        assert!(runnable().contains(&Kernels::best()));
+        for kernels in runnable() {
+            fill_matches_with(kernels);
+        }
+    }
+
+    fn fill_matches_with(kernels: Kernels) {
         for (seed, stream, skip, len) in [
             (1u64, 2u64, 0usize, 10_000usize),
             (2, 9, 1, 32_768),
@@ -439,11 +688,15 @@ mod tests {
                 .map(|_| a.sample::<f32, _>(StandardNormal).to_bits())
                 .collect();
             let mut got = vec![0f32; len];
-            fill(&mut b, &mut got);
+            fill_with(kernels, &mut b, &mut got);
             let got: Vec<u32> = got.iter().map(|v| v.to_bits()).collect();
-            assert_eq!(want, got, "seed {seed}");
-            assert_eq!(a.get_word_pos(), b.get_word_pos(), "seed {seed}");
-            assert_eq!(a.next_u64(), b.next_u64(), "seed {seed}");
+            assert_eq!(want, got, "{kernels:?} seed {seed}");
+            assert_eq!(
+                a.get_word_pos(),
+                b.get_word_pos(),
+                "{kernels:?} seed {seed}"
+            );
+            assert_eq!(a.next_u64(), b.next_u64(), "{kernels:?} seed {seed}");
         }
     }
 }

@@ -306,48 +306,14 @@ impl Net {
         }
     }
 
-    /// Pre-activations Z = X W^T (rows = batch*patches, cols = neurons) into `z`. The rows are
-    /// cut into fixed blocks of [`ROW_BLOCK`] computed in parallel when `parallel`; every block
-    /// is the same product whatever the thread count, so the bits do not depend on it.
+    /// Pre-activations Z = X W^T (rows = batch*patches, cols = neurons) into `z`, by
+    /// [`matmul_forward`].
     fn preact(&self, x: &[f32], z: &mut Vec<f32>) {
         let d = self.dim();
         let n = self.neurons();
-        let rows = x.len() / d;
-        z.resize(rows * n, 0.0);
+        z.resize(x.len() / d * n, 0.0);
         let w = self.w.as_slice().expect("weights are contiguous");
-        let block = |(zb, xb): (&mut [f32], &[f32])| {
-            let r = xb.len() / d;
-            // SAFETY: Zb (r x n, row-major) = Xb (r x d, row-major) * W^T, where W^T (d x n) is
-            // read from W (n x d, row-major) with row stride 1 and column stride d. The slices
-            // hold exactly these sizes and Zb aliases neither input.
-            unsafe {
-                matrixmultiply::sgemm(
-                    r,
-                    d,
-                    n,
-                    1.0,
-                    xb.as_ptr(),
-                    d as isize,
-                    1,
-                    w.as_ptr(),
-                    1,
-                    d as isize,
-                    0.0,
-                    zb.as_mut_ptr(),
-                    n as isize,
-                    1,
-                );
-            }
-        };
-        if self.parallel {
-            z.par_chunks_mut(ROW_BLOCK * n)
-                .zip(x.par_chunks(ROW_BLOCK * d))
-                .for_each(block);
-        } else {
-            z.chunks_mut(ROW_BLOCK * n)
-                .zip(x.chunks(ROW_BLOCK * d))
-                .for_each(block);
-        }
+        matmul_forward(x, w, n, d, z, self.parallel);
     }
 
     /// Apply the activation in place: z becomes act'(z + b), h gets the pooled sums.
@@ -632,46 +598,7 @@ impl Net {
             products::weight_product(x, &ws.dzp, n, d, dst, beta, b, self.parallel);
             return;
         }
-        let dz = &ws.z;
-        let n = dst.len() / d;
-        let rows = x.len() / d;
-        assert_eq!(dz.len(), rows * n);
-        assert_eq!(dst.len(), n * d);
-        let out = SendPtr(dst.as_mut_ptr());
-        let block = |j: usize| {
-            let j0 = j * COL_BLOCK;
-            let nc = COL_BLOCK.min(d - j0);
-            let out = &out;
-            // SAFETY: dst[:, j0..j0+nc] (n x nc, row stride d) = beta * dZ^T X[:, j0..j0+nc]
-            // (+ itself when read_dst). dZ^T (n x rows) is read from dZ (rows x n, row-major)
-            // with row stride 1 and column stride n; X's column block starts at x + j0 with row
-            // stride d. All reads and writes stay inside dz, x and dst, whose sizes are checked
-            // above; blocks write disjoint columns of dst, which aliases neither input.
-            unsafe {
-                matrixmultiply::sgemm(
-                    n,
-                    rows,
-                    nc,
-                    beta,
-                    dz.as_ptr(),
-                    1,
-                    n as isize,
-                    x.as_ptr().add(j0),
-                    d as isize,
-                    1,
-                    if read_dst { 1.0 } else { 0.0 },
-                    out.0.add(j0),
-                    d as isize,
-                    1,
-                );
-            }
-        };
-        let blocks = d.div_ceil(COL_BLOCK);
-        if self.parallel {
-            (0..blocks).into_par_iter().for_each(block);
-        } else {
-            (0..blocks).for_each(block);
-        }
+        matmul_weight_product(x, &ws.z, d, dst, read_dst, beta, self.parallel);
     }
 
     /// One SGD step on the batch with learning rate `lr` (first layer, and the head too when it
@@ -714,6 +641,110 @@ impl Net {
         ws.products_s += t.elapsed().as_secs_f64();
         self.w = w;
         loss
+    }
+}
+
+/// Z = X W^T by `matrixmultiply` (X: rows x d, W: n x d, Z: rows x n, row-major), the
+/// products where the [`products`] kernels do not run. The rows are cut into fixed blocks of
+/// [`ROW_BLOCK`] computed in parallel when `parallel`; every block is the same product whatever
+/// the thread count, so the bits do not depend on it.
+///
+/// # Panics
+/// If the lengths do not match.
+pub fn matmul_forward(x: &[f32], w: &[f32], n: usize, d: usize, z: &mut [f32], parallel: bool) {
+    assert_eq!(x.len() % d, 0);
+    assert_eq!(w.len(), n * d);
+    assert_eq!(z.len(), x.len() / d * n);
+    let block = |(zb, xb): (&mut [f32], &[f32])| {
+        let r = xb.len() / d;
+        // SAFETY: Zb (r x n, row-major) = Xb (r x d, row-major) * W^T, where W^T (d x n) is
+        // read from W (n x d, row-major) with row stride 1 and column stride d. The slices
+        // hold exactly these sizes and Zb aliases neither input.
+        unsafe {
+            matrixmultiply::sgemm(
+                r,
+                d,
+                n,
+                1.0,
+                xb.as_ptr(),
+                d as isize,
+                1,
+                w.as_ptr(),
+                1,
+                d as isize,
+                0.0,
+                zb.as_mut_ptr(),
+                n as isize,
+                1,
+            );
+        }
+    };
+    if parallel {
+        z.par_chunks_mut(ROW_BLOCK * n)
+            .zip(x.par_chunks(ROW_BLOCK * d))
+            .for_each(block);
+    } else {
+        z.chunks_mut(ROW_BLOCK * n)
+            .zip(x.chunks(ROW_BLOCK * d))
+            .for_each(block);
+    }
+}
+
+/// dst (n x d) <- beta dZ^T X (+ dst when `read_dst`) by `matrixmultiply` (X: rows x d, dZ:
+/// rows x n, row-major), the weight gradient where the [`products`] kernels do not run. The
+/// columns (input coordinates) are cut into fixed blocks of [`COL_BLOCK`], computed in parallel
+/// when `parallel`; each element sums over all rows in the same order, so the bits do not depend
+/// on the thread count.
+///
+/// # Panics
+/// If the lengths do not match.
+pub fn matmul_weight_product(
+    x: &[f32],
+    dz: &[f32],
+    d: usize,
+    dst: &mut [f32],
+    read_dst: bool,
+    beta: f32,
+    parallel: bool,
+) {
+    let n = dst.len() / d;
+    let rows = x.len() / d;
+    assert_eq!(dz.len(), rows * n);
+    assert_eq!(dst.len(), n * d);
+    let out = SendPtr(dst.as_mut_ptr());
+    let block = |j: usize| {
+        let j0 = j * COL_BLOCK;
+        let nc = COL_BLOCK.min(d - j0);
+        let out = &out;
+        // SAFETY: dst[:, j0..j0+nc] (n x nc, row stride d) = beta * dZ^T X[:, j0..j0+nc]
+        // (+ itself when read_dst). dZ^T (n x rows) is read from dZ (rows x n, row-major)
+        // with row stride 1 and column stride n; X's column block starts at x + j0 with row
+        // stride d. All reads and writes stay inside dz, x and dst, whose sizes are checked
+        // above; blocks write disjoint columns of dst, which aliases neither input.
+        unsafe {
+            matrixmultiply::sgemm(
+                n,
+                rows,
+                nc,
+                beta,
+                dz.as_ptr(),
+                1,
+                n as isize,
+                x.as_ptr().add(j0),
+                d as isize,
+                1,
+                if read_dst { 1.0 } else { 0.0 },
+                out.0.add(j0),
+                d as isize,
+                1,
+            );
+        }
+    };
+    let blocks = d.div_ceil(COL_BLOCK);
+    if parallel {
+        (0..blocks).into_par_iter().for_each(block);
+    } else {
+        (0..blocks).for_each(block);
     }
 }
 
