@@ -52,76 +52,59 @@ impl Shapes {
     }
 }
 
-fn parallelism(threads: usize) -> gemm::Parallelism {
-    if threads > 1 {
+/// dst (m x n, row-major) = lhs (m x k) rhs (k x n) by `gemm`, the operands read with the
+/// given (row, column) strides.
+fn gemm_product(
+    (m, n, k): (usize, usize, usize),
+    dst: &mut [f32],
+    (lhs, lhs_rs, lhs_cs): (&[f32], usize, usize),
+    (rhs, rhs_rs, rhs_cs): (&[f32], usize, usize),
+    threads: usize,
+) {
+    assert_eq!(dst.len(), m * n);
+    assert!(m > 0 && n > 0 && k > 0, "empty product");
+    assert!(lhs.len() > (m - 1) * lhs_rs + (k - 1) * lhs_cs);
+    assert!(rhs.len() > (k - 1) * rhs_rs + (n - 1) * rhs_cs);
+    let parallelism = if threads > 1 {
         gemm::Parallelism::Rayon(threads)
     } else {
         gemm::Parallelism::None
+    };
+    // SAFETY: the strides address elements inside the three slices (checked above); dst
+    // aliases neither operand.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            lhs.as_ptr(),
+            lhs_cs as isize,
+            lhs_rs as isize,
+            rhs.as_ptr(),
+            rhs_cs as isize,
+            rhs_rs as isize,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        )
     }
 }
 
 /// Z = X W^T by `gemm` (X: rows x d, W: n x d, Z: rows x n, all row-major).
 fn gemm_forward(s: Shapes, x: &[f32], w: &[f32], z: &mut [f32], threads: usize) {
-    assert_eq!(
-        (x.len(), w.len(), z.len()),
-        (s.rows * s.d, s.n * s.d, s.rows * s.n)
-    );
-    // SAFETY: the strides describe the three slices, whose lengths are checked above.
-    unsafe {
-        gemm::gemm(
-            s.rows,
-            s.n,
-            s.d,
-            z.as_mut_ptr(),
-            1,
-            s.n as isize,
-            false,
-            x.as_ptr(),
-            1,
-            s.d as isize,
-            w.as_ptr(),
-            s.d as isize,
-            1,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            parallelism(threads),
-        )
-    }
+    gemm_product((s.rows, s.n, s.d), z, (x, s.d, 1), (w, 1, s.d), threads)
 }
 
 /// dW = dZ^T X by `gemm` (dZ: rows x n, X: rows x d, dW: n x d, all row-major).
 fn gemm_weight(s: Shapes, x: &[f32], dz: &[f32], dw: &mut [f32], threads: usize) {
-    assert_eq!(
-        (x.len(), dz.len(), dw.len()),
-        (s.rows * s.d, s.rows * s.n, s.n * s.d)
-    );
-    // SAFETY: the strides describe the three slices, whose lengths are checked above.
-    unsafe {
-        gemm::gemm(
-            s.n,
-            s.d,
-            s.rows,
-            dw.as_mut_ptr(),
-            1,
-            s.d as isize,
-            false,
-            dz.as_ptr(),
-            s.n as isize,
-            1,
-            x.as_ptr(),
-            1,
-            s.d as isize,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            parallelism(threads),
-        )
-    }
+    gemm_product((s.n, s.d, s.rows), dw, (dz, 1, s.n), (x, s.d, 1), threads)
 }
 
 /// Z = X W^T by the step's kernels, cut into the step's blocks of rows.
@@ -143,21 +126,6 @@ fn own_forward(s: Shapes, x: &[f32], w: &[f32], packed: &mut [f32], z: &mut [f32
             .enumerate()
             .for_each(block);
     }
-}
-
-/// dL/dZ in the layout the step's weight product reads (written there by the pass that
-/// computes it, so not timed).
-fn pack_grad(dz: &[f32], rows: usize, n: usize) -> Vec<f32> {
-    let t = products::BWD_ROWS;
-    let mut out = vec![0f32; products::packed_grad_len(rows, n)];
-    for (ti, tile) in out.chunks_exact_mut(rows * t).enumerate() {
-        for r in 0..rows {
-            for i in 0..t.min(n.saturating_sub(ti * t)) {
-                tile[r * t + i] = dz[r * n + ti * t + i];
-            }
-        }
-    }
-    out
 }
 
 fn rel_diff(a: &[f32], reference: &[f32]) -> f64 {
@@ -185,7 +153,7 @@ pub fn measure(s: Shapes, threads: usize, rounds: usize, reps: usize) -> Product
     let w = normals(s.n * s.d, 0.03);
     let dz = normals(s.rows * s.n, 1e-3);
     let dzp = if kernels {
-        pack_grad(&dz, s.rows, s.n)
+        products::pack_grad(&dz, s.rows, s.n)
     } else {
         Vec::new()
     };

@@ -290,6 +290,23 @@ pub fn packed_grad_len(rows: usize, n: usize) -> usize {
     n.div_ceil(BWD_ROWS) * BWD_ROWS * rows
 }
 
+/// dL/dZ (`rows` x `n`, row-major) in the layout [`weight_product`] reads ([`packed_grad_len`]).
+/// The step writes that layout in the pass that computes dL/dZ; this is for callers that hold
+/// dL/dZ row-major.
+pub fn pack_grad(dz: &[f32], rows: usize, n: usize) -> Vec<f32> {
+    assert_eq!(dz.len(), rows * n);
+    let mut out = vec![0f32; packed_grad_len(rows, n)];
+    for (t, part) in out.chunks_exact_mut(rows * BWD_ROWS).enumerate() {
+        for (r, o) in part.chunks_exact_mut(BWD_ROWS).enumerate() {
+            for (i, v) in o.iter_mut().enumerate() {
+                let j = t * BWD_ROWS + i;
+                *v = if j < n { dz[r * n + j] } else { 0.0 };
+            }
+        }
+    }
+    out
+}
+
 /// A raw pointer that parallel parts writing disjoint columns of one buffer may share.
 struct SharedOut(*mut f32);
 
@@ -413,30 +430,7 @@ mod tests {
     /// Z = X W^T through `matrixmultiply`, cut as the net cuts it without the kernels.
     fn reference_forward(x: &[f32], w: &[f32], n: usize, d: usize) -> Vec<f32> {
         let mut z = vec![0f32; x.len() / d * n];
-        for (zb, xb) in z
-            .chunks_mut(crate::theory::net::ROW_BLOCK * n)
-            .zip(x.chunks(crate::theory::net::ROW_BLOCK * d))
-        {
-            // SAFETY: Zb = Xb W^T with the sizes of the slices (as in `Net::preact`).
-            unsafe {
-                matrixmultiply::sgemm(
-                    xb.len() / d,
-                    d,
-                    n,
-                    1.0,
-                    xb.as_ptr(),
-                    d as isize,
-                    1,
-                    w.as_ptr(),
-                    1,
-                    d as isize,
-                    0.0,
-                    zb.as_mut_ptr(),
-                    n as isize,
-                    1,
-                );
-            }
-        }
+        crate::theory::net::matmul_forward(x, w, n, d, &mut z, false);
         z
     }
 
@@ -474,19 +468,6 @@ mod tests {
                 );
             }
         }
-    }
-
-    fn pack_grad(dz: &[f32], rows: usize, n: usize) -> Vec<f32> {
-        let mut out = vec![f32::NAN; packed_grad_len(rows, n)];
-        for (t, part) in out.chunks_exact_mut(rows * BWD_ROWS).enumerate() {
-            for (r, o) in part.chunks_exact_mut(BWD_ROWS).enumerate() {
-                for (i, v) in o.iter_mut().enumerate() {
-                    let j = t * BWD_ROWS + i;
-                    *v = if j < n { dz[r * n + j] } else { 0.0 };
-                }
-            }
-        }
-        out
     }
 
     fn same_bits(a: &[f32], b: &[f32]) -> usize {
