@@ -222,12 +222,12 @@ fn legend_entries(c: &LineChart) -> Vec<LegendEntry> {
     series
 }
 
-/// Render a line chart; `x_ticks` replaces the automatic labelled x ticks.
-pub(crate) fn line_chart(c: &LineChart, x_ticks: Option<&[f64]>) -> Result<String, PlotError> {
+/// Render a line chart; the chart's `x_ticks`, if any, replace the automatic labelled x ticks.
+pub(crate) fn line_chart(c: &LineChart) -> Result<String, PlotError> {
     let fig = figure_name(&c.title, "line chart");
     let clean = validate(c, &fig)?;
     let entries = legend_entries(c);
-    let render = |y| render(c, &clean, &entries, y, x_ticks);
+    let render = |y| render(c, &clean, &entries, y, c.x_ticks.as_deref());
     let (svg, cost, plot_h) = render(clean.y).map_err(|e| draw_err(&fig, e))?;
     if cost == 0 || c.y_range.is_some() || entries.is_empty() {
         return Ok(svg);

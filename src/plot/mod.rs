@@ -44,13 +44,7 @@ pub use spec::{
 
 /// Render a [`LineChart`] as an SVG document.
 pub fn line_chart(c: &LineChart) -> Result<String, PlotError> {
-    line::line_chart(c, None)
-}
-
-/// Render a [`LineChart`] with its labelled x ticks at `x_ticks` (those inside the axis range),
-/// e.g. at the data's own x values (powers of two on a log axis), instead of automatic ones.
-pub fn line_chart_x_ticks(c: &LineChart, x_ticks: &[f64]) -> Result<String, PlotError> {
-    line::line_chart(c, Some(x_ticks))
+    line::line_chart(c)
 }
 
 /// Render a [`Heatmap`] as an SVG document.

@@ -72,6 +72,10 @@ pub struct LineChart {
     pub y_range: Option<(f64, f64)>,
     /// Draw error bars (+-sd) at each point in addition to the band.
     pub error_bars: bool,
+    /// Labelled x ticks at these values (those inside the axis range) instead of automatic
+    /// ones, e.g. at the data's own x values (powers of two, the class counts of a study).
+    #[serde(default)]
+    pub x_ticks: Option<Vec<f64>>,
 }
 
 /// A matrix as colored cells: rows top to bottom, columns left to right, with a color scale bar.

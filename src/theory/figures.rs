@@ -85,6 +85,7 @@ pub fn response_curves(results: &[RunResult], conds: &[&str]) -> Result<String, 
         log_y: true,
         y_range: None,
         error_bars: false,
+        x_ticks: None,
     })?)
 }
 
@@ -116,6 +117,7 @@ pub fn error_curves(results: &[RunResult], conds: &[&str]) -> Result<String, The
         log_y: false,
         y_range: Some((0.0, 1.0)),
         error_bars: false,
+        x_ticks: None,
     })?)
 }
 
@@ -239,20 +241,18 @@ pub fn error_vs_k(
         }
     }
     let ticks: Vec<f64> = pairs.iter().map(|p| p.0).collect();
-    Ok(plot::line_chart_x_ticks(
-        &LineChart {
-            title: "Coarse test error (summed head) against subclasses per superclass".into(),
-            x_label: "subclasses per superclass k".into(),
-            y_label: "coarse test error (fraction)".into(),
-            series,
-            bands: vec![],
-            log_x: true,
-            log_y: false,
-            y_range: Some((0.0, 1.0)),
-            error_bars: true,
-        },
-        &ticks,
-    )?)
+    Ok(plot::line_chart(&LineChart {
+        title: "Coarse test error (summed head) against subclasses per superclass".into(),
+        x_label: "subclasses per superclass k".into(),
+        y_label: "coarse test error (fraction)".into(),
+        series,
+        bands: vec![],
+        log_x: true,
+        log_y: false,
+        y_range: Some((0.0, 1.0)),
+        error_bars: true,
+        x_ticks: Some(ticks),
+    })?)
 }
 
 /// Write the `verify` figures into `dir`; returns the files written.
@@ -408,6 +408,7 @@ fn pair_figures(
         log_y: false,
         y_range,
         error_bars: true,
+        x_ticks: Some(ticks.clone()),
     };
     let mut out = Vec::new();
     for ro in readouts {
@@ -436,10 +437,7 @@ fn pair_figures(
             vec![],
             None,
         );
-        out.push(dir.write_text(
-            &format!("gap_{ro}.svg"),
-            &plot::line_chart_x_ticks(&c, &ticks)?,
-        )?);
+        out.push(dir.write_text(&format!("gap_{ro}.svg"), &plot::line_chart(&c)?)?);
     }
     let Some(ro) = readouts.first() else {
         return Ok(out);
@@ -474,7 +472,7 @@ fn pair_figures(
             }],
             None,
         );
-        out.push(dir.write_text("contrast_ratio.svg", &plot::line_chart_x_ticks(&c, &ticks)?)?);
+        out.push(dir.write_text("contrast_ratio.svg", &plot::line_chart(&c)?)?);
     }
     let summed = Readout::SummedHead.name();
     let mut check = Vec::new();
@@ -500,7 +498,7 @@ fn pair_figures(
             vec![],
             Some((0.0, 0.6)),
         );
-        out.push(dir.write_text("margin_check.svg", &plot::line_chart_x_ticks(&c, &ticks)?)?);
+        out.push(dir.write_text("margin_check.svg", &plot::line_chart(&c)?)?);
     }
     Ok(out)
 }
@@ -571,6 +569,7 @@ pub fn sweep_figures(
                     log_y: false,
                     y_range: Some((0.0, 1.0)),
                     error_bars: true,
+                    x_ticks: None,
                 })?,
             )?);
         }

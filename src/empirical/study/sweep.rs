@@ -43,7 +43,7 @@ use super::reports::summary::{StudySummary, SummaryRow};
 use super::runner::{refuses_dir, resolved_config, RunOptions};
 use crate::config::{load_str, ConfigError};
 use crate::empirical::error::EmpiricalError;
-use crate::plot::{line_chart_x_ticks, HBand, LineChart, Series};
+use crate::plot::{line_chart, HBand, LineChart, Series};
 use crate::report::{file_safe, read_json, ReportError, ResultsDir};
 
 /// The sweep file as run, in the sweep folder.
@@ -701,9 +701,10 @@ pub fn write_axis_reports(
     ticks.sort_by(f64::total_cmp);
     ticks.dedup();
     for hard in [true, false] {
-        if let Some(chart) = axis_chart(axis, &rows, hard) {
+        if let Some(mut chart) = axis_chart(axis, &rows, hard) {
+            chart.x_ticks = Some(ticks.clone());
             let name = format!("{}_{}.svg", axis.name, if hard { "hard" } else { "all" });
-            dir.write_text(&name, &line_chart_x_ticks(&chart, &ticks)?)?;
+            dir.write_text(&name, &line_chart(&chart)?)?;
             written.push(name);
         }
     }

@@ -136,6 +136,7 @@ fn sample_line_chart() -> LineChart {
         log_y: false,
         y_range: None,
         error_bars: true,
+        x_ticks: None,
     }
 }
 

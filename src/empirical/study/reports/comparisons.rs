@@ -1226,6 +1226,9 @@ The pretrained arms along the hierarchy, from coarser than the target to one lab
             return None;
         }
         let n = fams.len();
+        let x_ticks = super::figures::class_count_ticks(
+            fams.iter().flat_map(|(_, pts)| pts.iter().map(|p| p.0)),
+        );
         let series = fams
             .iter()
             .enumerate()
@@ -1266,6 +1269,7 @@ The pretrained arms along the hierarchy, from coarser than the target to one lab
             }],
             log_x: true,
             error_bars: true,
+            x_ticks,
             ..Default::default()
         })
     }

@@ -20,6 +20,17 @@ use crate::report::{MeanSd, ResultsDir};
 /// number of classes.
 const DODGE: f64 = 0.02;
 
+/// Labelled x ticks at the class counts themselves where they span less than a factor of 3
+/// (e.g. one arm's 25 classes): automatic log ticks there would label the few tenths of a class
+/// that the dodge shifts points by. None: automatic ticks.
+pub(super) fn class_count_ticks(counts: impl IntoIterator<Item = usize>) -> Option<Vec<f64>> {
+    let mut c: Vec<usize> = counts.into_iter().filter(|&c| c > 0).collect();
+    c.sort_unstable();
+    c.dedup();
+    let (&lo, &hi) = (c.first()?, c.last()?);
+    (hi < 3 * lo).then(|| c.into_iter().map(|c| c as f64).collect())
+}
+
 /// A design's name with what it is, for titles.
 pub fn design_title(design: &str) -> String {
     match design {
@@ -77,6 +88,7 @@ pub fn granularity_chart(
         10f64.powf(DODGE * (j - (at.len() as f64 - 1.0) / 2.0))
     };
     let dodged = sharing.values().any(|at| at.len() > 1);
+    let x_ticks = class_count_ticks(sharing.keys().copied());
     let series = order
         .iter()
         .map(|f| {
@@ -117,6 +129,7 @@ pub fn granularity_chart(
         }],
         log_x: true,
         error_bars: true,
+        x_ticks,
         ..Default::default()
     })
 }
@@ -410,5 +423,33 @@ mod tests {
         assert_eq!(x[0], 2.0, "a class count of one family alone stays put");
         assert!(x[1] < 10.0 && x[2] > 10.0, "{x:?}");
         assert!(c.x_label.contains("shifted apart"));
+        assert_eq!(c.x_ticks, None, "2 to 10 classes get automatic ticks");
+    }
+
+    /// Arms that all have one class count are labelled at that count, not at the few tenths of
+    /// a class the dodge shifts them by.
+    #[test]
+    fn one_class_count_is_labelled_at_itself() {
+        let rows = summarize(&[
+            cell("baseline", "baseline", 5, 0.3),
+            cell("fine", "manual hierarchy", 25, 0.2),
+            cell("random", "random, aligned", 25, 0.25),
+        ]);
+        let c = granularity_chart(&rows, "balanced", Readout::Finetune, false).unwrap();
+        assert_eq!(c.x_ticks, Some(vec![25.0]));
+        let svg = line_chart(&c).unwrap();
+        // tick labels are text lines of their own; the y axis's are errors below 1
+        let near: Vec<f64> = svg
+            .lines()
+            .filter_map(|l| l.trim().parse::<f64>().ok())
+            .filter(|v| (20.0..30.0).contains(v))
+            .collect();
+        assert_eq!(near, vec![25.0], "the count is the one x tick label");
+        assert_eq!(
+            class_count_ticks([10, 15, 25]),
+            Some(vec![10.0, 15.0, 25.0])
+        );
+        assert_eq!(class_count_ticks([2, 5, 25]), None);
+        assert_eq!(class_count_ticks([]), None);
     }
 }
