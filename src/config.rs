@@ -88,6 +88,33 @@ pub trait Validate {
     }
 }
 
+/// Every `--set VALUE` / `--set=VALUE` of a command line, in the order given, wherever it
+/// stands: before the subcommand's name, after it, or both. A global option repeated on both
+/// sides of a subcommand keeps only the subcommand's side in clap's matches (the values given
+/// before it would be lost without a word), so the binaries read their overrides here, after
+/// clap has checked the command line. Arguments after a bare `--` are not options.
+pub fn set_args<I, S>(args: I) -> Vec<String>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let mut out = Vec::new();
+    let mut args = args.into_iter();
+    while let Some(a) = args.next() {
+        let a = a.as_ref().to_string_lossy();
+        if a == "--" {
+            break;
+        } else if a == "--set" {
+            if let Some(v) = args.next() {
+                out.push(v.as_ref().to_string_lossy().into_owned());
+            }
+        } else if let Some(v) = a.strip_prefix("--set=") {
+            out.push(v.to_string());
+        }
+    }
+    out
+}
+
 /// Parse one `key.path=value` override and apply it to a TOML document. The value is read as a
 /// TOML value (`3`, `0.5`, `true`, `[1, 2]`, `"text"`, `{ kind = "per_sample" }`), and as a plain
 /// string when it does not parse. Missing tables on the path are created; unknown keys are then
@@ -282,6 +309,28 @@ pub fn to_toml<T: Serialize>(cfg: &T) -> Result<String, ConfigError> {
 mod tests {
     use super::*;
     use serde::Deserialize;
+
+    /// Overrides on both sides of a subcommand are all kept, in order; `--` ends the options.
+    #[test]
+    fn set_args_reads_both_sides_of_the_subcommand() {
+        let argv = [
+            "empirical",
+            "--set",
+            "a=1",
+            "study",
+            "c.toml",
+            "--set=b=2",
+            "--out",
+            "o",
+            "--set",
+            "c={ k = \"--set\" }",
+            "--",
+            "--set",
+            "d=4",
+        ];
+        assert_eq!(set_args(argv), ["a=1", "b=2", "c={ k = \"--set\" }"]);
+        assert!(set_args(["theory-sim", "verify", "--out", "x"]).is_empty());
+    }
 
     #[derive(Debug, Deserialize, Serialize, PartialEq)]
     #[serde(deny_unknown_fields)]

@@ -402,6 +402,10 @@ fn adding_seeds_keeps_the_cells_already_run() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("s");
     study(&out, &["--set", "seeds=[0]"], true);
+    // the overrides before the subcommand's name are kept beside the one after it
+    let saved = String::from_utf8(read(&out.join("config.toml"))).unwrap();
+    assert!(saved.contains("image_size = 16"), "{saved}");
+    assert!(saved.contains("seeds = [0]"), "{saved}");
     let before: Vec<(String, Vec<u8>)> = names(&out.join("cells"), ".json")
         .into_iter()
         .map(|c| {

@@ -28,7 +28,8 @@ struct Cli {
     /// Where networks run: "cpu", or "cuda:N" (needs a build with `--features cuda`).
     #[arg(long, global = true, default_value = "cpu")]
     device: DeviceSpec,
-    /// Override a config value, e.g. --set train.pretrain_epochs=3 (repeatable).
+    /// Override a config value, e.g. --set train.pretrain_epochs=3 (repeatable, before or after
+    /// the subcommand's name, applied in order).
     #[arg(long = "set", global = true, value_name = "KEY=VALUE")]
     set: Vec<String>,
     /// Layer implementation on the CPU: "fast" (this crate's kernels) or "stock" (candle's own
@@ -169,11 +170,15 @@ fn main() -> Result<()> {
     if cli.command.is_some() && (cli.out.is_some() || cli.fresh) {
         bail!("--out and --fresh before the subcommand are the default run's; give them after the subcommand's name (e.g. empirical study CONFIG --out DIR)");
     }
+    let set = granularity::config::set_args(std::env::args_os().skip(1));
+    if !set.ends_with(&cli.set) {
+        bail!("could not read the --set options of this command line in order; give them all before the subcommand's name");
+    }
     let g = Global {
         device: cli.device,
         opened: cli.device.open()?,
         kernels: cli.kernels,
-        set: cli.set,
+        set,
     };
     let text = match cli.command {
         None => commands::synthetic(

@@ -2,7 +2,7 @@
 //! on the embedded default config and writes its results and figures. See `--help`. Each
 //! subcommand is one function of [`granularity::theory::commands`].
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use granularity::cluster::{Shard, SlurmArgs};
 use granularity::theory::commands::{self, SweepPart, SweepSpec};
@@ -19,7 +19,8 @@ struct Cli {
     /// Config file (TOML); default: the embedded experiments/theory/default.toml.
     #[arg(long, global = true)]
     config: Option<PathBuf>,
-    /// Override a config field, e.g. --set train.lr=0.5 --set data.dim=128 (repeatable; values are TOML).
+    /// Override a config field, e.g. --set train.lr=0.5 --set data.dim=128 (repeatable, before or
+    /// after the subcommand's name, applied in order; values are TOML).
     #[arg(long = "set", value_name = "KEY=VALUE", global = true)]
     set: Vec<String>,
     /// Results folder (default: the config's out_dir).
@@ -113,12 +114,16 @@ fn main() -> Result<ExitCode> {
             .build_global()
             .context("setting the thread count")?;
     }
+    let set = granularity::config::set_args(std::env::args_os().skip(1));
+    if !set.ends_with(&cli.set) {
+        bail!("could not read the --set options of this command line in order; give them all before the subcommand's name");
+    }
     let command = cli.command.as_ref().unwrap_or(&Command::Verify {
         claims: None,
         no_figures: false,
         strict: false,
     });
-    let config = || commands::load_config(cli.config.as_deref(), &cli.set);
+    let config = || commands::load_config(cli.config.as_deref(), &set);
     let out = cli.out.as_deref();
     let text = match command {
         Command::Verify {
@@ -153,14 +158,9 @@ fn main() -> Result<ExitCode> {
             commands::sweep_command(&config()?, spec, out, cli.fresh, part)?
         }
         Command::Merge { dir, shards } => commands::merge_command(dir, shards)?,
-        Command::Slurm { spec, slurm } => commands::slurm_command(
-            &config()?,
-            cli.config.as_deref(),
-            &cli.set,
-            spec,
-            out,
-            slurm,
-        )?,
+        Command::Slurm { spec, slurm } => {
+            commands::slurm_command(&config()?, cli.config.as_deref(), &set, spec, out, slurm)?
+        }
         Command::Sweeps => commands::list_sweeps()?,
         Command::Plot { dir } => commands::plot_command(dir)?,
         Command::Bench {
